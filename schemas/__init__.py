@@ -1,0 +1,1 @@
+"""Hito's contracts: event models, exported JSON Schema and the privacy policy."""

@@ -1,0 +1,103 @@
+"""Hito's one settings object: validated at start-up, frozen, passed explicitly.
+
+Every value can be set from the environment with the prefix ``HITO_`` and ``__`` between
+levels, e.g. ``HITO_STATE_DIR=/srv/hito`` or ``HITO_INFLUXDB__PORT=8086``.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pydantic import BaseModel, ConfigDict, Field, SecretStr
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+
+# Development credentials for the local loopback stack ONLY. They are public by being in the
+# repository; a real deployment sets HITO_INFLUXDB__TOKEN / HITO_INFLUXDB__PASSWORD from a secret.
+DEV_ONLY_INFLUX_TOKEN = "hito-DEV-ONLY-influx-token-do-not-use-in-production"
+DEV_ONLY_INFLUX_PASSWORD = "hito-DEV-ONLY-password"
+
+LOOPBACK = "127.0.0.1"
+
+
+class _Frozen(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+class KafkaSettings(_Frozen):
+    version: str = "4.0.2"
+    host: str = LOOPBACK
+    port: int = Field(default=19092, ge=1, le=65535)
+    controller_port: int = Field(default=19091, ge=1, le=65535)
+    heap: str = "768m"
+
+    @property
+    def bootstrap(self) -> str:
+        return f"{self.host}:{self.port}"
+
+
+class InfluxSettings(_Frozen):
+    version: str = "v2.9.1"
+    host: str = LOOPBACK
+    port: int = Field(default=18086, ge=1, le=65535)
+    org: str = "hito"
+    bucket: str = "hito"
+    username: str = "hito"
+    password: SecretStr = SecretStr(DEV_ONLY_INFLUX_PASSWORD)
+    token: SecretStr = SecretStr(DEV_ONLY_INFLUX_TOKEN)
+    retention_seconds: int = Field(default=0, ge=0, description="0 keeps data forever")
+
+    @property
+    def url(self) -> str:
+        return f"http://{self.host}:{self.port}"
+
+
+class PrometheusSettings(_Frozen):
+    host: str = LOOPBACK
+    port: int = Field(default=19090, ge=1, le=65535)
+
+    @property
+    def url(self) -> str:
+        return f"http://{self.host}:{self.port}"
+
+
+class AlertmanagerSettings(_Frozen):
+    host: str = LOOPBACK
+    port: int = Field(default=19093, ge=1, le=65535)
+
+    @property
+    def url(self) -> str:
+        return f"http://{self.host}:{self.port}"
+
+
+class HitoSettings(BaseSettings):
+    """Everything a Hito process needs to know, checked once when it starts."""
+
+    model_config = SettingsConfigDict(
+        env_prefix="HITO_", env_nested_delimiter="__", frozen=True, extra="forbid"
+    )
+
+    state_dir: Path = Field(
+        default=Path.home() / ".local" / "state" / "hito",
+        description="Data, logs and pid files of the local services",
+    )
+    cache_dir: Path = Field(
+        default=Path.home() / ".cache" / "hito",
+        description="Downloaded jars and built binaries, reused across runs",
+    )
+    infra_dir: Path = Field(default=REPO_ROOT / "infra", description="Shipped service configs")
+    kafka: KafkaSettings = KafkaSettings()
+    influxdb: InfluxSettings = InfluxSettings()
+    prometheus: PrometheusSettings = PrometheusSettings()
+    alertmanager: AlertmanagerSettings = AlertmanagerSettings()
+    pager_port: int = Field(default=19097, ge=1, le=65535, description="hito pager webhook")
+    worker_metrics_ports: tuple[int, ...] = Field(
+        default=(19100, 19101, 19102, 19103),
+        description="Ports Prometheus scrapes for workers (see infra/prometheus/prometheus.yml)",
+    )
+
+
+def load_settings() -> HitoSettings:
+    """Read and validate settings from the environment; fails fast on a bad value."""
+    return HitoSettings()

@@ -1,0 +1,1 @@
+"""The local real-service stack behind ``hito up|down|status``."""

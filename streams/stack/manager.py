@@ -1,0 +1,106 @@
+"""Bring the local stack up, report on it and take it down. Used by the CLI and by tests."""
+
+from __future__ import annotations
+
+import logging
+import shutil
+import time
+from dataclasses import dataclass
+
+from streams.settings import HitoSettings
+from streams.stack import process
+from streams.stack.services import SERVICES, Runner, Service
+
+log = logging.getLogger(__name__)
+
+
+class StackError(RuntimeError):
+    """A service could not be installed, started or made healthy."""
+
+
+@dataclass(frozen=True)
+class ServiceStatus:
+    name: str
+    purpose: str
+    pid: int | None
+    healthy: bool
+    url: str
+    data_dir: str
+    log_path: str
+
+
+def status(settings: HitoSettings) -> list[ServiceStatus]:
+    """Health of every service, whoever started it."""
+    out = []
+    for svc in SERVICES:
+        files = svc.files(settings)
+        out.append(
+            ServiceStatus(
+                name=svc.name,
+                purpose=svc.purpose,
+                pid=process.read_pid(files),
+                healthy=svc.healthy(settings),
+                url=svc.url(settings),
+                data_dir=str(svc.data_dir(settings)),
+                log_path=str(files.log_path),
+            )
+        )
+    return out
+
+
+def up(settings: HitoSettings, run: Runner, *, timeout_s: float = 180.0) -> list[str]:
+    """Install what is missing, start what is not running, wait until all are healthy.
+
+    Idempotent: a healthy service is left alone. Returns the names of the services it started.
+    """
+    started: list[str] = []
+    with process.exclusive_lock(settings.state_dir / "stack.lock"):
+        for svc in SERVICES:
+            svc.install(settings, run)
+        for svc in SERVICES:
+            if svc.healthy(settings):
+                log.info("%s already healthy at %s", svc.name, svc.url(settings))
+                continue
+            if process.read_pid(svc.files(settings)) is None:
+                svc.prepare(settings)
+                process.start(svc.argv(settings), svc.files(settings), cwd=svc.data_dir(settings))
+                started.append(svc.name)
+        for svc in SERVICES:
+            _wait_healthy(svc, settings, timeout_s)
+            svc.after_start(settings)
+    return started
+
+
+def _wait_healthy(svc: Service, settings: HitoSettings, timeout_s: float) -> None:
+    deadline = time.monotonic() + timeout_s
+    files = svc.files(settings)
+    while time.monotonic() < deadline:
+        if svc.healthy(settings):
+            return
+        if process.read_pid(files) is None:
+            raise StackError(f"{svc.name} exited during start-up; see {files.log_path}:\n"
+                             + _tail(files.log_path))
+        time.sleep(0.5)
+    raise StackError(f"{svc.name} not healthy after {timeout_s:.0f} s; see {files.log_path}:\n"
+                     + _tail(files.log_path))
+
+
+def _tail(path: object, lines: int = 15) -> str:
+    try:
+        with open(str(path), "rb") as fh:
+            text = fh.read()[-8000:].decode("utf-8", "replace")
+    except FileNotFoundError:
+        return "(no log)"
+    return "\n".join(text.splitlines()[-lines:])
+
+
+def down(settings: HitoSettings, *, wipe: bool = False) -> list[str]:
+    """Stop every service this state directory started (reverse order); optionally wipe data."""
+    stopped = []
+    with process.exclusive_lock(settings.state_dir / "stack.lock"):
+        for svc in reversed(SERVICES):
+            if process.stop(svc.files(settings)):
+                stopped.append(svc.name)
+            if wipe:
+                shutil.rmtree(svc.data_dir(settings), ignore_errors=True)
+    return stopped

@@ -1,0 +1,296 @@
+"""The four local services: how each is installed, prepared, started and checked.
+
+Every service runs as a plain process on a loopback port, with the project's config files from
+``infra/`` and its data under ``<state_dir>/<service>/``.
+"""
+
+from __future__ import annotations
+
+import logging
+import shutil
+import subprocess
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+
+from streams.settings import HitoSettings
+from streams.stack.process import ProcessFiles
+
+log = logging.getLogger(__name__)
+
+Runner = Callable[[list[str], Path, str], None]
+"""Runs an install command, logging to a file and showing progress: (argv, log_path, label)."""
+
+
+@dataclass(frozen=True)
+class Service:
+    """One local service. Subclasses fill in the details; all methods take the settings."""
+
+    name: str
+    purpose: str
+
+    def files(self, settings: HitoSettings) -> ProcessFiles:
+        return ProcessFiles(
+            pid_path=settings.state_dir / "run" / f"{self.name}.pid",
+            log_path=settings.state_dir / "logs" / f"{self.name}.log",
+        )
+
+    def data_dir(self, settings: HitoSettings) -> Path:
+        return settings.state_dir / self.name
+
+    def install(self, settings: HitoSettings, run: Runner) -> None:
+        """Fetch or build what is missing (idempotent; a no-op when cached)."""
+
+    def prepare(self, settings: HitoSettings) -> None:
+        """Create data directories and one-time state before the first start."""
+        self.data_dir(settings).mkdir(parents=True, exist_ok=True)
+
+    def argv(self, settings: HitoSettings) -> list[str]:
+        raise NotImplementedError
+
+    def url(self, settings: HitoSettings) -> str:
+        raise NotImplementedError
+
+    def healthy(self, settings: HitoSettings) -> bool:
+        raise NotImplementedError
+
+    def after_start(self, settings: HitoSettings) -> None:
+        """One-time initialisation once the service is healthy (idempotent)."""
+
+
+def _http_ok(url: str) -> bool:
+    try:
+        return httpx.get(url, timeout=2.0).status_code == 200
+    except httpx.HTTPError:
+        return False
+
+
+def _require_command(name: str, settings: HitoSettings, run: Runner) -> str:
+    """The path of a Debian-packaged command, installing the packages when it is missing."""
+    found = shutil.which(name)
+    if found is None:
+        script = settings.infra_dir / "install-debian.sh"
+        run(["bash", str(script)], settings.cache_dir / "logs" / "debian.log", "Debian packages")
+        found = shutil.which(name)
+    if found is None:
+        raise RuntimeError(f"{name} is still missing after {settings.infra_dir}/install-debian.sh")
+    return found
+
+
+@dataclass(frozen=True)
+class Kafka(Service):
+    def libs(self, settings: HitoSettings) -> Path:
+        return settings.cache_dir / f"kafka-{settings.kafka.version}" / "libs"
+
+    def config_path(self, settings: HitoSettings) -> Path:
+        return self.data_dir(settings) / "server.properties"
+
+    def install(self, settings: HitoSettings, run: Runner) -> None:
+        _require_command("java", settings, run)
+        _require_command("mvn", settings, run)
+        if (self.libs(settings) / ".complete").exists():
+            return
+        script = settings.infra_dir / "kafka" / "install.sh"
+        run(
+            ["bash", str(script), settings.kafka.version, str(self.libs(settings))],
+            settings.cache_dir / "logs" / "kafka-install.log",
+            f"Kafka {settings.kafka.version} jars (Maven Central)",
+        )
+
+    def prepare(self, settings: HitoSettings) -> None:
+        super().prepare(settings)
+        k = settings.kafka
+        overrides = {
+            "log.dirs": str(self.data_dir(settings) / "data"),
+            "listeners": f"PLAINTEXT://{k.host}:{k.port},CONTROLLER://{k.host}:{k.controller_port}",
+            "advertised.listeners": f"PLAINTEXT://{k.host}:{k.port}",
+            "controller.quorum.voters": f"1@{k.host}:{k.controller_port}",
+        }
+        shipped = (settings.infra_dir / "kafka" / "server.properties").read_text()
+        self.config_path(settings).write_text(apply_properties(shipped, overrides))
+        if not (self.data_dir(settings) / "data" / "meta.properties").exists():
+            self._format(settings)
+
+    def _format(self, settings: HitoSettings) -> None:
+        java = self._java_prefix(settings)
+        cluster_id = subprocess.run(  # noqa: S603
+            [*java, "kafka.tools.StorageTool", "random-uuid"],
+            check=True, capture_output=True, text=True,
+        ).stdout.strip().splitlines()[-1]
+        subprocess.run(  # noqa: S603
+            [*java, "kafka.tools.StorageTool", "format", "-t", cluster_id,
+             "-c", str(self.config_path(settings))],
+            check=True, capture_output=True, text=True,
+        )
+        log.info("formatted Kafka storage with cluster id %s", cluster_id)
+
+    def _java_prefix(self, settings: HitoSettings) -> list[str]:
+        log4j = settings.infra_dir / "kafka" / "log4j2.properties"
+        return [
+            "java", f"-Xmx{settings.kafka.heap}", f"-Xms{settings.kafka.heap}",
+            "-XX:+UseG1GC", "-Djava.awt.headless=true",
+            f"-Dlog4j2.configurationFile={log4j}",
+            "-cp", f"{self.libs(settings)}/*",
+        ]
+
+    def argv(self, settings: HitoSettings) -> list[str]:
+        return [*self._java_prefix(settings), "kafka.Kafka", str(self.config_path(settings))]
+
+    def url(self, settings: HitoSettings) -> str:
+        return f"kafka://{settings.kafka.bootstrap}"
+
+    def healthy(self, settings: HitoSettings) -> bool:
+        return kafka_ready(settings.kafka.bootstrap)
+
+
+def kafka_ready(bootstrap: str) -> bool:
+    """True when the broker answers a metadata request."""
+    from kafka import KafkaAdminClient
+    from kafka.errors import KafkaError
+
+    try:
+        admin = KafkaAdminClient(
+            bootstrap_servers=bootstrap, request_timeout_ms=3000, api_version_auto_timeout_ms=3000
+        )
+    except (KafkaError, OSError, ValueError):
+        return False
+    try:
+        admin.list_topics()
+        return True
+    except (KafkaError, OSError):
+        return False
+    finally:
+        admin.close()
+
+
+def apply_properties(text: str, overrides: dict[str, str]) -> str:
+    """Replace (or append) `key=value` lines of a Java properties file, keeping comments."""
+    out: list[str] = []
+    seen: set[str] = set()
+    for line in text.splitlines():
+        key = line.split("=", 1)[0].strip()
+        if not line.lstrip().startswith("#") and key in overrides:
+            out.append(f"{key}={overrides[key]}")
+            seen.add(key)
+        else:
+            out.append(line)
+    out.extend(f"{k}={v}" for k, v in overrides.items() if k not in seen)
+    return "\n".join(out) + "\n"
+
+
+@dataclass(frozen=True)
+class InfluxDB(Service):
+    def binary(self, settings: HitoSettings) -> Path:
+        return settings.cache_dir / "bin" / f"influxd-{settings.influxdb.version}"
+
+    def install(self, settings: HitoSettings, run: Runner) -> None:
+        _require_command("pkg-config", settings, run)
+        if self.binary(settings).exists():
+            return
+        script = settings.infra_dir / "influxdb" / "build.sh"
+        run(
+            ["bash", str(script), str(self.binary(settings))],
+            settings.cache_dir / "logs" / "influxdb-build.log",
+            f"InfluxDB {settings.influxdb.version} build (Go + Rust, 15-30 min cold)",
+        )
+
+    def argv(self, settings: HitoSettings) -> list[str]:
+        d = self.data_dir(settings)
+        i = settings.influxdb
+        return [
+            str(self.binary(settings)),
+            f"--bolt-path={d / 'influxd.bolt'}",
+            f"--engine-path={d / 'engine'}",
+            f"--sqlite-path={d / 'influxd.sqlite'}",
+            f"--http-bind-address={i.host}:{i.port}",
+            "--reporting-disabled",
+            "--log-level=warn",
+        ]
+
+    def url(self, settings: HitoSettings) -> str:
+        return settings.influxdb.url
+
+    def healthy(self, settings: HitoSettings) -> bool:
+        try:
+            r = httpx.get(f"{settings.influxdb.url}/health", timeout=2.0)
+        except httpx.HTTPError:
+            return False
+        return r.status_code == 200 and r.json().get("status") == "pass"
+
+    def after_start(self, settings: HitoSettings) -> None:
+        """Create org, bucket, user and token once (POST /api/v2/setup; no CLI needed)."""
+        i = settings.influxdb
+        allowed = httpx.get(f"{i.url}/api/v2/setup", timeout=5.0).json().get("allowed")
+        if not allowed:
+            return
+        r = httpx.post(
+            f"{i.url}/api/v2/setup",
+            json={
+                "username": i.username,
+                "password": i.password.get_secret_value(),
+                "org": i.org,
+                "bucket": i.bucket,
+                "token": i.token.get_secret_value(),
+                "retentionPeriodSeconds": i.retention_seconds,
+            },
+            timeout=10.0,
+        )
+        r.raise_for_status()
+        log.info("initialised InfluxDB org %s bucket %s", i.org, i.bucket)
+
+
+@dataclass(frozen=True)
+class Prometheus(Service):
+    def install(self, settings: HitoSettings, run: Runner) -> None:
+        _require_command("prometheus", settings, run)
+
+    def argv(self, settings: HitoSettings) -> list[str]:
+        p = settings.prometheus
+        return [
+            "prometheus",
+            f"--config.file={settings.infra_dir / 'prometheus' / 'prometheus.yml'}",
+            f"--storage.tsdb.path={self.data_dir(settings)}",
+            f"--web.listen-address={p.host}:{p.port}",
+            "--web.enable-lifecycle",
+            # Without this the first notification waits about a minute for Alertmanager discovery.
+            "--rules.alert.resend-delay=1s",
+        ]
+
+    def url(self, settings: HitoSettings) -> str:
+        return settings.prometheus.url
+
+    def healthy(self, settings: HitoSettings) -> bool:
+        return _http_ok(f"{settings.prometheus.url}/-/ready")
+
+
+@dataclass(frozen=True)
+class Alertmanager(Service):
+    def install(self, settings: HitoSettings, run: Runner) -> None:
+        _require_command("prometheus-alertmanager", settings, run)
+
+    def argv(self, settings: HitoSettings) -> list[str]:
+        a = settings.alertmanager
+        return [
+            "prometheus-alertmanager",
+            f"--config.file={settings.infra_dir / 'alertmanager' / 'alertmanager.yml'}",
+            f"--storage.path={self.data_dir(settings)}",
+            f"--web.listen-address={a.host}:{a.port}",
+            # One instance: no gossip cluster (it would also listen on 9094).
+            "--cluster.listen-address=",
+        ]
+
+    def url(self, settings: HitoSettings) -> str:
+        return settings.alertmanager.url
+
+    def healthy(self, settings: HitoSettings) -> bool:
+        return _http_ok(f"{settings.alertmanager.url}/-/ready")
+
+
+SERVICES: tuple[Service, ...] = (
+    Kafka("kafka", "event log: raw, clean and DLQ topics"),
+    InfluxDB("influxdb", "time series: bucket hito, org hito"),
+    Prometheus("prometheus", "scrapes worker metrics, evaluates alert rules"),
+    Alertmanager("alertmanager", "routes alerts to the pager webhook"),
+)
