@@ -61,12 +61,13 @@ def status() -> None:
 
 def _print_status(settings: HitoSettings, console: Console) -> bool:
     rows = manager.status(settings)
-    table = Table(title=f"Hito local stack (state: {settings.state_dir})")
-    for col in ("service", "health", "pid", "listens on", "data", "for"):
-        table.add_column(col)
+    table = Table(title=f"Hito local stack (data and logs under {settings.state_dir})")
+    for col in ("service", "health", "pid", "listens on"):
+        table.add_column(col, no_wrap=True)
+    table.add_column("for")
     for row in rows:
         health = "[green]healthy[/]" if row.healthy else "[red]down[/]"
-        table.add_row(row.name, health, str(row.pid or "-"), row.url, row.data_dir, row.purpose)
+        table.add_row(row.name, health, str(row.pid or "-"), row.url, row.purpose)
     console.print(table)
     return all(row.healthy for row in rows)
 

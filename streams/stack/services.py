@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 import shutil
+import socket
 import subprocess
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -146,20 +147,27 @@ class Kafka(Service):
 
 
 def kafka_ready(bootstrap: str) -> bool:
-    """True when the broker answers a metadata request."""
+    """True when the broker answers a metadata request (fails fast when the port is closed)."""
     from kafka import KafkaAdminClient
-    from kafka.errors import KafkaError
+    from kafka.errors import RetriableError
 
+    # Only "not reachable yet" means unhealthy; a configuration mistake must surface.
+    unreachable = (RetriableError, OSError)
+    host, _, port = bootstrap.rpartition(":")
+    try:
+        socket.create_connection((host, int(port)), timeout=1.0).close()
+    except OSError:
+        return False
     try:
         admin = KafkaAdminClient(
-            bootstrap_servers=bootstrap, request_timeout_ms=3000, api_version_auto_timeout_ms=3000
+            bootstrap_servers=bootstrap, request_timeout_ms=3000, bootstrap_timeout_ms=3000
         )
-    except (KafkaError, OSError, ValueError):
+    except unreachable:
         return False
     try:
         admin.list_topics()
         return True
-    except (KafkaError, OSError):
+    except unreachable:
         return False
     finally:
         admin.close()
