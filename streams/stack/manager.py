@@ -94,11 +94,18 @@ def _tail(path: object, lines: int = 15) -> str:
     return "\n".join(text.splitlines()[-lines:])
 
 
-def down(settings: HitoSettings, *, wipe: bool = False) -> list[str]:
-    """Stop every service this state directory started (reverse order); optionally wipe data."""
+def down(
+    settings: HitoSettings, *, wipe: bool = False, only: list[str] | None = None
+) -> list[str]:
+    """Stop the services of this state directory (reverse start order); optionally wipe data.
+
+    ``only`` limits it to the named services (a test session stops just what it started).
+    """
     stopped = []
     with process.exclusive_lock(settings.state_dir / "stack.lock"):
         for svc in reversed(SERVICES):
+            if only is not None and svc.name not in only:
+                continue
             if process.stop(svc.files(settings)):
                 stopped.append(svc.name)
             if wipe:

@@ -1,0 +1,30 @@
+"""The Faust application factory. Agents are thin adapters added by the pipeline modules."""
+
+from __future__ import annotations
+
+import faust
+
+from streams.settings import HitoSettings
+
+
+def create_app(settings: HitoSettings, *, app_id: str = "hito") -> faust.App:
+    """A Faust app on the configured Kafka, with the project's safety defaults.
+
+    - raw bytes in and out: agents decode and validate themselves, so a bad value can never
+      crash an agent inside Faust's deserialiser;
+    - at-least-once (never ``exactly_once``: it has open crash/duplicate bugs); exact results
+      come from idempotent sinks and dedup state instead;
+    - no web server, and never table contents over HTTP.
+    """
+    return faust.App(
+        app_id,
+        broker=f"kafka://{settings.kafka.bootstrap}",
+        value_serializer="raw",
+        key_serializer="raw",
+        processing_guarantee="at_least_once",
+        web_enabled=False,
+        web_tables_enabled=False,
+        store="memory://",
+        producer_acks=-1,
+        consumer_auto_offset_reset="earliest",
+    )
