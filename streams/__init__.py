@@ -1,1 +1,1 @@
-"""Hito: border telemetry ingestion (Kafka -> Faust -> InfluxDB) under a versioned privacy policy."""
+"""Hito: border telemetry ingestion (Kafka -> Faust -> InfluxDB) under a privacy policy."""

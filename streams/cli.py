@@ -47,8 +47,10 @@ def down(
     """Stop the local services (data is kept unless --wipe)."""
     settings = _settings()
     stopped = manager.down(settings, wipe=wipe)
-    Console().print(f"stopped: {', '.join(stopped) or 'nothing was running'}"
-                    + (f"; wiped data under {settings.state_dir}" if wipe else ""))
+    Console().print(
+        f"stopped: {', '.join(stopped) or 'nothing was running'}"
+        + (f"; wiped data under {settings.state_dir}" if wipe else "")
+    )
 
 
 @app.command()
@@ -74,3 +76,7 @@ def _print_status(settings: HitoSettings, console: Console) -> bool:
 
 def main() -> None:
     app()
+
+
+if __name__ == "__main__":
+    main()

@@ -15,8 +15,8 @@ REPO_ROOT = Path(__file__).resolve().parent.parent
 
 # Development credentials for the local loopback stack ONLY. They are public by being in the
 # repository; a real deployment sets HITO_INFLUXDB__TOKEN / HITO_INFLUXDB__PASSWORD from a secret.
-DEV_ONLY_INFLUX_TOKEN = "hito-DEV-ONLY-influx-token-do-not-use-in-production"
-DEV_ONLY_INFLUX_PASSWORD = "hito-DEV-ONLY-password"
+DEV_ONLY_INFLUX_TOKEN = "hito-DEV-ONLY-influx-token-do-not-use-in-production"  # noqa: S105
+DEV_ONLY_INFLUX_PASSWORD = "hito-DEV-ONLY-password"  # noqa: S105
 
 LOOPBACK = "127.0.0.1"
 

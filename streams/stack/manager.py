@@ -6,6 +6,7 @@ import logging
 import shutil
 import time
 from dataclasses import dataclass
+from pathlib import Path
 
 from streams.settings import HitoSettings
 from streams.stack import process
@@ -78,25 +79,27 @@ def _wait_healthy(svc: Service, settings: HitoSettings, timeout_s: float) -> Non
         if svc.healthy(settings):
             return
         if process.read_pid(files) is None:
-            raise StackError(f"{svc.name} exited during start-up; see {files.log_path}:\n"
-                             + _tail(files.log_path))
+            raise StackError(
+                f"{svc.name} exited during start-up; see {files.log_path}:\n"
+                + _tail(files.log_path)
+            )
         time.sleep(0.5)
-    raise StackError(f"{svc.name} not healthy after {timeout_s:.0f} s; see {files.log_path}:\n"
-                     + _tail(files.log_path))
+    raise StackError(
+        f"{svc.name} not healthy after {timeout_s:.0f} s; see {files.log_path}:\n"
+        + _tail(files.log_path)
+    )
 
 
-def _tail(path: object, lines: int = 15) -> str:
+def _tail(path: Path, lines: int = 15) -> str:
     try:
-        with open(str(path), "rb") as fh:
+        with path.open("rb") as fh:
             text = fh.read()[-8000:].decode("utf-8", "replace")
     except FileNotFoundError:
         return "(no log)"
     return "\n".join(text.splitlines()[-lines:])
 
 
-def down(
-    settings: HitoSettings, *, wipe: bool = False, only: list[str] | None = None
-) -> list[str]:
+def down(settings: HitoSettings, *, wipe: bool = False, only: list[str] | None = None) -> list[str]:
     """Stop the services of this state directory (reverse start order); optionally wipe data.
 
     ``only`` limits it to the named services (a test session stops just what it started).

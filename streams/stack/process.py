@@ -61,7 +61,7 @@ def start(
     if env:
         full_env.update(env)
     with files.log_path.open("ab") as out:
-        proc = subprocess.Popen(  # noqa: S603 - argv is built by the project, never from input
+        proc = subprocess.Popen(
             list(argv),
             cwd=cwd,
             env=full_env,

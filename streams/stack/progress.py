@@ -33,16 +33,19 @@ def make_runner(console: Console) -> Runner:
         log_path.parent.mkdir(parents=True, exist_ok=True)
         console.print(f"[bold]installing[/] {label} (log: {log_path})")
         started = time.monotonic()
-        with log_path.open("ab") as out, Progress(
-            SpinnerColumn(),
-            TextColumn("{task.description}"),
-            TimeElapsedColumn(),
-            TextColumn("[dim]{task.fields[last]}"),
-            console=console,
-            transient=True,
-        ) as progress:
+        with (
+            log_path.open("ab") as out,
+            Progress(
+                SpinnerColumn(),
+                TextColumn("{task.description}"),
+                TimeElapsedColumn(),
+                TextColumn("[dim]{task.fields[last]}"),
+                console=console,
+                transient=True,
+            ) as progress,
+        ):
             task = progress.add_task(label, last="")
-            proc = subprocess.Popen(  # noqa: S603 - project scripts only
+            proc = subprocess.Popen(
                 argv, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL
             )
             next_beat = started + _HEARTBEAT_S

@@ -116,24 +116,43 @@ class Kafka(Service):
 
     def _format(self, settings: HitoSettings) -> None:
         java = self._java_prefix(settings)
-        cluster_id = subprocess.run(  # noqa: S603
-            [*java, "kafka.tools.StorageTool", "random-uuid"],
-            check=True, capture_output=True, text=True,
-        ).stdout.strip().splitlines()[-1]
-        subprocess.run(  # noqa: S603
-            [*java, "kafka.tools.StorageTool", "format", "-t", cluster_id,
-             "-c", str(self.config_path(settings))],
-            check=True, capture_output=True, text=True,
+        cluster_id = (
+            subprocess.run(
+                [*java, "kafka.tools.StorageTool", "random-uuid"],
+                check=True,
+                capture_output=True,
+                text=True,
+            )
+            .stdout.strip()
+            .splitlines()[-1]
+        )
+        subprocess.run(
+            [
+                *java,
+                "kafka.tools.StorageTool",
+                "format",
+                "-t",
+                cluster_id,
+                "-c",
+                str(self.config_path(settings)),
+            ],
+            check=True,
+            capture_output=True,
+            text=True,
         )
         log.info("formatted Kafka storage with cluster id %s", cluster_id)
 
     def _java_prefix(self, settings: HitoSettings) -> list[str]:
         log4j = settings.infra_dir / "kafka" / "log4j2.properties"
         return [
-            "java", f"-Xmx{settings.kafka.heap}", f"-Xms{settings.kafka.heap}",
-            "-XX:+UseG1GC", "-Djava.awt.headless=true",
+            "java",
+            f"-Xmx{settings.kafka.heap}",
+            f"-Xms{settings.kafka.heap}",
+            "-XX:+UseG1GC",
+            "-Djava.awt.headless=true",
             f"-Dlog4j2.configurationFile={log4j}",
-            "-cp", f"{self.libs(settings)}/*",
+            "-cp",
+            f"{self.libs(settings)}/*",
         ]
 
     def argv(self, settings: HitoSettings) -> list[str]:

@@ -35,8 +35,11 @@ def test_point_round_trips_through_flux(client: InfluxDBClient, stack: HitoSetti
     try:
         when = datetime(2026, 11, 28, 12, 0, tzinfo=UTC)
         point = (
-            Point("crossings").tag("site", "chacalluta").tag("direction", "entry")
-            .field("count", 42).time(when)
+            Point("crossings")
+            .tag("site", "chacalluta")
+            .tag("direction", "entry")
+            .field("count", 42)
+            .time(when)
         )
         client.write_api(write_options=SYNCHRONOUS).write(bucket=bucket.name, record=point)
         flux = (

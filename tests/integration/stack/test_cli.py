@@ -1,0 +1,43 @@
+"""`hito up` is idempotent on a running stack and `hito status` reports every service."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+
+from streams.settings import HitoSettings
+
+
+def _hito(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "streams.cli", *args],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env={**os.environ, "COLUMNS": "200"},
+    )
+
+
+def test_up_twice_starts_nothing_and_status_is_healthy(stack: HitoSettings) -> None:
+    pids_before = _pids(stack)
+    second = _hito("up")
+    assert second.returncode == 0, second.stderr
+    assert "started: nothing (all were running)" in second.stderr
+    assert _pids(stack) == pids_before
+
+    status = _hito("status")
+    assert status.returncode == 0, status.stdout
+    for name, port in (
+        ("kafka", stack.kafka.port),
+        ("influxdb", stack.influxdb.port),
+        ("prometheus", stack.prometheus.port),
+        ("alertmanager", stack.alertmanager.port),
+    ):
+        line = next(row for row in status.stdout.splitlines() if f" {name} " in row)
+        assert "healthy" in line and f"127.0.0.1:{port}" in line, line
+
+
+def _pids(settings: HitoSettings) -> dict[str, str]:
+    run = settings.state_dir / "run"
+    return {p.stem: p.read_text() for p in sorted(run.glob("*.pid"))}
