@@ -1,0 +1,49 @@
+# Hito developer entry points. `make up` then `make test` on a fresh machine (see README.md).
+PYTHON ?= python3.11
+VENV ?= .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed-stamp
+
+.PHONY: setup up down status lint types test test-unit test-integration clean
+
+# Python environment: pinned dependencies from pyproject.toml; pip's cache makes reruns fast.
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -e '.[dev]'
+	touch $(STAMP)
+
+# Everything a fresh machine lacks: Debian packages (skipped when present) and the venv.
+# Kafka jars and the InfluxDB build are fetched by `hito up` into ~/.cache/hito.
+setup: $(STAMP)
+	bash infra/install-debian.sh
+
+up: setup
+	$(BIN)/hito up
+
+down:
+	$(BIN)/hito down
+
+status:
+	$(BIN)/hito status
+
+lint: $(STAMP)
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+types: $(STAMP)
+	$(BIN)/mypy
+
+test-unit: $(STAMP)
+	$(BIN)/pytest tests/unit
+
+test-integration: $(STAMP)
+	$(BIN)/pytest tests/integration
+
+# Every tier in one pytest run (unit, then integration on the real local stack, which the test
+# session starts if it is not running and stops again afterwards).
+test: setup lint types
+	$(BIN)/pytest tests
+
+clean:
+	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache .hypothesis
