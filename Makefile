@@ -9,7 +9,6 @@ STAMP := $(VENV)/.installed-stamp
 # Python environment: pinned dependencies from pyproject.toml; pip's cache makes reruns fast.
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
-	$(BIN)/pip install --quiet --upgrade pip
 	$(BIN)/pip install --quiet -e '.[dev]'
 	touch $(STAMP)
 

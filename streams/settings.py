@@ -71,6 +71,33 @@ class AlertmanagerSettings(_Frozen):
         return f"http://{self.host}:{self.port}"
 
 
+class PipelineSettings(_Frozen):
+    """Topics, limits and the device registry used by the workers."""
+
+    raw_topics: dict[str, str] = {
+        "checkpoint": "hito.raw.checkpoint",
+        "sensor": "hito.raw.sensor",
+        "drone": "hito.raw.drone",
+    }
+    dlq_topic: str = "hito.dlq"
+    clean_topic_prefix: str = "hito.clean."
+    topic_partitions: int = Field(default=4, ge=1, le=256)
+    raw_retention_hours: int = Field(default=24, ge=1, description="Raw topics hold PII")
+    max_event_bytes: int = Field(default=64 * 1024, ge=1024, le=1024 * 1024)
+    max_future_skew_s: float = Field(default=300.0, ge=0.0, description="SPEC: 5 minutes")
+    max_event_age_s: float = Field(
+        default=7 * 86400.0, gt=0.0, description="Older event_time is a device clock fault"
+    )
+    dedup_window: int = Field(
+        default=4096,
+        ge=16,
+        le=1_000_000,
+        description="Per device: how many recent seq numbers are remembered for out-of-order",
+    )
+    devices_file: Path = REPO_ROOT / "infra" / "dev" / "devices.dev.yaml"
+    device_keys_file: Path = REPO_ROOT / "infra" / "dev" / "device-keys.dev.yaml"
+
+
 class HitoSettings(BaseSettings):
     """Everything a Hito process needs to know, checked once when it starts."""
 
@@ -91,6 +118,7 @@ class HitoSettings(BaseSettings):
     influxdb: InfluxSettings = InfluxSettings()
     prometheus: PrometheusSettings = PrometheusSettings()
     alertmanager: AlertmanagerSettings = AlertmanagerSettings()
+    pipeline: PipelineSettings = PipelineSettings()
     pager_port: int = Field(default=19097, ge=1, le=65535, description="hito pager webhook")
     worker_metrics_ports: tuple[int, ...] = Field(
         default=(19100, 19101, 19102, 19103),

@@ -1,0 +1,106 @@
+"""The event envelope and the three version-1 payloads (SPEC.md, "Event envelope").
+
+Models are strict: unknown fields are rejected (``extra="forbid"``), datetimes must carry an
+offset, and numbers are not coerced from strings when validated with ``strict=True`` (which the
+validator does). Personal data is marked with ``json_schema_extra={"pii": True}`` so the
+published JSON Schema tells device makers which fields never leave the raw zone.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Literal
+from uuid import UUID
+
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
+
+DEVICE_ID_PATTERN = r"^[a-z0-9-]{3,64}$"
+SITE_PATTERN = r"^[a-z0-9-]{2,64}$"
+MAX_SEQ = 2**63 - 1
+
+PII = {"pii": True}
+
+
+class StrictModel(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+Latitude = Annotated[float, Field(ge=-90.0, le=90.0, allow_inf_nan=False)]
+Longitude = Annotated[float, Field(ge=-180.0, le=180.0, allow_inf_nan=False)]
+Percent = Annotated[float, Field(ge=0.0, le=100.0, allow_inf_nan=False)]
+Count = Annotated[int, Field(ge=0, le=1_000_000)]
+
+
+class CheckpointCrossingV1(StrictModel):
+    """One person crossing a checkpoint lane (``checkpoint.crossing/1``)."""
+
+    direction: Literal["entry", "exit"]
+    mode: Literal["pedestrian", "car", "bus", "truck"]
+    lane: Annotated[str, Field(pattern=r"^[A-Za-z0-9-]{1,16}$")]
+    document_type: Literal["passport", "national_id", "tvf", "other"] = Field(
+        description="Travel document kind; `tvf` is the Chile-Peru Tarjeta Vecinal Fronteriza"
+    )
+    document_number: Annotated[str, Field(pattern=r"^[A-Z0-9<]{4,20}$", json_schema_extra=PII)]
+    nationality: Annotated[str, Field(pattern=r"^[A-Z]{3}$", description="ISO 3166-1 alpha-3")]
+    birth_year: Annotated[int, Field(ge=1900, le=2100, json_schema_extra=PII)]
+    vehicle_plate: Annotated[
+        str | None, Field(pattern=r"^[A-Z0-9-]{2,12}$", json_schema_extra=PII)
+    ] = None
+    outcome: Literal["admitted", "refused", "secondary"]
+    processing_seconds: Annotated[float, Field(ge=0.0, le=86_400.0, allow_inf_nan=False)]
+
+
+class SensorReadingV1(StrictModel):
+    """A fixed sensor's reading (``sensor.reading/1``)."""
+
+    sensor_type: Literal["ground", "infrared", "camera", "environment"]
+    lat: Latitude
+    lon: Longitude
+    detections: Count
+    value: Annotated[float | None, Field(allow_inf_nan=False)] = None
+    unit: Annotated[str | None, Field(pattern=r"^[A-Za-z0-9_%/.-]{1,16}$")] = None
+    battery_pct: Percent
+
+
+class DroneTelemetryV1(StrictModel):
+    """A drone's position fix from its ground station (``drone.telemetry/1``)."""
+
+    flight_id: Annotated[str, Field(pattern=r"^[A-Za-z0-9-]{1,64}$")]
+    lat: Latitude
+    lon: Longitude
+    alt_m: Annotated[float, Field(ge=-500.0, le=10_000.0, allow_inf_nan=False)]
+    speed_mps: Annotated[float, Field(ge=0.0, le=150.0, allow_inf_nan=False)]
+    heading_deg: Annotated[float, Field(ge=0.0, lt=360.0, allow_inf_nan=False)]
+    battery_pct: Percent
+    detections: Count
+    operator_id: Annotated[str, Field(pattern=r"^[A-Za-z0-9-]{1,64}$", json_schema_extra=PII)]
+
+
+class _Envelope(StrictModel):
+    event_id: UUID = Field(description="Unique per event")
+    device_id: Annotated[str, Field(pattern=DEVICE_ID_PATTERN)]
+    site: Annotated[str, Field(pattern=SITE_PATTERN)]
+    seq: Annotated[int, Field(ge=0, le=MAX_SEQ)] = Field(
+        description="Per device, strictly increasing: the basis of dedup and gap detection"
+    )
+    event_time: AwareDatetime = Field(description="RFC 3339 with offset; when it happened")
+    sig: Annotated[str, Field(pattern=r"^[0-9a-f]{64}$")] = Field(
+        description="HMAC-SHA256 (hex) by the device key over the canonical envelope without sig"
+    )
+
+
+class CheckpointCrossingEvent(_Envelope):
+    schema_: Literal["checkpoint.crossing/1"] = Field(alias="schema")
+    payload: CheckpointCrossingV1
+
+
+class SensorReadingEvent(_Envelope):
+    schema_: Literal["sensor.reading/1"] = Field(alias="schema")
+    payload: SensorReadingV1
+
+
+class DroneTelemetryEvent(_Envelope):
+    schema_: Literal["drone.telemetry/1"] = Field(alias="schema")
+    payload: DroneTelemetryV1
+
+
+Event = CheckpointCrossingEvent | SensorReadingEvent | DroneTelemetryEvent

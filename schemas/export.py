@@ -1,0 +1,51 @@
+"""Export the published JSON Schemas (one file per event schema, plus the DLQ record).
+
+The exported files are committed under ``schemas/jsonschema/``; a unit test fails when they
+drift from the models, so device makers always get what the validator enforces.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from schemas.dlq import DlqRecord
+from schemas.registry import REGISTRY
+
+EXPORT_DIR = Path(__file__).resolve().parent / "jsonschema"
+ID_BASE = "urn:hito:schema:"
+
+
+def rendered_schemas() -> dict[str, str]:
+    """File name -> JSON text, deterministic (sorted keys, trailing newline)."""
+    out: dict[str, str] = {}
+    for entry in REGISTRY.values():
+        doc: dict[str, Any] = {
+            "$schema": "https://json-schema.org/draft/2020-12/schema",
+            "$id": f"{ID_BASE}{entry.name}",
+            **entry.model.model_json_schema(by_alias=True, mode="validation"),
+        }
+        doc["title"] = entry.name
+        out[f"{entry.file_stem}.schema.json"] = _dump(doc)
+    dlq: dict[str, Any] = {
+        "$schema": "https://json-schema.org/draft/2020-12/schema",
+        "$id": f"{ID_BASE}dlq.record/1",
+        **DlqRecord.model_json_schema(by_alias=True, mode="serialization"),
+    }
+    out["dlq.record.v1.schema.json"] = _dump(dlq)
+    return out
+
+
+def _dump(doc: dict[str, Any]) -> str:
+    return json.dumps(doc, indent=2, sort_keys=True, ensure_ascii=False) + "\n"
+
+
+def export(directory: Path = EXPORT_DIR) -> list[Path]:
+    directory.mkdir(parents=True, exist_ok=True)
+    written = []
+    for name, text in rendered_schemas().items():
+        path = directory / name
+        path.write_text(text, encoding="utf-8")
+        written.append(path)
+    return written

@@ -1,0 +1,1 @@
+"""``hito simulate``: a synthetic device fleet for the reference crossing."""

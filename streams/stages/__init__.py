@@ -1,0 +1,1 @@
+"""Pure pipeline stages: typed functions over typed events, one name each."""

@@ -1,0 +1,64 @@
+"""Stage ``dedup``: per-device sequence numbers -> new, duplicate or too old; gaps counted.
+
+State per device is small and bounded: the highest ``seq`` seen and a bitmask of which of the
+``window`` numbers below it were seen (bit i <-> seq ``high - i``). An out-of-order event inside
+the window is accepted once and fills its gap; one below the window cannot be told from a replay,
+so it is treated as a duplicate (``stale``) and counted apart.
+
+Gaps: ``gaps_opened`` counts sequence numbers skipped when a higher one arrived;
+``gaps_filled`` counts those that arrived later. ``gaps_opened - gaps_filled`` is the number of
+events lost (or still in flight) for that device.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+from enum import StrEnum
+
+STAGE = "dedup"
+
+
+class SeqOutcome(StrEnum):
+    NEW = "new"
+    DUPLICATE = "duplicate"
+    STALE = "stale"
+
+
+@dataclass(frozen=True)
+class SeqState:
+    high: int
+    mask: int
+    gaps_opened: int = 0
+    gaps_filled: int = 0
+
+    def to_json(self) -> list[int]:
+        return [self.high, self.mask, self.gaps_opened, self.gaps_filled]
+
+    @classmethod
+    def from_json(cls, data: list[int]) -> SeqState:
+        high, mask, opened, filled = data
+        return cls(high, mask, opened, filled)
+
+
+def observe(state: SeqState | None, seq: int, window: int) -> tuple[SeqState, SeqOutcome]:
+    """The device's next state and what this ``seq`` is. Pure; never raises for seq >= 0."""
+    if state is None:
+        return SeqState(high=seq, mask=1), SeqOutcome.NEW
+    full = (1 << window) - 1
+    if seq > state.high:
+        shift = seq - state.high
+        mask = ((state.mask << shift) | 1) & full if shift < window else 1
+        return (
+            replace(state, high=seq, mask=mask, gaps_opened=state.gaps_opened + shift - 1),
+            SeqOutcome.NEW,
+        )
+    offset = state.high - seq
+    if offset >= window:
+        return state, SeqOutcome.STALE
+    bit = 1 << offset
+    if state.mask & bit:
+        return state, SeqOutcome.DUPLICATE
+    return (
+        replace(state, mask=state.mask | bit, gaps_filled=state.gaps_filled + 1),
+        SeqOutcome.NEW,
+    )

@@ -1,0 +1,57 @@
+from __future__ import annotations
+
+from collections import Counter
+from datetime import UTC, datetime
+
+from schemas.reasons import Reason
+from streams.devices import DeviceRegistry
+from streams.settings import HitoSettings
+from streams.simulate.fleet import DUPLICATE, INJECTABLE, VALID, Fleet, FleetPlan
+from streams.stages.validate import Accepted, Rejected, validate
+
+NOW = datetime(2026, 11, 29, 19, 0, tzinfo=UTC)
+
+
+def test_every_message_gets_exactly_its_expected_outcome(
+    registry: DeviceRegistry, settings: HitoSettings
+) -> None:
+    plan = FleetPlan(
+        count=3000, bad_fraction=0.1, duplicate_fraction=0.05, out_of_order_fraction=0.02
+    )
+    messages = list(Fleet(registry, plan, NOW).messages())
+    assert len(messages) == 3000
+    counts = Counter(m.expected for m in messages)
+    assert set(counts) == {VALID, DUPLICATE, *(r.value for r in INJECTABLE)}
+    seen: set[bytes] = set()
+    for m in messages:
+        result = validate(m.value, registry=registry, limits=settings.pipeline, now=NOW)
+        if m.expected in (VALID, DUPLICATE):
+            assert isinstance(result, Accepted)
+            assert (m.value in seen) == (m.expected == DUPLICATE)
+            seen.add(m.value)
+        else:
+            assert isinstance(result, Rejected) and result.reason == Reason(m.expected)
+
+
+def test_same_seed_same_messages(registry: DeviceRegistry) -> None:
+    plan = FleetPlan(count=200, bad_fraction=0.2, duplicate_fraction=0.1)
+    a = [m.value for m in Fleet(registry, plan, NOW).messages()]
+    b = [m.value for m in Fleet(registry, plan, NOW).messages()]
+    assert a == b
+
+
+def test_surge_multiplies_one_sites_share(registry: DeviceRegistry) -> None:
+    base = Counter(m.site for m in Fleet(registry, FleetPlan(count=4000), NOW).messages())
+    surge = Counter(
+        m.site
+        for m in Fleet(
+            registry, FleetPlan(count=4000, surge_site="chacalluta", surge_factor=5.0), NOW
+        ).messages()
+    )
+    assert surge["chacalluta"] / 4000 > 2 * base["chacalluta"] / 4000
+
+
+def test_silent_devices_send_nothing(registry: DeviceRegistry) -> None:
+    silent = frozenset({"cl-chacalluta-ckpt-01", "sensor-concordia-02"})
+    plan = FleetPlan(count=1000, silent_devices=silent)
+    assert not {m.device_id for m in Fleet(registry, plan, NOW).messages()} & silent
