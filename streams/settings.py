@@ -11,6 +11,8 @@ from pathlib import Path
 from pydantic import BaseModel, ConfigDict, Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from schemas.registry import Source
+
 REPO_ROOT = Path(__file__).resolve().parent.parent
 
 # Development credentials for the local loopback stack ONLY. They are public by being in the
@@ -74,7 +76,7 @@ class AlertmanagerSettings(_Frozen):
 class PipelineSettings(_Frozen):
     """Topics, limits and the device registry used by the workers."""
 
-    raw_topics: dict[str, str] = {
+    raw_topics: dict[Source, str] = {
         "checkpoint": "hito.raw.checkpoint",
         "sensor": "hito.raw.sensor",
         "drone": "hito.raw.drone",

@@ -1,0 +1,74 @@
+"""Worker metrics (prometheus-client), names as in SPEC.md. One registry per worker: no globals."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+
+
+@dataclass
+class PipelineMetrics:
+    registry: CollectorRegistry = field(default_factory=CollectorRegistry)
+
+    def __post_init__(self) -> None:
+        r = self.registry
+        self.events = Counter(
+            "hito_events",
+            "Raw events by source and outcome (accepted, rejected, duplicate, stale)",
+            ["source", "outcome"],
+            registry=r,
+        )
+        self.dlq = Counter(
+            "hito_dlq", "Events sent to the DLQ by reason", ["reason", "stage"], registry=r
+        )
+        self.seq_gaps = Counter(
+            "hito_seq_gaps",
+            "Sequence numbers skipped when a higher one arrived (lost unless they arrive later)",
+            ["site"],
+            registry=r,
+        )
+        self.seq_gap_fills = Counter(
+            "hito_seq_gap_fills",
+            "Skipped sequence numbers that arrived later",
+            ["site"],
+            registry=r,
+        )
+        self.device_last_seen = Gauge(
+            "hito_device_last_seen_seconds",
+            "Unix time of the newest accepted event per device",
+            ["site", "device_id"],
+            registry=r,
+        )
+        self.stage_seconds = Histogram(
+            "hito_stage_seconds",
+            "Time spent in a pipeline stage per event, seconds",
+            ["stage"],
+            buckets=(0.00005, 0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.01, 0.05),
+            registry=r,
+        )
+
+    def total_events(self) -> float:
+        """All outcomes summed (used by tests and `hito status` to see a run drain)."""
+        return sum(
+            s.value
+            for m in self.events.collect()
+            for s in m.samples
+            if s.name == "hito_events_total"
+        )
+
+    def events_by_outcome(self) -> dict[str, float]:
+        out: dict[str, float] = {}
+        for m in self.events.collect():
+            for s in m.samples:
+                if s.name == "hito_events_total":
+                    out[s.labels["outcome"]] = out.get(s.labels["outcome"], 0.0) + s.value
+        return out
+
+    def dlq_by_reason(self) -> dict[str, float]:
+        out: dict[str, float] = {}
+        for m in self.dlq.collect():
+            for s in m.samples:
+                if s.name == "hito_dlq_total":
+                    out[s.labels["reason"]] = out.get(s.labels["reason"], 0.0) + s.value
+        return out

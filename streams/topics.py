@@ -1,0 +1,57 @@
+"""Kafka topics the project creates, each with its retention (raw topics hold personal data)."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+
+from kafka.admin import KafkaAdminClient, NewTopic
+from kafka.errors import TopicAlreadyExistsError
+
+from streams.settings import HitoSettings
+
+log = logging.getLogger(__name__)
+_HOUR_MS = 3_600_000
+
+
+@dataclass(frozen=True)
+class TopicSpec:
+    name: str
+    partitions: int
+    retention_ms: int
+
+
+def topic_specs(settings: HitoSettings) -> list[TopicSpec]:
+    p = settings.pipeline
+    raw_ms = p.raw_retention_hours * _HOUR_MS
+    specs = [TopicSpec(t, p.topic_partitions, raw_ms) for t in p.raw_topics.values()]
+    # The DLQ keeps the original bytes, so it is raw-zone data too: same short retention.
+    specs.append(TopicSpec(p.dlq_topic, p.topic_partitions, raw_ms))
+    return specs
+
+
+def ensure_topics(settings: HitoSettings) -> list[str]:
+    """Create missing topics with their retention; returns the names created."""
+    admin = KafkaAdminClient(bootstrap_servers=settings.kafka.bootstrap)
+    created = []
+    try:
+        existing = set(admin.list_topics())
+        for spec in topic_specs(settings):
+            if spec.name in existing:
+                continue
+            topic = NewTopic(
+                spec.name,
+                spec.partitions,
+                1,
+                topic_configs={"retention.ms": str(spec.retention_ms)},
+            )
+            try:
+                admin.create_topics([topic])
+                created.append(spec.name)
+            except TopicAlreadyExistsError:
+                pass  # another worker created it first
+    finally:
+        admin.close()
+    if created:
+        log.info("created topics %s", created)
+    return created

@@ -1,0 +1,142 @@
+"""The Hito worker: Faust agents as thin adapters around the pure stages.
+
+``ingest`` consumes the raw topics as bytes: validate -> DLQ or dedup -> (anonymise, next).
+Dedup state lives in a Faust table keyed by ``device_id`` (the raw topics' message key), so it
+is partitioned with the stream and restored from its changelog after a restart.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+import faust
+
+from schemas.reasons import Reason
+from schemas.registry import Source
+from streams.app import create_app
+from streams.devices import DeviceRegistry
+from streams.dlq import encode_record, make_record
+from streams.metrics import PipelineMetrics
+from streams.settings import HitoSettings
+from streams.stages import dedup, validate
+from streams.stages.validate import Accepted, Rejected
+
+log = logging.getLogger(__name__)
+
+Clock = Callable[[], datetime]
+Send = Callable[[bytes | None, bytes], Awaitable[Any]]
+"""Sends (key, value) to a topic; injectable so agent tests can run without a broker."""
+
+
+def utc_now() -> datetime:
+    return datetime.now(UTC)
+
+
+@dataclass
+class Worker:
+    app: faust.App
+    ingest: Any  # the Faust agent
+    seq_table: Any
+    metrics: PipelineMetrics
+
+
+def build_worker(
+    settings: HitoSettings,
+    registry: DeviceRegistry,
+    *,
+    app_id: str = "hito",
+    metrics: PipelineMetrics | None = None,
+    clock: Clock = utc_now,
+    send_dlq: Send | None = None,
+) -> Worker:
+    p = settings.pipeline
+    metrics = metrics or PipelineMetrics()
+    app = create_app(settings, app_id=app_id)
+    source_of: dict[str, Source] = {topic: src for src, topic in p.raw_topics.items()}
+    raw = app.topic(*p.raw_topics.values(), partitions=p.topic_partitions)
+    dlq_topic = app.topic(p.dlq_topic, partitions=p.topic_partitions)
+
+    async def send_to_dlq_topic(key: bytes | None, value: bytes) -> Any:
+        return await dlq_topic.send(key=key, value=value)
+
+    to_dlq: Send = send_dlq or send_to_dlq_topic
+    seq_table = app.Table(
+        "dedup-seq",
+        default=None,
+        partitions=p.topic_partitions,
+        help="Per device: highest seq seen and the window of recent ones",
+    )
+
+    async def reject(rejected: Rejected, raw_bytes: bytes, message: Any) -> None:
+        record = make_record(
+            rejected,
+            raw_bytes,
+            topic=message.topic,
+            partition=message.partition,
+            offset=message.offset,
+            now=clock(),
+        )
+        key = rejected.device_id.encode() if rejected.device_id else None
+        await to_dlq(key, encode_record(record))
+        metrics.dlq.labels(reason=rejected.reason.value, stage=rejected.stage).inc()
+        metrics.events.labels(
+            source=source_of.get(message.topic, "unknown"), outcome="rejected"
+        ).inc()
+
+    # concurrency=1: this agent writes a table.
+    @app.agent(raw, concurrency=1)
+    async def ingest(stream: Any) -> Any:
+        async for event in stream.events():
+            message = event.message
+            raw_bytes: bytes = event.value if isinstance(event.value, bytes) else b""
+            source = source_of.get(message.topic)
+            started = time.perf_counter()
+            result = validate.validate(
+                raw_bytes, registry=registry, limits=p, now=clock(), expected_source=source
+            )
+            metrics.stage_seconds.labels(stage=validate.STAGE).observe(
+                time.perf_counter() - started
+            )
+            if isinstance(result, Accepted) and event.key != result.event.device_id.encode():
+                # Dedup state is partitioned by the message key: it must be the device id.
+                result = Rejected(
+                    Reason.SCHEMA_VIOLATION,
+                    "kafka message key is not the envelope's device_id",
+                    result.event.device_id,
+                )
+            if isinstance(result, Rejected):
+                await reject(result, raw_bytes, message)
+                yield result.reason.value
+                continue
+            outcome = observe_seq(seq_table, result, p.dedup_window, metrics)
+            metrics.events.labels(source=result.source, outcome=outcome).inc()
+            if outcome == "accepted":
+                metrics.device_last_seen.labels(
+                    site=result.event.site, device_id=result.event.device_id
+                ).set(result.event.event_time.timestamp())
+            yield outcome
+
+    return Worker(app=app, ingest=ingest, seq_table=seq_table, metrics=metrics)
+
+
+def observe_seq(table: Any, accepted: Accepted, window: int, metrics: PipelineMetrics) -> str:
+    """Run the dedup stage against the table; write the device's state back when it changed."""
+    ev = accepted.event
+    stored = table.get(ev.device_id)
+    before = dedup.SeqState.from_json(stored) if stored is not None else None
+    state, seen = dedup.observe(before, ev.seq, window)
+    if seen is not dedup.SeqOutcome.NEW:
+        return "duplicate" if seen is dedup.SeqOutcome.DUPLICATE else "stale"
+    table[ev.device_id] = state.to_json()
+    opened = state.gaps_opened - (before.gaps_opened if before else 0)
+    filled = state.gaps_filled - (before.gaps_filled if before else 0)
+    if opened:
+        metrics.seq_gaps.labels(site=ev.site).inc(opened)
+    if filled:
+        metrics.seq_gap_fills.labels(site=ev.site).inc(filled)
+    return "accepted"
