@@ -29,7 +29,6 @@ def test_agent_routes_every_message_to_its_outcome(
     worker = build_worker(
         settings, registry, app_id="hito-agent-test", clock=lambda: NOW, send_dlq=send_dlq
     )
-    worker.app.conf.store = "memory://"
 
     async def scenario() -> list[str]:
         outcomes = []
