@@ -40,6 +40,11 @@ class PipelineMetrics:
             ["site", "device_id"],
             registry=r,
         )
+        self.dedup_state_resets = Counter(
+            "hito_dedup_state_resets",
+            "Device dedup states that could not be read and were started afresh",
+            registry=r,
+        )
         self.stage_seconds = Histogram(
             "hito_stage_seconds",
             "Time spent in a pipeline stage per event, seconds",

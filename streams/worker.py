@@ -128,7 +128,14 @@ def observe_seq(table: Any, accepted: Accepted, window: int, metrics: PipelineMe
     """Run the dedup stage against the table; write the device's state back when it changed."""
     ev = accepted.event
     stored = table.get(ev.device_id)
-    before = dedup.SeqState.from_json(stored) if stored is not None else None
+    try:
+        before = dedup.SeqState.from_json(stored) if stored is not None else None
+    except (KeyError, TypeError, ValueError):
+        # Unreadable state (e.g. written by an older format) must not stop the pipeline
+        # forever: start the device afresh and say so; at worst one replay gets through.
+        log.warning("dedup state of %s unreadable; starting it afresh", ev.device_id)
+        metrics.dedup_state_resets.inc()
+        before = None
     state, seen = dedup.observe(before, ev.seq, window)
     if seen is not dedup.SeqOutcome.NEW:
         return "duplicate" if seen is dedup.SeqOutcome.DUPLICATE else "stale"

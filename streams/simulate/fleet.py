@@ -62,7 +62,7 @@ class FleetPlan:
     surge_site: str | None = None
     surge_factor: float = 1.0
     silent_devices: frozenset[str] = frozenset()
-    raw_topics: dict[str, str] = field(
+    raw_topics: dict[Source, str] = field(
         default_factory=lambda: {
             "checkpoint": "hito.raw.checkpoint",
             "sensor": "hito.raw.sensor",

@@ -31,13 +31,23 @@ class SeqState:
     gaps_opened: int = 0
     gaps_filled: int = 0
 
-    def to_json(self) -> list[int]:
-        return [self.high, self.mask, self.gaps_opened, self.gaps_filled]
+    def to_json(self) -> dict[str, int | str]:
+        # The window mask has up to `window` bits: hex, since JSON codecs stop at 64-bit ints.
+        return {
+            "high": self.high,
+            "mask": format(self.mask, "x"),
+            "gaps_opened": self.gaps_opened,
+            "gaps_filled": self.gaps_filled,
+        }
 
     @classmethod
-    def from_json(cls, data: list[int]) -> SeqState:
-        high, mask, opened, filled = data
-        return cls(high, mask, opened, filled)
+    def from_json(cls, data: dict[str, int | str]) -> SeqState:
+        return cls(
+            high=int(data["high"]),
+            mask=int(str(data["mask"]), 16),
+            gaps_opened=int(data["gaps_opened"]),
+            gaps_filled=int(data["gaps_filled"]),
+        )
 
 
 def observe(state: SeqState | None, seq: int, window: int) -> tuple[SeqState, SeqOutcome]:

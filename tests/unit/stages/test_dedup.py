@@ -1,5 +1,8 @@
 from __future__ import annotations
 
+import json
+
+import orjson
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -43,10 +46,12 @@ def test_older_than_the_window_is_stale() -> None:
     assert state is not None and state.gaps_opened == 39
 
 
-def test_state_round_trips_through_json() -> None:
-    state, _ = _run([0, 3, 2, 9])
-    assert state is not None
-    assert SeqState.from_json(state.to_json()) == state
+def test_state_round_trips_through_json_codecs_with_a_full_window() -> None:
+    # A 4096-bit window mask once crashed the agent: JSON codecs stop at 64-bit integers.
+    state, _ = _run([0, 3, 2, 4095, 5000], window=4096)
+    assert state is not None and state.mask.bit_length() > 64
+    for codec in (json, orjson):
+        assert SeqState.from_json(codec.loads(codec.dumps(state.to_json()))) == state
 
 
 @settings(max_examples=300, deadline=None)

@@ -1,0 +1,1 @@
+"""``hito`` sub-commands, one module per group."""

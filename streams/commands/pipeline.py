@@ -1,0 +1,169 @@
+"""``hito worker``, ``hito simulate``, ``hito schema export``, ``hito dlq inspect|replay``."""
+
+from __future__ import annotations
+
+import json
+import logging
+import socket
+from collections import Counter
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from schemas.export import EXPORT_DIR, export
+from schemas.reasons import Reason
+from streams.devices import DeviceRegistry
+from streams.settings import HitoSettings, load_settings
+
+schema_app = typer.Typer(help="Published event contracts.", no_args_is_help=True)
+dlq_app = typer.Typer(
+    help="The dead-letter queue: what was rejected, and why.", no_args_is_help=True
+)
+
+
+def _load() -> tuple[HitoSettings, DeviceRegistry]:
+    logging.basicConfig(
+        level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
+    # kafka-python narrates every connection at INFO.
+    logging.getLogger("kafka").setLevel(logging.WARNING)
+    settings = load_settings()
+    p = settings.pipeline
+    return settings, DeviceRegistry.load(p.devices_file, p.device_keys_file)
+
+
+def _free_port(ports: tuple[int, ...]) -> int:
+    for port in ports:
+        with socket.socket() as s:
+            if s.connect_ex(("127.0.0.1", port)) != 0:
+                return port
+    raise typer.BadParameter(f"all worker metrics ports {ports} are taken")
+
+
+def worker(
+    metrics_port: int = typer.Option(0, help="Port for /metrics (0: first free worker port)"),
+    app_id: str = typer.Option("hito", help="Faust app id = Kafka consumer group"),
+) -> None:
+    """Run a pipeline worker (Faust) until interrupted; exposes Prometheus metrics."""
+    import faust
+    from prometheus_client import start_http_server
+
+    from streams.topics import ensure_topics
+    from streams.worker import build_worker
+
+    settings, registry = _load()
+    ensure_topics(settings)
+    w = build_worker(settings, registry, app_id=app_id)
+    port = metrics_port or _free_port(settings.worker_metrics_ports)
+    start_http_server(port, addr="127.0.0.1", registry=w.metrics.registry)
+    logging.getLogger(__name__).info("metrics on http://127.0.0.1:%d/metrics", port)
+    faust.Worker(w.app, loglevel="INFO").execute_from_commandline()
+
+
+def simulate(
+    count: int = typer.Option(10_000, min=1, help="Messages to send"),
+    rate: float = typer.Option(0.0, min=0.0, help="Messages per second (0: flat out)"),
+    seed: int = typer.Option(7),
+    bad_fraction: float = typer.Option(
+        0.0, min=0.0, max=1.0, help="Share of bad events, spread over every reason"
+    ),
+    duplicate_fraction: float = typer.Option(0.0, min=0.0, max=1.0),
+    out_of_order_fraction: float = typer.Option(0.0, min=0.0, max=1.0),
+    surge_site: str | None = typer.Option(None, help="Site whose traffic surges"),
+    surge_factor: float = typer.Option(5.0, min=1.0),
+    silent: Annotated[
+        list[str] | None, typer.Option(help="Device ids that send nothing (repeatable)")
+    ] = None,
+    manifest: Annotated[
+        Path | None, typer.Option(help="Write expected outcomes as JSON here")
+    ] = None,
+) -> None:
+    """Run the simulated fleet of the reference crossing against Kafka."""
+    from streams.simulate.fleet import Fleet, FleetPlan
+    from streams.simulate.runner import send_messages
+    from streams.topics import ensure_topics
+
+    settings, registry = _load()
+    ensure_topics(settings)
+    plan = FleetPlan(
+        count=count,
+        seed=seed,
+        bad_fraction=bad_fraction,
+        duplicate_fraction=duplicate_fraction,
+        out_of_order_fraction=out_of_order_fraction,
+        surge_site=surge_site,
+        surge_factor=surge_factor,
+        silent_devices=frozenset(silent or []),
+        raw_topics=dict(settings.pipeline.raw_topics),
+    )
+    fleet = Fleet(registry, plan, datetime.now(UTC))
+    sent = send_messages(
+        fleet.messages(), bootstrap=settings.kafka.bootstrap, total=count, rate=rate
+    )
+    _print_counts("sent, by expected outcome", sent)
+    if manifest:
+        manifest.write_text(json.dumps(dict(sorted(sent.items())), indent=2) + "\n")
+
+
+@schema_app.command("export")
+def schema_export(
+    directory: Annotated[Path, typer.Option("--dir", help="Where to write the files")] = (
+        EXPORT_DIR
+    ),
+) -> None:
+    """Write the JSON Schemas device makers build against."""
+    for path in export(directory):
+        Console().print(f"wrote {path}")
+
+
+@dlq_app.command("inspect")
+def dlq_inspect(
+    samples: int = typer.Option(3, min=0, help="Sample records shown per reason"),
+) -> None:
+    """Counts by reason and sample records (original bytes never shown: they may hold PII)."""
+    from streams.dlq import read_all, redacted_view
+
+    settings = load_settings()
+    counts: Counter[str] = Counter()
+    shown: Counter[str] = Counter()
+    console = Console()
+    for entry in read_all(settings):
+        reason = entry.record.reason.value
+        counts[reason] += 1
+        if shown[reason] < samples:
+            shown[reason] += 1
+            console.print_json(json.dumps(redacted_view(entry)))
+    _print_counts(f"DLQ {settings.pipeline.dlq_topic}", counts)
+
+
+@dlq_app.command("replay")
+def dlq_replay(
+    reason: Annotated[
+        list[Reason] | None, typer.Option(help="Only these reasons (repeatable; default all)")
+    ] = None,
+    yes: bool = typer.Option(False, "--yes", help="Do it without asking"),
+) -> None:
+    """Re-submit DLQ records to their raw topic, through the same validation (after a fix)."""
+    from streams.dlq import reason_filter, replay
+
+    settings = load_settings()
+    if not yes:
+        typer.confirm(
+            f"replay {', '.join(r.value for r in reason or []) or 'all'} records?", abort=True
+        )
+    sent = replay(settings, reason_filter([r.value for r in reason or []]))
+    Console().print(f"re-submitted {sent} records")
+
+
+def _print_counts(title: str, counts: Counter[str]) -> None:
+    table = Table(title=title)
+    table.add_column("outcome")
+    table.add_column("count", justify="right")
+    for key, value in sorted(counts.items()):
+        table.add_row(key, str(value))
+    table.add_row("[bold]total", f"[bold]{sum(counts.values())}")
+    Console().print(table)

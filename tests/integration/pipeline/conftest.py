@@ -1,0 +1,51 @@
+"""A pipeline on the real stack with topics of its own, so tests never see each other's data."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
+
+import pytest
+
+from streams.devices import DeviceRegistry
+from streams.settings import HitoSettings, PipelineSettings
+from streams.topics import ensure_topics
+from streams.worker import Worker, build_worker
+
+
+@pytest.fixture
+def isolated(stack: HitoSettings) -> HitoSettings:
+    run = uuid.uuid4().hex[:8]
+    pipeline = PipelineSettings(
+        raw_topics={
+            "checkpoint": f"hito.test-{run}.raw.checkpoint",
+            "sensor": f"hito.test-{run}.raw.sensor",
+            "drone": f"hito.test-{run}.raw.drone",
+        },
+        dlq_topic=f"hito.test-{run}.dlq",
+        topic_partitions=2,
+    )
+    settings = stack.model_copy(update={"pipeline": pipeline})
+    ensure_topics(settings)
+    return settings
+
+
+@asynccontextmanager
+async def running_worker(settings: HitoSettings, registry: DeviceRegistry) -> AsyncIterator[Worker]:
+    worker = build_worker(settings, registry, app_id=f"hito-test-{uuid.uuid4().hex[:8]}")
+    await worker.app.start()
+    try:
+        yield worker
+    finally:
+        await worker.app.stop()
+
+
+async def wait_until(done: Callable[[], bool], timeout_s: float, what: str) -> None:
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout_s
+    while not done():
+        if loop.time() > deadline:
+            raise AssertionError(f"timed out after {timeout_s} s waiting for {what}")
+        await asyncio.sleep(0.2)
