@@ -28,10 +28,17 @@ class DlqRecord(StrictModel):
     source_offset: int | None = None
     received_at: AwareDatetime
     original_b64: str = Field(description="The rejected bytes exactly as received, base64")
+    original_key_b64: str | None = Field(
+        default=None, description="The Kafka message key as received, base64 (for replay)"
+    )
 
     @property
     def original(self) -> bytes:
         return base64.b64decode(self.original_b64)
+
+    @property
+    def original_key(self) -> bytes | None:
+        return None if self.original_key_b64 is None else base64.b64decode(self.original_key_b64)
 
     @staticmethod
     def encode_original(raw: bytes) -> str:

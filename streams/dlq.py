@@ -23,6 +23,7 @@ def make_record(
     partition: int | None,
     offset: int | None,
     now: datetime,
+    key: bytes | None = None,
     retryable: bool = False,
 ) -> DlqRecord:
     return DlqRecord(
@@ -36,6 +37,7 @@ def make_record(
         source_offset=offset,
         received_at=now,
         original_b64=DlqRecord.encode_original(raw),
+        original_key_b64=None if key is None else DlqRecord.encode_original(key),
     )
 
 
@@ -118,8 +120,7 @@ def replay(
             r = entry.record
             if r.source_topic not in raw_topics or not choose(entry):
                 continue
-            key = r.device_id.encode() if r.device_id else None
-            producer.send(r.source_topic, key=key, value=r.original)
+            producer.send(r.source_topic, key=r.original_key, value=r.original)
             sent += 1
         producer.flush()
     finally:

@@ -34,6 +34,12 @@ class PipelineMetrics:
             ["site"],
             registry=r,
         )
+        self.device_seq_missing = Gauge(
+            "hito_device_seq_missing",
+            "Sequence numbers skipped and not (yet) received, per device: lost events",
+            ["site", "device_id"],
+            registry=r,
+        )
         self.device_last_seen = Gauge(
             "hito_device_last_seen_seconds",
             "Unix time of the newest accepted event per device",

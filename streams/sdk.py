@@ -23,7 +23,7 @@ from typing import Any
 
 import orjson
 
-from schemas.registry import lookup
+from schemas.registry import Source, lookup
 from schemas.signing import sign
 
 
@@ -72,7 +72,7 @@ class DeviceClient:
         site: str,
         key: bytes,
         bootstrap: str,
-        topic_for_schema: Mapping[str, str] | None = None,
+        topic_for_source: Mapping[Source, str] | None = None,
         seq_file: Path | None = None,
         producer: Any = None,
     ) -> None:
@@ -81,7 +81,7 @@ class DeviceClient:
         self._key = key
         self._seq_file = seq_file
         self._next_seq = _load_seq(seq_file)
-        self._topics = dict(topic_for_schema or _default_topics())
+        self._topics: dict[Source, str] = dict(topic_for_source or _default_topics())
         if producer is None:
             from kafka import KafkaProducer
 
@@ -108,7 +108,10 @@ class DeviceClient:
 
     def send_raw(self, schema: str, data: bytes) -> Any:
         """Send already-built bytes (a retry of the same event re-sends the same bytes)."""
-        topic = self._topics[schema.split(".", 1)[0]]
+        entry = lookup(schema)
+        if entry is None:
+            raise ValueError(f"unknown schema {schema!r}")
+        topic = self._topics[entry.source]
         return self._producer.send(topic, key=self.device_id.encode(), value=data)
 
     def flush(self, timeout: float | None = None) -> None:
@@ -118,7 +121,7 @@ class DeviceClient:
         self._producer.close()
 
 
-def _default_topics() -> dict[str, str]:
+def _default_topics() -> dict[Source, str]:
     return {
         "checkpoint": "hito.raw.checkpoint",
         "sensor": "hito.raw.sensor",

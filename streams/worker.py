@@ -80,6 +80,7 @@ def build_worker(
             partition=message.partition,
             offset=message.offset,
             now=clock(),
+            key=message.key,
         )
         key = rejected.device_id.encode() if rejected.device_id else None
         await to_dlq(key, encode_record(record))
@@ -146,4 +147,8 @@ def observe_seq(table: Any, accepted: Accepted, window: int, metrics: PipelineMe
         metrics.seq_gaps.labels(site=ev.site).inc(opened)
     if filled:
         metrics.seq_gap_fills.labels(site=ev.site).inc(filled)
+    if opened or filled:
+        # Out-of-order arrivals before a device's first event can fill more than was opened.
+        missing = max(0, state.gaps_opened - state.gaps_filled)
+        metrics.device_seq_missing.labels(site=ev.site, device_id=ev.device_id).set(missing)
     return "accepted"
