@@ -26,6 +26,12 @@ class SchemaEntry:
     model: type[Event]
 
     @property
+    def payload_fields(self) -> tuple[str, ...]:
+        payload_model = self.model.model_fields["payload"].annotation
+        assert isinstance(payload_model, type)
+        return tuple(payload_model.model_fields)
+
+    @property
     def file_stem(self) -> str:
         return self.name.replace("/", ".v")
 

@@ -100,6 +100,17 @@ class PipelineSettings(_Frozen):
     device_keys_file: Path = REPO_ROOT / "infra" / "dev" / "device-keys.dev.yaml"
 
 
+class PrivacySettings(_Frozen):
+    """The privacy policy file and the pseudonymisation keys (a secret)."""
+
+    policy_file: Path = REPO_ROOT / "schemas" / "privacy" / "policy.yaml"
+    keys_file: Path | None = REPO_ROOT / "infra" / "dev" / "pseudonym-keys.dev.yaml"
+    keys_json: SecretStr | None = Field(
+        default=None, description="The keys as JSON ({keys: [...]}), instead of keys_file"
+    )
+    rotation_overlap_hours: float = Field(default=720.0, ge=0.0)
+
+
 class HitoSettings(BaseSettings):
     """Everything a Hito process needs to know, checked once when it starts."""
 
@@ -121,6 +132,7 @@ class HitoSettings(BaseSettings):
     prometheus: PrometheusSettings = PrometheusSettings()
     alertmanager: AlertmanagerSettings = AlertmanagerSettings()
     pipeline: PipelineSettings = PipelineSettings()
+    privacy: PrivacySettings = PrivacySettings()
     pager_port: int = Field(default=19097, ge=1, le=65535, description="hito pager webhook")
     worker_metrics_ports: tuple[int, ...] = Field(
         default=(19100, 19101, 19102, 19103),

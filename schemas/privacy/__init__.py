@@ -1,0 +1,1 @@
+"""The privacy policy: one rule per payload field, versioned, loaded and checked at start-up."""
