@@ -85,6 +85,7 @@ class PipelineSettings(_Frozen):
     clean_topic_prefix: str = "hito.clean."
     topic_partitions: int = Field(default=4, ge=1, le=256)
     raw_retention_hours: int = Field(default=24, ge=1, description="Raw topics hold PII")
+    clean_retention_hours: int = Field(default=7 * 24, ge=1)
     max_event_bytes: int = Field(default=64 * 1024, ge=1024, le=1024 * 1024)
     max_future_skew_s: float = Field(default=300.0, ge=0.0, description="SPEC: 5 minutes")
     max_event_age_s: float = Field(

@@ -1,15 +1,18 @@
 """The Hito worker: Faust agents as thin adapters around the pure stages.
 
-``ingest`` consumes the raw topics as bytes: validate -> DLQ or dedup -> (anonymise, next).
+``ingest`` consumes the raw topics as bytes:
+validate -> (DLQ) | dedup -> (duplicate) | anonymise -> ``hito.clean.<source>`` (keyed by site).
 Dedup state lives in a Faust table keyed by ``device_id`` (the raw topics' message key), so it
-is partitioned with the stream and restored from its changelog after a restart.
+is partitioned with the stream and restored from its changelog after a restart. Nothing after
+``anonymise`` ever sees a raw identifier.
 """
 
 from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -19,18 +22,17 @@ import faust
 from schemas.reasons import Reason
 from schemas.registry import Source
 from streams.app import create_app
-from streams.devices import DeviceRegistry
 from streams.dlq import encode_record, make_record
 from streams.metrics import PipelineMetrics
-from streams.settings import HitoSettings
-from streams.stages import dedup, validate
+from streams.runtime import Runtime
+from streams.stages import anonymise, dedup, validate
 from streams.stages.validate import Accepted, Rejected
 
 log = logging.getLogger(__name__)
 
 Clock = Callable[[], datetime]
-Send = Callable[[bytes | None, bytes], Awaitable[Any]]
-"""Sends (key, value) to a topic; injectable so agent tests can run without a broker."""
+Send = Callable[[str, bytes | None, bytes], Awaitable[Any]]
+"""Sends (topic, key, value); injectable so agent tests can run without a broker."""
 
 
 def utc_now() -> datetime:
@@ -45,32 +47,38 @@ class Worker:
     metrics: PipelineMetrics
 
 
+def clean_topic(runtime: Runtime, source: Source) -> str:
+    return f"{runtime.settings.pipeline.clean_topic_prefix}{source}"
+
+
 def build_worker(
-    settings: HitoSettings,
-    registry: DeviceRegistry,
+    runtime: Runtime,
     *,
     app_id: str = "hito",
     metrics: PipelineMetrics | None = None,
     clock: Clock = utc_now,
-    send_dlq: Send | None = None,
+    send: Send | None = None,
 ) -> Worker:
-    p = settings.pipeline
+    p = runtime.settings.pipeline
     metrics = metrics or PipelineMetrics()
-    app = create_app(settings, app_id=app_id)
+    app = create_app(runtime.settings, app_id=app_id)
     source_of: dict[str, Source] = {topic: src for src, topic in p.raw_topics.items()}
     raw = app.topic(*p.raw_topics.values(), partitions=p.topic_partitions)
-    dlq_topic = app.topic(p.dlq_topic, partitions=p.topic_partitions)
-
-    async def send_to_dlq_topic(key: bytes | None, value: bytes) -> Any:
-        return await dlq_topic.send(key=key, value=value)
-
-    to_dlq: Send = send_dlq or send_to_dlq_topic
+    out_topics = {
+        name: app.topic(name, partitions=p.topic_partitions)
+        for name in [p.dlq_topic, *(clean_topic(runtime, s) for s in p.raw_topics)]
+    }
     seq_table = app.Table(
         "dedup-seq",
         default=None,
         partitions=p.topic_partitions,
         help="Per device: highest seq seen and the window of recent ones",
     )
+
+    async def send_to_topic(topic: str, key: bytes | None, value: bytes) -> Any:
+        return await out_topics[topic].send(key=key, value=value)
+
+    emit: Send = send or send_to_topic
 
     async def reject(rejected: Rejected, raw_bytes: bytes, message: Any) -> None:
         record = make_record(
@@ -83,11 +91,10 @@ def build_worker(
             key=message.key,
         )
         key = rejected.device_id.encode() if rejected.device_id else None
-        await to_dlq(key, encode_record(record))
+        await emit(p.dlq_topic, key, encode_record(record))
         metrics.dlq.labels(reason=rejected.reason.value, stage=rejected.stage).inc()
-        metrics.events.labels(
-            source=source_of.get(message.topic, "unknown"), outcome="rejected"
-        ).inc()
+        source = source_of.get(message.topic, "unknown")
+        metrics.events.labels(source=source, outcome="rejected").inc()
 
     # concurrency=1: this agent writes a table.
     @app.agent(raw, concurrency=1)
@@ -95,14 +102,14 @@ def build_worker(
         async for event in stream.events():
             message = event.message
             raw_bytes: bytes = event.value if isinstance(event.value, bytes) else b""
-            source = source_of.get(message.topic)
-            started = time.perf_counter()
-            result = validate.validate(
-                raw_bytes, registry=registry, limits=p, now=clock(), expected_source=source
-            )
-            metrics.stage_seconds.labels(stage=validate.STAGE).observe(
-                time.perf_counter() - started
-            )
+            with stage_timer(metrics, validate.STAGE):
+                result = validate.validate(
+                    raw_bytes,
+                    registry=runtime.registry,
+                    limits=p,
+                    now=clock(),
+                    expected_source=source_of.get(message.topic),
+                )
             if isinstance(result, Accepted) and event.key != result.event.device_id.encode():
                 # Dedup state is partitioned by the message key: it must be the device id.
                 result = Rejected(
@@ -115,14 +122,30 @@ def build_worker(
                 yield result.reason.value
                 continue
             outcome = observe_seq(seq_table, result, p.dedup_window, metrics)
-            metrics.events.labels(source=result.source, outcome=outcome).inc()
             if outcome == "accepted":
+                with stage_timer(metrics, anonymise.STAGE):
+                    clean = anonymise.anonymise(result.event, runtime.policy, runtime.keyring)
+                await emit(
+                    clean_topic(runtime, clean.source),
+                    clean.site.encode(),
+                    clean.model_dump_json(by_alias=True).encode(),
+                )
                 metrics.device_last_seen.labels(
                     site=result.event.site, device_id=result.event.device_id
                 ).set(result.event.event_time.timestamp())
+            metrics.events.labels(source=result.source, outcome=outcome).inc()
             yield outcome
 
     return Worker(app=app, ingest=ingest, seq_table=seq_table, metrics=metrics)
+
+
+@contextmanager
+def stage_timer(metrics: PipelineMetrics, stage: str) -> Iterator[None]:
+    started = time.perf_counter()
+    try:
+        yield
+    finally:
+        metrics.stage_seconds.labels(stage=stage).observe(time.perf_counter() - started)
 
 
 def observe_seq(table: Any, accepted: Accepted, window: int, metrics: PipelineMetrics) -> str:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 
 from streams.devices import DeviceRegistry
+from streams.runtime import Runtime, load_runtime
 from streams.settings import HitoSettings
 
 
@@ -14,6 +15,10 @@ def settings() -> HitoSettings:
 
 
 @pytest.fixture(scope="session")
-def registry(settings: HitoSettings) -> DeviceRegistry:
-    p = settings.pipeline
-    return DeviceRegistry.load(p.devices_file, p.device_keys_file)
+def runtime(settings: HitoSettings) -> Runtime:
+    return load_runtime(settings)
+
+
+@pytest.fixture(scope="session")
+def registry(runtime: Runtime) -> DeviceRegistry:
+    return runtime.registry

@@ -57,9 +57,7 @@ def _construct_mapping(loader: yaml.SafeLoader, node: yaml.MappingNode) -> dict[
     return loader.construct_mapping(node)
 
 
-_UniqueKeyLoader.add_constructor(
-    yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _construct_mapping
-)
+_UniqueKeyLoader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _construct_mapping)
 
 
 def _parse_rule(where: str, raw: Any) -> Rule:
@@ -109,5 +107,4 @@ def load_policy(path: Path = POLICY_FILE) -> Policy:
             problems.append(f"{name}: lat and lon must be generalised together, same precision")
     if problems:
         raise PolicyError("privacy policy does not match the schemas:\n  " + "\n  ".join(problems))
-    return Policy(version=version, small_count_k=k, event_time_resolution_s=resolution,
-                  rules=rules)
+    return Policy(version=version, small_count_k=k, event_time_resolution_s=resolution, rules=rules)

@@ -16,8 +16,8 @@ from rich.table import Table
 
 from schemas.export import EXPORT_DIR, export
 from schemas.reasons import Reason
-from streams.devices import DeviceRegistry
-from streams.settings import HitoSettings, load_settings
+from streams.runtime import Runtime, load_runtime
+from streams.settings import load_settings
 
 schema_app = typer.Typer(help="Published event contracts.", no_args_is_help=True)
 dlq_app = typer.Typer(
@@ -25,15 +25,13 @@ dlq_app = typer.Typer(
 )
 
 
-def _load() -> tuple[HitoSettings, DeviceRegistry]:
+def _load() -> Runtime:
     logging.basicConfig(
         level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
     # kafka-python narrates every connection at INFO.
     logging.getLogger("kafka").setLevel(logging.WARNING)
-    settings = load_settings()
-    p = settings.pipeline
-    return settings, DeviceRegistry.load(p.devices_file, p.device_keys_file)
+    return load_runtime(load_settings())
 
 
 def _free_port(ports: tuple[int, ...]) -> int:
@@ -55,9 +53,10 @@ def worker(
     from streams.topics import ensure_topics
     from streams.worker import build_worker
 
-    settings, registry = _load()
+    runtime = _load()
+    settings = runtime.settings
     ensure_topics(settings)
-    w = build_worker(settings, registry, app_id=app_id)
+    w = build_worker(runtime, app_id=app_id)
     port = metrics_port or _free_port(settings.worker_metrics_ports)
     start_http_server(port, addr="127.0.0.1", registry=w.metrics.registry)
     logging.getLogger(__name__).info("metrics on http://127.0.0.1:%d/metrics", port)
@@ -87,7 +86,8 @@ def simulate(
     from streams.simulate.runner import send_messages
     from streams.topics import ensure_topics
 
-    settings, registry = _load()
+    runtime = _load()
+    settings, registry = runtime.settings, runtime.registry
     ensure_topics(settings)
     plan = FleetPlan(
         count=count,

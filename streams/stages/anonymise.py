@@ -41,18 +41,21 @@ def anonymise(event: Event, policy: Policy, keyring: Keyring) -> CleanEvent:
             out[name] = f"{start}-{start + rule.param - 1}"
         elif rule.kind == "geohash" and name == "lat":
             assert rule.param is not None
-            out["geohash"] = pygeohash.encode(float(raw["lat"]), float(raw["lon"]),
-                                              precision=rule.param)
-    return CleanEvent.model_validate({
-        "schema": event.schema_,
-        "source": entry.source,
-        "policy": policy.version,
-        "device_id": event.device_id,
-        "site": event.site,
-        "seq": event.seq,
-        "event_time": _floor(event.event_time, policy.event_time_resolution_s),
-        "payload": out,
-    })
+            out["geohash"] = pygeohash.encode(
+                float(raw["lat"]), float(raw["lon"]), precision=rule.param
+            )
+    return CleanEvent.model_validate(
+        {
+            "schema": event.schema_,
+            "source": entry.source,
+            "policy": policy.version,
+            "device_id": event.device_id,
+            "site": event.site,
+            "seq": event.seq,
+            "event_time": _floor(event.event_time, policy.event_time_resolution_s),
+            "payload": out,
+        }
+    )
 
 
 def _floor(at: datetime, resolution_s: int) -> datetime:

@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import uuid
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 
 import pytest
 
-from streams.devices import DeviceRegistry
+from streams.runtime import Runtime
 from streams.settings import HitoSettings, PipelineSettings
 from streams.topics import ensure_topics
 from streams.worker import Worker, build_worker
@@ -25,6 +26,7 @@ def isolated(stack: HitoSettings) -> HitoSettings:
             "drone": f"hito.test-{run}.raw.drone",
         },
         dlq_topic=f"hito.test-{run}.dlq",
+        clean_topic_prefix=f"hito.test-{run}.clean.",
         topic_partitions=2,
     )
     settings = stack.model_copy(update={"pipeline": pipeline})
@@ -32,9 +34,14 @@ def isolated(stack: HitoSettings) -> HitoSettings:
     return settings
 
 
+@pytest.fixture
+def isolated_runtime(isolated: HitoSettings, runtime: Runtime) -> Runtime:
+    return dataclasses.replace(runtime, settings=isolated)
+
+
 @asynccontextmanager
-async def running_worker(settings: HitoSettings, registry: DeviceRegistry) -> AsyncIterator[Worker]:
-    worker = build_worker(settings, registry, app_id=f"hito-test-{uuid.uuid4().hex[:8]}")
+async def running_worker(runtime: Runtime) -> AsyncIterator[Worker]:
+    worker = build_worker(runtime, app_id=f"hito-test-{uuid.uuid4().hex[:8]}")
     await worker.app.start()
     try:
         yield worker

@@ -9,9 +9,8 @@ from datetime import UTC, datetime
 
 from kafka import KafkaProducer
 
-from streams.devices import DeviceRegistry
 from streams.dlq import read_all
-from streams.settings import HitoSettings
+from streams.runtime import Runtime
 from streams.simulate.fleet import DUPLICATE, INJECTABLE, VALID, Fleet, FleetPlan
 from streams.simulate.runner import send_messages
 from tests.integration.pipeline.conftest import running_worker, wait_until
@@ -19,9 +18,8 @@ from tests.integration.pipeline.conftest import running_worker, wait_until
 N = 3000
 
 
-def test_valid_dlq_and_duplicates_add_up_to_what_was_sent(
-    isolated: HitoSettings, registry: DeviceRegistry
-) -> None:
+def test_valid_dlq_and_duplicates_add_up_to_what_was_sent(isolated_runtime: Runtime) -> None:
+    isolated, registry = isolated_runtime.settings, isolated_runtime.registry
     plan = FleetPlan(
         count=N,
         seed=11,
@@ -35,7 +33,7 @@ def test_valid_dlq_and_duplicates_add_up_to_what_was_sent(
     assert set(expected) == {VALID, DUPLICATE, *(r.value for r in INJECTABLE)}
 
     async def scenario() -> tuple[dict[str, float], dict[str, float]]:
-        async with running_worker(isolated, registry) as worker:
+        async with running_worker(isolated_runtime) as worker:
             await asyncio.to_thread(
                 send_messages, messages, bootstrap=isolated.kafka.bootstrap, total=N
             )
@@ -61,9 +59,8 @@ def test_valid_dlq_and_duplicates_add_up_to_what_was_sent(
     assert all(e.record.stage == "validate" for e in records)
 
 
-def test_worker_keeps_running_through_garbage(
-    isolated: HitoSettings, registry: DeviceRegistry
-) -> None:
+def test_worker_keeps_running_through_garbage(isolated_runtime: Runtime) -> None:
+    isolated, registry = isolated_runtime.settings, isolated_runtime.registry
     rng = random.Random(5)
     garbage = [rng.randbytes(rng.randint(0, 3000)) for _ in range(400)]
     garbage += [b"", b"{}", b"[]", b"null", b'{"schema": {}}', b"\x00" * 100, b"{" * 5000]
@@ -77,7 +74,7 @@ def test_worker_keeps_running_through_garbage(
     topic = isolated.pipeline.raw_topics["sensor"]
 
     async def scenario() -> dict[str, float]:
-        async with running_worker(isolated, registry) as worker:
+        async with running_worker(isolated_runtime) as worker:
             producer = KafkaProducer(bootstrap_servers=isolated.kafka.bootstrap, acks="all")
             for i, junk in enumerate(garbage):
                 producer.send(topic, key=f"junk-{i % 7}".encode(), value=junk)

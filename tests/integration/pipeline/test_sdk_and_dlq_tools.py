@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import os
 import subprocess
 import sys
@@ -11,6 +12,7 @@ from pathlib import Path
 
 from streams.devices import Device, DeviceRegistry
 from streams.dlq import read_all, reason_filter, replay
+from streams.runtime import Runtime
 from streams.sdk import DeviceClient
 from streams.settings import HitoSettings
 from streams.simulate.fleet import Fleet, FleetPlan
@@ -27,8 +29,9 @@ SENSOR = {
 
 
 def test_sdk_keeps_seq_across_restarts_and_retries_are_duplicates(
-    isolated: HitoSettings, registry: DeviceRegistry, tmp_path: Path
+    isolated_runtime: Runtime, tmp_path: Path
 ) -> None:
+    isolated, registry = isolated_runtime.settings, isolated_runtime.registry
     device = registry.get("sensor-concordia-01")
     assert device is not None
     seq_file = tmp_path / "seq"
@@ -46,7 +49,7 @@ def test_sdk_keeps_seq_across_restarts_and_retries_are_duplicates(
         )
 
     async def scenario() -> dict[str, float]:
-        async with running_worker(isolated, registry) as worker:
+        async with running_worker(isolated_runtime) as worker:
             first = client()
             for _ in range(5):
                 first.send("sensor.reading/1", SENSOR, event_time=datetime.now(UTC))
@@ -82,9 +85,8 @@ def read_raw(settings: HitoSettings, topic: str) -> list[bytes]:
         consumer.close()
 
 
-def test_dlq_inspect_redacts_and_replay_resubmits_after_a_fix(
-    isolated: HitoSettings, registry: DeviceRegistry
-) -> None:
+def test_dlq_inspect_redacts_and_replay_resubmits_after_a_fix(isolated_runtime: Runtime) -> None:
+    isolated, registry = isolated_runtime.settings, isolated_runtime.registry
     # A device installed before it was registered: its events land in the DLQ.
     newcomer = registry.get("drone-gs-pe-01")
     assert newcomer is not None
@@ -99,7 +101,9 @@ def test_dlq_inspect_redacts_and_replay_resubmits_after_a_fix(
     assert from_newcomer > 0
 
     async def scenario() -> dict[str, float]:
-        async with running_worker(isolated, partial) as worker:
+        async with running_worker(
+            dataclasses.replace(isolated_runtime, registry=partial)
+        ) as worker:
             send_messages(messages, bootstrap=isolated.kafka.bootstrap, total=len(messages))
             await wait_until(
                 lambda: worker.metrics.total_events() >= len(messages), 60, "first pass"
