@@ -27,4 +27,6 @@ def create_app(settings: HitoSettings, *, app_id: str = "hito") -> faust.App:
         store="memory://",
         producer_acks=-1,
         consumer_auto_offset_reset="earliest",
+        # No standby copies: a worker holds (and writes to InfluxDB) only what it owns.
+        table_standby_replicas=0,
     )

@@ -51,6 +51,35 @@ class PipelineMetrics:
             "Device dedup states that could not be read and were started afresh",
             registry=r,
         )
+        self.sink_points = Counter(
+            "hito_sink_points",
+            "Points written to InfluxDB (rewrites of a window count again)",
+            registry=r,
+        )
+        self.sink_errors = Counter(
+            "hito_sink_errors",
+            "Failed InfluxDB writes by kind (retryable, permanent)",
+            ["kind"],
+            registry=r,
+        )
+        self.sink_write_seconds = Histogram(
+            "hito_sink_write_seconds",
+            "Duration of one InfluxDB batch write, seconds",
+            buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10),
+            registry=r,
+        )
+        self.sink_batch_points = Histogram(
+            "hito_sink_batch_points",
+            "Points per InfluxDB write",
+            buckets=(1, 10, 50, 100, 500, 1000, 5000, 10000),
+            registry=r,
+        )
+        self.late_events = Counter(
+            "hito_late_events",
+            "Events later than the allowed lateness (sent to the DLQ)",
+            ["site"],
+            registry=r,
+        )
         self.stage_seconds = Histogram(
             "hito_stage_seconds",
             "Time spent in a pipeline stage per event, seconds",

@@ -97,6 +97,11 @@ class PipelineSettings(_Frozen):
         le=1_000_000,
         description="Per device: how many recent seq numbers are remembered for out-of-order",
     )
+    window_s: int = Field(default=60, ge=1, le=3600, description="Tumbling window length")
+    allowed_lateness_s: int = Field(
+        default=300, ge=0, description="How long after its window closes an event still counts"
+    )
+    flush_interval_s: float = Field(default=1.0, gt=0.0, description="Open windows re-written")
     devices_file: Path = REPO_ROOT / "infra" / "dev" / "devices.dev.yaml"
     device_keys_file: Path = REPO_ROOT / "infra" / "dev" / "device-keys.dev.yaml"
 

@@ -21,10 +21,12 @@ import faust
 
 from schemas.reasons import Reason
 from schemas.registry import Source
+from streams.aggregator import register_aggregator
 from streams.app import create_app
 from streams.dlq import encode_record, make_record
 from streams.metrics import PipelineMetrics
 from streams.runtime import Runtime
+from streams.sinks.influx import InfluxSink
 from streams.stages import anonymise, dedup, validate
 from streams.stages.validate import Accepted, Rejected
 
@@ -42,8 +44,11 @@ def utc_now() -> datetime:
 @dataclass
 class Worker:
     app: faust.App
-    ingest: Any  # the Faust agent
+    ingest: Any  # the Faust agents and their tables
     seq_table: Any
+    aggregate: Any
+    windows: Any
+    sink: InfluxSink
     metrics: PipelineMetrics
 
 
@@ -79,6 +84,8 @@ def build_worker(
         return await out_topics[topic].send(key=key, value=value)
 
     emit: Send = send or send_to_topic
+    sink = InfluxSink(runtime.settings.influxdb, metrics)
+    aggregate_agent, windows = register_aggregator(app, runtime, metrics, sink, emit, clock)
 
     async def reject(rejected: Rejected, raw_bytes: bytes, message: Any) -> None:
         record = make_record(
@@ -121,22 +128,35 @@ def build_worker(
                 await reject(result, raw_bytes, message)
                 yield result.reason.value
                 continue
-            outcome = observe_seq(seq_table, result, p.dedup_window, metrics)
+            outcome, pending_state = observe_seq(seq_table, result, p.dedup_window, metrics)
             if outcome == "accepted":
                 with stage_timer(metrics, anonymise.STAGE):
                     clean = anonymise.anonymise(result.event, runtime.policy, runtime.keyring)
-                await emit(
+                delivered = await emit(
                     clean_topic(runtime, clean.source),
                     clean.site.encode(),
                     clean.model_dump_json(by_alias=True).encode(),
                 )
+                if delivered is not None:
+                    # The clean event must be in Kafka before the dedup state says "seen":
+                    # otherwise a crash in between could lose it for good.
+                    await delivered
+                seq_table[result.event.device_id] = pending_state
                 metrics.device_last_seen.labels(
                     site=result.event.site, device_id=result.event.device_id
                 ).set(result.event.event_time.timestamp())
             metrics.events.labels(source=result.source, outcome=outcome).inc()
             yield outcome
 
-    return Worker(app=app, ingest=ingest, seq_table=seq_table, metrics=metrics)
+    return Worker(
+        app=app,
+        ingest=ingest,
+        seq_table=seq_table,
+        aggregate=aggregate_agent,
+        windows=windows,
+        sink=sink,
+        metrics=metrics,
+    )
 
 
 @contextmanager
@@ -148,8 +168,11 @@ def stage_timer(metrics: PipelineMetrics, stage: str) -> Iterator[None]:
         metrics.stage_seconds.labels(stage=stage).observe(time.perf_counter() - started)
 
 
-def observe_seq(table: Any, accepted: Accepted, window: int, metrics: PipelineMetrics) -> str:
-    """Run the dedup stage against the table; write the device's state back when it changed."""
+def observe_seq(
+    table: Any, accepted: Accepted, window: int, metrics: PipelineMetrics
+) -> tuple[str, dict[str, int | str] | None]:
+    """Run the dedup stage against the table: the outcome and, for a new event, the device's
+    next state (the caller writes it once the event has been passed on)."""
     ev = accepted.event
     stored = table.get(ev.device_id)
     try:
@@ -162,8 +185,7 @@ def observe_seq(table: Any, accepted: Accepted, window: int, metrics: PipelineMe
         before = None
     state, seen = dedup.observe(before, ev.seq, window)
     if seen is not dedup.SeqOutcome.NEW:
-        return "duplicate" if seen is dedup.SeqOutcome.DUPLICATE else "stale"
-    table[ev.device_id] = state.to_json()
+        return ("duplicate" if seen is dedup.SeqOutcome.DUPLICATE else "stale"), None
     opened = state.gaps_opened - (before.gaps_opened if before else 0)
     filled = state.gaps_filled - (before.gaps_filled if before else 0)
     if opened:
@@ -174,4 +196,4 @@ def observe_seq(table: Any, accepted: Accepted, window: int, metrics: PipelineMe
         # Out-of-order arrivals before a device's first event can fill more than was opened.
         missing = max(0, state.gaps_opened - state.gaps_filled)
         metrics.device_seq_missing.labels(site=ev.site, device_id=ev.device_id).set(missing)
-    return "accepted"
+    return "accepted", state.to_json()

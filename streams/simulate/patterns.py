@@ -8,6 +8,11 @@ from __future__ import annotations
 
 import math
 from datetime import datetime
+from zoneinfo import ZoneInfo
+
+# Arica keeps Chile's national time; Tacna (UTC-5) is an hour or two behind, but the crossing's
+# rhythm is set by both sides' shops and offices: Chilean local time is a fair clock for it.
+LOCAL = ZoneInfo("America/Santiago")
 
 _HOURLY = (
     0.15,
@@ -39,7 +44,8 @@ _WEEKDAY = (0.85, 0.80, 0.80, 0.85, 1.05, 1.35, 1.40)  # Monday .. Sunday
 
 
 def traffic_multiplier(at: datetime) -> float:
-    """Relative checkpoint traffic at this local time (1.0 is an ordinary daytime hour)."""
+    """Relative checkpoint traffic at this instant (1.0 is an ordinary daytime hour)."""
+    at = at.astimezone(LOCAL)
     hour = at.hour + at.minute / 60.0
     lo = _HOURLY[int(hour) % 24]
     hi = _HOURLY[(int(hour) + 1) % 24]

@@ -9,6 +9,7 @@ from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 
 import pytest
+from influxdb_client import InfluxDBClient
 
 from streams.runtime import Runtime
 from streams.settings import HitoSettings, PipelineSettings
@@ -29,7 +30,12 @@ def isolated(stack: HitoSettings) -> HitoSettings:
         clean_topic_prefix=f"hito.test-{run}.clean.",
         topic_partitions=2,
     )
-    settings = stack.model_copy(update={"pipeline": pipeline})
+    influx = stack.influxdb.model_copy(update={"bucket": f"hito-test-{run}"})
+    with InfluxDBClient(
+        url=influx.url, token=influx.token.get_secret_value(), org=influx.org
+    ) as client:
+        client.buckets_api().create_bucket(bucket_name=influx.bucket, org=influx.org)
+    settings = stack.model_copy(update={"pipeline": pipeline, "influxdb": influx})
     ensure_topics(settings)
     return settings
 
@@ -56,3 +62,17 @@ async def wait_until(done: Callable[[], bool], timeout_s: float, what: str) -> N
         if loop.time() > deadline:
             raise AssertionError(f"timed out after {timeout_s} s waiting for {what}")
         await asyncio.sleep(0.2)
+
+
+def query_points(settings: HitoSettings, measurement: str) -> list[dict[str, object]]:
+    """Every point of a measurement in the test's bucket: tags and fields in one dict each."""
+    i = settings.influxdb
+    flux = (
+        f'from(bucket: "{i.bucket}") |> range(start: -24h, stop: 1h) '
+        f'|> filter(fn: (r) => r._measurement == "{measurement}") '
+        '|> pivot(rowKey: ["_time"], columnKey: ["_field"], valueColumn: "_value")'
+    )
+    with InfluxDBClient(url=i.url, token=i.token.get_secret_value(), org=i.org) as client:
+        tables = client.query_api().query(flux)
+    skip = {"result", "table", "_start", "_stop", "_measurement"}
+    return [{k: v for k, v in r.values.items() if k not in skip} for t in tables for r in t.records]

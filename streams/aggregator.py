@@ -1,0 +1,175 @@
+"""The ``aggregate`` agent and the flush timer: clean events -> window state -> InfluxDB.
+
+Exactness (see docs/aggregation.md): a window's counts and the ``(device_id, seq)`` pairs they
+include live in one table value, changed by one write. Faust flushes the producer (changelogs
+included) before it commits offsets, so after a crash every event is either in the restored
+state (and recognised if re-delivered) or re-delivered (and counted). The sink writes whole
+windows keyed by their start: re-writing is harmless, so after a restart every window is
+written again, and while InfluxDB is down state keeps accumulating durably and is written
+when it returns.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Awaitable, Callable
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import faust
+from pydantic import ValidationError
+
+from schemas.clean import CleanEvent
+from schemas.reasons import Reason
+from streams.dlq import encode_record, make_record
+from streams.metrics import PipelineMetrics
+from streams.runtime import Runtime
+from streams.sinks.influx import InfluxSink, PermanentSinkError, RetryableSinkError
+from streams.stages import aggregate
+from streams.stages.points import points_for
+from streams.stages.validate import Rejected
+
+log = logging.getLogger(__name__)
+
+Emit = Callable[[str, bytes | None, bytes], Awaitable[Any]]
+_EVICT_EVERY_S = 5.0
+
+
+def register_aggregator(
+    app: faust.App,
+    runtime: Runtime,
+    metrics: PipelineMetrics,
+    sink: InfluxSink,
+    emit: Emit,
+    clock: Callable[[], datetime],
+) -> tuple[Any, Any]:
+    """Adds the agent, its table and the flush timer to ``app``; returns (agent, table)."""
+    p = runtime.settings.pipeline
+    window = timedelta(seconds=p.window_s)
+    lateness = timedelta(seconds=p.allowed_lateness_s)
+    clean_topics = [f"{p.clean_topic_prefix}{s}" for s in p.raw_topics]
+    source = app.topic(*clean_topics, partitions=p.topic_partitions)
+    windows = app.Table(
+        "agg-windows",
+        default=None,
+        partitions=p.topic_partitions,
+        help="Per site and window: counts and the events they include",
+    )
+    written: dict[str, int] = {}  # window key -> version in InfluxDB (this process only)
+    last_evict = [time.monotonic()]
+
+    async def to_dlq(reason: Reason, detail: str, data: bytes, message: Any) -> None:
+        record = make_record(
+            Rejected(reason, detail, None, stage=aggregate.STAGE),
+            data,
+            topic=message.topic,
+            partition=message.partition,
+            offset=message.offset,
+            now=clock(),
+            key=message.key,
+        )
+        await emit(p.dlq_topic, message.key, encode_record(record))
+        metrics.dlq.labels(reason=reason.value, stage=aggregate.STAGE).inc()
+
+    @app.agent(source, concurrency=1)  # writes a table
+    async def aggregate_agent(stream: Any) -> Any:
+        async for event in stream.events():
+            if not sink.healthy:
+                # Back-pressure: while InfluxDB fails, take no more than one event per retry.
+                await sink.wait_ready()
+            data: bytes = event.value if isinstance(event.value, bytes) else b""
+            message = event.message
+            try:
+                clean = CleanEvent.model_validate_json(data)
+            except ValidationError:
+                await to_dlq(Reason.SCHEMA_VIOLATION, "not a clean event", data, message)
+                yield "rejected"
+                continue
+            start = aggregate.window_start(clean.event_time, p.window_s)
+            if start + window + lateness < clock():
+                metrics.late_events.labels(site=clean.site).inc()
+                await to_dlq(
+                    Reason.LATE_BEYOND_WINDOW,
+                    f"window {start.isoformat()} closed more than {p.allowed_lateness_s} s ago",
+                    data,
+                    message,
+                )
+                yield "late"
+                continue
+            key = aggregate.window_key(clean.site, start)
+            state = windows.get(key) or aggregate.new_state(clean.site, start, message.partition)
+            if aggregate.add(state, clean):
+                windows[key] = state  # counts and dedup ranges in one changelog record
+                yield "counted"
+            else:
+                yield "duplicate"
+            if time.monotonic() - last_evict[0] > _EVICT_EVERY_S:
+                last_evict[0] = time.monotonic()
+                evict(windows, written, message.partition, clock() - window - lateness * 2)
+
+    @app.timer(interval=p.flush_interval_s)  # type: ignore[untyped-decorator]
+    async def flush() -> None:
+        await flush_windows(app, windows, written, sink, runtime, metrics, emit)
+
+    return aggregate_agent, windows
+
+
+def evict(windows: Any, written: dict[str, int], partition: int, before: datetime) -> None:
+    """Forget windows long closed and already in InfluxDB (only this event's partition: a
+    table write goes to the changelog partition of the event being processed)."""
+    cutoff = before.strftime("%Y-%m-%dT%H:%M:%SZ")
+    for key, state in list(windows.items()):
+        if (
+            state["partition"] == partition
+            and state["start"] < cutoff
+            and written.get(key) == state["version"]
+        ):
+            del windows[key]
+            written.pop(key, None)
+
+
+async def flush_windows(
+    app: faust.App,
+    windows: Any,
+    written: dict[str, int],
+    sink: InfluxSink,
+    runtime: Runtime,
+    metrics: PipelineMetrics,
+    emit: Emit,
+) -> int:
+    """Write every owned window whose version InfluxDB does not have yet; one batch."""
+    if not sink.ready():
+        return 0
+    owned = {tp.partition for tp in app.assignor.assigned_actives()}
+    pending = {
+        key: state["version"]
+        for key, state in list(windows.items())
+        if state["partition"] in owned and written.get(key) != state["version"]
+    }
+    if not pending:
+        return 0
+    lines = [ln for key in pending for ln in points_for(windows[key], runtime.policy.small_count_k)]
+    try:
+        await sink.write(lines)
+    except RetryableSinkError as exc:
+        log.warning("InfluxDB write of %d windows deferred: %s", len(pending), exc)
+        return 0
+    except PermanentSinkError as exc:
+        log.error("InfluxDB refused %d windows: %s", len(pending), exc)
+        p = runtime.settings.pipeline
+        for key in pending:
+            record = make_record(
+                Rejected(
+                    Reason.SINK_REJECTED, f"HTTP {exc.status} for window {key}", None, stage="sink"
+                ),
+                "\n".join(points_for(windows[key], runtime.policy.small_count_k)).encode(),
+                topic="influxdb",
+                partition=None,
+                offset=None,
+                now=datetime.now(UTC),
+            )
+            await emit(p.dlq_topic, key.encode(), encode_record(record))
+            metrics.dlq.labels(reason=Reason.SINK_REJECTED.value, stage="sink").inc()
+    written.update(pending)
+    return len(lines)

@@ -1,0 +1,1 @@
+"""Sinks: where aggregates leave the pipeline."""
