@@ -85,8 +85,8 @@ def assert_exact(settings: HitoSettings, exp: dict[str, Any], policy: str) -> No
     assert _published_sum(nat, ("direction",)) == exp["totals"]
     for p in nat:
         if p["nationality"] != "other":
-            key = (p["site"], p["_time"], p["direction"], p["nationality"])
-            assert p["count"] == exp["nationality"][key] >= K
+            cell = (p["site"], p["_time"], p["direction"], p["nationality"])
+            assert p["count"] == exp["nationality"][cell] >= K
 
     sensors = {
         (p["site"], p["_time"], p["sensor_type"], p["geohash"]): [p["detections"], p["readings"]]
@@ -98,6 +98,11 @@ def assert_exact(settings: HitoSettings, exp: dict[str, Any], policy: str) -> No
         for p in query_points(settings, "drone")
     }
     assert drones == {k: [v[0], v[1], v[2]] for k, v in exp["drones"].items()}
+
+
+def _int(value: object) -> int:
+    assert isinstance(value, int)
+    return value
 
 
 def run_fleet(runtime: Runtime, messages: list[SimMessage], exp: dict[str, Any]) -> None:
@@ -112,7 +117,7 @@ def run_fleet(runtime: Runtime, messages: list[SimMessage], exp: dict[str, Any])
 
             def written() -> bool:
                 points = query_points(settings, "crossings")
-                return sum(int(p["count"]) for p in points) == expected_crossings  # type: ignore[call-overload]
+                return sum(_int(p["count"]) for p in points) == expected_crossings
 
             await wait_until(
                 lambda: worker.metrics.total_events() >= len(messages), 120, "ingest to drain"
