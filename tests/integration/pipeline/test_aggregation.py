@@ -107,7 +107,7 @@ def _int(value: object) -> int:
 
 def run_fleet(runtime: Runtime, messages: list[SimMessage], exp: dict[str, Any]) -> None:
     settings = runtime.settings
-    expected_crossings = sum(exp["totals"].values())
+    expected_crossings: int = sum(exp["totals"].values())
 
     async def scenario() -> None:
         async with running_worker(runtime) as worker:
