@@ -16,6 +16,8 @@ def create_app(settings: HitoSettings, *, app_id: str = "hito") -> faust.App:
       come from idempotent sinks and dedup state instead;
     - no web server, and never table contents over HTTP.
     """
+    datadir = settings.state_dir / "faust" / app_id
+    datadir.parent.mkdir(parents=True, exist_ok=True)
     return faust.App(
         app_id,
         broker=f"kafka://{settings.kafka.bootstrap}",
@@ -25,8 +27,13 @@ def create_app(settings: HitoSettings, *, app_id: str = "hito") -> faust.App:
         web_enabled=False,
         web_tables_enabled=False,
         store="memory://",
+        # Faust's working files go under the state directory, never the current directory.
+        datadir=str(datadir),
         producer_acks=-1,
         consumer_auto_offset_reset="earliest",
         # No standby copies: a worker holds (and writes to InfluxDB) only what it owns.
         table_standby_replicas=0,
+        # A dead worker's partitions move on after 10 s instead of Faust's default 60 s.
+        broker_session_timeout=10.0,
+        broker_heartbeat_interval=3.0,
     )

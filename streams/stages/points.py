@@ -79,7 +79,7 @@ def points_for(state: State, k: int) -> list[str]:
         sensor_type, geohash = key.split("|")
         fields: dict[str, Any] = {"detections": c["detections"], "readings": c["readings"]}
         if c["values"]:
-            fields["value"] = c["value_sum"] / c["values"]
+            fields["value"] = float(c["value_sum"] / c["values"])
         point("sensor", {"sensor_type": sensor_type, "geohash": geohash}, fields)
     for geohash, c in sorted(state["drone"].items()):
         point(
@@ -88,8 +88,8 @@ def points_for(state: State, k: int) -> list[str]:
             {
                 "detections": c["detections"],
                 "fixes": c["fixes"],
-                "alt_m_avg": c["alt_sum"] / c["fixes"],
-                "battery_pct_min": c["battery_min"],
+                "alt_m_avg": float(c["alt_sum"] / c["fixes"]),
+                "battery_pct_min": float(c["battery_min"]),
             },
         )
     return out
@@ -106,8 +106,9 @@ def _by_direction(cells: dict[str, Any]) -> dict[str, dict[str, Any]]:
 def _wait_fields(cells: list[dict[str, Any]]) -> dict[str, float]:
     buckets = [sum(c["b"][i] for c in cells) for i in range(len(WAIT_EDGES))]
     longest = max(float(c["max"]) for c in cells)
+    # Always floats: InfluxDB refuses a field whose type changes (20i after 16.1).
     return {
-        "p50_s": min(percentile(buckets, 0.50), longest),
-        "p95_s": min(percentile(buckets, 0.95), longest),
-        "max_s": longest,
+        "p50_s": float(min(percentile(buckets, 0.50), longest)),
+        "p95_s": float(min(percentile(buckets, 0.95), longest)),
+        "max_s": float(longest),
     }

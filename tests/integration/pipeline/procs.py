@@ -1,0 +1,94 @@
+"""`hito worker` as a real process (for kill -9, restarts and scale-out), on a test's topics."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+
+from streams.settings import HitoSettings
+
+
+@dataclass
+class WorkerProcess:
+    proc: subprocess.Popen[bytes]
+    metrics_port: int
+    log_path: Path
+
+    @classmethod
+    def start(
+        cls, settings: HitoSettings, app_id: str, metrics_port: int, log_path: Path
+    ) -> WorkerProcess:
+        env = {
+            **os.environ,
+            "HITO_PIPELINE": settings.pipeline.model_dump_json(),
+            "HITO_INFLUXDB__BUCKET": settings.influxdb.bucket,
+        }
+        with log_path.open("ab") as log:
+            proc = subprocess.Popen(
+                [
+                    sys.executable,
+                    "-m",
+                    "streams.cli",
+                    "worker",
+                    "--app-id",
+                    app_id,
+                    "--metrics-port",
+                    str(metrics_port),
+                ],
+                env=env,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
+        return cls(proc, metrics_port, log_path)
+
+    def metric(self, name: str) -> float:
+        """Sum of a metric's samples (0 when the worker does not answer yet)."""
+        try:
+            text = httpx.get(f"http://127.0.0.1:{self.metrics_port}/metrics", timeout=2).text
+        except httpx.HTTPError:
+            return 0.0
+        return sum(
+            float(line.rsplit(" ", 1)[1])
+            for line in text.splitlines()
+            if line.startswith(name + "{") or line.startswith(name + " ")
+        )
+
+    def wait_ready(self, timeout_s: float = 60) -> None:
+        """Until the worker has joined its group and recovered its tables."""
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            if b"Worker]: Ready" in self.log_path.read_bytes():
+                return
+            assert self.alive(), self.log_tail()
+            time.sleep(0.3)
+        raise AssertionError("worker not ready:\n" + self.log_tail())
+
+    def alive(self) -> bool:
+        return self.proc.poll() is None
+
+    def kill9(self) -> None:
+        os.killpg(self.proc.pid, signal.SIGKILL)
+        self.proc.wait(timeout=10)
+
+    def stop(self) -> None:
+        if self.alive():
+            os.killpg(self.proc.pid, signal.SIGTERM)
+            try:
+                self.proc.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                self.kill9()
+
+    def crashes(self) -> int:
+        return self.log_path.read_bytes().count(b"Crashed reason=")
+
+    def log_tail(self, lines: int = 30) -> str:
+        text = self.log_path.read_bytes().decode("utf-8", "replace")
+        return "\n".join(text.splitlines()[-lines:])

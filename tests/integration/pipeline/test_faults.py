@@ -1,0 +1,153 @@
+"""Exact InfluxDB values through a worker kill -9, an InfluxDB outage and a scale-down."""
+
+from __future__ import annotations
+
+import threading
+import time
+import uuid
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from streams.runtime import Runtime
+from streams.settings import HitoSettings
+from streams.simulate.fleet import Fleet, FleetPlan, SimMessage
+from streams.simulate.runner import send_messages
+from streams.stack import manager, process
+from streams.stack.progress import make_runner
+from streams.stack.services import SERVICES
+from tests.integration.pipeline.conftest import query_points
+from tests.integration.pipeline.procs import WorkerProcess
+from tests.integration.pipeline.test_aggregation import assert_exact, expected_from
+
+PORTS = (19102, 19103)
+
+
+def _fleet(runtime: Runtime, count: int, seed: int) -> tuple[list[SimMessage], dict[str, Any]]:
+    settings = runtime.settings
+    plan = FleetPlan(
+        count=count,
+        seed=seed,
+        bad_fraction=0.03,
+        duplicate_fraction=0.05,
+        out_of_order_fraction=0.02,
+        raw_topics=dict(settings.pipeline.raw_topics),
+    )
+    messages = list(Fleet(runtime.registry, plan, datetime.now(UTC)).messages())
+    return messages, expected_from(messages, settings.pipeline.window_s)
+
+
+def _send_in_background(
+    settings: HitoSettings, messages: list[SimMessage], rate: float
+) -> threading.Thread:
+    t = threading.Thread(
+        target=send_messages,
+        args=(messages,),
+        daemon=True,
+        kwargs={"bootstrap": settings.kafka.bootstrap, "total": len(messages), "rate": rate},
+    )
+    t.start()
+    return t
+
+
+def _wait_for_influx(settings: HitoSettings, exp: dict[str, Any], timeout_s: float) -> None:
+    target = sum(exp["totals"].values())
+    deadline = time.monotonic() + timeout_s
+    got = -1
+    while time.monotonic() < deadline:
+        got = sum(int(p["count"]) for p in query_points(settings, "crossings"))  # type: ignore[call-overload]
+        if got == target:
+            time.sleep(3)  # and it stays there: nothing counted twice later
+            return
+        assert got < target, f"InfluxDB over-counts: {got} > {target}"
+        time.sleep(1)
+    raise AssertionError(f"InfluxDB holds {got} crossings, expected {target}")
+
+
+def test_kill_9_mid_run_then_restart_is_exact(isolated_runtime: Runtime, tmp_path: Path) -> None:
+    settings = isolated_runtime.settings
+    messages, exp = _fleet(isolated_runtime, 6000, seed=23)
+    app_id = f"hito-crash-{uuid.uuid4().hex[:6]}"
+    first = WorkerProcess.start(settings, app_id, PORTS[0], tmp_path / "first.log")
+    second = None
+    try:
+        first.wait_ready()
+        sender = _send_in_background(settings, messages, rate=1500)
+        deadline = time.monotonic() + 30
+        while first.metric("hito_events_total") < 1500 and time.monotonic() < deadline:
+            time.sleep(0.1)
+        processed_before_kill = first.metric("hito_events_total")
+        first.kill9()
+        assert 0 < processed_before_kill < len(messages)
+        second = WorkerProcess.start(settings, app_id, PORTS[1], tmp_path / "second.log")
+        sender.join(timeout=60)
+        _wait_for_influx(settings, exp, timeout_s=120)
+        assert second.alive() and second.crashes() == 0, second.log_tail()
+    finally:
+        first.stop()
+        if second:
+            second.stop()
+    assert_exact(settings, exp, isolated_runtime.policy.version)
+
+
+def test_influxdb_down_30_s_mid_run_is_exact_and_worker_lives(
+    isolated_runtime: Runtime, tmp_path: Path
+) -> None:
+    settings = isolated_runtime.settings
+    messages, exp = _fleet(isolated_runtime, 3000, seed=29)
+    worker = WorkerProcess.start(
+        settings, f"hito-outage-{uuid.uuid4().hex[:6]}", PORTS[0], tmp_path / "worker.log"
+    )
+    influx = next(s for s in SERVICES if s.name == "influxdb")
+    try:
+        worker.wait_ready()
+        sender = _send_in_background(settings, messages, rate=100)  # 30 s of traffic
+        time.sleep(5)
+        assert process.stop(influx.files(settings)), "InfluxDB was not running"
+        outage_started = time.monotonic()
+        time.sleep(30)
+        errors_during_outage = worker.metric("hito_sink_errors_total")
+        manager.up(settings, make_runner_quiet())
+        assert time.monotonic() - outage_started >= 30
+        sender.join(timeout=60)
+        _wait_for_influx(settings, exp, timeout_s=120)
+        assert errors_during_outage > 0  # the sink noticed, backed off, and retried
+        assert worker.alive() and worker.crashes() == 0, worker.log_tail()
+    finally:
+        worker.stop()
+        manager.up(settings, make_runner_quiet())
+    assert_exact(settings, exp, isolated_runtime.policy.version)
+
+
+def test_two_workers_one_stopped_mid_run_is_exact(
+    isolated_runtime: Runtime, tmp_path: Path
+) -> None:
+    settings = isolated_runtime.settings
+    messages, exp = _fleet(isolated_runtime, 6000, seed=31)
+    app_id = f"hito-scale-{uuid.uuid4().hex[:6]}"
+    a = WorkerProcess.start(settings, app_id, PORTS[0], tmp_path / "a.log")
+    b = WorkerProcess.start(settings, app_id, PORTS[1], tmp_path / "b.log")
+    try:
+        a.wait_ready()
+        b.wait_ready()
+        sender = _send_in_background(settings, messages, rate=1500)
+        deadline = time.monotonic() + 30
+        while a.metric("hito_events_total") + b.metric("hito_events_total") < 2000:
+            assert time.monotonic() < deadline, a.log_tail() + b.log_tail()
+            time.sleep(0.1)
+        # Both took part before one leaves: the work was shared through partitions.
+        assert a.metric("hito_events_total") > 0 and b.metric("hito_events_total") > 0
+        b.stop()
+        sender.join(timeout=60)
+        _wait_for_influx(settings, exp, timeout_s=120)
+        assert a.alive() and a.crashes() == 0, a.log_tail()
+    finally:
+        a.stop()
+        b.stop()
+    assert_exact(settings, exp, isolated_runtime.policy.version)
+
+
+def make_runner_quiet() -> Any:
+    from rich.console import Console
+
+    return make_runner(Console(quiet=True))
