@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import itertools
 import re
 from datetime import UTC, datetime
 from typing import Any
@@ -58,7 +59,7 @@ def test_count_equals_distinct_seqs_whatever_the_order(seqs: list[int]) -> None:
     assert sum(added) == len(set(seqs))
     assert sum(state["crossings"].values()) == len(set(seqs))
     ranges = state["seen"].get("cl-chacalluta-ckpt-01", [])
-    assert all(a[1] + 1 < b[0] for a, b in zip(ranges, ranges[1:], strict=False))
+    assert all(a[1] + 1 < b[0] for a, b in itertools.pairwise(ranges))
 
 
 def test_points_are_typed_tagged_and_suppressed() -> None:
