@@ -53,6 +53,7 @@ async def running_worker(runtime: Runtime) -> AsyncIterator[Worker]:
         yield worker
     finally:
         await worker.app.stop()
+        await worker.sink.close()
 
 
 async def wait_until(done: Callable[[], bool], timeout_s: float, what: str) -> None:
