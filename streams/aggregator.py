@@ -22,6 +22,7 @@ from pydantic import ValidationError
 
 from schemas.clean import CleanEvent
 from schemas.reasons import Reason
+from streams.acks import handled_with_manual_acks
 from streams.dlq import encode_record, make_record
 from streams.metrics import PipelineMetrics
 from streams.runtime import Runtime
@@ -57,6 +58,7 @@ def register_aggregator(
         help="Per site and window: counts and the events they include",
     )
     written: dict[str, int] = {}  # window key -> version in InfluxDB (this process only)
+    published: dict[str, set[str]] = {}  # window key -> series written for it
     last_evict = [time.monotonic()]
 
     async def to_dlq(reason: Reason, detail: str, data: bytes, message: Any) -> None:
@@ -72,50 +74,57 @@ def register_aggregator(
         await emit(p.dlq_topic, message.key, encode_record(record))
         metrics.dlq.labels(reason=reason.value, stage=aggregate.STAGE).inc()
 
+    async def handle(event: Any) -> str:
+        if not sink.healthy:
+            # Back-pressure: while InfluxDB fails, consumption pauses between retries.
+            await sink.wait_ready()
+        data: bytes = event.value if isinstance(event.value, bytes) else b""
+        message = event.message
+        try:
+            clean = CleanEvent.model_validate_json(data)
+        except ValidationError:
+            await to_dlq(Reason.SCHEMA_VIOLATION, "not a clean event", data, message)
+            return "rejected"
+        start = aggregate.window_start(clean.event_time, p.window_s)
+        if start + window + lateness < clock():
+            metrics.late_events.labels(site=clean.site).inc()
+            await to_dlq(
+                Reason.LATE_BEYOND_WINDOW,
+                f"window {start.isoformat()} closed more than {p.allowed_lateness_s} s ago",
+                data,
+                message,
+            )
+            return "late"
+        key = aggregate.window_key(clean.site, start)
+        state = windows.get(key) or aggregate.new_state(clean.site, start, message.partition)
+        outcome = "duplicate"
+        if aggregate.add(state, clean):
+            windows[key] = state  # counts and dedup ranges in one changelog record
+            outcome = "counted"
+        if time.monotonic() - last_evict[0] > _EVICT_EVERY_S:
+            last_evict[0] = time.monotonic()
+            evict(windows, written, published, message.partition, clock() - window - lateness * 2)
+        return outcome
+
     @app.agent(source, concurrency=1)  # writes a table
     async def aggregate_agent(stream: Any) -> Any:
-        async for event in stream.events():
-            if not sink.healthy:
-                # Back-pressure: while InfluxDB fails, take no more than one event per retry.
-                await sink.wait_ready()
-            data: bytes = event.value if isinstance(event.value, bytes) else b""
-            message = event.message
-            try:
-                clean = CleanEvent.model_validate_json(data)
-            except ValidationError:
-                await to_dlq(Reason.SCHEMA_VIOLATION, "not a clean event", data, message)
-                yield "rejected"
-                continue
-            start = aggregate.window_start(clean.event_time, p.window_s)
-            if start + window + lateness < clock():
-                metrics.late_events.labels(site=clean.site).inc()
-                await to_dlq(
-                    Reason.LATE_BEYOND_WINDOW,
-                    f"window {start.isoformat()} closed more than {p.allowed_lateness_s} s ago",
-                    data,
-                    message,
-                )
-                yield "late"
-                continue
-            key = aggregate.window_key(clean.site, start)
-            state = windows.get(key) or aggregate.new_state(clean.site, start, message.partition)
-            if aggregate.add(state, clean):
-                windows[key] = state  # counts and dedup ranges in one changelog record
-                yield "counted"
-            else:
-                yield "duplicate"
-            if time.monotonic() - last_evict[0] > _EVICT_EVERY_S:
-                last_evict[0] = time.monotonic()
-                evict(windows, written, message.partition, clock() - window - lateness * 2)
+        async for outcome in handled_with_manual_acks(stream, handle):
+            yield outcome
 
     @app.timer(interval=p.flush_interval_s)  # type: ignore[untyped-decorator]
     async def flush() -> None:
-        await flush_windows(app, windows, written, sink, runtime, metrics, emit)
+        await flush_windows(app, windows, written, published, sink, runtime, metrics, emit)
 
     return aggregate_agent, windows
 
 
-def evict(windows: Any, written: dict[str, int], partition: int, before: datetime) -> None:
+def evict(
+    windows: Any,
+    written: dict[str, int],
+    published: dict[str, set[str]],
+    partition: int,
+    before: datetime,
+) -> None:
     """Forget windows long closed and already in InfluxDB (only this event's partition: a
     table write goes to the changelog partition of the event being processed)."""
     cutoff = before.strftime("%Y-%m-%dT%H:%M:%SZ")
@@ -127,12 +136,14 @@ def evict(windows: Any, written: dict[str, int], partition: int, before: datetim
         ):
             del windows[key]
             written.pop(key, None)
+            published.pop(key, None)
 
 
 async def flush_windows(
     app: faust.App,
     windows: Any,
     written: dict[str, int],
+    published: dict[str, set[str]],
     sink: InfluxSink,
     runtime: Runtime,
     metrics: PipelineMetrics,
@@ -149,8 +160,20 @@ async def flush_windows(
     }
     if not pending:
         return 0
-    lines = [ln for key in pending for ln in points_for(windows[key], runtime.policy.small_count_k)]
+    k = runtime.policy.small_count_k
+    by_window = {key: points_for(windows[key], k) for key in pending}
+    lines = [ln for window_lines in by_window.values() for ln in window_lines]
+    series = {key: {ln.split(" ", 1)[0] for ln in ls} for key, ls in by_window.items()}
     try:
+        # Suppression can stop publishing a cell: its old point must go, or sums double it.
+        # A window this process has not written yet may have stale points from an earlier
+        # process: clear the site's points at that time first.
+        for key, new in series.items():
+            start = datetime.strptime(windows[key]["start"], "%Y-%m-%dT%H:%M:%S%z")
+            if key not in published:
+                await sink.delete(start, [f'site="{windows[key]["site"]}"'])
+            elif stale := published[key] - new:
+                await sink.delete(start, [series_predicate(sk) for sk in sorted(stale)])
         await sink.write(lines)
     except RetryableSinkError as exc:
         log.warning("InfluxDB write of %d windows deferred: %s", len(pending), exc)
@@ -172,4 +195,15 @@ async def flush_windows(
             await emit(p.dlq_topic, key.encode(), encode_record(record))
             metrics.dlq.labels(reason=Reason.SINK_REJECTED.value, stage="sink").inc()
     written.update(pending)
+    published.update(series)
     return len(lines)
+
+
+def series_predicate(series_key: str) -> str:
+    """`crossings,direction=entry,mode=car` -> an InfluxDB delete predicate for that series."""
+    measurement, *tags = series_key.split(",")
+    parts = [f'_measurement="{measurement}"']
+    # `policy` is a keyword of InfluxDB's delete predicates (HTTP 400); a window has one
+    # policy, so the other tags name the series at that second already.
+    parts += [f'{k}="{v}"' for k, v in (t.split("=", 1) for t in tags) if k != "policy"]
+    return " AND ".join(parts)

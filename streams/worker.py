@@ -21,6 +21,7 @@ import faust
 
 from schemas.reasons import Reason
 from schemas.registry import Source
+from streams.acks import handled_with_manual_acks
 from streams.aggregator import register_aggregator
 from streams.app import create_app
 from streams.dlq import encode_record, make_record
@@ -103,49 +104,51 @@ def build_worker(
         source = source_of.get(message.topic, "unknown")
         metrics.events.labels(source=source, outcome="rejected").inc()
 
+    async def handle(event: Any) -> str:
+        message = event.message
+        raw_bytes: bytes = event.value if isinstance(event.value, bytes) else b""
+        with stage_timer(metrics, validate.STAGE):
+            result = validate.validate(
+                raw_bytes,
+                registry=runtime.registry,
+                limits=p,
+                now=clock(),
+                expected_source=source_of.get(message.topic),
+            )
+        if isinstance(result, Accepted) and event.key != result.event.device_id.encode():
+            # Dedup state is partitioned by the message key: it must be the device id.
+            result = Rejected(
+                Reason.SCHEMA_VIOLATION,
+                "kafka message key is not the envelope's device_id",
+                result.event.device_id,
+            )
+        if isinstance(result, Rejected):
+            await reject(result, raw_bytes, message)
+            return result.reason.value
+        outcome, pending_state = observe_seq(seq_table, result, p.dedup_window, metrics)
+        if outcome == "accepted":
+            with stage_timer(metrics, anonymise.STAGE):
+                clean = anonymise.anonymise(result.event, runtime.policy, runtime.keyring)
+            delivered = await emit(
+                clean_topic(runtime, clean.source),
+                clean.site.encode(),
+                clean.model_dump_json(by_alias=True).encode(),
+            )
+            if delivered is not None:
+                # The clean event must be in Kafka before the dedup state says "seen":
+                # otherwise a crash in between could lose it for good.
+                await delivered
+            seq_table[result.event.device_id] = pending_state
+            metrics.device_last_seen.labels(
+                site=result.event.site, device_id=result.event.device_id
+            ).set(result.event.event_time.timestamp())
+        metrics.events.labels(source=result.source, outcome=outcome).inc()
+        return outcome
+
     # concurrency=1: this agent writes a table.
     @app.agent(raw, concurrency=1)
     async def ingest(stream: Any) -> Any:
-        async for event in stream.events():
-            message = event.message
-            raw_bytes: bytes = event.value if isinstance(event.value, bytes) else b""
-            with stage_timer(metrics, validate.STAGE):
-                result = validate.validate(
-                    raw_bytes,
-                    registry=runtime.registry,
-                    limits=p,
-                    now=clock(),
-                    expected_source=source_of.get(message.topic),
-                )
-            if isinstance(result, Accepted) and event.key != result.event.device_id.encode():
-                # Dedup state is partitioned by the message key: it must be the device id.
-                result = Rejected(
-                    Reason.SCHEMA_VIOLATION,
-                    "kafka message key is not the envelope's device_id",
-                    result.event.device_id,
-                )
-            if isinstance(result, Rejected):
-                await reject(result, raw_bytes, message)
-                yield result.reason.value
-                continue
-            outcome, pending_state = observe_seq(seq_table, result, p.dedup_window, metrics)
-            if outcome == "accepted":
-                with stage_timer(metrics, anonymise.STAGE):
-                    clean = anonymise.anonymise(result.event, runtime.policy, runtime.keyring)
-                delivered = await emit(
-                    clean_topic(runtime, clean.source),
-                    clean.site.encode(),
-                    clean.model_dump_json(by_alias=True).encode(),
-                )
-                if delivered is not None:
-                    # The clean event must be in Kafka before the dedup state says "seen":
-                    # otherwise a crash in between could lose it for good.
-                    await delivered
-                seq_table[result.event.device_id] = pending_state
-                metrics.device_last_seen.labels(
-                    site=result.event.site, device_id=result.event.device_id
-                ).set(result.event.event_time.timestamp())
-            metrics.events.labels(source=result.source, outcome=outcome).inc()
+        async for outcome in handled_with_manual_acks(stream, handle):
             yield outcome
 
     return Worker(

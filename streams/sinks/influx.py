@@ -11,6 +11,7 @@ import asyncio
 import logging
 import time
 from dataclasses import dataclass, field
+from datetime import datetime, timedelta
 
 import aiohttp
 from influxdb_client import WritePrecision
@@ -85,6 +86,33 @@ class InfluxSink:
         self._next_try = 0.0
         self.metrics.sink_points.inc(len(lines))
         self.metrics.sink_batch_points.observe(len(lines))
+
+    async def delete(self, start: datetime, predicates: list[str]) -> None:
+        """Delete the points matching each predicate at the second ``start`` (stale series of a
+        re-published window). Raises RetryableSinkError like :meth:`write`."""
+        s = self.settings
+        if self._client is None:
+            self._client = InfluxDBClientAsync(
+                url=s.url, token=s.token.get_secret_value(), org=s.org, timeout=10_000
+            )
+        api = self._client.delete_api()
+        try:
+            for predicate in predicates:
+                await api.delete(
+                    start=start,
+                    stop=start + timedelta(seconds=1),
+                    predicate=predicate,
+                    bucket=s.bucket,
+                    org=s.org,
+                )
+        except ApiException as exc:
+            self._failed()
+            raise RetryableSinkError(
+                f"delete {predicates!r}: HTTP {exc.status}: {str(exc.body)[:200]}"
+            ) from exc
+        except (aiohttp.ClientError, TimeoutError, OSError) as exc:
+            self._failed()
+            raise RetryableSinkError(str(exc) or type(exc).__name__) from exc
 
     def _failed(self) -> None:
         self._failures += 1

@@ -7,6 +7,7 @@ import dataclasses
 import uuid
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
+from typing import Any
 
 import pytest
 from influxdb_client import InfluxDBClient
@@ -65,7 +66,7 @@ async def wait_until(done: Callable[[], bool], timeout_s: float, what: str) -> N
         await asyncio.sleep(0.2)
 
 
-def query_points(settings: HitoSettings, measurement: str) -> list[dict[str, object]]:
+def query_points(settings: HitoSettings, measurement: str) -> list[dict[str, Any]]:
     """Every point of a measurement in the test's bucket: tags and fields in one dict each."""
     i = settings.influxdb
     flux = (
