@@ -72,6 +72,12 @@ def simulate(
     ),
     duplicate_fraction: float = typer.Option(0.0, min=0.0, max=1.0),
     out_of_order_fraction: float = typer.Option(0.0, min=0.0, max=1.0),
+    late_fraction: float = typer.Option(
+        0.0, min=0.0, max=1.0, help="Share of events older than the aggregation lateness"
+    ),
+    duration: float = typer.Option(
+        0.0, min=0.0, help="Seconds to run at --rate (sets --count to rate x duration)"
+    ),
     surge_site: str | None = typer.Option(None, help="Site whose traffic surges"),
     surge_factor: float = typer.Option(5.0, min=1.0),
     silent: Annotated[
@@ -86,6 +92,10 @@ def simulate(
     from streams.simulate.runner import send_messages
     from streams.topics import ensure_topics
 
+    if duration:
+        if not rate:
+            raise typer.BadParameter("--duration needs --rate")
+        count = max(1, int(rate * duration))
     runtime = _load()
     settings, registry = runtime.settings, runtime.registry
     ensure_topics(settings)
@@ -95,6 +105,7 @@ def simulate(
         bad_fraction=bad_fraction,
         duplicate_fraction=duplicate_fraction,
         out_of_order_fraction=out_of_order_fraction,
+        late_fraction=late_fraction,
         surge_site=surge_site,
         surge_factor=surge_factor,
         silent_devices=frozenset(silent or []),

@@ -24,6 +24,7 @@ from streams.simulate.patterns import traffic_multiplier
 
 VALID = "valid"
 DUPLICATE = "duplicate"
+LATE = "late"  # valid, but older than the aggregation's allowed lateness: late_beyond_window
 # Reasons the validation stage can produce (late_beyond_window and sink_rejected come later).
 INJECTABLE: tuple[Reason, ...] = (
     Reason.MALFORMED_JSON,
@@ -59,6 +60,8 @@ class FleetPlan:
     bad_fraction: float = 0.0  # spread evenly over INJECTABLE reasons
     duplicate_fraction: float = 0.0
     out_of_order_fraction: float = 0.0
+    late_fraction: float = 0.0
+    late_by_s: float = 900.0  # past a 60 s window plus the default 300 s lateness
     surge_site: str | None = None
     surge_factor: float = 1.0
     silent_devices: frozenset[str] = frozenset()
@@ -104,6 +107,10 @@ class Fleet:
                     original.device_id,
                     original.site,
                 )
+            elif roll < p.bad_fraction + p.duplicate_fraction + p.late_fraction:
+                device = self._pick_device()
+                when = self._now - timedelta(seconds=p.late_by_s)
+                msg = self._message(device, self._envelope(device, event_time=when), LATE)
             else:
                 msg = self._valid(self._pick_device())
                 if self._held is None and self._rng.random() < p.out_of_order_fraction:

@@ -6,7 +6,7 @@ from datetime import UTC, datetime
 from schemas.reasons import Reason
 from streams.devices import DeviceRegistry
 from streams.settings import HitoSettings
-from streams.simulate.fleet import DUPLICATE, INJECTABLE, VALID, Fleet, FleetPlan
+from streams.simulate.fleet import DUPLICATE, INJECTABLE, LATE, VALID, Fleet, FleetPlan
 from streams.stages.validate import Accepted, Rejected, validate
 
 NOW = datetime(2026, 11, 29, 19, 0, tzinfo=UTC)
@@ -16,16 +16,20 @@ def test_every_message_gets_exactly_its_expected_outcome(
     registry: DeviceRegistry, settings: HitoSettings
 ) -> None:
     plan = FleetPlan(
-        count=3000, bad_fraction=0.1, duplicate_fraction=0.05, out_of_order_fraction=0.02
+        count=3000,
+        bad_fraction=0.1,
+        duplicate_fraction=0.05,
+        out_of_order_fraction=0.02,
+        late_fraction=0.02,
     )
     messages = list(Fleet(registry, plan, NOW).messages())
     assert len(messages) == 3000
     counts = Counter(m.expected for m in messages)
-    assert set(counts) == {VALID, DUPLICATE, *(r.value for r in INJECTABLE)}
+    assert set(counts) == {VALID, DUPLICATE, LATE, *(r.value for r in INJECTABLE)}
     seen: set[bytes] = set()
     for m in messages:
         result = validate(m.value, registry=registry, limits=settings.pipeline, now=NOW)
-        if m.expected in (VALID, DUPLICATE):
+        if m.expected in (VALID, DUPLICATE, LATE):
             assert isinstance(result, Accepted)
             assert (m.value in seen) == (m.expected == DUPLICATE)
             seen.add(m.value)
@@ -55,3 +59,17 @@ def test_silent_devices_send_nothing(registry: DeviceRegistry) -> None:
     silent = frozenset({"cl-chacalluta-ckpt-01", "sensor-concordia-02"})
     plan = FleetPlan(count=1000, silent_devices=silent)
     assert not {m.device_id for m in Fleet(registry, plan, NOW).messages()} & silent
+
+
+def test_late_events_are_valid_but_older_than_the_lateness(
+    registry: DeviceRegistry, settings: HitoSettings
+) -> None:
+    plan = FleetPlan(count=500, late_fraction=0.2)
+    late = [m for m in Fleet(registry, plan, NOW).messages() if m.expected == LATE]
+    assert 50 < len(late) < 150
+    p = settings.pipeline
+    for m in late:
+        result = validate(m.value, registry=registry, limits=p, now=NOW)
+        assert isinstance(result, Accepted)
+        age = (NOW - result.event.event_time).total_seconds()
+        assert age > p.window_s + p.allowed_lateness_s
