@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import typer
 
-from streams.commands import pipeline, stack
+from streams.commands import pipeline, privacy, stack
 
 app = typer.Typer(
     help="Hito: border telemetry ingestion under a versioned privacy policy.",
@@ -18,6 +18,7 @@ app.command()(pipeline.worker)
 app.command()(pipeline.simulate)
 app.add_typer(pipeline.schema_app, name="schema")
 app.add_typer(pipeline.dlq_app, name="dlq")
+app.add_typer(privacy.policy_app, name="policy")
 
 
 def main() -> None:

@@ -100,6 +100,23 @@ def assert_exact(settings: HitoSettings, exp: dict[str, Any], policy: str) -> No
     assert drones == {k: [v[0], v[1], v[2]] for k, v in exp["drones"].items()}
 
 
+def totals(settings: HitoSettings) -> tuple[int, int, int]:
+    """(crossings, sensor readings, drone fixes) now in InfluxDB."""
+    return (
+        sum(_int(p["count"]) for p in query_points(settings, "crossings")),
+        sum(_int(p["readings"]) for p in query_points(settings, "sensor")),
+        sum(_int(p["fixes"]) for p in query_points(settings, "drone")),
+    )
+
+
+def expected_totals(exp: dict[str, Any]) -> tuple[int, int, int]:
+    return (
+        sum(exp["totals"].values()),
+        sum(v[1] for v in exp["sensors"].values()),
+        sum(int(v[1]) for v in exp["drones"].values()),
+    )
+
+
 def _int(value: object) -> int:
     assert isinstance(value, int)
     return value
@@ -107,7 +124,6 @@ def _int(value: object) -> int:
 
 def run_fleet(runtime: Runtime, messages: list[SimMessage], exp: dict[str, Any]) -> None:
     settings = runtime.settings
-    expected_crossings: int = sum(exp["totals"].values())
 
     async def scenario() -> None:
         async with running_worker(runtime) as worker:
@@ -115,14 +131,14 @@ def run_fleet(runtime: Runtime, messages: list[SimMessage], exp: dict[str, Any])
                 send_messages, messages, bootstrap=settings.kafka.bootstrap, total=len(messages)
             )
 
-            def written() -> bool:
-                points = query_points(settings, "crossings")
-                return sum(_int(p["count"]) for p in points) == expected_crossings
-
             await wait_until(
                 lambda: worker.metrics.total_events() >= len(messages), 120, "ingest to drain"
             )
-            await wait_until(written, 60, "InfluxDB to hold every crossing")
+            await wait_until(
+                lambda: totals(settings) == expected_totals(exp),
+                60,
+                "InfluxDB to hold every crossing, reading and fix",
+            )
             await asyncio.sleep(2)  # later flushes must not change anything
 
     asyncio.run(scenario())

@@ -18,9 +18,13 @@ from streams.simulate.runner import send_messages
 from streams.stack import manager, process
 from streams.stack.progress import make_runner
 from streams.stack.services import SERVICES
-from tests.integration.pipeline.conftest import query_points
 from tests.integration.pipeline.procs import WorkerProcess
-from tests.integration.pipeline.test_aggregation import assert_exact, expected_from
+from tests.integration.pipeline.test_aggregation import (
+    assert_exact,
+    expected_from,
+    expected_totals,
+    totals,
+)
 
 PORTS = (19102, 19103)
 
@@ -53,17 +57,21 @@ def _send_in_background(
 
 
 def _wait_for_influx(settings: HitoSettings, exp: dict[str, Any], timeout_s: float) -> None:
-    target = sum(exp["totals"].values())
+    """Until crossings, sensor readings and drone fixes all reach what was sent."""
+    target = expected_totals(exp)
     deadline = time.monotonic() + timeout_s
-    got = -1
+    got = (-1, -1, -1)
     while time.monotonic() < deadline:
-        got = sum(int(p["count"]) for p in query_points(settings, "crossings"))
+        got = totals(settings)
         if got == target:
             time.sleep(3)  # and it stays there: nothing counted twice later
+            assert totals(settings) == target
             return
-        assert got < target, f"InfluxDB over-counts: {got} > {target}"
+        assert all(g <= t for g, t in zip(got, target, strict=True)), (
+            f"InfluxDB over-counts: {got} > {target}"
+        )
         time.sleep(1)
-    raise AssertionError(f"InfluxDB holds {got} crossings, expected {target}")
+    raise AssertionError(f"InfluxDB holds {got} (crossings, readings, fixes), expected {target}")
 
 
 def test_kill_9_mid_run_then_restart_is_exact(isolated_runtime: Runtime, tmp_path: Path) -> None:
