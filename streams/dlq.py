@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from collections import Counter
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -56,14 +57,14 @@ class DlqEntry:
     record: DlqRecord
 
 
-def read_all(settings: HitoSettings, *, timeout_s: float = 5.0) -> Iterator[DlqEntry]:
-    """Every record now on the DLQ topic, from the beginning (no consumer group, no commits)."""
+def read_all(settings: HitoSettings, *, timeout_s: float = 60.0) -> Iterator[DlqEntry]:
+    """Every record now on the DLQ topic, from the beginning (no consumer group, no commits).
+
+    Reads each partition up to its end offset as of the call; raises TimeoutError rather than
+    return a partial view when the broker is too slow.
+    """
     topic = settings.pipeline.dlq_topic
-    consumer = KafkaConsumer(
-        bootstrap_servers=settings.kafka.bootstrap,
-        enable_auto_commit=False,
-        consumer_timeout_ms=int(timeout_s * 1000),
-    )
+    consumer = KafkaConsumer(bootstrap_servers=settings.kafka.bootstrap, enable_auto_commit=False)
     try:
         partitions = consumer.partitions_for_topic(topic) or set()
         tps = [TopicPartition(topic, p) for p in sorted(partitions)]
@@ -72,14 +73,14 @@ def read_all(settings: HitoSettings, *, timeout_s: float = 5.0) -> Iterator[DlqE
         consumer.assign(tps)
         consumer.seek_to_beginning(*tps)
         end = consumer.end_offsets(tps)
-        remaining = {tp for tp in tps if end[tp] > 0}
-        for msg in consumer:
-            tp = TopicPartition(msg.topic, msg.partition)
-            yield DlqEntry(msg.partition, msg.offset, decode_record(msg.value))
-            if msg.offset + 1 >= end[tp]:
-                remaining.discard(tp)
-            if not remaining:
-                break
+        deadline = time.monotonic() + timeout_s
+        while any(consumer.position(tp) < end[tp] for tp in tps):
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"{topic} not read to its end within {timeout_s:.0f} s")
+            for tp, messages in consumer.poll(timeout_ms=500).items():
+                for msg in messages:
+                    if msg.offset < end[tp]:
+                        yield DlqEntry(msg.partition, msg.offset, decode_record(msg.value))
     finally:
         consumer.close()
 
