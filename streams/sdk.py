@@ -25,6 +25,7 @@ import orjson
 
 from schemas.registry import Source, lookup
 from schemas.signing import sign
+from streams.settings import PipelineSettings
 
 
 def build_event(
@@ -81,7 +82,7 @@ class DeviceClient:
         self._key = key
         self._seq_file = seq_file
         self._next_seq = _load_seq(seq_file)
-        self._topics: dict[Source, str] = dict(topic_for_source or _default_topics())
+        self._topics: dict[Source, str] = dict(topic_for_source or PipelineSettings().raw_topics)
         if producer is None:
             from kafka import KafkaProducer
 
@@ -119,14 +120,6 @@ class DeviceClient:
 
     def close(self) -> None:
         self._producer.close()
-
-
-def _default_topics() -> dict[Source, str]:
-    return {
-        "checkpoint": "hito.raw.checkpoint",
-        "sensor": "hito.raw.sensor",
-        "drone": "hito.raw.drone",
-    }
 
 
 def _load_seq(path: Path | None) -> int:

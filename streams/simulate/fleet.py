@@ -19,6 +19,7 @@ from schemas.reasons import Reason
 from schemas.registry import Source
 from schemas.signing import sign
 from streams.devices import Device, DeviceRegistry
+from streams.settings import PipelineSettings
 from streams.simulate import identities
 from streams.simulate.patterns import traffic_multiplier
 
@@ -66,11 +67,7 @@ class FleetPlan:
     surge_factor: float = 1.0
     silent_devices: frozenset[str] = frozenset()
     raw_topics: dict[Source, str] = field(
-        default_factory=lambda: {
-            "checkpoint": "hito.raw.checkpoint",
-            "sensor": "hito.raw.sensor",
-            "drone": "hito.raw.drone",
-        }
+        default_factory=lambda: dict(PipelineSettings().raw_topics)
     )
 
 
