@@ -22,6 +22,7 @@ from pydantic import ValidationError
 
 from schemas.clean import CleanEvent
 from schemas.reasons import Reason
+from streams import pipeline_counts
 from streams.acks import handled_with_manual_acks
 from streams.dlq import encode_record, make_record
 from streams.metrics import PipelineMetrics
@@ -44,6 +45,7 @@ def register_aggregator(
     sink: InfluxSink,
     emit: Emit,
     clock: Callable[[], datetime],
+    counts_table: Any,
 ) -> tuple[Any, Any]:
     """Adds the agent, its table and the flush timer to ``app``; returns (agent, table)."""
     p = runtime.settings.pipeline
@@ -58,6 +60,7 @@ def register_aggregator(
         help="Per site and window: counts and the events they include",
     )
     written: dict[str, int] = {}  # window key -> version in InfluxDB (this process only)
+    counts_written: dict[str, int] = {}  # the same for the pipeline counts
     published: dict[str, set[str]] = {}  # window key -> series written for it
     last_evict = [time.monotonic()]
 
@@ -75,6 +78,14 @@ def register_aggregator(
         metrics.dlq.labels(reason=reason.value, stage=aggregate.STAGE).inc()
 
     async def handle(event: Any) -> str:
+        outcome = await aggregate_one(event)
+        message = event.message
+        pipeline_counts.count(
+            counts_table, message.partition, message.timestamp, p.window_s, aggregate.STAGE, outcome
+        )
+        return outcome
+
+    async def aggregate_one(event: Any) -> str:
         if not sink.healthy:
             # Back-pressure: while InfluxDB fails, consumption pauses between retries.
             await sink.wait_ready()
@@ -84,7 +95,7 @@ def register_aggregator(
             clean = CleanEvent.model_validate_json(data)
         except ValidationError:
             await to_dlq(Reason.SCHEMA_VIOLATION, "not a clean event", data, message)
-            return "rejected"
+            return Reason.SCHEMA_VIOLATION.value
         start = aggregate.window_start(clean.event_time, p.window_s)
         if start + window + lateness < clock():
             metrics.late_events.labels(site=clean.site).inc()
@@ -94,7 +105,7 @@ def register_aggregator(
                 data,
                 message,
             )
-            return "late"
+            return Reason.LATE_BEYOND_WINDOW.value
         key = aggregate.window_key(clean.site, start)
         state = windows.get(key) or aggregate.new_state(clean.site, start, message.partition)
         outcome = "duplicate"
@@ -103,7 +114,9 @@ def register_aggregator(
             outcome = "counted"
         if time.monotonic() - last_evict[0] > _EVICT_EVERY_S:
             last_evict[0] = time.monotonic()
-            evict(windows, written, published, message.partition, clock() - window - lateness * 2)
+            horizon = clock() - window - lateness * 2
+            evict(windows, written, published, message.partition, horizon)
+            pipeline_counts.evict(counts_table, counts_written, message.partition, horizon)
         return outcome
 
     @app.agent(source, concurrency=1)  # writes a table
@@ -113,7 +126,9 @@ def register_aggregator(
 
     @app.timer(interval=p.flush_interval_s)  # type: ignore[untyped-decorator]
     async def flush() -> None:
-        await flush_windows(app, windows, written, published, sink, runtime, metrics, emit)
+        owned = {tp.partition for tp in app.assignor.assigned_actives()}
+        await flush_windows(owned, windows, written, published, sink, runtime, metrics, emit)
+        await flush_counts(owned, counts_table, counts_written, sink)
 
     return aggregate_agent, windows
 
@@ -139,8 +154,27 @@ def evict(
             published.pop(key, None)
 
 
+async def flush_counts(
+    owned: set[int], counts_table: Any, written: dict[str, int], sink: InfluxSink
+) -> int:
+    """Write the pipeline counts InfluxDB does not have yet (retried on the next tick)."""
+    if not sink.ready():
+        return 0
+    pending = pipeline_counts.pending(counts_table, owned, written)
+    lines = [ln for key in pending for ln in pipeline_counts.points(counts_table[key])]
+    try:
+        await sink.write(lines)
+    except RetryableSinkError as exc:
+        log.warning("InfluxDB write of pipeline counts deferred: %s", exc)
+        return 0
+    except PermanentSinkError as exc:  # our own points: a bug, not data to keep retrying
+        log.error("InfluxDB refused pipeline counts: %s", exc)
+    written.update(pending)
+    return len(lines)
+
+
 async def flush_windows(
-    app: faust.App,
+    owned: set[int],
     windows: Any,
     written: dict[str, int],
     published: dict[str, set[str]],
@@ -152,7 +186,6 @@ async def flush_windows(
     """Write every owned window whose version InfluxDB does not have yet; one batch."""
     if not sink.ready():
         return 0
-    owned = {tp.partition for tp in app.assignor.assigned_actives()}
     pending = {
         key: state["version"]
         for key, state in list(windows.items())

@@ -2,23 +2,33 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import faust
 
+from streams.consumer import gapless_consumer_class
 from streams.settings import HitoSettings
 
 
-def create_app(settings: HitoSettings, *, app_id: str = "hito") -> faust.App:
+def create_app(
+    settings: HitoSettings,
+    *,
+    app_id: str = "hito",
+    on_rewind: Callable[[str], None] | None = None,
+) -> faust.App:
     """A Faust app on the configured Kafka, with the project's safety defaults.
 
     - raw bytes in and out: agents decode and validate themselves, so a bad value can never
       crash an agent inside Faust's deserialiser;
     - at-least-once (never ``exactly_once``: it has open crash/duplicate bugs); exact results
       come from idempotent sinks and dedup state instead;
-    - no web server, and never table contents over HTTP.
+    - no web server, and never table contents over HTTP;
+    - a consumer that re-reads records Faust would otherwise skip when partitions move
+      (streams/consumer.py); ``on_rewind(topic)`` is told each time it had to.
     """
     datadir = settings.state_dir / "faust" / app_id
     datadir.parent.mkdir(parents=True, exist_ok=True)
-    return faust.App(
+    app = faust.App(
         app_id,
         broker=f"kafka://{settings.kafka.bootstrap}",
         value_serializer="raw",
@@ -37,3 +47,8 @@ def create_app(settings: HitoSettings, *, app_id: str = "hito") -> faust.App:
         broker_session_timeout=10.0,
         broker_heartbeat_interval=3.0,
     )
+    p = settings.pipeline
+    inputs = [*p.raw_topics.values(), *(f"{p.clean_topic_prefix}{s}" for s in p.raw_topics)]
+    # Faust builds its consumer from the transport's Consumer class when the app starts.
+    app.transport.Consumer = gapless_consumer_class(inputs, on_rewind)  # type: ignore[misc]
+    return app

@@ -51,6 +51,12 @@ class PipelineMetrics:
             "Device dedup states that could not be read and were started afresh",
             registry=r,
         )
+        self.consumer_rewinds = Counter(
+            "hito_consumer_rewinds",
+            "Times the consumer sought back to re-read records Faust had skipped (rebalances)",
+            ["topic"],
+            registry=r,
+        )
         self.sink_points = Counter(
             "hito_sink_points",
             "Points written to InfluxDB (rewrites of a window count again)",

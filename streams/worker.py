@@ -21,6 +21,7 @@ import faust
 
 from schemas.reasons import Reason
 from schemas.registry import Source
+from streams import pipeline_counts
 from streams.acks import handled_with_manual_acks
 from streams.aggregator import register_aggregator
 from streams.app import create_app
@@ -49,6 +50,7 @@ class Worker:
     seq_table: Any
     aggregate: Any
     windows: Any
+    counts_table: Any
     sink: InfluxSink
     metrics: PipelineMetrics
 
@@ -67,7 +69,11 @@ def build_worker(
 ) -> Worker:
     p = runtime.settings.pipeline
     metrics = metrics or PipelineMetrics()
-    app = create_app(runtime.settings, app_id=app_id)
+    app = create_app(
+        runtime.settings,
+        app_id=app_id,
+        on_rewind=lambda topic: metrics.consumer_rewinds.labels(topic=topic).inc(),
+    )
     source_of: dict[str, Source] = {topic: src for src, topic in p.raw_topics.items()}
     raw = app.topic(*p.raw_topics.values(), partitions=p.topic_partitions)
     out_topics = {
@@ -84,9 +90,22 @@ def build_worker(
     async def send_to_topic(topic: str, key: bytes | None, value: bytes) -> Any:
         return await out_topics[topic].send(key=key, value=value)
 
+    counts_table = app.Table(
+        "pipeline-counts",
+        default=None,
+        partitions=p.topic_partitions,
+        help="Per partition and minute: events by stage and outcome (the pipeline measurement)",
+    )
     emit: Send = send or send_to_topic
     sink = InfluxSink(runtime.settings.influxdb, metrics)
-    aggregate_agent, windows = register_aggregator(app, runtime, metrics, sink, emit, clock)
+    aggregate_agent, windows = register_aggregator(
+        app, runtime, metrics, sink, emit, clock, counts_table
+    )
+
+    def count(message: Any, stage: str, outcome: str) -> None:
+        pipeline_counts.count(
+            counts_table, message.partition, message.timestamp, p.window_s, stage, outcome
+        )
 
     async def reject(rejected: Rejected, raw_bytes: bytes, message: Any) -> None:
         record = make_record(
@@ -124,9 +143,12 @@ def build_worker(
             )
         if isinstance(result, Rejected):
             await reject(result, raw_bytes, message)
+            count(message, result.stage, result.reason.value)
             return result.reason.value
         outcome, pending_state = observe_seq(seq_table, result, p.dedup_window, metrics)
-        if outcome == "accepted":
+        if outcome != "accepted":
+            count(message, dedup.STAGE, outcome)
+        else:
             with stage_timer(metrics, anonymise.STAGE):
                 clean = anonymise.anonymise(result.event, runtime.policy, runtime.keyring)
             delivered = await emit(
@@ -142,6 +164,7 @@ def build_worker(
             metrics.device_last_seen.labels(
                 site=result.event.site, device_id=result.event.device_id
             ).set(result.event.event_time.timestamp())
+            count(message, anonymise.STAGE, "published")
         metrics.events.labels(source=result.source, outcome=outcome).inc()
         return outcome
 
@@ -157,6 +180,7 @@ def build_worker(
         seq_table=seq_table,
         aggregate=aggregate_agent,
         windows=windows,
+        counts_table=counts_table,
         sink=sink,
         metrics=metrics,
     )

@@ -11,9 +11,10 @@ from kafka import KafkaProducer
 
 from streams.dlq import read_all
 from streams.runtime import Runtime
+from streams.settings import HitoSettings
 from streams.simulate.fleet import DUPLICATE, INJECTABLE, VALID, Fleet, FleetPlan
 from streams.simulate.runner import send_messages
-from tests.integration.pipeline.conftest import running_worker, wait_until
+from tests.integration.pipeline.conftest import query_points, running_worker, wait_until
 
 N = 3000
 
@@ -31,6 +32,13 @@ def test_valid_dlq_and_duplicates_add_up_to_what_was_sent(isolated_runtime: Runt
     messages = list(Fleet(registry, plan, datetime.now(UTC)).messages())
     expected = Counter(m.expected for m in messages)
     assert set(expected) == {VALID, DUPLICATE, *(r.value for r in INJECTABLE)}
+    # The `pipeline` measurement in InfluxDB: every event under its stage and outcome.
+    expected_pipeline = {
+        ("anonymise", "published"): expected[VALID],
+        ("aggregate", "counted"): expected[VALID],
+        ("dedup", "duplicate"): expected[DUPLICATE],
+        **{("validate", r.value): expected[r.value] for r in INJECTABLE},
+    }
 
     async def scenario() -> tuple[dict[str, float], dict[str, float]]:
         async with running_worker(isolated_runtime) as worker:
@@ -39,6 +47,11 @@ def test_valid_dlq_and_duplicates_add_up_to_what_was_sent(isolated_runtime: Runt
             )
             await wait_until(lambda: worker.metrics.total_events() >= N, 120, "the run to drain")
             await asyncio.sleep(1)  # anything beyond N would be double counting
+            await wait_until(
+                lambda: pipeline_totals(isolated) == expected_pipeline,
+                30,
+                f"the pipeline measurement to reach {expected_pipeline}",
+            )
             return worker.metrics.events_by_outcome(), worker.metrics.dlq_by_reason()
 
     outcomes, dlq = asyncio.run(scenario())
@@ -57,6 +70,14 @@ def test_valid_dlq_and_duplicates_add_up_to_what_was_sent(isolated_runtime: Runt
     sent_bad = Counter((m.expected, m.value) for m in messages if m.expected in bad)
     assert Counter((e.record.reason.value, e.record.original) for e in records) == sent_bad
     assert all(e.record.stage == "validate" for e in records)
+
+
+def pipeline_totals(settings: HitoSettings) -> dict[tuple[str, str], int]:
+    """Sum of the `pipeline` measurement's counts over windows and partitions."""
+    sums: Counter[tuple[str, str]] = Counter()
+    for point in query_points(settings, "pipeline"):
+        sums[(point["stage"], point["outcome"])] += point["count"]
+    return dict(sums)
 
 
 def test_worker_keeps_running_through_garbage(isolated_runtime: Runtime) -> None:

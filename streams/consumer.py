@@ -1,0 +1,118 @@
+"""A Faust consumer that never lets records of an input topic go missing around a rebalance.
+
+faust-streaming 0.15.3 can drop fetched records while partitions move: its ``getmany`` stops
+iterating a fetched batch when flow control is switched off or the consumer generation changes,
+and the records left in that batch are gone (the aiokafka position is already past them). If
+no seek follows, the next record of that partition arrives with a hole before it, and Faust
+then *marks the hole as acknowledged* (``Consumer._add_gap``, meant for compacted topics and
+transaction markers), so the committed offset moves past records no agent ever saw. That is the
+loss issue #5's scale-out and crash tests showed (docs/aggregation.md, "Partition handover").
+
+Our input topics (raw and clean) are plain append-only logs written without transactions, so
+their offsets have no holes. This consumer tracks the next offset it expects per partition and,
+when a record arrives past it, seeks back and drops the rest of that partition's batch: the
+missing records are fetched again. Only if the same hole appears again right after that seek
+(the records really are gone, e.g. deleted by retention while the group was away) does it let
+the record through, logging an error.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator, Callable, Iterable, Set
+from typing import Any, ClassVar
+
+from faust.transport.drivers.aiokafka import Consumer as AIOKafkaConsumer
+from faust.types import TP
+from faust.types.tuples import Message
+
+log = logging.getLogger(__name__)
+
+
+class GaplessConsumer(AIOKafkaConsumer):
+    """aiokafka-backed Faust consumer; see the module docstring."""
+
+    gapless_topics: ClassVar[frozenset[str]] = frozenset()
+    #: Called with the topic name on every seek back (a metric); set by the class factory.
+    on_rewind: ClassVar[Callable[[str], None] | None] = None
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._next_offset: dict[TP, int] = {}
+        self._rewound_at: dict[TP, int] = {}
+
+    async def perform_seek(self) -> None:
+        await super().perform_seek()
+        # After the seek every assigned partition reads from its committed offset (Faust keeps
+        # it as the partition's read offset); a partition without one starts wherever
+        # auto.offset.reset puts it, so it is not checked until its first record.
+        self._next_offset = {
+            tp: offset for tp, offset in self._read_offset.items() if offset is not None
+        }
+
+    async def seek(self, partition: TP, offset: int) -> None:
+        await super().seek(partition, offset)
+        self._next_offset[partition] = offset
+
+    async def on_partitions_revoked(self, revoked: Set[TP]) -> None:
+        for tp in revoked:
+            self._next_offset.pop(tp, None)
+            self._rewound_at.pop(tp, None)
+        await super().on_partitions_revoked(revoked)
+
+    # The signature is Faust's (an override), hence the timeout parameter.
+    async def getmany(self, timeout: float) -> AsyncIterator[tuple[TP, Message]]:  # noqa: ASYNC109
+        rewound: set[TP] = set()
+        async for tp, message in super().getmany(timeout):
+            if tp in rewound:
+                continue
+            if tp.topic in self.gapless_topics and not await self._in_order(tp, message.offset):
+                rewound.add(tp)
+                continue
+            yield tp, message
+
+    async def _in_order(self, tp: TP, offset: int) -> bool:
+        expected = self._next_offset.get(tp)
+        if expected is None or offset == expected:
+            self._next_offset[tp] = offset + 1
+            self._rewound_at.pop(tp, None)
+            return True
+        if offset < expected:
+            return True  # a record read again: Faust drops it (below its read offset)
+        if self._rewound_at.get(tp) == expected:
+            log.error(
+                "records %d..%d of %s are gone from the log (retention?); continuing at %d",
+                expected,
+                offset - 1,
+                tp,
+                offset,
+            )
+            self._rewound_at.pop(tp, None)
+            self._next_offset[tp] = offset + 1
+            return True
+        log.warning(
+            "records %d..%d of %s were fetched but never delivered; seeking back to %d",
+            expected,
+            offset - 1,
+            tp,
+            expected,
+        )
+        self._rewound_at[tp] = expected
+        notify = type(self).on_rewind
+        if notify is not None:
+            notify(tp.topic)
+        await self.seek(tp, expected)
+        return False
+
+
+def gapless_consumer_class(
+    topics: Iterable[str], on_rewind: Callable[[str], None] | None = None
+) -> type[GaplessConsumer]:
+    """A GaplessConsumer subclass checking ``topics`` (Faust instantiates the class itself)."""
+
+    class HitoConsumer(GaplessConsumer):
+        gapless_topics = frozenset(topics)
+
+    # Read through the class (type(self).on_rewind), so a plain function is never bound.
+    HitoConsumer.on_rewind = on_rewind
+    return HitoConsumer

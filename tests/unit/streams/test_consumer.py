@@ -1,0 +1,72 @@
+"""GaplessConsumer's offset bookkeeping: a hole in an input topic is re-read, never skipped."""
+
+from __future__ import annotations
+
+import asyncio
+
+from faust.types import TP
+
+from streams.consumer import GaplessConsumer, gapless_consumer_class
+
+RAW = TP("hito.raw.checkpoint", 2)
+
+
+class Recording(gapless_consumer_class(["hito.raw.checkpoint"])):  # type: ignore[misc]
+    """Only the bookkeeping: no Faust service behind it; seeks are recorded."""
+
+    def __init__(self) -> None:  # not the Faust constructor: no broker here
+        self._next_offset: dict[TP, int] = {}
+        self._rewound_at: dict[TP, int] = {}
+        self.seeks: list[tuple[TP, int]] = []
+
+    async def seek(self, partition: TP, offset: int) -> None:
+        self.seeks.append((partition, offset))
+        self._next_offset[partition] = offset
+
+
+def feed(consumer: GaplessConsumer, offsets: list[int]) -> list[bool]:
+    async def run() -> list[bool]:
+        return [await consumer._in_order(RAW, o) for o in offsets]
+
+    return asyncio.run(run())
+
+
+def test_contiguous_records_pass_and_advance() -> None:
+    c = Recording()
+    c._next_offset[RAW] = 385
+    assert feed(c, [385, 386, 387]) == [True, True, True]
+    assert c._next_offset[RAW] == 388
+    assert c.seeks == []
+
+
+def test_a_hole_seeks_back_to_the_first_missing_record() -> None:
+    c = Recording()
+    c._next_offset[RAW] = 385
+    # 385-388 delivered, 389-390 fetched but dropped by Faust, 391 arrives.
+    assert feed(c, [385, 386, 387, 388, 391]) == [True, True, True, True, False]
+    assert c.seeks == [(RAW, 389)]
+    # After the seek the missing records come again, in order, and pass.
+    assert feed(c, [389, 390, 391]) == [True, True, True]
+    assert c._next_offset[RAW] == 392
+
+
+def test_a_hole_that_persists_after_the_seek_is_let_through_once() -> None:
+    c = Recording()
+    c._next_offset[RAW] = 10
+    assert feed(c, [50]) == [False]  # retention deleted 10..49: the seek lands on 50 again
+    assert feed(c, [50, 51]) == [True, True]
+    assert c.seeks == [(RAW, 10)]
+
+
+def test_unknown_position_and_rereads_pass_unchanged() -> None:
+    c = Recording()
+    assert feed(c, [700]) == [True]  # no committed offset yet: wherever the reset put us
+    assert feed(c, [650]) == [True]  # below the position: Faust's to drop, not a hole
+    assert c._next_offset[RAW] == 701
+    assert c.seeks == []
+
+
+def test_only_the_configured_topics_are_checked() -> None:
+    cls = gapless_consumer_class(["a", "b"])
+    assert cls.gapless_topics == frozenset({"a", "b"})
+    assert issubclass(cls, GaplessConsumer)
