@@ -31,11 +31,13 @@ from streams.sinks.influx import InfluxSink, PermanentSinkError, RetryableSinkEr
 from streams.stages import aggregate
 from streams.stages.points import points_for
 from streams.stages.validate import Rejected
+from streams.surge_detector import SurgeDetector
 
 log = logging.getLogger(__name__)
 
 Emit = Callable[[str, bytes | None, bytes], Awaitable[Any]]
 _EVICT_EVERY_S = 5.0
+_SURGE_BACKLOG_MAX = 10_000
 
 
 def register_aggregator(
@@ -63,6 +65,8 @@ def register_aggregator(
     counts_written: dict[str, int] = {}  # the same for the pipeline counts
     published: dict[str, set[str]] = {}  # window key -> series written for it
     last_evict = [time.monotonic()]
+    detector = SurgeDetector(runtime.settings.surge, p.window_s, metrics, sink.crossings_per_minute)
+    surge_backlog: list[str] = []  # surge points not written yet (InfluxDB down)
 
     async def to_dlq(reason: Reason, detail: str, data: bytes, message: Any) -> None:
         record = make_record(
@@ -112,6 +116,9 @@ def register_aggregator(
         if aggregate.add(state, clean):
             windows[key] = state  # counts and dedup ranges in one changelog record
             outcome = "counted"
+            if clean.source == "checkpoint":
+                direction = str(clean.payload["direction"])
+                metrics.crossings.labels(site=clean.site, direction=direction).inc()
         if time.monotonic() - last_evict[0] > _EVICT_EVERY_S:
             last_evict[0] = time.monotonic()
             horizon = clock() - window - lateness * 2
@@ -129,6 +136,7 @@ def register_aggregator(
         owned = {tp.partition for tp in app.assignor.assigned_actives()}
         await flush_windows(owned, windows, written, published, sink, runtime, metrics, emit)
         await flush_counts(owned, counts_table, counts_written, sink)
+        await flush_surge(owned, windows, detector, surge_backlog, sink, clock())
 
     return aggregate_agent, windows
 
@@ -152,6 +160,33 @@ def evict(
             del windows[key]
             written.pop(key, None)
             published.pop(key, None)
+
+
+async def flush_surge(
+    owned: set[int],
+    windows: Any,
+    detector: SurgeDetector,
+    backlog: list[str],
+    sink: InfluxSink,
+    now: datetime,
+) -> None:
+    """Score the minutes that just completed at owned sites; write their ``surge`` points."""
+    if not sink.ready():
+        return
+    mine = [state for state in list(windows.values()) if state["partition"] in owned]
+    detector.forget(detector.loaded - {str(state["site"]) for state in mine})
+    try:
+        backlog.extend(await detector.score_completed(mine, now))
+        await sink.write(backlog)
+    except (RetryableSinkError, ValueError, KeyError) as exc:
+        # Not only InfluxDB being down: an unreadable history row must not stop the
+        # pipeline either (a timer that raises crashes the Faust app).
+        log.warning("surge scoring or its %d points deferred: %s", len(backlog), exc)
+        del backlog[:-_SURGE_BACKLOG_MAX]  # bounded: old scores matter less than memory
+        return
+    except PermanentSinkError as exc:  # our own points: a bug, not data to keep retrying
+        log.error("InfluxDB refused %d surge points: %s", len(backlog), exc)
+    backlog.clear()
 
 
 async def flush_counts(

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import typer
 
-from streams.commands import pipeline, privacy, stack
+from streams.commands import alerts, pipeline, privacy, stack
 
 app = typer.Typer(
     help="Hito: border telemetry ingestion under a versioned privacy policy.",
@@ -19,6 +19,7 @@ app.command()(pipeline.simulate)
 app.add_typer(pipeline.schema_app, name="schema")
 app.add_typer(pipeline.dlq_app, name="dlq")
 app.add_typer(privacy.policy_app, name="policy")
+app.add_typer(alerts.pager_app, name="pager")
 
 
 def main() -> None:

@@ -57,6 +57,42 @@ class PipelineMetrics:
             ["topic"],
             registry=r,
         )
+        self.crossings = Counter(
+            "hito_crossings",
+            "Crossings counted (each event once, whatever the redelivery)",
+            ["site", "direction"],
+            registry=r,
+        )
+        self.surge_score = Gauge(
+            "hito_surge_score",
+            "Surge score of the last completed minute (0 below the volume gate or without history)",
+            ["site", "direction"],
+            registry=r,
+        )
+        self.surge_observed = Gauge(
+            "hito_surge_observed",
+            "Crossings in the last completed minute",
+            ["site", "direction"],
+            registry=r,
+        )
+        self.surge_baseline = Gauge(
+            "hito_surge_baseline",
+            "Crossings per minute expected for the last completed minute (seasonal baseline)",
+            ["site", "direction"],
+            registry=r,
+        )
+        self.surge_updated = Gauge(
+            "hito_surge_updated_seconds",
+            "Unix time the surge score of a site and direction was last computed",
+            ["site", "direction"],
+            registry=r,
+        )
+        self.consumer_lag = Gauge(
+            "hito_consumer_lag",
+            "Records in the partition not processed yet (high-water mark minus position)",
+            ["topic", "partition"],
+            registry=r,
+        )
         self.sink_points = Counter(
             "hito_sink_points",
             "Points written to InfluxDB (rewrites of a window count again)",

@@ -106,6 +106,26 @@ class PipelineSettings(_Frozen):
     device_keys_file: Path = REPO_ROOT / "infra" / "dev" / "device-keys.dev.yaml"
 
 
+class SurgeSettings(_Frozen):
+    """Surge detection (streams/stages/surge.py, docs/observability.md)."""
+
+    min_volume: int = Field(default=20, ge=1, description="Crossings/minute below this: score 0")
+    min_slot_samples: int = Field(
+        default=30, ge=1, description="Minutes of history an hour-of-week slot needs to be used"
+    )
+    recent_minutes: int = Field(default=15, ge=3, le=60, description="Cold-start history")
+    min_recent: int = Field(default=3, ge=1, description="Cold start: minutes needed to score")
+    history_days: int = Field(default=28, ge=1, le=365, description="History learned at start")
+    grace_s: float = Field(
+        default=5.0, ge=0.0, description="A minute is scored this long after it ends"
+    )
+    default_timezone: str = "UTC"
+    site_timezones: dict[str, str] = Field(
+        default={"chacalluta": "America/Santiago", "santa-rosa": "America/Lima"},
+        description="Local time of each site: hours of the week are the site's own",
+    )
+
+
 class PrivacySettings(_Frozen):
     """The privacy policy file and the pseudonymisation keys (a secret)."""
 
@@ -139,6 +159,7 @@ class HitoSettings(BaseSettings):
     alertmanager: AlertmanagerSettings = AlertmanagerSettings()
     pipeline: PipelineSettings = PipelineSettings()
     privacy: PrivacySettings = PrivacySettings()
+    surge: SurgeSettings = SurgeSettings()
     pager_port: int = Field(default=19097, ge=1, le=65535, description="hito pager webhook")
     worker_metrics_ports: tuple[int, ...] = Field(
         default=(19100, 19101, 19102, 19103),

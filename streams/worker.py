@@ -97,6 +97,7 @@ def build_worker(
         help="Per partition and minute: events by stage and outcome (the pipeline measurement)",
     )
     emit: Send = send or send_to_topic
+    last_seen: dict[tuple[str, str], float] = {}  # (site, device) -> newest event time
     sink = InfluxSink(runtime.settings.influxdb, metrics)
     aggregate_agent, windows = register_aggregator(
         app, runtime, metrics, sink, emit, clock, counts_table
@@ -161,9 +162,11 @@ def build_worker(
                 # otherwise a crash in between could lose it for good.
                 await delivered
             seq_table[result.event.device_id] = pending_state
-            metrics.device_last_seen.labels(
-                site=result.event.site, device_id=result.event.device_id
-            ).set(result.event.event_time.timestamp())
+            seen_at = result.event.event_time.timestamp()
+            device = (result.event.site, result.event.device_id)
+            if seen_at > last_seen.get(device, 0.0):  # a late event is not a sign of life now
+                last_seen[device] = seen_at
+                metrics.device_last_seen.labels(site=device[0], device_id=device[1]).set(seen_at)
             count(message, anonymise.STAGE, "published")
         metrics.events.labels(source=result.source, outcome=outcome).inc()
         return outcome

@@ -58,13 +58,10 @@ class InfluxSink:
         if not lines:
             return
         s = self.settings
-        if self._client is None:
-            self._client = InfluxDBClientAsync(
-                url=s.url, token=s.token.get_secret_value(), org=s.org, timeout=10_000
-            )
+        client = self._connect()
         started = time.perf_counter()
         try:
-            await self._client.write_api().write(
+            await client.write_api().write(
                 bucket=s.bucket,
                 org=s.org,
                 record=lines,
@@ -91,11 +88,8 @@ class InfluxSink:
         """Delete the points matching each predicate at the second ``start`` (stale series of a
         re-published window). Raises RetryableSinkError like :meth:`write`."""
         s = self.settings
-        if self._client is None:
-            self._client = InfluxDBClientAsync(
-                url=s.url, token=s.token.get_secret_value(), org=s.org, timeout=10_000
-            )
-        api = self._client.delete_api()
+        client = self._connect()
+        api = client.delete_api()
         try:
             for predicate in predicates:
                 await api.delete(
@@ -113,6 +107,38 @@ class InfluxSink:
         except (aiohttp.ClientError, TimeoutError, OSError) as exc:
             self._failed()
             raise RetryableSinkError(str(exc) or type(exc).__name__) from exc
+
+    async def crossings_per_minute(
+        self, sites: list[str], days: int
+    ) -> list[tuple[str, str, datetime, int]]:
+        """History for surge baselines: crossings per (site, direction, minute), summed over
+        the published cells (which add up to the exact total). Raises RetryableSinkError."""
+        s = self.settings
+        site_set = ", ".join(f'"{site}"' for site in sites)
+        flux = (
+            f'from(bucket: "{s.bucket}") |> range(start: -{days}d) '
+            '|> filter(fn: (r) => r._measurement == "crossings" and r._field == "count") '
+            f"|> filter(fn: (r) => contains(value: r.site, set: [{site_set}])) "
+            '|> group(columns: ["site", "direction"]) '
+            '|> aggregateWindow(every: 1m, fn: sum, createEmpty: false, timeSrc: "_start")'
+        )
+        try:
+            tables = await self._connect().query_api().query(flux, org=s.org)
+        except (ApiException, aiohttp.ClientError, TimeoutError, OSError) as exc:
+            raise RetryableSinkError(f"history query: {exc}") from exc
+        return [
+            (str(r["site"]), str(r["direction"]), r["_time"], int(r["_value"]))
+            for table in tables
+            for r in table.records
+        ]
+
+    def _connect(self) -> InfluxDBClientAsync:
+        if self._client is None:
+            s = self.settings
+            self._client = InfluxDBClientAsync(
+                url=s.url, token=s.token.get_secret_value(), org=s.org, timeout=10_000
+            )
+        return self._client
 
     def _failed(self) -> None:
         self._failures += 1

@@ -10,6 +10,7 @@ import logging
 import shutil
 import socket
 import subprocess
+import sys
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -315,9 +316,24 @@ class Alertmanager(Service):
         return _http_ok(f"{settings.alertmanager.url}/-/ready")
 
 
+@dataclass(frozen=True)
+class PagerService(Service):
+    """`hito pager serve`: Alertmanager's webhook (our own code, no install step)."""
+
+    def argv(self, settings: HitoSettings) -> list[str]:
+        return [sys.executable, "-m", "streams.cli", "pager", "serve"]
+
+    def url(self, settings: HitoSettings) -> str:
+        return f"http://127.0.0.1:{settings.pager_port}"
+
+    def healthy(self, settings: HitoSettings) -> bool:
+        return _http_ok(f"{self.url(settings)}/health")
+
+
 SERVICES: tuple[Service, ...] = (
     Kafka("kafka", "event log: raw, clean and DLQ topics"),
     InfluxDB("influxdb", "time series: bucket hito, org hito"),
     Prometheus("prometheus", "scrapes worker metrics, evaluates alert rules"),
     Alertmanager("alertmanager", "routes alerts to the pager webhook"),
+    PagerService("pager", "records and forwards pages (hito pager)"),
 )

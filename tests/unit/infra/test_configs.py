@@ -66,8 +66,38 @@ def test_prometheus_targets_match_the_settings() -> None:
 def test_alertmanager_pages_the_pager_port() -> None:
     s = HitoSettings()
     cfg = yaml.safe_load((INFRA / "alertmanager" / "alertmanager.yml").read_text())
-    urls = [w["url"] for r in cfg["receivers"] for w in r.get("webhook_configs", [])]
-    assert urls == [f"http://127.0.0.1:{s.pager_port}/alerts"]
+    urls = {r["name"]: [w["url"] for w in r["webhook_configs"]] for r in cfg["receivers"]}
+    base = f"http://127.0.0.1:{s.pager_port}/alerts"
+    assert urls == {"pager-critical": [f"{base}/critical"], "pager-low": [f"{base}/low"]}
+
+
+@pytest.mark.parametrize(
+    ("labels", "receiver"),
+    [
+        (["alertname=CheckpointSurge", "severity=critical", "site=chacalluta"], "pager-critical"),
+        (["alertname=SinkFailing", "severity=critical"], "pager-critical"),
+        (["alertname=DeviceSilent", "severity=warning", "site=santa-rosa"], "pager-low"),
+        (["alertname=DlqRateHigh", "severity=warning"], "pager-low"),
+        (["alertname=Unlabelled"], "pager-low"),
+    ],
+)
+def test_alertmanager_routes_critical_to_the_pager_and_warnings_low(
+    labels: list[str], receiver: str
+) -> None:
+    result = subprocess.run(
+        [
+            _tool("amtool"),
+            "config",
+            "routes",
+            "test",
+            f"--config.file={INFRA / 'alertmanager' / 'alertmanager.yml'}",
+            *labels,
+        ],
+        capture_output=True,
+        text=True,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert result.stdout.strip() == receiver
 
 
 def _properties(path: Path) -> dict[str, str]:
