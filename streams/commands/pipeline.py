@@ -79,10 +79,17 @@ def simulate(
         0.0, min=0.0, help="Seconds to run at --rate (sets --count to rate x duration)"
     ),
     surge_site: str | None = typer.Option(None, help="Site whose traffic surges"),
-    surge_factor: float = typer.Option(5.0, min=1.0),
+    surge_factor: float = typer.Option(5.0, min=1.0, help="The surge site's traffic times this"),
+    surge_start: float = typer.Option(0.0, min=0.0, help="Seconds into the run the surge starts"),
+    surge_duration: float | None = typer.Option(
+        None, min=0.0, help="Seconds the surge lasts (default: to the end)"
+    ),
     silent: Annotated[
-        list[str] | None, typer.Option(help="Device ids that send nothing (repeatable)")
+        list[str] | None, typer.Option(help="Device ids that go silent (repeatable)")
     ] = None,
+    silent_after: float = typer.Option(
+        0.0, min=0.0, help="Seconds the --silent devices still send before going silent"
+    ),
     manifest: Annotated[
         Path | None, typer.Option(help="Write expected outcomes as JSON here")
     ] = None,
@@ -108,10 +115,15 @@ def simulate(
         late_fraction=late_fraction,
         surge_site=surge_site,
         surge_factor=surge_factor,
+        surge_start_s=surge_start,
+        surge_duration_s=surge_duration,
         silent_devices=frozenset(silent or []),
+        silent_after_s=silent_after,
         raw_topics=dict(settings.pipeline.raw_topics),
     )
-    fleet = Fleet(registry, plan, datetime.now(UTC))
+    # At a set rate the run is live: event times, rhythm, surge and silences follow the clock.
+    live_clock = (lambda: datetime.now(UTC)) if rate else None
+    fleet = Fleet(registry, plan, datetime.now(UTC), clock=live_clock)
     sent = send_messages(
         fleet.messages(), bootstrap=settings.kafka.bootstrap, total=count, rate=rate
     )

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import random
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
@@ -52,6 +52,9 @@ class SimMessage:
     expected: str  # VALID, DUPLICATE or a Reason value
     device_id: str
     site: str
+    # False for a surge's extra traffic: the runner paces the base stream only, so a surge
+    # adds to the rate instead of slowing everyone else down.
+    paced: bool = True
 
 
 @dataclass(frozen=True)
@@ -64,24 +67,33 @@ class FleetPlan:
     late_fraction: float = 0.0
     late_by_s: float = 900.0  # past a 60 s window plus the default 300 s lateness
     surge_site: str | None = None
-    surge_factor: float = 1.0
+    surge_factor: float = 1.0  # the surge site's checkpoint traffic times this
+    surge_start_s: float = 0.0  # seconds into the run (by the fleet's clock)
+    surge_duration_s: float | None = None  # None: until the end
     silent_devices: frozenset[str] = frozenset()
+    silent_after_s: float = 0.0  # the silent devices send normally until then
     raw_topics: dict[Source, str] = field(
         default_factory=lambda: dict(PipelineSettings().raw_topics)
     )
 
 
 class Fleet:
-    def __init__(self, registry: DeviceRegistry, plan: FleetPlan, now: datetime) -> None:
+    """``now`` fixes every event's time (a batch for tests); a ``clock`` instead makes event
+    times, the daily rhythm, the surge window and silences follow it (a live run)."""
+
+    def __init__(
+        self,
+        registry: DeviceRegistry,
+        plan: FleetPlan,
+        now: datetime,
+        clock: Callable[[], datetime] | None = None,
+    ) -> None:
         self._plan = plan
         self._rng = random.Random(plan.seed)  # noqa: S311 - reproducible synthetic data
-        self._now = now
-        self._devices = [
-            d
-            for d in registry.devices.values()
-            if not d.revoked and d.device_id not in plan.silent_devices
-        ]
-        if not self._devices:
+        self._clock = clock or (lambda: now)
+        self._start = self._clock()
+        self._devices = [d for d in registry.devices.values() if not d.revoked]
+        if not [d for d in self._devices if d.device_id not in plan.silent_devices]:
             raise ValueError("no active, non-silent device in the registry")
         self._seq: dict[str, int] = {}
         self._sent_valid: list[SimMessage] = []
@@ -115,6 +127,7 @@ class Fleet:
                     continue
                 self._sent_valid.append(msg)
             yield msg
+            yield from self._surge_extras(msg)
             if self._held is not None and self._held.device_id == msg.device_id:
                 self._sent_valid.append(self._held)
                 yield self._held
@@ -122,14 +135,52 @@ class Fleet:
         if self._held is not None:
             yield self._held
 
+    @property
+    def _now(self) -> datetime:
+        return self._clock()
+
+    def _elapsed_s(self) -> float:
+        return (self._clock() - self._start).total_seconds()
+
+    def _surging(self) -> bool:
+        p = self._plan
+        t = self._elapsed_s()
+        return (
+            p.surge_site is not None
+            and p.surge_factor > 1.0
+            and t >= p.surge_start_s
+            and (p.surge_duration_s is None or t < p.surge_start_s + p.surge_duration_s)
+        )
+
+    def _surge_extras(self, msg: SimMessage) -> Iterator[SimMessage]:
+        """During a surge, each base message from the surge site's checkpoints brings
+        (factor - 1) more on average from the same site: its traffic times the factor."""
+        p = self._plan
+        if msg.site != p.surge_site or msg.topic != p.raw_topics["checkpoint"]:
+            return
+        if not self._surging():
+            return
+        extra = p.surge_factor - 1.0
+        n = int(extra) + (1 if self._rng.random() < extra - int(extra) else 0)
+        site_devices = [d for d in self._live_devices() if d.site == p.surge_site]
+        for _ in range(n):
+            device = self._rng.choice(site_devices)
+            valid = self._valid(device)
+            self._sent_valid.append(valid)
+            yield SimMessage(
+                valid.topic, valid.key, valid.value, VALID, valid.device_id, valid.site, False
+            )
+
+    def _live_devices(self) -> list[Device]:
+        if self._elapsed_s() < self._plan.silent_after_s:
+            return self._devices
+        return [d for d in self._devices if d.device_id not in self._plan.silent_devices]
+
     def _pick_device(self) -> Device:
-        weights = []
-        for d in self._devices:
-            w = traffic_multiplier(self._now) if d.kind == "checkpoint" else 1.0
-            if self._plan.surge_site == d.site:
-                w *= self._plan.surge_factor
-            weights.append(w)
-        return self._rng.choices(self._devices, weights=weights)[0]
+        devices = self._live_devices()
+        rhythm = traffic_multiplier(self._now)
+        weights = [rhythm if d.kind == "checkpoint" else 1.0 for d in devices]
+        return self._rng.choices(devices, weights=weights)[0]
 
     def _next_seq(self, device: Device) -> int:
         seq = self._seq.get(device.device_id, 0)

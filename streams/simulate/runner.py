@@ -37,9 +37,11 @@ def send_messages(
             transient=True,
         ) as progress:
             task = progress.add_task("simulating fleet", total=total)
+            paced = 0
             for i, msg in enumerate(messages):
-                if rate > 0:
-                    due = started + i / rate
+                if rate > 0 and msg.paced:
+                    due = started + paced / rate
+                    paced += 1
                     delay = due - time.monotonic()
                     if delay > 0:
                         time.sleep(delay)

@@ -6,7 +6,7 @@ history (InfluxDB's ``crossings`` at start-up, then every completed minute). A S
 rush at Chacalluta is normal because Sunday evenings were busy before; the same count at 4 a.m.
 on a Tuesday is not.
 
-score = (observed - expected) / sqrt(variance + expected + 1)
+score = max(0, (observed - expected) / sqrt(variance + expected + 1))
 
 - Seasonal basis: the hour-of-week slot has at least ``min_slot_samples`` minutes of history.
 - Cold start: otherwise the median of the last ``recent_minutes`` minutes at that site and
@@ -99,4 +99,5 @@ def score(baseline: Baseline, observed: int, slot: int, params: SurgeParams) -> 
     if observed < params.min_volume:
         return SurgeResult(observed, expected, 0.0, basis)
     z = (observed - expected) / math.sqrt(variance + expected + 1.0)
-    return SurgeResult(observed, expected, round(z, 3), basis)
+    # Only "above normal" matters here; a quieter minute than usual scores 0, not below.
+    return SurgeResult(observed, expected, round(max(z, 0.0), 3), basis)

@@ -9,8 +9,6 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-import pytest
-
 from streams.runtime import Runtime
 from streams.settings import HitoSettings
 from streams.simulate.fleet import Fleet, FleetPlan, SimMessage
@@ -74,12 +72,6 @@ def _wait_for_influx(settings: HitoSettings, exp: dict[str, Any], timeout_s: flo
     raise AssertionError(f"InfluxDB holds {got} (crossings, readings, fixes), expected {target}")
 
 
-@pytest.mark.xfail(
-    strict=False,
-    reason="same open loss as the scale-down test: the worker that takes over the partitions "
-    "sometimes skips a few records after the committed offset (passed 4 of 5 runs here; one CI "
-    "run lost 6 of 6000 events). See docs/aggregation.md.",
-)
 def test_kill_9_mid_run_then_restart_is_exact(isolated_runtime: Runtime, tmp_path: Path) -> None:
     settings = isolated_runtime.settings
     messages, exp = _fleet(isolated_runtime, 6000, seed=23)
@@ -135,12 +127,6 @@ def test_influxdb_down_30_s_mid_run_is_exact_and_worker_lives(
     assert_exact(settings, exp, isolated_runtime.policy.version)
 
 
-@pytest.mark.xfail(
-    strict=False,
-    reason="after a rebalance the new owner skips a few raw records and commits past them "
-    "(cause open: not Faust's logged generation/flow-control skip); 5 of 8 runs lost 1-7 "
-    "events, 3 of 3 with DEVLOG=1. See docs/aggregation.md.",
-)
 def test_two_workers_one_stopped_mid_run_is_exact(
     isolated_runtime: Runtime, tmp_path: Path
 ) -> None:

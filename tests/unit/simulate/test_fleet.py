@@ -1,7 +1,9 @@
 from __future__ import annotations
 
 from collections import Counter
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
+
+import orjson
 
 from schemas.reasons import Reason
 from streams.devices import DeviceRegistry
@@ -73,3 +75,51 @@ def test_late_events_are_valid_but_older_than_the_lateness(
         assert isinstance(result, Accepted)
         age = (NOW - result.event.event_time).total_seconds()
         assert age > p.window_s + p.allowed_lateness_s
+
+
+class SteppingClock:
+    """Each reading is 10 ms later: message i is generated at NOW + i * 10 ms."""
+
+    def __init__(self) -> None:
+        self.t = NOW
+
+    def __call__(self) -> datetime:
+        self.t += timedelta(milliseconds=10)
+        return self.t
+
+
+def test_a_timed_surge_adds_traffic_at_its_site_only_inside_its_window(
+    registry: DeviceRegistry,
+) -> None:
+    clock = SteppingClock()
+    plan = FleetPlan(
+        count=9000, surge_site="chacalluta", surge_factor=4.0, surge_start_s=30, surge_duration_s=30
+    )
+    by_period: Counter[tuple[int, str, bool]] = Counter()
+    for m in Fleet(registry, plan, NOW, clock=clock).messages():
+        period = int((clock.t - NOW).total_seconds() // 30)  # 0 before, 1 during, 2 after
+        by_period[(min(period, 2), m.site, m.paced)] += 1
+    # Extra (unpaced) traffic only during the surge, only at chacalluta...
+    assert {k for k in by_period if not k[2]} == {(1, "chacalluta", False)}
+    # ... about (factor - 1) times the site's own paced traffic in that period.
+    ratio = by_period[(1, "chacalluta", False)] / by_period[(1, "chacalluta", True)]
+    assert 2.5 < ratio < 3.5
+
+
+def test_silent_devices_stop_after_the_given_time(registry: DeviceRegistry) -> None:
+    clock = SteppingClock()
+    silent = frozenset({"cl-chacalluta-ckpt-01"})
+    plan = FleetPlan(count=6000, silent_devices=silent, silent_after_s=20)
+    seen_at = [
+        (clock.t - NOW).total_seconds()
+        for m in Fleet(registry, plan, NOW, clock=clock).messages()
+        if m.device_id in silent
+    ]
+    assert seen_at and max(seen_at) < 20.1
+
+
+def test_event_times_follow_the_clock(registry: DeviceRegistry) -> None:
+    clock = SteppingClock()
+    msgs = list(Fleet(registry, FleetPlan(count=500), NOW, clock=clock).messages())
+    times = [orjson.loads(m.value)["event_time"] for m in msgs if m.expected == VALID]
+    assert min(times) < (NOW + timedelta(seconds=1)).isoformat() < max(times)
