@@ -12,10 +12,12 @@ $(STAMP): pyproject.toml
 	$(BIN)/pip install --quiet -e '.[dev]'
 	touch $(STAMP)
 
-# Everything a fresh machine lacks: Debian packages (skipped when present) and the venv.
+# Everything a fresh machine lacks: Debian packages (skipped when present), the venv, and
+# Grafana's dashboard JSON Schema for the offline dashboard tests (npm, cached).
 # Kafka jars and the InfluxDB build are fetched by `hito up` into ~/.cache/hito.
 setup: $(STAMP)
 	bash infra/install-debian.sh
+	bash infra/grafana/schema/build.sh >/dev/null
 
 up: setup
 	$(BIN)/hito up

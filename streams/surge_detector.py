@@ -25,7 +25,8 @@ log = logging.getLogger(__name__)
 
 MinuteTotals = list[tuple[str, str, datetime, int]]
 """(site, direction, minute start, crossings) rows of history."""
-HistoryQuery = Callable[[list[str], int], Awaitable[MinuteTotals]]
+HistoryQuery = Callable[[list[str], int, datetime], Awaitable[MinuteTotals]]
+"""(sites, days back, until) -> history."""
 
 
 @dataclass
@@ -34,6 +35,9 @@ class SurgeDetector:
     window_s: int
     metrics: PipelineMetrics
     history: HistoryQuery
+    # Minutes newer than this many seconds may still be in the window table (re-written,
+    # not final): they are scored from the table, not learned from InfluxDB.
+    table_horizon_s: float = 900.0
     baselines: dict[tuple[str, str], surge.Baseline] = field(default_factory=dict)
     last_scored: dict[str, str] = field(default_factory=dict)  # site -> window start (text)
     loaded: set[str] = field(default_factory=set)  # sites whose history is loaded
@@ -51,9 +55,10 @@ class SurgeDetector:
     def timezone(self, site: str) -> ZoneInfo:
         return ZoneInfo(self.settings.site_timezones.get(site, self.settings.default_timezone))
 
-    async def load(self, sites: list[str]) -> None:
+    async def load(self, sites: list[str], now: datetime) -> None:
         """Learn the sites' baselines from InfluxDB (replacing what this process knew)."""
-        rows = await self.history(sites, self.settings.history_days)
+        until = now - timedelta(seconds=self.table_horizon_s)
+        rows = await self.history(sites, self.settings.history_days, until)
         for site in sites:
             for key in [k for k in self.baselines if k[0] == site]:
                 del self.baselines[key]
@@ -62,8 +67,6 @@ class SurgeDetector:
         for site, direction, minute, count in sorted(rows, key=lambda r: r[2]):
             baseline = self.baselines.setdefault((site, direction), surge.Baseline())
             surge.learn(baseline, count, surge.hour_of_week(minute, self.timezone(site)), params)
-            stamp = minute.strftime("%Y-%m-%dT%H:%M:%SZ")
-            self.last_scored[site] = max(self.last_scored.get(site, ""), stamp)
         self.loaded.update(sites)
         log.info("surge baselines learned for %s from %d minutes of history", sites, len(rows))
 
@@ -77,7 +80,7 @@ class SurgeDetector:
         )
         new_sites = sorted({str(w["site"]) for w in due} - self.loaded)
         if new_sites:
-            await self.load(new_sites)
+            await self.load(new_sites, now)
         lines: list[str] = []
         params = self.params
         for w in due:

@@ -177,6 +177,13 @@ def build_worker(
         async for outcome in handled_with_manual_acks(stream, handle):
             yield outcome
 
+    inputs = {*p.raw_topics.values(), *(clean_topic(runtime, s) for s in p.raw_topics)}
+    lag_reported: set[tuple[str, int]] = set()
+
+    @app.timer(interval=5.0)  # type: ignore[untyped-decorator]
+    async def report_lag() -> None:
+        report_consumer_lag(app, metrics, inputs, lag_reported)
+
     return Worker(
         app=app,
         ingest=ingest,
@@ -187,6 +194,31 @@ def build_worker(
         sink=sink,
         metrics=metrics,
     )
+
+
+def report_consumer_lag(
+    app: faust.App, metrics: PipelineMetrics, topics: set[str], reported: set[tuple[str, int]]
+) -> None:
+    """hito_consumer_lag per owned input partition: high-water mark minus committed offset
+    (or, before this process committed anything there, minus the next offset to read)."""
+    monitor = app.monitor
+    now_owned: set[tuple[str, int]] = set()
+    for tp in app.consumer.assignment():
+        end = monitor.tp_end_offsets.get(tp)
+        if tp.topic not in topics or end is None:
+            continue
+        position = monitor.tp_committed_offsets.get(tp)
+        if position is None and tp in monitor.tp_read_offsets:
+            position = monitor.tp_read_offsets[tp] + 1
+        if position is None:
+            continue
+        now_owned.add((tp.topic, tp.partition))
+        lag = max(0, end - position)
+        metrics.consumer_lag.labels(topic=tp.topic, partition=str(tp.partition)).set(lag)
+    for topic, partition in reported - now_owned:  # moved to another worker: not ours
+        metrics.consumer_lag.remove(topic, str(partition))
+    reported.clear()
+    reported.update(now_owned)
 
 
 @contextmanager

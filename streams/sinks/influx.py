@@ -11,7 +11,7 @@ import asyncio
 import logging
 import time
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 
 import aiohttp
 from influxdb_client import WritePrecision
@@ -109,14 +109,15 @@ class InfluxSink:
             raise RetryableSinkError(str(exc) or type(exc).__name__) from exc
 
     async def crossings_per_minute(
-        self, sites: list[str], days: int
+        self, sites: list[str], days: int, until: datetime
     ) -> list[tuple[str, str, datetime, int]]:
         """History for surge baselines: crossings per (site, direction, minute), summed over
         the published cells (which add up to the exact total). Raises RetryableSinkError."""
         s = self.settings
         site_set = ", ".join(f'"{site}"' for site in sites)
         flux = (
-            f'from(bucket: "{s.bucket}") |> range(start: -{days}d) '
+            f'from(bucket: "{s.bucket}") '
+            f"|> range(start: {_rfc3339(until - timedelta(days=days))}, stop: {_rfc3339(until)}) "
             '|> filter(fn: (r) => r._measurement == "crossings" and r._field == "count") '
             f"|> filter(fn: (r) => contains(value: r.site, set: [{site_set}])) "
             '|> group(columns: ["site", "direction"]) '
@@ -157,3 +158,7 @@ class InfluxSink:
     async def wait_ready(self) -> None:
         """Sleep out the current back-off (consumption pauses while InfluxDB is failing)."""
         await asyncio.sleep(max(0.0, self._next_try - time.monotonic()))
+
+
+def _rfc3339(at: datetime) -> str:
+    return at.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")

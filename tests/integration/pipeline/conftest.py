@@ -20,6 +20,11 @@ from streams.worker import Worker, build_worker
 
 @pytest.fixture
 def isolated(stack: HitoSettings) -> HitoSettings:
+    return make_isolated(stack)
+
+
+def make_isolated(stack: HitoSettings) -> HitoSettings:
+    """The stack's settings with topics and a bucket of their own (created here)."""
     run = uuid.uuid4().hex[:8]
     pipeline = PipelineSettings(
         raw_topics={

@@ -1,65 +1,52 @@
-"""An alert posted to Alertmanager reaches a webhook receiver on loopback (the pager port)."""
+"""Alerts posted to Alertmanager reach `hito pager` (started by `hito up`): critical ones on
+the critical path, warnings on the low-urgency one, each recorded in the durable page log."""
 
 from __future__ import annotations
 
-import json
-import queue
-import threading
+import time
 import uuid
 from datetime import UTC, datetime, timedelta
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 import httpx
 
+from streams.commands.alerts import page_log_path
+from streams.pager import PageLog
 from streams.settings import HitoSettings
 
 
-def _webhook(port: int) -> tuple[ThreadingHTTPServer, queue.Queue[tuple[str, Any]]]:
-    received: queue.Queue[tuple[str, Any]] = queue.Queue()
-
-    class Handler(BaseHTTPRequestHandler):
-        def do_POST(self) -> None:
-            body = self.rfile.read(int(self.headers.get("Content-Length", "0")))
-            received.put((self.path, json.loads(body)))
-            self.send_response(200)
-            self.end_headers()
-
-        def log_message(self, format: str, *args: object) -> None:  # quiet test output
-            return
-
-    server = ThreadingHTTPServer(("127.0.0.1", port), Handler)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    return server, received
+def _alert(run: str, severity: str) -> dict[str, Any]:
+    now = datetime.now(UTC)
+    return {
+        "labels": {"alertname": "HitoSmokeTest", "run": run, "severity": severity},
+        "annotations": {"summary": f"smoke test {severity}", "runbook_url": "docs/runbooks/x.md"},
+        "startsAt": now.isoformat(),
+        "endsAt": (now + timedelta(minutes=5)).isoformat(),
+    }
 
 
-def test_alert_reaches_the_pager_webhook(stack: HitoSettings) -> None:
+def _ours(stack: HitoSettings, run: str) -> list[dict[str, Any]]:
+    pages = httpx.get(f"http://127.0.0.1:{stack.pager_port}/pages", timeout=5).json()
+    return [p for p in pages if p["labels"].get("run") == run]
+
+
+def test_alerts_reach_the_pager_by_urgency_and_are_logged(stack: HitoSettings) -> None:
     run = uuid.uuid4().hex[:10]
-    server, received = _webhook(stack.pager_port)
-    try:
-        now = datetime.now(UTC)
-        alert = {
-            "labels": {"alertname": "HitoSmokeTest", "run": run, "severity": "critical"},
-            "annotations": {"summary": "smoke test", "runbook_url": "docs/runbooks/none.md"},
-            "startsAt": now.isoformat(),
-            "endsAt": (now + timedelta(minutes=5)).isoformat(),
-        }
-        r = httpx.post(f"{stack.alertmanager.url}/api/v2/alerts", json=[alert])
-        assert r.status_code == 200
-        # group_wait is 10 s; other tests' alerts may arrive too, so look for ours.
-        deadline = datetime.now(UTC) + timedelta(seconds=60)
-        ours = None
-        while ours is None and datetime.now(UTC) < deadline:
-            path, payload = received.get(timeout=60)
-            for a in payload["alerts"]:
-                if a["labels"].get("run") == run:
-                    ours = (path, payload, a)
-        assert ours is not None, "Alertmanager never delivered the alert"
-        path, payload, a = ours
-        assert path == "/alerts"
-        assert payload["receiver"] == "pager"
-        assert a["status"] == "firing"
-        assert a["labels"]["alertname"] == "HitoSmokeTest"
-    finally:
-        server.shutdown()
-        server.server_close()
+    r = httpx.post(
+        f"{stack.alertmanager.url}/api/v2/alerts",
+        json=[_alert(run, "critical"), _alert(run, "warning")],
+    )
+    assert r.status_code == 200
+    # Critical: group_wait 1 s; warnings: 30 s. Other tests' alerts may arrive too.
+    deadline = time.monotonic() + 90
+    while len(_ours(stack, run)) < 2 and time.monotonic() < deadline:
+        time.sleep(1)
+    pages = _ours(stack, run)
+    assert sorted((p["urgency"], p["receiver"], p["labels"]["severity"]) for p in pages) == [
+        ("critical", "pager-critical", "critical"),
+        ("low", "pager-low", "warning"),
+    ]
+    assert all(p["status"] == "firing" and p["alertname"] == "HitoSmokeTest" for p in pages)
+    # The same pages are in the durable log a restarted pager (or `hito pager show`) reads.
+    logged = [p for p in PageLog(page_log_path(stack)).read() if p.labels.get("run") == run]
+    assert len(logged) == 2

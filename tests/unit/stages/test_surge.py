@@ -99,10 +99,12 @@ def test_score_is_gated_and_grows_with_the_count(
 
 def test_detector_learns_history_then_scores_completed_minutes_only() -> None:
     now = datetime(2026, 12, 1, 7, 2, 10, tzinfo=UTC)  # Tuesday 04:02 in Santiago
-    calls: list[tuple[list[str], int]] = []
+    calls: list[tuple[list[str], int, datetime]] = []
 
-    async def history(sites: list[str], days: int) -> list[tuple[str, str, datetime, int]]:
-        calls.append((sites, days))
+    async def history(
+        sites: list[str], days: int, until: datetime
+    ) -> list[tuple[str, str, datetime, int]]:
+        calls.append((sites, days, until))
         rows = []
         for week in range(1, 5):  # the same hour on four previous Tuesdays: 3 a minute
             hour = now.replace(minute=0, second=0) - timedelta(weeks=week)
@@ -119,7 +121,8 @@ def test_detector_learns_history_then_scores_completed_minutes_only() -> None:
 
     windows = [window(0, 4), window(1, 90), window(2, 95)]  # minute 2 is still open
     lines = asyncio.run(detector.score_completed(windows, now))
-    assert calls == [(["chacalluta"], 28)]
+    # History ends where the window table (still being re-written) begins.
+    assert calls == [(["chacalluta"], 28, now - timedelta(seconds=900))]
     assert len(lines) == 2 and all(ln.startswith("surge,direction=entry,") for ln in lines)
     assert "observed=90i" in lines[1] and 'basis="seasonal"' in lines[1]
     score = metrics.surge_score.labels(site="chacalluta", direction="entry")._value.get()
