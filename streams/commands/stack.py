@@ -9,7 +9,7 @@ from rich.console import Console
 from rich.table import Table
 
 from streams.settings import HitoSettings, load_settings
-from streams.stack import manager
+from streams.stack import manager, overview
 from streams.stack.progress import make_runner
 
 
@@ -46,10 +46,49 @@ def down(
 
 
 def status() -> None:
-    """Show each local service's health, address and data directory. Exit 1 if any is down."""
+    """One screen for operators: services' health, workers, events/s, DLQ rate, lag, InfluxDB
+    writes and open alerts. Exit 1 if a service is down."""
     settings = _settings()
-    if not _print_status(settings, Console()):
+    console = Console()
+    healthy = _print_status(settings, console)
+    _print_overview(overview.collect(settings), console)
+    if not healthy:
         raise typer.Exit(1)
+
+
+def _print_overview(view: overview.Overview, console: Console) -> None:
+    p = view.pipeline
+    if p:
+        dlq_share = p["dlq_per_s"] / p["events_per_s"] if p["events_per_s"] else 0.0
+        table = Table(title="Pipeline (Prometheus, last minute)")
+        for col in ("workers", "events/s", "accepted/s", "DLQ/s", "lag", "points/s", "errors/s"):
+            table.add_column(col, justify="right")
+        table.add_row(
+            f"{p['workers']:.0f}",
+            f"{p['events_per_s']:.1f}",
+            f"{p['accepted_per_s']:.1f}",
+            f"{p['dlq_per_s']:.1f} ({dlq_share:.0%})",
+            f"{p['lag']:.0f}",
+            f"{p['points_per_s']:.1f}",
+            f"{p['sink_errors_per_s']:.2f}",
+        )
+        console.print(table)
+    alerts = Table(title=f"Open alerts ({len(view.alerts)})")
+    for col in ("alert", "severity", "site", "since (UTC)", "summary", "runbook"):
+        alerts.add_column(col)
+    for a in sorted(view.alerts, key=lambda a: (a["severity"] != "critical", a["alertname"])):
+        colour = "red" if a["severity"] == "critical" else "yellow"
+        alerts.add_row(
+            f"[{colour}]{a['alertname']}[/]",
+            a["severity"],
+            a["site"],
+            a["since"],
+            a["summary"],
+            a["runbook"],
+        )
+    console.print(alerts)
+    for problem in view.problems:
+        console.print(f"[yellow]not available:[/] {problem}")
 
 
 def _print_status(settings: HitoSettings, console: Console) -> bool:

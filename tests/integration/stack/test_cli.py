@@ -33,9 +33,15 @@ def test_up_twice_starts_nothing_and_status_is_healthy(stack: HitoSettings) -> N
         ("influxdb", stack.influxdb.port),
         ("prometheus", stack.prometheus.port),
         ("alertmanager", stack.alertmanager.port),
+        ("pager", stack.pager_port),
     ):
         line = next(row for row in status.stdout.splitlines() if f" {name} " in row)
         assert "healthy" in line and f"127.0.0.1:{port}" in line, line
+    # The operator's part: pipeline figures from Prometheus and the open alerts from
+    # Alertmanager (both answered: no "not available" line).
+    assert "Pipeline (Prometheus, last minute)" in status.stdout
+    assert "Open alerts (" in status.stdout
+    assert "not available" not in status.stdout, status.stdout
 
 
 def _pids(settings: HitoSettings) -> dict[str, str]:
