@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 
-.PHONY: setup up down status lint types test test-unit test-integration clean
+.PHONY: setup up down status demo lint types test test-unit test-integration clean
 
 # Python environment: pinned dependencies from pyproject.toml; pip's cache makes reruns fast.
 $(STAMP): pyproject.toml
@@ -21,6 +21,12 @@ setup: $(STAMP)
 
 up: setup
 	$(BIN)/hito up
+
+# The whole platform in a few minutes: stack, one worker, the simulated crossing with bad
+# events, duplicates and a surge; then a summary and demo.png. DEMO_ARGS=--keep-running
+# leaves the worker running for live watching (`hito demo --help` for the rest).
+demo: setup
+	$(BIN)/hito demo $(DEMO_ARGS)
 
 down:
 	$(BIN)/hito down

@@ -12,10 +12,9 @@ import dataclasses
 import threading
 import time
 import uuid
-from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -25,16 +24,20 @@ from influxdb_client import InfluxDBClient, WritePrecision
 from influxdb_client.client.write_api import SYNCHRONOUS
 from kafka import KafkaProducer
 
+from streams.demo.history import history_lines
 from streams.runtime import Runtime
 from streams.settings import HitoSettings
-from streams.simulate.fleet import VALID, Fleet, FleetPlan
+from streams.simulate.fleet import Fleet, FleetPlan
 from streams.simulate.runner import send_messages
 from streams.stack import manager, process
 from streams.stack.services import SERVICES
-from streams.stages.points import line
+from streams.stack.worker_process import WorkerProcess
 from tests.integration.pipeline.conftest import make_isolated
-from tests.integration.pipeline.procs import WorkerProcess
 from tests.integration.pipeline.test_faults import make_runner_quiet
+
+# The scenario runs in the module fixture's setup, which pytest-timeout charges to the first
+# test: give it the whole scenario's time.
+pytestmark = pytest.mark.timeout(900)
 
 RATE = 40.0  # base messages per second, all devices
 SURGE_SITE, OTHER_SITE = "chacalluta", "santa-rosa"
@@ -70,35 +73,15 @@ def _pages_since(settings: HitoSettings, since: datetime) -> list[dict[str, Any]
     return [p for p in pages if datetime.fromisoformat(p["received_at"]) >= since]
 
 
-def _normal_minute(runtime: Runtime, now: datetime) -> Counter[tuple[str, str]]:
-    """Crossings per (site, direction) in one minute of the base fleet at this hour."""
-    plan = FleetPlan(
-        count=int(RATE * 60), seed=99, raw_topics=dict(runtime.settings.pipeline.raw_topics)
-    )
-    counts: Counter[tuple[str, str]] = Counter()
-    for m in Fleet(runtime.registry, plan, now).messages():
-        if m.expected == VALID and m.topic == plan.raw_topics["checkpoint"]:
-            direction = "entry" if b'"direction":"entry"' in m.value else "exit"
-            counts[(m.site, direction)] += 1
-    return counts
-
-
 def _write_history(runtime: Runtime, now: datetime) -> None:
-    """Four previous weeks of this time of the week (two hours around it) at the normal
-    volume: the seasonal baseline the worker learns when it starts scoring."""
-    normal = _normal_minute(runtime, now)
-    lines = []
-    minute0 = now.replace(second=0, microsecond=0)
-    for week in range(1, 5):
-        for offset in range(-60, 61):
-            at = minute0 - timedelta(weeks=week) + timedelta(minutes=offset)
-            for (site, direction), n in normal.items():
-                tags = {"site": site, "direction": direction, "mode": "car", "outcome": "admitted"}
-                lines.append(line("crossings", {**tags, "policy": "history"}, {"count": n}, at))
+    """Four previous weeks around this time of the week at the fleet's normal volume: the
+    seasonal baseline the worker learns when it starts scoring (the demo does the same)."""
     i = runtime.settings.influxdb
     with InfluxDBClient(url=i.url, token=i.token.get_secret_value(), org=i.org) as client:
         client.write_api(write_options=SYNCHRONOUS).write(
-            bucket=i.bucket, record=lines, write_precision=WritePrecision.S
+            bucket=i.bucket,
+            record=history_lines(runtime.registry, RATE, now),
+            write_precision=WritePrecision.S,
         )
 
 

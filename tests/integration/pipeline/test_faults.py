@@ -16,7 +16,7 @@ from streams.simulate.runner import send_messages
 from streams.stack import manager, process
 from streams.stack.progress import make_runner
 from streams.stack.services import SERVICES
-from tests.integration.pipeline.procs import WorkerProcess
+from streams.stack.worker_process import WorkerProcess
 from tests.integration.pipeline.test_aggregation import (
     assert_exact,
     expected_from,

@@ -1,4 +1,5 @@
-"""`hito worker` as a real process (for kill -9, restarts and scale-out), on a test's topics."""
+"""`hito worker` as a child process with the given settings' topics and bucket: used by the
+demo and by the tests that kill, restart and scale workers."""
 
 from __future__ import annotations
 
@@ -67,9 +68,10 @@ class WorkerProcess:
         while time.monotonic() < deadline:
             if b"Worker]: Ready" in self.log_path.read_bytes():
                 return
-            assert self.alive(), self.log_tail()
+            if not self.alive():
+                raise RuntimeError("worker exited before it was ready:\n" + self.log_tail())
             time.sleep(0.3)
-        raise AssertionError("worker not ready:\n" + self.log_tail())
+        raise RuntimeError("worker not ready:\n" + self.log_tail())
 
     def alive(self) -> bool:
         return self.proc.poll() is None

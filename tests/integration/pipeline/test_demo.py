@@ -1,0 +1,68 @@
+"""The demo's summary agrees with InfluxDB, the pager's log and what the fleet sent."""
+
+from __future__ import annotations
+
+import dataclasses
+from collections import Counter
+from datetime import datetime
+from pathlib import Path
+
+from influxdb_client import InfluxDBClient
+from rich.console import Console
+
+from streams.commands.alerts import page_log_path
+from streams.demo import report
+from streams.demo.run import DemoPlan, run_demo
+from streams.pager import PageLog
+from streams.runtime import Runtime
+from streams.settings import HitoSettings
+from tests.integration.pipeline.conftest import make_isolated
+
+
+def _points_per_measurement(settings: HitoSettings, since: datetime) -> dict[str, int]:
+    """Counted differently from the demo: every point's row after a pivot, since the first
+    minute of the run."""
+    i = settings.influxdb
+    start = since.replace(second=0, microsecond=0).strftime("%Y-%m-%dT%H:%M:%SZ")
+    flux = (
+        f'from(bucket: "{i.bucket}") |> range(start: {start}) '
+        '|> pivot(rowKey: ["_time"], columnKey: ["_field"], valueColumn: "_value")'
+    )
+    with InfluxDBClient(url=i.url, token=i.token.get_secret_value(), org=i.org) as client:
+        rows = [r.values for t in client.query_api().query(flux) for r in t.records]
+    return dict(Counter(str(r["_measurement"]) for r in rows))
+
+
+def test_demo_summary_agrees_with_influxdb_the_pager_and_the_fleet(
+    stack: HitoSettings, runtime: Runtime, tmp_path: Path
+) -> None:
+    isolated = dataclasses.replace(runtime, settings=make_isolated(stack))
+    plan = DemoPlan(rate=30.0, normal_s=40.0, surge_s=0.0, after_s=0.0, settle_timeout_s=120)
+    run = run_demo(isolated, plan, tmp_path, Console(quiet=True))
+    summary = report.summarise(isolated, plan, run)
+    png = report.render_png(isolated, plan, run, summary, tmp_path / "demo.png")
+
+    sent = run.sent
+    bad = {k: v for k, v in sent.items() if k not in ("valid", "duplicate")}
+    assert summary["sent_total"] == sum(sent.values()) >= 1200
+    assert summary["events"]["accepted"] == sent["valid"] == sum(run.sent_valid_by_source.values())
+    assert summary["events"]["duplicate"] == sent["duplicate"]
+    assert summary["events"]["rejected"] == sum(bad.values()) > 0
+    assert summary["rejected_by_reason"] == dict(sorted(bad.items()))
+    # InfluxDB: exact crossings, and the per-measurement point counts match a second count.
+    assert summary["crossings_in_influxdb"] == run.sent_valid_by_source["checkpoint"] > 0
+    assert summary["points_by_measurement"] == _points_per_measurement(
+        isolated.settings, run.started_at
+    )
+    assert {"crossings", "sensor", "drone", "pipeline"} <= set(summary["points_by_measurement"])
+    assert summary["policy_version"] == isolated.policy.version
+    # The pager: the pages listed are exactly the log's pages since the run began.
+    logged = [
+        p.fingerprint
+        for p in PageLog(page_log_path(isolated.settings)).read()
+        if p.received_at >= run.started_at
+    ]
+    assert len(summary["pages"]) == len(logged)
+    # The picture is a real PNG of some substance.
+    data = png.read_bytes()
+    assert data[:8] == b"\x89PNG\r\n\x1a\n" and len(data) > 20_000

@@ -1,0 +1,45 @@
+"""The demo's synthetic history matches the volume the simulated fleet really sends."""
+
+from __future__ import annotations
+
+from collections import Counter
+from datetime import UTC, datetime
+
+from streams.demo.history import HISTORY_POLICY, expected_crossings_per_minute, history_lines
+from streams.devices import DeviceRegistry
+from streams.simulate.fleet import VALID, Fleet, FleetPlan
+
+NOW = datetime(2026, 11, 29, 22, 0, tzinfo=UTC)  # Sunday 19:00 in Arica: a busy hour
+
+
+def test_expected_volume_matches_a_simulated_minute(registry: DeviceRegistry) -> None:
+    rate = 100.0
+    plan = FleetPlan(count=int(rate * 60))
+    got: Counter[tuple[str, str]] = Counter()
+    for m in Fleet(registry, plan, NOW).messages():
+        if m.expected == VALID and m.topic == plan.raw_topics["checkpoint"]:
+            direction = "entry" if b'"direction":"entry"' in m.value else "exit"
+            got[(m.site, direction)] += 1
+    expected = expected_crossings_per_minute(registry, rate, NOW)
+    assert (
+        set(got)
+        == set(expected)
+        == {
+            ("chacalluta", "entry"),
+            ("chacalluta", "exit"),
+            ("santa-rosa", "entry"),
+            ("santa-rosa", "exit"),
+        }
+    )
+    for key, mean in expected.items():
+        assert abs(got[key] - mean) < 4 * mean**0.5 + 5, (key, got[key], mean)
+
+
+def test_history_covers_four_previous_weeks_around_now_and_is_marked(
+    registry: DeviceRegistry,
+) -> None:
+    lines = history_lines(registry, 40.0, NOW, weeks=4, minutes_around=10)
+    assert len(lines) == 4 * 21 * 4  # weeks x minutes x (site, direction)
+    assert all(ln.startswith("crossings,") and f"policy={HISTORY_POLICY}" in ln for ln in lines)
+    newest = max(int(ln.rsplit(" ", 1)[1]) for ln in lines)
+    assert newest == int(NOW.timestamp()) - 7 * 86400 + 600
