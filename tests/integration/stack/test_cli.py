@@ -35,7 +35,7 @@ def test_up_twice_starts_nothing_and_status_is_healthy(stack: HitoSettings) -> N
         ("alertmanager", stack.alertmanager.port),
         ("pager", stack.pager_port),
     ):
-        line = next(row for row in status.stdout.splitlines() if f" {name} " in row)
+        line = next(row for row in status.stdout.splitlines() if row.startswith(f"│ {name} "))
         assert "healthy" in line and f"127.0.0.1:{port}" in line, line
     # The operator's part: pipeline figures from Prometheus and the open alerts from
     # Alertmanager (both answered: no "not available" line).
