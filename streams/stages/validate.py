@@ -7,6 +7,7 @@ kinds only, never the event's values (they may be personal data).
 
 from __future__ import annotations
 
+import json
 import re
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -56,6 +57,10 @@ def validate(
     except orjson.JSONDecodeError:
         # Also invalid UTF-8, NaN/Infinity literals and nesting deeper than orjson allows.
         return Rejected(Reason.MALFORMED_JSON, "not a single valid UTF-8 JSON document")
+    if _has_duplicate_keys(raw):
+        # Ambiguous JSON: parsers disagree on which value wins (orjson and pydantic keep the
+        # last), so a device, a proxy and Hito could each read a different event.
+        return Rejected(Reason.MALFORMED_JSON, "an object repeats a key")
     if not isinstance(obj, dict):
         return Rejected(Reason.SCHEMA_VIOLATION, f"top level is {type(obj).__name__}, not object")
     device_id = _known_device_id(obj, registry)
@@ -96,6 +101,29 @@ def validate(
             Reason.CLOCK_SKEW, f"event_time {-skew.total_seconds():.0f} s in the past", device_id
         )
     return Accepted(event, entry.source)
+
+
+class _RepeatedKey(Exception):
+    pass
+
+
+def _unique_pairs(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    obj = dict(pairs)
+    if len(obj) != len(pairs):
+        raise _RepeatedKey
+    return obj
+
+
+def _has_duplicate_keys(raw: bytes) -> bool:
+    """orjson cannot report repeated keys; the standard library's C scanner can, through
+    object_pairs_hook (called once per object). Runs only on bytes orjson already accepted."""
+    try:
+        json.loads(raw, object_pairs_hook=_unique_pairs)
+    except _RepeatedKey:
+        return True
+    except (ValueError, RecursionError):
+        return False  # orjson's verdict stands
+    return False
 
 
 def _known_device_id(obj: dict[str, Any], registry: DeviceRegistry) -> str | None:

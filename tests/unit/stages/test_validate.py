@@ -196,3 +196,35 @@ def test_json_mutations_of_a_valid_event_never_raise(
     result = _run(orjson.dumps(ev), registry, settings)
     # Any real change to a signed event is rejected (schema or signature); none raises.
     assert isinstance(result, Accepted) == (orjson.dumps(ev) == orjson.dumps(original))
+
+
+@pytest.mark.parametrize("level", ["envelope", "payload"])
+def test_a_repeated_key_is_malformed_even_when_signed(
+    registry: DeviceRegistry, settings: HitoSettings, level: str
+) -> None:
+    """`{"seq": 1, "seq": 99}` means different events to different parsers: refused, even
+    though the last-wins reading is correctly signed."""
+    raw = orjson.dumps(_event(registry))
+    assert isinstance(_run(raw, registry, settings), Accepted)
+    if level == "envelope":
+        doubled = raw.replace(b'"seq":41', b'"seq":7,"seq":41', 1)
+    else:
+        doubled = raw.replace(b'"direction":"entry"', b'"direction":"exit","direction":"entry"', 1)
+    assert doubled != raw
+    rejected = _reject(doubled, registry, settings)
+    assert rejected.reason is Reason.MALFORMED_JSON
+    assert rejected.detail == "an object repeats a key"
+
+
+@given(key=st.sampled_from(["event_id", "schema", "site", "event_time", "sig", "payload"]))
+@hyp_settings(max_examples=20)
+def test_any_repeated_envelope_key_is_refused(key: str) -> None:
+    from streams.runtime import load_runtime
+
+    runtime = load_runtime(HitoSettings())
+    raw = orjson.dumps(_event(runtime.registry))
+    # Repeat the key with its own value at the front: same meaning, still ambiguous JSON.
+    value = orjson.dumps(orjson.loads(raw)[key])
+    doubled = b"{" + orjson.dumps(key) + b":" + value + b"," + raw[1:]
+    rejected = _reject(doubled, runtime.registry, runtime.settings)
+    assert rejected.reason is Reason.MALFORMED_JSON
