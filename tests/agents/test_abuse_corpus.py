@@ -1,0 +1,42 @@
+"""Hostile inputs through the real ingest agent (Faust test context): nothing crashes, and
+each gets exactly its outcome (a DLQ reason, or duplicate for a replay)."""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import UTC, datetime
+
+from streams.dlq import decode_record
+from streams.runtime import Runtime
+from streams.worker import build_worker
+from tests.abuse.corpus import corpus
+
+NOW = datetime(2026, 11, 29, 19, 0, tzinfo=UTC)
+
+
+def test_every_hostile_input_gets_its_outcome(runtime: Runtime) -> None:
+    hostile = corpus(runtime.registry, NOW)
+    sent: list[tuple[str, bytes | None, bytes]] = []
+
+    async def send(topic: str, key: bytes | None, value: bytes) -> None:
+        sent.append((topic, key, value))
+
+    worker = build_worker(runtime, app_id="hito-abuse-test", clock=lambda: NOW, send=send)
+
+    async def scenario() -> list[str]:
+        outcomes = []
+        async with worker.ingest.test_context() as agent:
+            for h in hostile:
+                event = await agent.put(h.value, key=h.key)
+                outcomes.append(agent.results[event.message.offset])
+        return outcomes
+
+    outcomes = asyncio.run(scenario())
+    assert dict(zip([h.label for h in hostile], outcomes, strict=True)) == {
+        h.label: h.expected for h in hostile
+    }
+    # Every rejection is one DLQ record with its reason, holding the exact bytes.
+    dlq = [decode_record(v) for t, _, v in sent if t == "hito.dlq"]
+    rejected = [h for h in hostile if h.expected not in ("accepted", "duplicate")]
+    assert [(r.reason.value, r.original) for r in dlq] == [(h.expected, h.value) for h in rejected]
+    assert worker.metrics.events_by_outcome()["accepted"] == 1
