@@ -194,7 +194,15 @@ def render_png(
     dlq = dlq_by_reason(runtime.settings, run.started_at)
     fig, (top, bottom) = plt.subplots(2, 1, figsize=(11, 8), height_ratios=[3, 2])
     for site, series in sorted(crossings.items()):
-        top.plot([t for t, _ in series], [n for _, n in series], marker="o", label=site)
+        # A point is stamped with its minute's start: draw it across that minute.
+        times = [t for t, _ in series]
+        counts = [n for _, n in series]
+        top.step(
+            [*times, times[-1] + timedelta(minutes=1)],
+            [*counts, counts[-1]],
+            where="post",
+            label=site,
+        )
     if plan.surge_s:
         surge_from = run.started_at + timedelta(seconds=plan.normal_s)
         top.axvspan(
