@@ -66,7 +66,10 @@ class SurgeDetector:
         params = self.params
         for site, direction, minute, count in sorted(rows, key=lambda r: r[2]):
             baseline = self.baselines.setdefault((site, direction), surge.Baseline())
-            surge.learn(baseline, count, surge.hour_of_week(minute, self.timezone(site)), params)
+            slot = surge.hour_of_week(minute, self.timezone(site))
+            # Past surges are clipped as they are learned, exactly as live minutes are.
+            result = surge.score(baseline, count, slot, params)
+            surge.learn(baseline, result.learnable(params.learn_cap_z), slot, params)
         self.loaded.update(sites)
         log.info("surge baselines learned for %s from %d minutes of history", sites, len(rows))
 
@@ -92,7 +95,7 @@ class SurgeDetector:
             for direction, observed in sorted(_by_direction(w["crossings"], site, self).items()):
                 baseline = self.baselines.setdefault((site, direction), surge.Baseline())
                 result = surge.score(baseline, observed, slot, params)
-                surge.learn(baseline, observed, slot, params)
+                surge.learn(baseline, result.learnable(params.learn_cap_z), slot, params)
                 labels = {"site": site, "direction": direction}
                 self.metrics.surge_score.labels(**labels).set(result.score)
                 self.metrics.surge_observed.labels(**labels).set(result.observed)

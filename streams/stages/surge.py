@@ -40,6 +40,8 @@ class SurgeParams:
     min_recent: int = 3
     # Older history fades: a slot behaves like a mean over its last ~max_slot_weight minutes.
     max_slot_weight: int = 240
+    # Minutes scoring above this are learned clipped to it (see SurgeResult.learnable).
+    learn_cap_z: float = 3.0
 
 
 @dataclass
@@ -63,6 +65,15 @@ class SurgeResult:
     baseline: float
     score: float
     basis: Basis
+    spread: float = 0.0  # the score's denominator: sqrt(variance + expected + 1)
+
+    def learnable(self, cap_z: float) -> float:
+        """What the history should learn from this minute: a surge is clipped to
+        ``baseline + cap_z * spread``, so one long surge neither inflates the variance nor
+        lifts the mean enough to stop paging while it lasts."""
+        if self.basis == "none":
+            return float(self.observed)
+        return min(float(self.observed), self.baseline + cap_z * self.spread)
 
 
 def hour_of_week(at: datetime, tz: ZoneInfo) -> int:
@@ -71,7 +82,7 @@ def hour_of_week(at: datetime, tz: ZoneInfo) -> int:
     return local.weekday() * 24 + local.hour
 
 
-def learn(baseline: Baseline, observed: int, slot: int, params: SurgeParams) -> None:
+def learn(baseline: Baseline, observed: float, slot: int, params: SurgeParams) -> None:
     """Fold one completed minute into the slot (in place), and into the recent history."""
     s = baseline.slots[slot]
     # Welford's running mean and variance; once n is capped the same update is an
@@ -80,7 +91,7 @@ def learn(baseline: Baseline, observed: int, slot: int, params: SurgeParams) -> 
     delta = observed - s.mean
     s.mean += delta / s.n
     s.variance += (delta * (observed - s.mean) - s.variance) / s.n
-    baseline.recent.append(observed)
+    baseline.recent.append(round(observed))
 
 
 def score(baseline: Baseline, observed: int, slot: int, params: SurgeParams) -> SurgeResult:
@@ -96,8 +107,9 @@ def score(baseline: Baseline, observed: int, slot: int, params: SurgeParams) -> 
         variance, basis = (1.4826 * mad) ** 2, "recent"
     else:
         return SurgeResult(observed, 0.0, 0.0, "none")
+    spread = math.sqrt(variance + expected + 1.0)
     if observed < params.min_volume:
-        return SurgeResult(observed, expected, 0.0, basis)
-    z = (observed - expected) / math.sqrt(variance + expected + 1.0)
+        return SurgeResult(observed, expected, 0.0, basis, spread)
+    z = (observed - expected) / spread
     # Only "above normal" matters here; a quieter minute than usual scores 0, not below.
-    return SurgeResult(observed, expected, round(max(z, 0.0), 3), basis)
+    return SurgeResult(observed, expected, round(max(z, 0.0), 3), basis, spread)

@@ -131,3 +131,25 @@ def test_detector_learns_history_then_scores_completed_minutes_only() -> None:
     assert asyncio.run(detector.score_completed(windows, now)) == []
     later = asyncio.run(detector.score_completed(windows, now + timedelta(minutes=1)))
     assert len(later) == 1 and "observed=95i" in later[0]
+
+
+def test_a_long_surge_keeps_scoring_high_while_it_lasts() -> None:
+    """Minutes of a surge are learned clipped, so the baseline does not swallow the surge."""
+    baseline = four_weeks_of_history(seed=3)
+    scores = []
+    for _minute in range(30):  # half an hour at five times the Sunday-evening rush
+        result = surge.score(baseline, 400, SUNDAY_19H, PARAMS)
+        scores.append(result.score)
+        surge.learn(baseline, result.learnable(PARAMS.learn_cap_z), SUNDAY_19H, PARAMS)
+    assert min(scores) > 4, scores
+    # And after it, an ordinary minute is ordinary again.
+    assert surge.score(baseline, 82, SUNDAY_19H, PARAMS).score < 2
+
+
+def test_learnable_clips_only_surges() -> None:
+    normal = surge.SurgeResult(30, 28.0, 0.3, "seasonal", 6.0)
+    rush = surge.SurgeResult(300, 28.0, 45.0, "seasonal", 6.0)
+    cold = surge.SurgeResult(300, 0.0, 0.0, "none", 0.0)
+    assert normal.learnable(3.0) == 30.0
+    assert rush.learnable(3.0) == 28.0 + 3.0 * 6.0
+    assert cold.learnable(3.0) == 300.0
