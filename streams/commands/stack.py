@@ -21,7 +21,8 @@ def _settings() -> HitoSettings:
 def up(
     timeout: float = typer.Option(180.0, help="Seconds to wait for each service to be healthy"),
 ) -> None:
-    """Install what is missing and start Kafka, InfluxDB, Prometheus and Alertmanager locally."""
+    """Install what is missing and start Kafka, InfluxDB, Prometheus, Alertmanager and the pager
+    locally."""
     settings = _settings()
     console = Console(stderr=True)
     try:
