@@ -9,6 +9,7 @@ is InfluxDB's, and a restarted worker learns it again.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass, field
@@ -112,9 +113,19 @@ class SurgeDetector:
         return lines
 
     def forget(self, sites: Iterable[str]) -> None:
-        """Sites this worker no longer owns: the next owner scores them; load again if back."""
-        for site in sites:
+        """Sites this worker no longer owns: the next owner scores them; load again if back.
+        Their gauges go too, so Prometheus never reads this worker's old score for them."""
+        for site in list(sites):
             self.loaded.discard(site)
+            for s, direction in [k for k in self.baselines if k[0] == site]:
+                for gauge in (
+                    self.metrics.surge_score,
+                    self.metrics.surge_observed,
+                    self.metrics.surge_baseline,
+                    self.metrics.surge_updated,
+                ):
+                    with contextlib.suppress(KeyError):  # never set here
+                        gauge.remove(s, direction)
 
 
 def _start(window: dict[str, Any]) -> datetime:

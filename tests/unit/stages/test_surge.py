@@ -153,3 +153,27 @@ def test_learnable_clips_only_surges() -> None:
     assert normal.learnable(3.0) == 30.0
     assert rush.learnable(3.0) == 28.0 + 3.0 * 6.0
     assert cold.learnable(3.0) == 300.0
+
+
+def test_a_site_that_moved_away_leaves_no_stale_gauges() -> None:
+    async def history(
+        sites: list[str], days: int, until: datetime
+    ) -> list[tuple[str, str, datetime, int]]:
+        return []
+
+    metrics = PipelineMetrics()
+    detector = SurgeDetector(SurgeSettings(), 60, metrics, history)
+    start = "2026-12-01T07:00:00Z"
+    window = {
+        "site": "chacalluta",
+        "start": start,
+        "crossings": {"entry|car|admitted": 30},
+        "policy": "p1",
+    }
+    asyncio.run(detector.score_completed([window], datetime(2026, 12, 1, 7, 2, tzinfo=UTC)))
+    names = {s.name for m in metrics.registry.collect() for s in m.samples}
+    assert "hito_surge_score" in names
+    detector.forget(["chacalluta"])
+    samples = [s for m in metrics.registry.collect() for s in m.samples]
+    assert not [s for s in samples if s.name.startswith("hito_surge_")]
+    assert "chacalluta" not in detector.loaded
