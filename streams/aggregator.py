@@ -48,6 +48,7 @@ def register_aggregator(
     emit: Emit,
     clock: Callable[[], datetime],
     counts_table: Any,
+    counts_written: dict[str, int],
 ) -> tuple[Any, Any]:
     """Adds the agent, its table and the flush timer to ``app``; returns (agent, table)."""
     p = runtime.settings.pipeline
@@ -62,7 +63,6 @@ def register_aggregator(
         help="Per site and window: counts and the events they include",
     )
     written: dict[str, int] = {}  # window key -> version in InfluxDB (this process only)
-    counts_written: dict[str, int] = {}  # the same for the pipeline counts
     published: dict[str, set[str]] = {}  # window key -> series written for it
     last_evict = [time.monotonic()]
     detector = SurgeDetector(runtime.settings.surge, p.window_s, metrics, sink.crossings_per_minute)
@@ -85,7 +85,7 @@ def register_aggregator(
         outcome = await aggregate_one(event)
         message = event.message
         pipeline_counts.count(
-            counts_table, message.partition, message.timestamp, p.window_s, aggregate.STAGE, outcome
+            counts_table, message.partition, clock(), p.window_s, aggregate.STAGE, outcome
         )
         return outcome
 

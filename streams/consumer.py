@@ -11,9 +11,10 @@ loss issue #5's scale-out and crash tests showed (docs/aggregation.md, "Partitio
 Our input topics (raw and clean) are plain append-only logs written without transactions, so
 their offsets have no holes. This consumer tracks the next offset it expects per partition and,
 when a record arrives past it, seeks back and drops the rest of that partition's batch: the
-missing records are fetched again. Only if the same hole appears again right after that seek
-(the records really are gone, e.g. deleted by retention while the group was away) does it let
-the record through, logging an error.
+missing records are fetched again. If the hole appears again, it asks the broker where the log
+starts: records deleted by retention (the group was away too long) are let go with an error;
+otherwise it seeks back again, up to MAX_REWINDS times, then goes on with an error rather than
+stall the partition forever.
 """
 
 from __future__ import annotations
@@ -28,6 +29,10 @@ from faust.types.tuples import Message
 
 log = logging.getLogger(__name__)
 
+# After this many seeks back to the same offset without it arriving, go on (logged as an
+# error): a partition must not stall forever.
+MAX_REWINDS = 10
+
 
 class GaplessConsumer(AIOKafkaConsumer):
     """aiokafka-backed Faust consumer; see the module docstring."""
@@ -39,10 +44,11 @@ class GaplessConsumer(AIOKafkaConsumer):
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self._next_offset: dict[TP, int] = {}
-        self._rewound_at: dict[TP, int] = {}
+        self._rewound_at: dict[TP, tuple[int, int]] = {}  # tp -> (offset sought, times)
 
     async def perform_seek(self) -> None:
         await super().perform_seek()
+        self._rewound_at.clear()
         # After the seek every assigned partition reads from its committed offset (Faust keeps
         # it as the partition's read offset); a partition without one starts wherever
         # auto.offset.reset puts it, so it is not checked until its first record.
@@ -79,12 +85,17 @@ class GaplessConsumer(AIOKafkaConsumer):
             return True
         if offset < expected:
             return True  # a record read again: Faust drops it (below its read offset)
-        if self._rewound_at.get(tp) == expected:
+        sought, times = self._rewound_at.get(tp, (-1, 0))
+        times = times if sought == expected else 0
+        if times and (times >= MAX_REWINDS or await self._deleted(tp, expected)):
             log.error(
-                "records %d..%d of %s are gone from the log (retention?); continuing at %d",
+                "records %d..%d of %s %s; continuing at %d",
                 expected,
                 offset - 1,
                 tp,
+                "are gone from the log (retention)"
+                if times < MAX_REWINDS
+                else f"still missing after {times} seeks back",
                 offset,
             )
             self._rewound_at.pop(tp, None)
@@ -97,12 +108,24 @@ class GaplessConsumer(AIOKafkaConsumer):
             tp,
             expected,
         )
-        self._rewound_at[tp] = expected
+        self._rewound_at[tp] = (expected, times + 1)
         notify = type(self).on_rewind
         if notify is not None:
             notify(tp.topic)
-        await self.seek(tp, expected)
+        try:
+            await self.seek(tp, expected)
+        except Exception as exc:  # e.g. IllegalStateError: the partition is being revoked
+            log.warning("seek back on %s failed (%r); the batch is dropped", tp, exc)
         return False
+
+    async def _deleted(self, tp: TP, offset: int) -> bool:
+        """True when the log no longer starts at or before ``offset`` (retention removed it)."""
+        try:
+            earliest = (await self.earliest_offsets(tp)).get(tp)
+        except Exception as exc:  # a broker hiccup: assume not deleted, seek back again
+            log.warning("earliest offset of %s unknown (%r)", tp, exc)
+            return False
+        return earliest is not None and earliest > offset
 
 
 def gapless_consumer_class(

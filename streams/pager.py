@@ -103,13 +103,27 @@ class PageLog:
         path.parent.mkdir(parents=True, exist_ok=True)
 
     def append(self, pages: list[Page]) -> None:
+        """Raises OSError (the webhook then answers 500 and Alertmanager retries) unless every
+        byte is on disk."""
         data = b"".join(orjson.dumps(p.model_dump(mode="json")) + b"\n" for p in pages)
-        fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o640)
+        created = not self.path.exists()
+        fd = os.open(self.path, os.O_RDWR | os.O_APPEND | os.O_CREAT, 0o640)
         try:
-            os.write(fd, data)
+            size = os.fstat(fd).st_size
+            if size and os.pread(fd, 1, size - 1) != b"\n":
+                data = b"\n" + data  # a torn last line (crash mid-write) stays on its own
+            view = memoryview(data)
+            while view:  # os.write may write less than asked (disk nearly full)
+                view = view[os.write(fd, view) :]
             os.fsync(fd)
         finally:
             os.close(fd)
+        if created:  # the new file's directory entry must be durable too
+            dir_fd = os.open(self.path.parent, os.O_RDONLY)
+            try:
+                os.fsync(dir_fd)
+            finally:
+                os.close(dir_fd)
 
     def read(self) -> Iterator[Page]:
         if not self.path.exists():

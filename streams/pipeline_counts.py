@@ -1,7 +1,9 @@
 """The ``pipeline`` measurement: events per stage and outcome, per minute, in InfluxDB.
 
-Counts live in a Faust table keyed by ``<partition>|<window start>`` (the window of the Kafka
-record's timestamp, so re-processing a record counts it in the same window) and are written
+Counts live in a Faust table keyed by ``<partition>|<minute>`` (the minute the record was
+*processed*: a minute is only ever counted while it is current, so evicting old minutes can
+never restart one from zero — keyed by the record's own timestamp, a backlog older than the
+eviction horizon did exactly that and overwrote a full count with a small one) and are written
 like the data windows: whole, keyed by window start, re-written as they grow. The point carries
 a ``partition`` tag besides SPEC.md's ``stage`` and ``outcome``: each partition's counts are
 owned by one worker at a time, so two workers never overwrite each other's point; dashboards
@@ -23,18 +25,18 @@ MEASUREMENT = "pipeline"
 
 
 def window_key(partition: int, timestamp_s: float, window_s: int) -> tuple[str, str]:
-    """(table key, window start as text) for a record's Kafka timestamp."""
+    """(table key, window start as text) for a processing time."""
     ts = int(timestamp_s)
     start = datetime.fromtimestamp(ts - ts % window_s, tz=UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
     return f"{partition}|{start}", start
 
 
 def count(
-    table: Any, partition: int, timestamp_s: float | None, window_s: int, stage: str, outcome: str
+    table: Any, partition: int, processed_at: datetime, window_s: int, stage: str, outcome: str
 ) -> None:
-    """Add one event to its window (one table write: must run inside the agent's event)."""
-    now = datetime.now(UTC).timestamp()
-    key, start = window_key(partition, timestamp_s if timestamp_s else now, window_s)
+    """Add one event to the current minute (one table write: must run inside the agent's
+    event, whose partition is ``partition``)."""
+    key, start = window_key(partition, processed_at.timestamp(), window_s)
     state = table.get(key) or {"partition": partition, "start": start, "version": 0, "counts": {}}
     cell = f"{stage}|{outcome}"
     state["counts"][cell] = state["counts"].get(cell, 0) + 1

@@ -19,6 +19,7 @@ from zoneinfo import ZoneInfo
 
 from streams.metrics import PipelineMetrics
 from streams.settings import SurgeSettings
+from streams.sinks.influx import RetryableSinkError
 from streams.stages import surge
 from streams.stages.points import line
 
@@ -42,6 +43,7 @@ class SurgeDetector:
     baselines: dict[tuple[str, str], surge.Baseline] = field(default_factory=dict)
     last_scored: dict[str, str] = field(default_factory=dict)  # site -> window start (text)
     loaded: set[str] = field(default_factory=set)  # sites whose history is loaded
+    retry_at: dict[str, float] = field(default_factory=dict)  # site -> when to retry loading
 
     @property
     def params(self) -> surge.SurgeParams:
@@ -60,10 +62,13 @@ class SurgeDetector:
         """Learn the sites' baselines from InfluxDB (replacing what this process knew)."""
         until = now - timedelta(seconds=self.table_horizon_s)
         rows = await self.history(sites, self.settings.history_days, until)
+        # Minutes before the cut-off are in that history: never score them again (an old
+        # score must not look fresh) nor learn them twice.
+        cutoff = _minute(until) - timedelta(seconds=self.window_s)
         for site in sites:
             for key in [k for k in self.baselines if k[0] == site]:
                 del self.baselines[key]
-            self.last_scored.pop(site, None)
+            self.last_scored[site] = cutoff.strftime("%Y-%m-%dT%H:%M:%SZ")
         params = self.params
         for site, direction, minute, count in sorted(rows, key=lambda r: r[2]):
             baseline = self.baselines.setdefault((site, direction), surge.Baseline())
@@ -82,9 +87,17 @@ class SurgeDetector:
             (w for w in windows if w["crossings"] and _start(w) <= horizon),
             key=lambda w: str(w["start"]),
         )
-        new_sites = sorted({str(w["site"]) for w in due} - self.loaded)
-        if new_sites:
-            await self.load(new_sites, now)
+        for site in sorted({str(w["site"]) for w in due} - self.loaded):
+            if self.retry_at.get(site, 0.0) > now.timestamp():
+                continue
+            try:
+                await self.load([site], now)
+            except (RetryableSinkError, ValueError, KeyError, TypeError) as exc:
+                # One site's history failing must not stop the others' scoring, nor be
+                # queried again every second.
+                log.warning("surge history of %s not loaded (%s); retry in 60 s", site, exc)
+                self.retry_at[site] = now.timestamp() + 60.0
+        due = [w for w in due if str(w["site"]) in self.loaded]
         lines: list[str] = []
         params = self.params
         for w in due:
@@ -101,7 +114,9 @@ class SurgeDetector:
                 self.metrics.surge_score.labels(**labels).set(result.score)
                 self.metrics.surge_observed.labels(**labels).set(result.observed)
                 self.metrics.surge_baseline.labels(**labels).set(result.baseline)
-                self.metrics.surge_updated.labels(**labels).set(now.timestamp())
+                # The minute's end: how fresh the *data* is, whenever it was scored.
+                ended = _start(w) + timedelta(seconds=self.window_s)
+                self.metrics.surge_updated.labels(**labels).set(ended.timestamp())
                 tags = {**labels, "policy": w["policy"] or "unknown"}
                 fields = {
                     "observed": result.observed,
@@ -126,6 +141,10 @@ class SurgeDetector:
                 ):
                     with contextlib.suppress(KeyError):  # never set here
                         gauge.remove(s, direction)
+
+
+def _minute(at: datetime) -> datetime:
+    return at.replace(second=0, microsecond=0)
 
 
 def _start(window: dict[str, Any]) -> datetime:

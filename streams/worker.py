@@ -14,7 +14,7 @@ import time
 from collections.abc import Awaitable, Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import faust
@@ -99,14 +99,21 @@ def build_worker(
     emit: Send = send or send_to_topic
     last_seen: dict[tuple[str, str], float] = {}  # (site, device) -> newest event time
     sink = InfluxSink(runtime.settings.influxdb, metrics)
+    counts_written: dict[str, int] = {}  # pipeline-count key -> version in InfluxDB
     aggregate_agent, windows = register_aggregator(
-        app, runtime, metrics, sink, emit, clock, counts_table
+        app, runtime, metrics, sink, emit, clock, counts_table, counts_written
     )
 
+    last_evict = [time.monotonic()]
+
     def count(message: Any, stage: str, outcome: str) -> None:
-        pipeline_counts.count(
-            counts_table, message.partition, message.timestamp, p.window_s, stage, outcome
-        )
+        pipeline_counts.count(counts_table, message.partition, clock(), p.window_s, stage, outcome)
+        # This agent is the only writer of some partitions' counts (raw topics are keyed by
+        # device, clean ones by site): it must forget its own old minutes too.
+        if time.monotonic() - last_evict[0] > 5.0:
+            last_evict[0] = time.monotonic()
+            horizon = clock() - timedelta(seconds=p.window_s + 2 * p.allowed_lateness_s)
+            pipeline_counts.evict(counts_table, counts_written, message.partition, horizon)
 
     async def reject(rejected: Rejected, raw_bytes: bytes, message: Any) -> None:
         record = make_record(

@@ -177,3 +177,31 @@ def test_a_site_that_moved_away_leaves_no_stale_gauges() -> None:
     samples = [s for m in metrics.registry.collect() for s in m.samples]
     assert not [s for s in samples if s.name.startswith("hito_surge_")]
     assert "chacalluta" not in detector.loaded
+
+
+def test_one_sites_history_failing_does_not_stop_the_others() -> None:
+    from streams.sinks.influx import RetryableSinkError
+
+    calls: list[str] = []
+
+    async def history(
+        sites: list[str], days: int, until: datetime
+    ) -> list[tuple[str, str, datetime, int]]:
+        calls.extend(sites)
+        if sites == ["santa-rosa"]:
+            raise RetryableSinkError("timeout")
+        return []
+
+    detector = SurgeDetector(SurgeSettings(), 60, PipelineMetrics(), history)
+    start = "2026-12-01T07:00:00Z"
+    windows = [
+        {"site": site, "start": start, "crossings": {"entry|car|admitted": 30}, "policy": "p"}
+        for site in ("chacalluta", "santa-rosa")
+    ]
+    now = datetime(2026, 12, 1, 7, 2, tzinfo=UTC)
+    lines = asyncio.run(detector.score_completed(windows, now))
+    assert len(lines) == 1 and "site=chacalluta" in lines[0]
+    # Not asked again for a minute; then asked again.
+    asyncio.run(detector.score_completed(windows, now + timedelta(seconds=30)))
+    asyncio.run(detector.score_completed(windows, now + timedelta(seconds=61)))
+    assert calls == ["chacalluta", "santa-rosa", "santa-rosa"]

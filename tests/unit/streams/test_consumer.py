@@ -14,10 +14,14 @@ RAW = TP("hito.raw.checkpoint", 2)
 class Recording(gapless_consumer_class(["hito.raw.checkpoint"])):  # type: ignore[misc]
     """Only the bookkeeping: no Faust service behind it; seeks are recorded."""
 
-    def __init__(self) -> None:  # not the Faust constructor: no broker here
+    def __init__(self, log_start: int = 0) -> None:  # not Faust's constructor: no broker
         self._next_offset: dict[TP, int] = {}
-        self._rewound_at: dict[TP, int] = {}
+        self._rewound_at: dict[TP, tuple[int, int]] = {}
         self.seeks: list[tuple[TP, int]] = []
+        self.log_start = log_start
+
+    async def earliest_offsets(self, *partitions: TP) -> dict[TP, int]:
+        return {tp: self.log_start for tp in partitions}
 
     async def seek(self, partition: TP, offset: int) -> None:
         self.seeks.append((partition, offset))
@@ -50,12 +54,25 @@ def test_a_hole_seeks_back_to_the_first_missing_record() -> None:
     assert c._next_offset[RAW] == 392
 
 
-def test_a_hole_that_persists_after_the_seek_is_let_through_once() -> None:
-    c = Recording()
+def test_a_hole_deleted_by_retention_is_let_through_after_one_seek() -> None:
+    c = Recording(log_start=50)
     c._next_offset[RAW] = 10
     assert feed(c, [50]) == [False]  # retention deleted 10..49: the seek lands on 50 again
     assert feed(c, [50, 51]) == [True, True]
     assert c.seeks == [(RAW, 10)]
+
+
+def test_a_hole_still_in_the_log_is_sought_again_but_never_forever() -> None:
+    from streams.consumer import MAX_REWINDS
+
+    c = Recording(log_start=0)
+    c._next_offset[RAW] = 10
+    # The records are in the log: each time the hole shows, seek back again...
+    assert feed(c, [50] * MAX_REWINDS) == [False] * MAX_REWINDS
+    assert c.seeks == [(RAW, 10)] * MAX_REWINDS
+    # ... until the limit: then go on (logged) rather than stall the partition.
+    assert feed(c, [50]) == [True]
+    assert c._next_offset[RAW] == 51
 
 
 def test_unknown_position_and_rereads_pass_unchanged() -> None:

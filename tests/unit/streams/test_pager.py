@@ -110,6 +110,9 @@ def test_a_torn_last_line_is_skipped(tmp_path: Path) -> None:
     with log.path.open("ab") as f:
         f.write(b'{"received_at": "2026-')  # power cut mid-write
     assert len(list(log.read())) == 1
+    # The next page does not join the torn line: it is read back.
+    asyncio.run(_call(Pager(log), "POST", "/alerts/low", notification(site="y")))
+    assert [p.site for p in log.read()] == ["x", "y"]
 
 
 def test_notifications_are_forwarded_unchanged(tmp_path: Path) -> None:
