@@ -11,7 +11,6 @@ has resolved, then writes ``summary.json`` and ``demo.png`` (report.py).
 from __future__ import annotations
 
 import socket
-import threading
 import time
 import uuid
 from collections import Counter
@@ -149,18 +148,14 @@ def run_demo(
                 else ""
             )
         )
-        sender = threading.Thread(
-            target=send_messages,
-            args=(_counting(fleet.messages(), sent, valid, runtime),),
-            kwargs={
-                "bootstrap": settings.kafka.bootstrap,
-                "total": fleet_plan.count,
-                "rate": plan.rate,
-                "console": console,
-            },
+        # In this thread: a failure to send (Kafka gone) ends the demo with its error.
+        send_messages(
+            _counting(fleet.messages(), sent, valid, runtime),
+            bootstrap=settings.kafka.bootstrap,
+            total=fleet_plan.count,
+            rate=plan.rate,
+            console=console,
         )
-        sender.start()
-        sender.join()
         say("waiting for the worker to drain (and the surge page to resolve)")
         _settle(worker, sent, valid["checkpoint"], plan, settings.pager_port, started)
         metrics = _scrape(port)
@@ -194,11 +189,14 @@ def _settle(
     time.sleep(3)  # the flush timer writes every second
     while plan.surge_s and time.monotonic() < deadline:
         pages = httpx.get(f"http://127.0.0.1:{pager_port}/pages", timeout=5).json()
-        if any(
-            p["alertname"] == "CheckpointSurge"
-            and p["status"] == "resolved"
-            and datetime.fromisoformat(p["received_at"]) >= since
+        states = [
+            p["status"]
             for p in pages
-        ):
+            if p["alertname"] == "CheckpointSurge"
+            and p["site"] == SURGE_SITE
+            and datetime.fromisoformat(p["received_at"]) >= since
+        ]
+        # This demo's surge paged, and that page has resolved since.
+        if "firing" in states and "resolved" in states[states.index("firing") :]:
             return
         time.sleep(2)
