@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import logging
-import socket
 from collections import Counter
 from datetime import UTC, datetime
 from pathlib import Path
@@ -34,14 +33,6 @@ def _load() -> Runtime:
     return load_runtime(load_settings())
 
 
-def _free_port(ports: tuple[int, ...]) -> int:
-    for port in ports:
-        with socket.socket() as s:
-            if s.connect_ex(("127.0.0.1", port)) != 0:
-                return port
-    raise typer.BadParameter(f"all worker metrics ports {ports} are taken")
-
-
 def worker(
     metrics_port: int = typer.Option(0, help="Port for /metrics (0: first free worker port)"),
     app_id: str = typer.Option("hito", help="Faust app id = Kafka consumer group"),
@@ -50,6 +41,7 @@ def worker(
     import faust
     from prometheus_client import start_http_server
 
+    from streams.stack.worker_process import free_metrics_port
     from streams.topics import ensure_topics
     from streams.worker import build_worker
 
@@ -57,7 +49,10 @@ def worker(
     settings = runtime.settings
     ensure_topics(settings)
     w = build_worker(runtime, app_id=app_id)
-    port = metrics_port or _free_port(settings.worker_metrics_ports)
+    try:
+        port = metrics_port or free_metrics_port(settings.worker_metrics_ports)
+    except RuntimeError as exc:
+        raise typer.BadParameter(str(exc)) from exc
     start_http_server(port, addr="127.0.0.1", registry=w.metrics.registry)
     logging.getLogger(__name__).info("metrics on http://127.0.0.1:%d/metrics", port)
     faust.Worker(w.app, loglevel="INFO").execute_from_commandline()

@@ -10,7 +10,6 @@ has resolved, then writes ``summary.json`` and ``demo.png`` (report.py).
 
 from __future__ import annotations
 
-import socket
 import time
 import uuid
 from collections import Counter
@@ -28,7 +27,7 @@ from streams.demo.history import history_lines
 from streams.runtime import Runtime
 from streams.simulate.fleet import Fleet, FleetPlan, SimMessage
 from streams.simulate.runner import send_messages
-from streams.stack.worker_process import WorkerProcess
+from streams.stack.worker_process import WorkerProcess, free_metrics_port
 from streams.topics import ensure_topics
 
 SURGE_SITE = "chacalluta"
@@ -60,14 +59,6 @@ class DemoRun:
     sent_valid_by_source: Counter[str]
     worker_metrics: dict[str, float]  # "metric{labels}" -> value, as scraped at the end
     worker: WorkerProcess | None  # still running when keep_running
-
-
-def _free_worker_port(runtime: Runtime) -> int:
-    for port in runtime.settings.worker_metrics_ports:
-        with socket.socket() as s:
-            if s.connect_ex(("127.0.0.1", port)) != 0:
-                return port
-    raise RuntimeError(f"all worker metrics ports {runtime.settings.worker_metrics_ports} taken")
 
 
 def _scrape(port: int) -> dict[str, float]:
@@ -115,7 +106,7 @@ def run_demo(
             ),
             write_precision=WritePrecision.S,
         )
-    port = _free_worker_port(runtime)
+    port = free_metrics_port(settings.worker_metrics_ports)
     say(f"starting a worker (metrics on 127.0.0.1:{port}, log {log_dir / 'worker.log'})")
     log_dir.mkdir(parents=True, exist_ok=True)
     worker = WorkerProcess.start(

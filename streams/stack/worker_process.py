@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -14,6 +15,15 @@ from pathlib import Path
 import httpx
 
 from streams.settings import HitoSettings
+
+
+def free_metrics_port(ports: tuple[int, ...]) -> int:
+    """The first of the worker metrics ports (the ones Prometheus scrapes) nobody listens on."""
+    for port in ports:
+        with socket.socket() as s:
+            if s.connect_ex(("127.0.0.1", port)) != 0:
+                return port
+    raise RuntimeError(f"all worker metrics ports {ports} are taken")
 
 
 @dataclass
