@@ -14,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
+import threading
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
@@ -24,6 +25,8 @@ import orjson
 from aiohttp import web
 from prometheus_client import CollectorRegistry, Counter, generate_latest
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from streams.diskspace import is_no_space
 
 log = logging.getLogger(__name__)
 
@@ -101,29 +104,52 @@ class PageLog:
     def __init__(self, path: Path) -> None:
         self.path = path
         path.parent.mkdir(parents=True, exist_ok=True)
+        # Appends run in worker threads (asyncio.to_thread), one per webhook call: one at a
+        # time, so a failed append can cut the file back to where it began without cutting
+        # off pages another call has just written.
+        self._lock = threading.Lock()
 
     def append(self, pages: list[Page]) -> None:
-        """Raises OSError (the webhook then answers 500 and Alertmanager retries) unless every
-        byte is on disk."""
+        """Raises OSError (the webhook then answers 503 and Alertmanager retries) unless every
+        byte is on disk; after a failure the file is as it was before the call."""
         data = b"".join(orjson.dumps(p.model_dump(mode="json")) + b"\n" for p in pages)
-        created = not self.path.exists()
-        fd = os.open(self.path, os.O_RDWR | os.O_APPEND | os.O_CREAT, 0o640)
-        try:
-            size = os.fstat(fd).st_size
-            if size and os.pread(fd, 1, size - 1) != b"\n":
-                data = b"\n" + data  # a torn last line (crash mid-write) stays on its own
-            view = memoryview(data)
-            while view:  # os.write may write less than asked (disk nearly full)
-                view = view[os.write(fd, view) :]
-            os.fsync(fd)
-        finally:
-            os.close(fd)
-        if created:  # the new file's directory entry must be durable too
-            dir_fd = os.open(self.path.parent, os.O_RDONLY)
+        with self._lock:
+            created = not self.path.exists()
+            fd = os.open(self.path, os.O_RDWR | os.O_APPEND | os.O_CREAT, 0o640)
             try:
-                os.fsync(dir_fd)
+                size = os.fstat(fd).st_size
+                if size and os.pread(fd, 1, size - 1) != b"\n":
+                    data = b"\n" + data  # a torn last line (crash mid-write) stays on its own
+                try:
+                    view = memoryview(data)
+                    while view:  # os.write may write less than asked (disk nearly full)
+                        view = view[os.write(fd, view) :]
+                    os.fsync(fd)
+                except OSError:
+                    # A disk that fills mid-append leaves part of a line (and maybe some whole
+                    # pages) behind. Alertmanager will retry the whole notification, so keep
+                    # none of it: no torn line, and no page twice once the retry succeeds.
+                    self._cut_back(fd, size)
+                    raise
             finally:
-                os.close(dir_fd)
+                os.close(fd)
+            if created:  # the new file's directory entry must be durable too
+                dir_fd = os.open(self.path.parent, os.O_RDONLY)
+                try:
+                    os.fsync(dir_fd)
+                finally:
+                    os.close(dir_fd)
+
+    def _cut_back(self, fd: int, size: int) -> None:
+        try:
+            os.ftruncate(fd, size)
+            os.fsync(fd)
+        except OSError as exc:
+            # Readers skip an unreadable line and the next append starts on a new line, so
+            # the log stays usable; the caller still reports the original failure.
+            log.error(
+                "could not cut %s back to %d bytes after a failed append: %s", self.path, size, exc
+            )
 
     def read(self) -> Iterator[Page]:
         if not self.path.exists():
@@ -157,6 +183,15 @@ class Pager:
             "Notifications the forward URL did not accept (after retries)",
             registry=self.registry,
         )
+        self.write_errors = Counter(
+            "hito_pager_write_errors",
+            "Webhook calls answered 503 because their pages could not be written to the page "
+            "log (reason: no_space = disk or quota full, io = any other write error)",
+            ["reason"],
+            registry=self.registry,
+        )
+        for reason in ("no_space", "io"):  # exported as 0 from the start, so rate() works
+            self.write_errors.labels(reason=reason)
         self._session: aiohttp.ClientSession | None = None
         self._forwarding: set[asyncio.Task[None]] = set()
 
@@ -181,7 +216,10 @@ class Pager:
             return web.json_response({"error": str(exc.errors()[:3])}, status=400)
         pages = pages_of(message, urgency, datetime.now(UTC))  # type: ignore[arg-type]
         # On disk before Alertmanager hears "OK": a page is never only in memory.
-        await asyncio.to_thread(self.log.append, pages)
+        try:
+            await asyncio.to_thread(self.log.append, pages)
+        except OSError as exc:
+            return self._not_recorded(pages, exc)
         for p in pages:
             self.pages.labels(urgency=urgency, status=p.status, alertname=p.alertname).inc()
             log.info("page %s %s %s site=%s", urgency, p.status, p.alertname, p.site)
@@ -192,6 +230,22 @@ class Pager:
             self._forwarding.add(task)
             task.add_done_callback(self._forwarding.discard)
         return web.json_response({"recorded": len(pages)})
+
+    def _not_recorded(self, pages: list[Page], exc: OSError) -> web.Response:
+        """503, so Alertmanager retries the notification: a page that is not on disk is never
+        acknowledged (PageLog.append has left the log as it was)."""
+        reason = "no_space" if is_no_space(exc) else "io"
+        self.write_errors.labels(reason=reason).inc()
+        problem = "no space left on device" if reason == "no_space" else str(exc)
+        log.error(
+            "could not record %d page(s) in %s: %s; answering 503 so Alertmanager retries",
+            len(pages),
+            self.log.path,
+            problem,
+        )
+        return web.json_response(
+            {"error": f"page log {self.log.path}: {problem}", "recorded": 0}, status=503
+        )
 
     async def _forward(self, body: bytes) -> None:
         assert self.forward_url

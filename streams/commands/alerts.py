@@ -10,8 +10,11 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from streams.diskspace import DEFAULT_MIN_FREE_MB, DiskNearlyFull, require_free_space
 from streams.pager import PageLog, serve
 from streams.settings import HitoSettings, load_settings
+
+log = logging.getLogger(__name__)
 
 pager_app = typer.Typer(
     help="The pager webhook: receives Alertmanager's pages, records and forwards them.",
@@ -30,11 +33,27 @@ def serve_command(
         str | None,
         typer.Option(help="Also POST every notification, unchanged, to this URL"),
     ] = None,
+    min_free_mb: Annotated[
+        float,
+        typer.Option(
+            min=0.0,
+            help="Refuse to start with less free space than this (MB) under the state directory",
+        ),
+    ] = DEFAULT_MIN_FREE_MB,
 ) -> None:
     """Receive Alertmanager webhooks on 127.0.0.1 until interrupted (`hito up` starts it)."""
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
     settings = load_settings()
-    serve("127.0.0.1", port or settings.pager_port, PageLog(page_log_path(settings)), forward_url)
+    path = page_log_path(settings)
+    # Checked before PageLog creates its directory: on a full disk even that can fail, with a
+    # less helpful message. A page refused later (disk filled while running) is answered 503.
+    try:
+        space = require_free_space(path.parent, min_free_mb)
+    except DiskNearlyFull as exc:
+        log.error("pager not started: %s", exc)
+        raise typer.Exit(code=1) from None
+    log.info("page log %s (%.0f MB free)", path, space.free_mb)
+    serve("127.0.0.1", port or settings.pager_port, PageLog(path), forward_url)
 
 
 @pager_app.command("show")

@@ -3,14 +3,24 @@
 from __future__ import annotations
 
 import asyncio
+import errno
+import logging
+import resource
+import signal
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import orjson
+import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestClient, TestServer
 
-from streams.pager import PageLog, Pager, summarise
+from streams.pager import PageLog, Pager, WebhookMessage, pages_of, summarise
+
+NOW = datetime(2026, 11, 28, 4, 2, tzinfo=UTC)
 
 
 def notification(status: str = "firing", **labels: str) -> dict[str, Any]:
@@ -137,3 +147,85 @@ def test_notifications_are_forwarded_unchanged(tmp_path: Path) -> None:
             assert received == [body]
 
     asyncio.run(scenario())
+
+
+@contextmanager
+def file_size_limit(max_bytes: int) -> Iterator[None]:
+    """A real write failure without a mount: past RLIMIT_FSIZE the kernel makes a write short,
+    then fails it with EFBIG (SIGXFSZ, which would kill the process, is ignored meanwhile)."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_FSIZE)
+    previous = signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+    resource.setrlimit(resource.RLIMIT_FSIZE, (max_bytes, hard))
+    try:
+        yield
+    finally:
+        resource.setrlimit(resource.RLIMIT_FSIZE, (soft, hard))
+        signal.signal(signal.SIGXFSZ, previous)
+
+
+def many_alerts(n: int) -> dict[str, Any]:
+    """One notification carrying ``n`` DeviceSilent alerts (a site's sensors all gone quiet)."""
+    body = notification(site="chacalluta")
+    template = body["alerts"][0]
+    body["alerts"] = [
+        template
+        | {
+            "labels": {
+                "alertname": "DeviceSilent",
+                "severity": "warning",
+                "site": "chacalluta",
+                "device_id": f"sensor-{i:03d}",
+            },
+            "fingerprint": f"f{i:03d}",
+        }
+        for i in range(n)
+    ]
+    return body
+
+
+def test_a_failed_append_leaves_the_log_as_it_was(tmp_path: Path) -> None:
+    log = PageLog(tmp_path / "pages.jsonl")
+    first = pages_of(WebhookMessage.model_validate(notification(site="x")), "low", NOW)
+    log.append(first)
+    before = log.path.read_bytes()
+    batch = pages_of(WebhookMessage.model_validate(many_alerts(20)), "low", NOW)
+    with file_size_limit(len(before) + 1000), pytest.raises(OSError) as raised:
+        log.append(batch)  # about 10 kB: the first kB is written, then EFBIG
+    assert raised.value.errno == errno.EFBIG
+    assert log.path.read_bytes() == before  # not a byte of the failed batch is left
+    log.append(batch)  # the retry, with room again
+    lines = log.path.read_bytes().split(b"\n")
+    assert lines[-1] == b""  # ends with a whole line
+    assert [orjson.loads(line)["fingerprint"] for line in lines[:-1]] == ["a1b2c3"] + [
+        f"f{i:03d}" for i in range(20)
+    ]
+
+
+def test_an_unwritable_page_is_answered_503_counted_and_logged(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    log = PageLog(tmp_path / "pages.jsonl")
+    pager = Pager(log)
+    assert asyncio.run(_call(pager, "POST", "/alerts/low", notification(site="x")))[0] == 200
+    before = log.path.read_bytes()
+    with caplog.at_level(logging.ERROR, logger="streams.pager"), file_size_limit(len(before)):
+        status, reply = asyncio.run(_call(pager, "POST", "/alerts/low", many_alerts(3)))
+    assert status == 503  # a 5xx: Alertmanager retries it
+    assert reply["recorded"] == 0
+    assert str(log.path) in reply["error"]
+    assert log.path.read_bytes() == before
+    [record] = [r for r in caplog.records if r.levelno >= logging.ERROR]
+    assert record.getMessage() == (
+        f"could not record 3 page(s) in {log.path}: [Errno 27] File too large; "
+        "answering 503 so Alertmanager retries"
+    )
+    errors = pager.registry.get_sample_value
+    assert errors("hito_pager_write_errors_total", {"reason": "io"}) == 1.0
+    assert errors("hito_pager_write_errors_total", {"reason": "no_space"}) == 0.0
+    # Pages are counted once they are on disk, not when they are refused.
+    labels = {"urgency": "low", "status": "firing", "alertname": "DeviceSilent"}
+    assert errors("hito_pager_pages_total", labels) is None
+    status, reply = asyncio.run(_call(pager, "POST", "/alerts/low", many_alerts(3)))
+    assert (status, reply) == (200, {"recorded": 3})
+    assert errors("hito_pager_pages_total", labels) == 3.0
+    assert [p.fingerprint for p in log.read()] == ["a1b2c3", "f000", "f001", "f002"]
