@@ -7,6 +7,7 @@ from collections.abc import Callable
 import faust
 
 from streams.consumer import gapless_consumer_class
+from streams.kafka_security import faust_credentials
 from streams.settings import HitoSettings
 
 
@@ -31,6 +32,8 @@ def create_app(
     app = faust.App(
         app_id,
         broker=f"kafka://{settings.kafka.bootstrap}",
+        # The pipeline user: reads raw, writes clean and DLQ, owns its app's internal topics.
+        broker_credentials=faust_credentials(settings.kafka, "pipeline"),
         value_serializer="raw",
         key_serializer="raw",
         processing_guarantee="at_least_once",

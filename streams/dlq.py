@@ -12,6 +12,7 @@ from kafka import KafkaConsumer, KafkaProducer, TopicPartition
 
 from schemas.dlq import DlqRecord
 from schemas.reasons import Reason
+from streams.kafka_security import client_config
 from streams.settings import HitoSettings
 from streams.stages.validate import Rejected
 
@@ -64,7 +65,8 @@ def read_all(settings: HitoSettings, *, timeout_s: float = 60.0) -> Iterator[Dlq
     return a partial view when the broker is too slow.
     """
     topic = settings.pipeline.dlq_topic
-    consumer = KafkaConsumer(bootstrap_servers=settings.kafka.bootstrap, enable_auto_commit=False)
+    # The operator user: it may read the DLQ (and clean topics), never the raw topics.
+    consumer = KafkaConsumer(**client_config(settings.kafka, "operator"), enable_auto_commit=False)
     try:
         partitions = consumer.partitions_for_topic(topic) or set()
         tps = [TopicPartition(topic, p) for p in sorted(partitions)]
@@ -114,7 +116,8 @@ def replay(
     They go through the same validation again; a record still bad returns to the DLQ.
     """
     raw_topics = set(settings.pipeline.raw_topics.values())
-    producer = KafkaProducer(bootstrap_servers=settings.kafka.bootstrap, acks="all")
+    # Writing to a raw topic is a device's right; an operator replaying is acting as admin.
+    producer = KafkaProducer(**client_config(settings.kafka, "admin"), acks="all")
     sent = 0
     try:
         for entry in read_all(settings):

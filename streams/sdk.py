@@ -4,6 +4,7 @@ For device makers::
 
     client = DeviceClient(device_id="cl-chacalluta-ckpt-01", site="chacalluta",
                           key=bytes.fromhex(KEY_HEX), bootstrap="127.0.0.1:19092",
+                          username="hito-device", password=KAFKA_PASSWORD,
                           seq_file=Path("/var/lib/device/seq"))
     client.send("checkpoint.crossing/1", payload, event_time=datetime.now(UTC))
     client.flush()
@@ -11,6 +12,10 @@ For device makers::
 ``seq`` is assigned when an event is built and persisted before it is sent, so a retry re-sends
 the same bytes (same ``seq``, same ``event_id``) and the pipeline drops the copy as a duplicate;
 a restarted device continues after the last ``seq`` it assigned.
+
+The broker only accepts authenticated clients (SASL/SCRAM-SHA-512); a device user may write
+the raw topics and nothing else. Beyond loopback use ``security_protocol="SASL_SSL"`` with the
+CA that signed the broker's certificate (``ssl_cafile``).
 """
 
 from __future__ import annotations
@@ -73,6 +78,10 @@ class DeviceClient:
         site: str,
         key: bytes,
         bootstrap: str,
+        username: str | None = None,
+        password: str | None = None,
+        security_protocol: str = "SASL_PLAINTEXT",
+        ssl_cafile: str | None = None,
         topic_for_source: Mapping[Source, str] | None = None,
         seq_file: Path | None = None,
         producer: Any = None,
@@ -87,8 +96,21 @@ class DeviceClient:
             from kafka import KafkaProducer
 
             # acks=all and idempotence: a broker-side retry never writes a second copy.
+            auth: dict[str, Any] = {}
+            if username is not None:
+                auth = {
+                    "security_protocol": security_protocol,
+                    "sasl_mechanism": "SCRAM-SHA-512",
+                    "sasl_plain_username": username,
+                    "sasl_plain_password": password,
+                    "ssl_cafile": ssl_cafile,
+                }
             producer = KafkaProducer(
-                bootstrap_servers=bootstrap, acks="all", enable_idempotence=True, linger_ms=5
+                bootstrap_servers=bootstrap,
+                acks="all",
+                enable_idempotence=True,
+                linger_ms=5,
+                **auth,
             )
         self._producer = producer
 

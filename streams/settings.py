@@ -7,6 +7,7 @@ levels, e.g. ``HITO_STATE_DIR=/srv/hito`` or ``HITO_INFLUXDB__PORT=8086``.
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -33,6 +34,22 @@ class KafkaSettings(_Frozen):
     port: int = Field(default=19092, ge=1, le=65535)
     controller_port: int = Field(default=19091, ge=1, le=65535)
     heap: str = "768m"
+    security_protocol: Literal["SASL_PLAINTEXT", "SASL_SSL"] = Field(
+        default="SASL_PLAINTEXT",
+        description="SASL_SSL for a listener reachable beyond loopback (docs/security.md)",
+    )
+    ssl_cafile: Path | None = Field(
+        default=None, description="CA that signed the broker's certificate (SASL_SSL)"
+    )
+    users_file: Path = Field(
+        default=REPO_ROOT / "infra" / "dev" / "kafka-users.dev.yaml",
+        description="SCRAM users and their roles (a secret outside the local dev stack)",
+    )
+    pipeline_group_prefix: str = Field(
+        default="hito",
+        description="Faust app ids (consumer groups, internal topics) the pipeline may use",
+    )
+    operator_group_prefix: str = "hito-operator"
 
     @property
     def bootstrap(self) -> str:

@@ -1,13 +1,15 @@
-"""Kafka topics the project creates, each with its retention (raw topics hold personal data)."""
+"""Kafka topics the project creates, each with its retention (raw topics hold personal data),
+and the ACLs that let each role use them (streams/kafka_security.py)."""
 
 from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
 
-from kafka.admin import KafkaAdminClient, NewTopic
+from kafka.admin import NewTopic
 from kafka.errors import TopicAlreadyExistsError
 
+from streams.kafka_security import admin_client, apply_grants
 from streams.settings import HitoSettings
 
 log = logging.getLogger(__name__)
@@ -35,8 +37,12 @@ def topic_specs(settings: HitoSettings) -> list[TopicSpec]:
 
 
 def ensure_topics(settings: HitoSettings) -> list[str]:
-    """Create missing topics with their retention; returns the names created."""
-    admin = KafkaAdminClient(bootstrap_servers=settings.kafka.bootstrap)
+    """Create missing topics with their retention and grant each role its ACLs on them.
+
+    Needs the admin user (run by `hito up` and by tests for their own topics); returns the
+    names of the topics it created.
+    """
+    admin = admin_client(settings.kafka)
     created = []
     try:
         existing = set(admin.list_topics())
@@ -54,6 +60,7 @@ def ensure_topics(settings: HitoSettings) -> list[str]:
                 created.append(spec.name)
             except TopicAlreadyExistsError:
                 pass  # another worker created it first
+        apply_grants(settings, admin)
     finally:
         admin.close()
     if created:

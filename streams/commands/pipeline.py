@@ -42,12 +42,12 @@ def worker(
     from prometheus_client import start_http_server
 
     from streams.stack.worker_process import free_metrics_port
-    from streams.topics import ensure_topics
     from streams.worker import build_worker
 
+    # Topics and ACLs are the admin's job (`hito up` / `hito kafka provision`): the pipeline
+    # user may not create raw topics.
     runtime = _load()
     settings = runtime.settings
-    ensure_topics(settings)
     w = build_worker(runtime, app_id=app_id)
     try:
         port = metrics_port or free_metrics_port(settings.worker_metrics_ports)
@@ -92,7 +92,6 @@ def simulate(
     """Run the simulated fleet of the reference crossing against Kafka."""
     from streams.simulate.fleet import Fleet, FleetPlan
     from streams.simulate.runner import send_messages
-    from streams.topics import ensure_topics
 
     if duration:
         if not rate:
@@ -100,7 +99,6 @@ def simulate(
         count = max(1, int(rate * duration))
     runtime = _load()
     settings, registry = runtime.settings, runtime.registry
-    ensure_topics(settings)
     plan = FleetPlan(
         count=count,
         seed=seed,
@@ -119,9 +117,7 @@ def simulate(
     # At a set rate the run is live: event times, rhythm, surge and silences follow the clock.
     live_clock = (lambda: datetime.now(UTC)) if rate else None
     fleet = Fleet(registry, plan, datetime.now(UTC), clock=live_clock)
-    sent = send_messages(
-        fleet.messages(), bootstrap=settings.kafka.bootstrap, total=count, rate=rate
-    )
+    sent = send_messages(fleet.messages(), kafka=settings.kafka, total=count, rate=rate)
     _print_counts("sent, by expected outcome", sent)
     if manifest:
         manifest.write_text(json.dumps(dict(sorted(sent.items())), indent=2) + "\n")

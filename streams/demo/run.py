@@ -142,7 +142,7 @@ def run_demo(
         # In this thread: a failure to send (Kafka gone) ends the demo with its error.
         send_messages(
             _counting(fleet.messages(), sent, valid, runtime),
-            bootstrap=settings.kafka.bootstrap,
+            kafka=settings.kafka,
             total=fleet_plan.count,
             rate=plan.rate,
             console=console,

@@ -10,20 +10,26 @@ from kafka import KafkaProducer
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeRemainingColumn
 
+from streams.kafka_security import client_config
+from streams.settings import KafkaSettings
 from streams.simulate.fleet import SimMessage
 
 
 def send_messages(
     messages: Iterable[SimMessage],
     *,
-    bootstrap: str,
+    kafka: KafkaSettings,
     total: int,
     rate: float = 0.0,
     console: Console | None = None,
 ) -> Counter[str]:
-    """Produce every message (rate 0 = flat out); returns the expected-outcome counts sent."""
+    """Produce every message as the device user (rate 0 = flat out); returns the
+    expected-outcome counts sent."""
     producer = KafkaProducer(
-        bootstrap_servers=bootstrap, acks="all", linger_ms=5, max_request_size=2 * 1024 * 1024
+        **client_config(kafka, "device"),
+        acks="all",
+        linger_ms=5,
+        max_request_size=2 * 1024 * 1024,
     )
     sent: Counter[str] = Counter()
     started = time.monotonic()

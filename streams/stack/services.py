@@ -17,7 +17,7 @@ from pathlib import Path
 
 import httpx
 
-from streams.settings import HitoSettings
+from streams.settings import HitoSettings, KafkaSettings
 from streams.stack.process import ProcessFiles
 
 log = logging.getLogger(__name__)
@@ -103,19 +103,36 @@ class Kafka(Service):
 
     def prepare(self, settings: HitoSettings) -> None:
         super().prepare(settings)
+        from streams.kafka_security import broker_jaas_properties
+
         k = settings.kafka
+        client = k.security_protocol
         overrides = {
             "log.dirs": str(self.data_dir(settings) / "data"),
-            "listeners": f"PLAINTEXT://{k.host}:{k.port},CONTROLLER://{k.host}:{k.controller_port}",
-            "advertised.listeners": f"PLAINTEXT://{k.host}:{k.port}",
+            "listeners": f"{client}://{k.host}:{k.port},CONTROLLER://{k.host}:{k.controller_port}",
+            "advertised.listeners": f"{client}://{k.host}:{k.port}",
+            "inter.broker.listener.name": client,
             "controller.quorum.voters": f"1@{k.host}:{k.controller_port}",
+            **broker_jaas_properties(k),
         }
         shipped = (settings.infra_dir / "kafka" / "server.properties").read_text()
-        self.config_path(settings).write_text(apply_properties(shipped, overrides))
-        if not (self.data_dir(settings) / "data" / "meta.properties").exists():
+        # The copy holds the admin password (JAAS lines): readable by this user only.
+        config = self.config_path(settings)
+        config.touch(mode=0o600)
+        config.chmod(0o600)
+        config.write_text(apply_properties(shipped, overrides))
+        data = self.data_dir(settings) / "data"
+        if not (data / "meta.properties").exists():
             self._format(settings)
+        elif not (data / _SCRAM_MARKER).exists():
+            raise RuntimeError(
+                f"Kafka data in {data} predates SASL/SCRAM (no admin credential in its metadata); "
+                "wipe it with `hito down --wipe` and run `hito up` again"
+            )
 
     def _format(self, settings: HitoSettings) -> None:
+        from streams.kafka_security import MECHANISM, user_for
+
         java = self._java_prefix(settings)
         cluster_id = (
             subprocess.run(
@@ -127,6 +144,10 @@ class Kafka(Service):
             .stdout.strip()
             .splitlines()[-1]
         )
+        # The admin's SCRAM credential goes into the first metadata: without it the broker
+        # could not authenticate its own inter-broker connections, nor anyone create users.
+        admin = user_for(settings.kafka, "admin")
+        scram = f"{MECHANISM}=[name={admin.name},password={admin.password.get_secret_value()}]"
         subprocess.run(
             [
                 *java,
@@ -136,11 +157,14 @@ class Kafka(Service):
                 cluster_id,
                 "-c",
                 str(self.config_path(settings)),
+                "--add-scram",
+                scram,
             ],
             check=True,
             capture_output=True,
             text=True,
         )
+        (self.data_dir(settings) / "data" / _SCRAM_MARKER).touch()
         log.info("formatted Kafka storage with cluster id %s", cluster_id)
 
     def _java_prefix(self, settings: HitoSettings) -> list[str]:
@@ -163,25 +187,39 @@ class Kafka(Service):
         return f"kafka://{settings.kafka.bootstrap}"
 
     def healthy(self, settings: HitoSettings) -> bool:
-        return kafka_ready(settings.kafka.bootstrap)
+        return kafka_ready(settings.kafka)
+
+    def after_start(self, settings: HitoSettings) -> None:
+        """Users from the users file, the default topics and every role's ACLs (idempotent)."""
+        from streams.kafka_security import admin_client, upsert_users
+        from streams.topics import ensure_topics
+
+        admin = admin_client(settings.kafka)
+        try:
+            users = upsert_users(settings.kafka, admin)
+        finally:
+            admin.close()
+        log.info("Kafka SCRAM users: %s", ", ".join(users))
+        ensure_topics(settings)
 
 
-def kafka_ready(bootstrap: str) -> bool:
-    """True when the broker answers a metadata request (fails fast when the port is closed)."""
-    from kafka import KafkaAdminClient
+_SCRAM_MARKER = "hito-scram-admin"
+
+
+def kafka_ready(kafka: KafkaSettings) -> bool:
+    """True when the broker answers the admin's metadata request (fails fast when closed)."""
     from kafka.errors import RetriableError
+
+    from streams.kafka_security import admin_client
 
     # Only "not reachable yet" means unhealthy; a configuration mistake must surface.
     unreachable = (RetriableError, OSError)
-    host, _, port = bootstrap.rpartition(":")
     try:
-        socket.create_connection((host, int(port)), timeout=1.0).close()
+        socket.create_connection((kafka.host, kafka.port), timeout=1.0).close()
     except OSError:
         return False
     try:
-        admin = KafkaAdminClient(
-            bootstrap_servers=bootstrap, request_timeout_ms=3000, bootstrap_timeout_ms=3000
-        )
+        admin = admin_client(kafka, request_timeout_ms=3000, bootstrap_timeout_ms=3000)
     except unreachable:
         return False
     try:

@@ -128,7 +128,7 @@ def run_fleet(runtime: Runtime, messages: list[SimMessage], exp: dict[str, Any])
     async def scenario() -> None:
         async with running_worker(runtime) as worker:
             await asyncio.to_thread(
-                send_messages, messages, bootstrap=settings.kafka.bootstrap, total=len(messages)
+                send_messages, messages, kafka=settings.kafka, total=len(messages)
             )
 
             await wait_until(

@@ -26,6 +26,7 @@ from influxdb_client.client.write_api import SYNCHRONOUS
 from kafka import KafkaProducer
 
 from streams.demo.history import history_lines
+from streams.kafka_security import client_config
 from streams.runtime import Runtime
 from streams.settings import HitoSettings
 from streams.simulate.fleet import Fleet, FleetPlan
@@ -93,7 +94,7 @@ def _write_history(runtime: Runtime, now: datetime) -> None:
 
 
 def _flood(settings: HitoSettings, stop: threading.Event) -> None:
-    producer = KafkaProducer(bootstrap_servers=settings.kafka.bootstrap, acks=1)
+    producer = KafkaProducer(**client_config(settings.kafka, "device"), acks=1)
     topic = settings.pipeline.raw_topics["sensor"]
     i = 0
     try:
@@ -148,7 +149,7 @@ def run(
         sender = threading.Thread(
             target=send_messages,
             args=(fleet.messages(),),
-            kwargs={"bootstrap": settings.kafka.bootstrap, "total": plan.count, "rate": RATE},
+            kwargs={"kafka": settings.kafka, "total": plan.count, "rate": RATE},
             daemon=True,
         )
         sender.start()

@@ -48,7 +48,7 @@ def _send_in_background(
         target=send_messages,
         args=(messages,),
         daemon=True,
-        kwargs={"bootstrap": settings.kafka.bootstrap, "total": len(messages), "rate": rate},
+        kwargs={"kafka": settings.kafka, "total": len(messages), "rate": rate},
     )
     t.start()
     return t

@@ -10,6 +10,7 @@ from datetime import UTC, datetime
 from kafka import KafkaProducer
 
 from streams.dlq import read_all
+from streams.kafka_security import client_config
 from streams.runtime import Runtime
 from streams.settings import HitoSettings
 from streams.simulate.fleet import DUPLICATE, INJECTABLE, VALID, Fleet, FleetPlan
@@ -42,9 +43,7 @@ def test_valid_dlq_and_duplicates_add_up_to_what_was_sent(isolated_runtime: Runt
 
     async def scenario() -> tuple[dict[str, float], dict[str, float]]:
         async with running_worker(isolated_runtime) as worker:
-            await asyncio.to_thread(
-                send_messages, messages, bootstrap=isolated.kafka.bootstrap, total=N
-            )
+            await asyncio.to_thread(send_messages, messages, kafka=isolated.kafka, total=N)
             await wait_until(lambda: worker.metrics.total_events() >= N, 120, "the run to drain")
             await asyncio.sleep(1)  # anything beyond N would be double counting
             await wait_until(
@@ -96,14 +95,12 @@ def test_worker_keeps_running_through_garbage(isolated_runtime: Runtime) -> None
 
     async def scenario() -> dict[str, float]:
         async with running_worker(isolated_runtime) as worker:
-            producer = KafkaProducer(bootstrap_servers=isolated.kafka.bootstrap, acks="all")
+            producer = KafkaProducer(**client_config(isolated.kafka, "device"), acks="all")
             for i, junk in enumerate(garbage):
                 producer.send(topic, key=f"junk-{i % 7}".encode(), value=junk)
             producer.flush()
             producer.close()
-            await asyncio.to_thread(
-                send_messages, valid, bootstrap=isolated.kafka.bootstrap, total=len(valid)
-            )
+            await asyncio.to_thread(send_messages, valid, kafka=isolated.kafka, total=len(valid))
             total = len(garbage) + len(valid)
             await wait_until(lambda: worker.metrics.total_events() >= total, 120, "drain")
             return worker.metrics.events_by_outcome()

@@ -9,6 +9,7 @@ from datetime import UTC, datetime, timedelta
 from kafka import KafkaProducer
 
 from streams.dlq import read_all
+from streams.kafka_security import client_config
 from streams.runtime import Runtime
 from streams.sdk import build_event, encode
 from tests.integration.pipeline.conftest import query_points, running_worker, wait_until
@@ -49,7 +50,7 @@ def test_late_within_lateness_rewrites_the_window_and_beyond_goes_to_dlq(
     seq = iter(range(1000))
 
     def send(at: datetime, n: int) -> None:
-        producer = KafkaProducer(bootstrap_servers=settings.kafka.bootstrap, acks="all")
+        producer = KafkaProducer(**client_config(settings.kafka, "device"), acks="all")
         for _ in range(n):
             ev = build_event(
                 schema="checkpoint.crossing/1",

@@ -13,9 +13,10 @@ import orjson
 from influxdb_client import InfluxDBClient, Point
 from influxdb_client.client.write_api import SYNCHRONOUS
 from kafka import KafkaConsumer, TopicPartition
-from kafka.admin import ConfigResource, ConfigResourceType, KafkaAdminClient
+from kafka.admin import ConfigResource, ConfigResourceType
 
 from streams.dlq import read_all
+from streams.kafka_security import admin_client, client_config
 from streams.runtime import Runtime
 from streams.settings import HitoSettings
 from streams.simulate.fleet import Fleet, FleetPlan, SimMessage
@@ -39,7 +40,7 @@ def identifiers(messages: list[SimMessage]) -> set[str]:
 
 def clean_topic_bytes(settings: HitoSettings) -> list[bytes]:
     consumer = KafkaConsumer(
-        bootstrap_servers=settings.kafka.bootstrap,
+        **client_config(settings.kafka, "operator"),
         enable_auto_commit=False,
         consumer_timeout_ms=3000,
     )
@@ -95,7 +96,7 @@ def test_no_identifier_reaches_clean_topics_dlq_details_or_influxdb(
     async def scenario() -> None:
         async with running_worker(isolated_runtime) as worker:
             await asyncio.to_thread(
-                send_messages, messages, bootstrap=settings.kafka.bootstrap, total=len(messages)
+                send_messages, messages, kafka=settings.kafka, total=len(messages)
             )
             await wait_until(
                 lambda: worker.metrics.total_events() >= len(messages), 120, "ingest to drain"
@@ -142,7 +143,7 @@ def test_no_identifier_reaches_clean_topics_dlq_details_or_influxdb(
 
 def test_raw_topics_keep_personal_data_24_hours(isolated_runtime: Runtime) -> None:
     settings = isolated_runtime.settings
-    admin = KafkaAdminClient(bootstrap_servers=settings.kafka.bootstrap)
+    admin = admin_client(settings.kafka)
     try:
         topics = [*settings.pipeline.raw_topics.values(), settings.pipeline.dlq_topic]
         resources = [ConfigResource(ConfigResourceType.TOPIC, t) for t in topics]

@@ -13,6 +13,7 @@ from pathlib import Path
 
 from streams.devices import Device, DeviceRegistry
 from streams.dlq import read_all, reason_filter, replay
+from streams.kafka_security import client_config, user_for
 from streams.runtime import Runtime
 from streams.sdk import DeviceClient
 from streams.settings import HitoSettings
@@ -37,6 +38,7 @@ def test_sdk_keeps_seq_across_restarts_and_retries_are_duplicates(
     assert device is not None
     seq_file = tmp_path / "seq"
     topics = dict(isolated.pipeline.raw_topics)
+    device_user = user_for(isolated.kafka, "device")
 
     def client() -> DeviceClient:
         assert device is not None
@@ -45,6 +47,8 @@ def test_sdk_keeps_seq_across_restarts_and_retries_are_duplicates(
             site=device.site,
             key=device.key,
             bootstrap=isolated.kafka.bootstrap,
+            username=device_user.name,
+            password=device_user.password.get_secret_value(),
             topic_for_source=topics,
             seq_file=seq_file,
         )
@@ -73,7 +77,7 @@ def test_sdk_keeps_seq_across_restarts_and_retries_are_duplicates(
 def read_raw(settings: HitoSettings, topic: str) -> list[bytes]:
     from kafka import KafkaConsumer, TopicPartition
 
-    consumer = KafkaConsumer(bootstrap_servers=settings.kafka.bootstrap, enable_auto_commit=False)
+    consumer = KafkaConsumer(**client_config(settings.kafka, "operator"), enable_auto_commit=False)
     try:
         tps = [TopicPartition(topic, p) for p in sorted(consumer.partitions_for_topic(topic))]
         consumer.assign(tps)
@@ -105,7 +109,7 @@ def test_dlq_inspect_redacts_and_replay_resubmits_after_a_fix(isolated_runtime: 
         async with running_worker(
             dataclasses.replace(isolated_runtime, registry=partial)
         ) as worker:
-            send_messages(messages, bootstrap=isolated.kafka.bootstrap, total=len(messages))
+            send_messages(messages, kafka=isolated.kafka, total=len(messages))
             await wait_until(
                 lambda: worker.metrics.total_events() >= len(messages), 60, "first pass"
             )

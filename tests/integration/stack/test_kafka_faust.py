@@ -1,4 +1,5 @@
-"""A Faust app (our factory) consumes what a kafka-python device-side producer wrote."""
+"""A Faust app (our factory, as the pipeline user) consumes what a kafka-python device-side
+producer (as the device user) wrote to a raw topic."""
 
 from __future__ import annotations
 
@@ -6,24 +7,28 @@ import asyncio
 import uuid
 
 from kafka import KafkaProducer
-from kafka.admin import KafkaAdminClient, NewTopic
 
 from streams.app import create_app
+from streams.kafka_security import client_config
 from streams.settings import HitoSettings
-
-
-def _create_topic(settings: HitoSettings, name: str, partitions: int) -> None:
-    admin = KafkaAdminClient(bootstrap_servers=settings.kafka.bootstrap)
-    try:
-        admin.create_topics([NewTopic(name, partitions, 1)])
-    finally:
-        admin.close()
+from streams.topics import ensure_topics
 
 
 def test_faust_agent_consumes_kafka_python_messages(stack: HitoSettings) -> None:
     run = uuid.uuid4().hex[:10]
-    topic_name = f"hito.test.smoke-{run}"
-    _create_topic(stack, topic_name, partitions=2)
+    # A raw topic of its own, created with its ACLs like every project topic.
+    raw = {"checkpoint": f"hito.test-smoke-{run}.raw.checkpoint"}
+    pipeline = stack.pipeline.model_copy(
+        update={
+            "raw_topics": raw,
+            "dlq_topic": f"hito.test-smoke-{run}.dlq",
+            "clean_topic_prefix": f"hito.test-smoke-{run}.clean.",
+            "topic_partitions": 2,
+        }
+    )
+    settings = stack.model_copy(update={"pipeline": pipeline})
+    ensure_topics(settings)
+    topic_name = raw["checkpoint"]
     sent = {f"device-{i}".encode(): f'{{"n": {i}, "run": "{run}"}}'.encode() for i in range(5)}
 
     async def scenario() -> dict[bytes, bytes]:
@@ -41,7 +46,7 @@ def test_faust_agent_consumes_kafka_python_messages(stack: HitoSettings) -> None
 
         await app.start()
         try:
-            producer = KafkaProducer(bootstrap_servers=stack.kafka.bootstrap, acks="all")
+            producer = KafkaProducer(**client_config(stack.kafka, "device"), acks="all")
             for key, value in sent.items():
                 producer.send(topic_name, key=key, value=value)
             producer.flush(timeout=10)

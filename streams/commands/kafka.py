@@ -1,0 +1,59 @@
+"""``hito kafka provision|users-file``: Kafka users, topics and ACLs (docs/security.md)."""
+
+from __future__ import annotations
+
+import logging
+import os
+import secrets
+from pathlib import Path
+from typing import Annotated
+
+import typer
+import yaml
+from rich.console import Console
+
+from streams.settings import load_settings
+
+kafka_app = typer.Typer(help="Kafka users, topics and ACLs.", no_args_is_help=True)
+
+_ROLES = ("admin", "pipeline", "operator", "device")
+
+
+@kafka_app.command("provision")
+def provision() -> None:
+    """As the admin user: create or update every SCRAM user of HITO_KAFKA__USERS_FILE, the
+    topics of the settings and every role's ACLs. Idempotent (`hito up` runs it too)."""
+    from streams.kafka_security import admin_client, grants, upsert_users
+    from streams.topics import ensure_topics
+
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    settings = load_settings()
+    admin = admin_client(settings.kafka)
+    try:
+        users = upsert_users(settings.kafka, admin)
+    finally:
+        admin.close()
+    created = ensure_topics(settings)
+    console = Console()
+    console.print(f"users: {', '.join(users)}")
+    console.print(f"topics created: {', '.join(created) or 'none (all existed)'}")
+    console.print(f"ACLs granted: {len(grants(settings))}")
+
+
+@kafka_app.command("users-file")
+def users_file(
+    out: Annotated[Path, typer.Option(help="Where to write the new users file (must not exist)")],
+    prefix: Annotated[str, typer.Option(help="User names are <prefix>-<role>")] = "hito",
+) -> None:
+    """Write a users file with a random 32-byte password per role (mode 0600), for a real
+    deployment: point HITO_KAFKA__USERS_FILE at it, and give each machine only its role's user."""
+    users = [
+        {"name": f"{prefix}-{role}", "role": role, "password": secrets.token_urlsafe(32)}
+        for role in _ROLES
+    ]
+    # O_EXCL: never overwrite credentials that may already be in use.
+    fd = os.open(out, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "w") as fh:
+        fh.write("# Kafka SCRAM users. SECRET: keep out of version control.\n")
+        yaml.safe_dump({"users": users}, fh, sort_keys=False)
+    Console(stderr=True).print(f"wrote {out} ({len(users)} users, mode 0600)")

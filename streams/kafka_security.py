@@ -1,0 +1,220 @@
+"""Who may do what on Kafka: SCRAM users by role, client settings for each role, and ACLs.
+
+Four roles (docs/security.md):
+
+- ``admin``: the super user; creates users, topics and ACLs; formats the broker.
+- ``pipeline``: reads the raw topics, writes (and reads back) the clean topics, writes the DLQ,
+  owns the internal topics and consumer groups of its Faust apps (``<pipeline_group_prefix>…``).
+- ``operator``: reads the clean topics and the DLQ; never raw data.
+- ``device``: writes the raw topics and nothing else.
+
+Every client in the project asks this module for its connection settings by role, so there is
+one place that knows the mechanism (SCRAM-SHA-512), the protocol and where passwords live.
+"""
+
+from __future__ import annotations
+
+import ssl
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, SecretStr
+
+from streams.settings import HitoSettings, KafkaSettings
+
+Role = Literal["admin", "pipeline", "operator", "device"]
+MECHANISM = "SCRAM-SHA-512"
+
+
+class KafkaUser(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    name: str
+    role: Role
+    password: SecretStr
+
+
+class _UsersFile(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    users: list[KafkaUser]
+
+
+class MissingCredentials(RuntimeError):
+    """The users file has no user for the role this process needs."""
+
+
+def load_users(path: Path) -> list[KafkaUser]:
+    return _UsersFile.model_validate(yaml.safe_load(path.read_text())).users
+
+
+def user_for(kafka: KafkaSettings, role: Role) -> KafkaUser:
+    for user in load_users(kafka.users_file):
+        if user.role == role:
+            return user
+    raise MissingCredentials(f"{kafka.users_file} has no Kafka user with role {role!r}")
+
+
+def _ssl_context(kafka: KafkaSettings) -> ssl.SSLContext | None:
+    if kafka.security_protocol != "SASL_SSL":
+        return None
+    return ssl.create_default_context(cafile=str(kafka.ssl_cafile) if kafka.ssl_cafile else None)
+
+
+def client_config(kafka: KafkaSettings, role: Role) -> dict[str, Any]:
+    """Keyword arguments for a kafka-python (or aiokafka) client acting as ``role``."""
+    user = user_for(kafka, role)
+    config: dict[str, Any] = {
+        "bootstrap_servers": kafka.bootstrap,
+        "security_protocol": kafka.security_protocol,
+        "sasl_mechanism": MECHANISM,
+        "sasl_plain_username": user.name,
+        "sasl_plain_password": user.password.get_secret_value(),
+    }
+    context = _ssl_context(kafka)
+    if context is not None:
+        config["ssl_context"] = context
+    return config
+
+
+def faust_credentials(kafka: KafkaSettings, role: Role = "pipeline") -> Any:
+    """The ``broker_credentials`` of a Faust app acting as ``role``."""
+    import faust
+
+    user = user_for(kafka, role)
+    return faust.SASLCredentials(
+        username=user.name,
+        password=user.password.get_secret_value(),
+        mechanism=MECHANISM,
+        ssl_context=_ssl_context(kafka),
+    )
+
+
+def broker_jaas_properties(kafka: KafkaSettings) -> dict[str, str]:
+    """The broker's own logins: SCRAM on the client listener, PLAIN on the controller listener.
+
+    The controller cannot use SCRAM (its credentials live in the metadata the controller
+    serves), so the broker-to-controller link uses PLAIN with the admin password, on loopback.
+    These lines hold a password: they are written only into the state directory's copy of
+    server.properties (mode 0600), never into the shipped file.
+    """
+    admin = user_for(kafka, "admin")
+    name, password = admin.name, admin.password.get_secret_value()
+    listener = kafka.security_protocol.lower()
+    scram = (
+        "org.apache.kafka.common.security.scram.ScramLoginModule required "
+        f'username="{name}" password="{password}";'
+    )
+    plain = (
+        "org.apache.kafka.common.security.plain.PlainLoginModule required "
+        f'username="{name}" password="{password}" user_{name}="{password}";'
+    )
+    return {
+        f"listener.name.{listener}.scram-sha-512.sasl.jaas.config": scram,
+        "listener.name.controller.plain.sasl.jaas.config": plain,
+        "super.users": f"User:{name}",
+    }
+
+
+@dataclass(frozen=True, order=True)
+class Grant:
+    """One ALLOW rule: ``principal`` may ``operation`` on a topic/group/cluster resource."""
+
+    principal: str
+    resource: Literal["topic", "group"]
+    name: str
+    pattern: Literal["literal", "prefixed"]
+    operation: Literal["read", "write", "describe", "create", "all"]
+
+
+def grants(settings: HitoSettings) -> list[Grant]:
+    """Every ACL the settings' topics need, for every non-admin user of the users file."""
+    k, p = settings.kafka, settings.pipeline
+    raw = sorted(p.raw_topics.values())
+    out: set[Grant] = set()
+    for user in load_users(k.users_file):
+        u = f"User:{user.name}"
+        if user.role == "device":
+            for t in raw:
+                out |= {Grant(u, "topic", t, "literal", op) for op in ("write", "describe")}
+        elif user.role == "pipeline":
+            for t in raw:
+                out |= {Grant(u, "topic", t, "literal", op) for op in ("read", "describe")}
+            out |= {
+                # The aggregate agent reads back the clean topics the ingest agent wrote.
+                Grant(u, "topic", p.clean_topic_prefix, "prefixed", "read"),
+                Grant(u, "topic", p.clean_topic_prefix, "prefixed", "write"),
+                Grant(u, "topic", p.clean_topic_prefix, "prefixed", "describe"),
+                Grant(u, "topic", p.dlq_topic, "literal", "write"),
+                Grant(u, "topic", p.dlq_topic, "literal", "describe"),
+                # Faust's own topics: "<app id>-<table>-changelog", "<app id>-__assignor…".
+                Grant(u, "topic", f"{k.pipeline_group_prefix}-", "prefixed", "all"),
+                Grant(u, "group", k.pipeline_group_prefix, "prefixed", "all"),
+            }
+        elif user.role == "operator":
+            out |= {
+                Grant(u, "topic", p.clean_topic_prefix, "prefixed", "read"),
+                Grant(u, "topic", p.clean_topic_prefix, "prefixed", "describe"),
+                Grant(u, "topic", p.dlq_topic, "literal", "read"),
+                Grant(u, "topic", p.dlq_topic, "literal", "describe"),
+                Grant(u, "group", k.operator_group_prefix, "prefixed", "read"),
+                Grant(u, "group", k.operator_group_prefix, "prefixed", "describe"),
+            }
+    return sorted(out)
+
+
+def apply_grants(settings: HitoSettings, admin: Any) -> int:
+    """Create the ACLs of :func:`grants` with an admin client (creating an existing ACL is a
+    no-op on the broker). Returns how many were asked for; raises on any failure."""
+    from kafka.admin import (
+        ACL,
+        ACLOperation,
+        ACLPermissionType,
+        ACLResourcePatternType,
+        ResourcePattern,
+        ResourceType,
+    )
+
+    acls = [
+        ACL(
+            principal=g.principal,
+            host="*",
+            operation=ACLOperation[g.operation.upper()],
+            permission_type=ACLPermissionType.ALLOW,
+            resource_pattern=ResourcePattern(
+                ResourceType[g.resource.upper()],
+                g.name,
+                ACLResourcePatternType[g.pattern.upper()],
+            ),
+        )
+        for g in grants(settings)
+    ]
+    result = admin.create_acls(acls)
+    if result["failed"]:
+        raise RuntimeError(f"could not create Kafka ACLs: {result['failed']}")
+    return len(acls)
+
+
+def upsert_users(kafka: KafkaSettings, admin: Any) -> list[str]:
+    """Create or update the SCRAM credential of every user in the users file."""
+    from kafka.admin import UserScramCredentialUpsertion
+
+    users = load_users(kafka.users_file)
+    errors = admin.alter_user_scram_credentials(
+        [
+            UserScramCredentialUpsertion(u.name, MECHANISM, u.password.get_secret_value())
+            for u in users
+        ]
+    )
+    failed = {name: err for name, err in errors.items() if err}
+    if failed:
+        raise RuntimeError(f"could not set Kafka SCRAM credentials: {failed}")
+    return [u.name for u in users]
+
+
+def admin_client(kafka: KafkaSettings, **extra: Any) -> Any:
+    from kafka.admin import KafkaAdminClient
+
+    return KafkaAdminClient(**client_config(kafka, "admin"), **extra)
