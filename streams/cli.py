@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import typer
 
-from streams.commands import alerts, demo, kafka, pipeline, privacy, stack
+from streams.commands import access, alerts, demo, pipeline, privacy, stack
 
 app = typer.Typer(
     help="Hito: border telemetry ingestion under a versioned privacy policy.",
@@ -21,7 +21,8 @@ app.add_typer(pipeline.schema_app, name="schema")
 app.add_typer(pipeline.dlq_app, name="dlq")
 app.add_typer(privacy.policy_app, name="policy")
 app.add_typer(alerts.pager_app, name="pager")
-app.add_typer(kafka.kafka_app, name="kafka")
+app.add_typer(access.kafka_app, name="kafka")
+app.add_typer(access.influx_app, name="influx")
 
 
 def main() -> None:

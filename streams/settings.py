@@ -64,7 +64,14 @@ class InfluxSettings(_Frozen):
     bucket: str = "hito"
     username: str = "hito"
     password: SecretStr = SecretStr(DEV_ONLY_INFLUX_PASSWORD)
-    token: SecretStr = SecretStr(DEV_ONLY_INFLUX_TOKEN)
+    token: SecretStr = Field(
+        default=SecretStr(DEV_ONLY_INFLUX_TOKEN),
+        description="Admin token: setup, erasure, tests; never what a worker writes with",
+    )
+    pipeline_token: SecretStr | None = Field(
+        default=None,
+        description="Read+write on the bucket only; default: <state_dir>/influxdb/tokens.json",
+    )
     retention_seconds: int = Field(default=0, ge=0, description="0 keeps data forever")
 
     @property

@@ -29,6 +29,7 @@ from streams.dlq import encode_record, make_record
 from streams.metrics import PipelineMetrics
 from streams.runtime import Runtime
 from streams.sinks.influx import InfluxSink
+from streams.sinks.influx_tokens import pipeline_token
 from streams.stages import anonymise, dedup, validate
 from streams.stages.validate import Accepted, Rejected
 
@@ -98,7 +99,11 @@ def build_worker(
     )
     emit: Send = send or send_to_topic
     last_seen: dict[tuple[str, str], float] = {}  # (site, device) -> newest event time
-    sink = InfluxSink(runtime.settings.influxdb, metrics)
+    # The sink holds the bucket-scoped pipeline token, never the admin token.
+    influx = runtime.settings.influxdb
+    sink = InfluxSink(
+        influx.model_copy(update={"token": pipeline_token(runtime.settings)}), metrics
+    )
     counts_written: dict[str, int] = {}  # pipeline-count key -> version in InfluxDB
     aggregate_agent, windows = register_aggregator(
         app, runtime, metrics, sink, emit, clock, counts_table, counts_written

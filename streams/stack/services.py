@@ -286,11 +286,18 @@ class InfluxDB(Service):
         return r.status_code == 200 and r.json().get("status") == "pass"
 
     def after_start(self, settings: HitoSettings) -> None:
-        """Create org, bucket, user and token once (POST /api/v2/setup; no CLI needed)."""
+        """Create org, bucket, user and admin token once (POST /api/v2/setup; no CLI needed),
+        then the bucket's scoped pipeline and dashboards tokens (streams/sinks/influx_tokens)."""
+        from streams.sinks.influx_tokens import ensure_bucket_tokens, tokens_path
+
         i = settings.influxdb
         allowed = httpx.get(f"{i.url}/api/v2/setup", timeout=5.0).json().get("allowed")
-        if not allowed:
-            return
+        if allowed:
+            self._setup(settings)
+        ensure_bucket_tokens(i, tokens_path(settings))
+
+    def _setup(self, settings: HitoSettings) -> None:
+        i = settings.influxdb
         r = httpx.post(
             f"{i.url}/api/v2/setup",
             json={

@@ -14,6 +14,7 @@ from influxdb_client import InfluxDBClient
 
 from streams.runtime import Runtime
 from streams.settings import HitoSettings, PipelineSettings
+from streams.sinks.influx_tokens import ensure_bucket_tokens, tokens_path
 from streams.topics import ensure_topics
 from streams.worker import Worker, build_worker
 
@@ -41,6 +42,9 @@ def make_isolated(stack: HitoSettings) -> HitoSettings:
         url=influx.url, token=influx.token.get_secret_value(), org=influx.org
     ) as client:
         client.buckets_api().create_bucket(bucket_name=influx.bucket, org=influx.org)
+    # The workers of this test write with the bucket's own scoped token, as in production.
+    tokens = ensure_bucket_tokens(influx, tokens_path(stack))
+    influx = influx.model_copy(update={"pipeline_token": tokens["pipeline"]})
     settings = stack.model_copy(update={"pipeline": pipeline, "influxdb": influx})
     ensure_topics(settings)
     return settings

@@ -77,7 +77,8 @@ def test_sdk_keeps_seq_across_restarts_and_retries_are_duplicates(
 def read_raw(settings: HitoSettings, topic: str) -> list[bytes]:
     from kafka import KafkaConsumer, TopicPartition
 
-    consumer = KafkaConsumer(**client_config(settings.kafka, "operator"), enable_auto_commit=False)
+    # Raw data: only the pipeline (and the admin) may read it; the test looks as the admin.
+    consumer = KafkaConsumer(**client_config(settings.kafka, "admin"), enable_auto_commit=False)
     try:
         tps = [TopicPartition(topic, p) for p in sorted(consumer.partitions_for_topic(topic))]
         consumer.assign(tps)

@@ -143,7 +143,7 @@ def test_only_the_admin_creates_topics(secured: HitoSettings) -> None:
 
     name = f"hito.test-authz-new-{uuid.uuid4().hex[:8]}"
     for role in ("device", "operator"):
-        admin = KafkaAdminClient(**client_config(secured.kafka, role))  # type: ignore[arg-type]
+        admin = KafkaAdminClient(**client_config(secured.kafka, role))
         try:
             with pytest.raises(KafkaError) as err:
                 admin.create_topics([NewTopic(name, 1, 1)])

@@ -72,3 +72,32 @@ def test_versions_match_the_local_stack() -> None:
     )
     am_cmd = services["alertmanager"]["command"]
     assert f"--web.listen-address=127.0.0.1:{s.alertmanager.port}" in am_cmd
+
+
+def test_kafka_runs_the_shared_start_script_with_sasl() -> None:
+    kafka = _compose()["services"]["kafka"]
+    mounts = {target: source for name, source, target in _bind_mounts() if name == "kafka"}
+    config_dir = mounts["/etc/hito/kafka"]
+    assert config_dir == (REPO_ROOT / "infra" / "kafka").resolve()
+    script = kafka["entrypoint"][-1]
+    assert script == "/etc/hito/kafka/compose-start.sh"
+    assert (config_dir / "compose-start.sh").exists()
+    props = (config_dir / "server.properties").read_text()
+    assert "sasl.enabled.mechanisms=SCRAM-SHA-512" in props
+    assert "allow.everyone.if.no.acl.found=false" in props
+    assert "jaas.config" not in props, "passwords (JAAS lines) never go into the shared file"
+
+
+def test_compose_dev_admin_is_the_dev_users_file_admin() -> None:
+    from streams.kafka_security import user_for
+
+    admin = user_for(HitoSettings().kafka, "admin")
+    env = _compose()["services"]["kafka"]["environment"]
+    assert env["HITO_KAFKA_ADMIN_USER"] == f"${{HITO_KAFKA_ADMIN_USER:-{admin.name}}}"
+    expected = f"${{HITO_KAFKA_ADMIN_PASSWORD:-{admin.password.get_secret_value()}}}"
+    assert env["HITO_KAFKA_ADMIN_PASSWORD"] == expected
+
+
+def test_grafana_reads_with_the_dashboards_token_not_the_admin_token() -> None:
+    env = _compose()["services"]["grafana"]["environment"]
+    assert env["HITO_INFLUXDB_TOKEN"] == "${HITO_INFLUXDB_DASHBOARDS_TOKEN:-}"

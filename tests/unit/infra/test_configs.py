@@ -113,7 +113,13 @@ def test_kafka_config_is_single_node_kraft_on_the_settings_ports() -> None:
     s = HitoSettings()
     props = _properties(INFRA / "kafka" / "server.properties")
     assert props["process.roles"] == "broker,controller"
-    assert props["advertised.listeners"] == f"PLAINTEXT://127.0.0.1:{s.kafka.port}"
+    assert props["advertised.listeners"] == f"SASL_PLAINTEXT://127.0.0.1:{s.kafka.port}"
+    # Authenticated and authorised by default: SCRAM for clients, ACLs with no fallback.
+    assert props["sasl.enabled.mechanisms"] == "SCRAM-SHA-512"
+    assert props["listener.security.protocol.map"].split(",")[0] == "SASL_PLAINTEXT:SASL_PLAINTEXT"
+    assert "PLAINTEXT://" not in props["listeners"].replace("SASL_PLAINTEXT://", "")
+    assert props["allow.everyone.if.no.acl.found"] == "false"
+    assert props["auto.create.topics.enable"] == "false"
     assert props["controller.quorum.voters"] == f"1@127.0.0.1:{s.kafka.controller_port}"
     assert s.kafka.controller_port != 9093  # Alertmanager's default port
     for key in (

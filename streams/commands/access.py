@@ -1,4 +1,7 @@
-"""``hito kafka provision|users-file``: Kafka users, topics and ACLs (docs/security.md)."""
+"""``hito kafka provision|users-file``, ``hito influx tokens``: who may do what.
+
+See docs/security.md.
+"""
 
 from __future__ import annotations
 
@@ -57,3 +60,21 @@ def users_file(
         fh.write("# Kafka SCRAM users. SECRET: keep out of version control.\n")
         yaml.safe_dump({"users": users}, fh, sort_keys=False)
     Console(stderr=True).print(f"wrote {out} ({len(users)} users, mode 0600)")
+
+
+influx_app = typer.Typer(help="InfluxDB scoped tokens.", no_args_is_help=True)
+
+
+@influx_app.command("tokens")
+def tokens(
+    role: Annotated[str, typer.Option(help="pipeline or dashboards")] = "dashboards",
+) -> None:
+    """Create (once) the bucket's scoped tokens with the admin token and print one of them:
+    `dashboards` (read-only, for Grafana) or `pipeline` (read+write on the bucket only)."""
+    from streams.sinks.influx_tokens import ensure_bucket_tokens, tokens_path
+
+    if role not in ("pipeline", "dashboards"):
+        raise typer.BadParameter("role is pipeline or dashboards")
+    settings = load_settings()
+    found = ensure_bucket_tokens(settings.influxdb, tokens_path(settings))
+    typer.echo(found["pipeline" if role == "pipeline" else "dashboards"].get_secret_value())
