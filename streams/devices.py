@@ -2,12 +2,16 @@
 
 The registry file (YAML, path from settings) lists devices; keys come from a separate secrets
 file so the registry itself can be reviewed and shared. Both are checked at start-up: a device
-without a key, or a key without a device, fails fast.
+without a key, or a key without a device, fails fast. Workers re-read both when they change
+(RegistryWatcher), so revoking a device needs no restart.
 """
 
 from __future__ import annotations
 
+import logging
 import re
+import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
@@ -17,6 +21,8 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from schemas.envelope import DEVICE_ID_PATTERN, SITE_PATTERN
 from schemas.registry import Source
+
+log = logging.getLogger(__name__)
 
 
 class _DeviceEntry(BaseModel):
@@ -82,3 +88,58 @@ class DeviceRegistry:
                 device_id, entry.site, entry.kind, key, entry.status == "revoked"
             )
         return cls(devices)
+
+
+class RegistryWatcher:
+    """The registry the workers validate against, re-read when its files change.
+
+    A revocation (``status: revoked``) or a new device takes effect within ``interval_s``,
+    without restarting workers. Files that fail to load (half-written, inconsistent) keep the
+    last good registry, with an error in the log: a bad edit must not open or close the border.
+    """
+
+    def __init__(
+        self,
+        registry: DeviceRegistry,
+        devices_file: Path,
+        keys_file: Path,
+        *,
+        interval_s: float,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self._registry = registry
+        self._files = (devices_file, keys_file)
+        self._interval_s = interval_s
+        self._clock = clock
+        self._stamp = self._stat()
+        self._next_check = clock() + interval_s
+
+    def _stat(self) -> tuple[tuple[int, int] | None, ...]:
+        out: list[tuple[int, int] | None] = []
+        for path in self._files:
+            try:
+                st = path.stat()
+            except OSError:
+                out.append(None)
+            else:
+                out.append((st.st_mtime_ns, st.st_size))
+        return tuple(out)
+
+    def current(self) -> DeviceRegistry:
+        now = self._clock()
+        if now < self._next_check:
+            return self._registry
+        self._next_check = now + self._interval_s
+        stamp = self._stat()
+        if stamp == self._stamp:
+            return self._registry
+        self._stamp = stamp  # a broken file is reported once, not on every check
+        try:
+            fresh = DeviceRegistry.load(*self._files)
+        except (RegistryError, OSError, ValueError, yaml.YAMLError) as exc:
+            log.error("device registry not reloaded, keeping the last good one: %s", exc)
+            return self._registry
+        revoked = sum(d.revoked for d in fresh.devices.values())
+        log.info("device registry reloaded: %d devices, %d revoked", len(fresh), revoked)
+        self._registry = fresh
+        return fresh

@@ -128,6 +128,9 @@ class PipelineSettings(_Frozen):
     flush_interval_s: float = Field(default=1.0, gt=0.0, description="Open windows re-written")
     devices_file: Path = REPO_ROOT / "infra" / "dev" / "devices.dev.yaml"
     device_keys_file: Path = REPO_ROOT / "infra" / "dev" / "device-keys.dev.yaml"
+    registry_reload_s: float = Field(
+        default=5.0, gt=0.0, description="How often workers look for registry changes"
+    )
 
 
 class SurgeSettings(_Frozen):

@@ -25,6 +25,7 @@ from streams import pipeline_counts
 from streams.acks import handled_with_manual_acks
 from streams.aggregator import register_aggregator
 from streams.app import create_app
+from streams.devices import RegistryWatcher
 from streams.dlq import encode_record, make_record
 from streams.metrics import PipelineMetrics
 from streams.runtime import Runtime
@@ -136,13 +137,18 @@ def build_worker(
         source = source_of.get(message.topic, "unknown")
         metrics.events.labels(source=source, outcome="rejected").inc()
 
+    # Revocations and new devices apply without a restart (streams/devices.py).
+    registry = RegistryWatcher(
+        runtime.registry, p.devices_file, p.device_keys_file, interval_s=p.registry_reload_s
+    )
+
     async def handle(event: Any) -> str:
         message = event.message
         raw_bytes: bytes = event.value if isinstance(event.value, bytes) else b""
         with stage_timer(metrics, validate.STAGE):
             result = validate.validate(
                 raw_bytes,
-                registry=runtime.registry,
+                registry=registry.current(),
                 limits=p,
                 now=clock(),
                 expected_source=source_of.get(message.topic),

@@ -72,6 +72,21 @@ class WorkerProcess:
             if line.startswith(name + "{") or line.startswith(name + " ")
         )
 
+    def metric_by(self, name: str, label: str) -> dict[str, float]:
+        """A metric's samples summed per value of one label ({} when the worker is silent)."""
+        from prometheus_client.parser import text_string_to_metric_families
+
+        try:
+            text = httpx.get(f"http://127.0.0.1:{self.metrics_port}/metrics", timeout=2).text
+        except httpx.HTTPError:
+            return {}
+        out: dict[str, float] = {}
+        for family in text_string_to_metric_families(text):
+            for s in family.samples:
+                if s.name == name and label in s.labels:
+                    out[s.labels[label]] = out.get(s.labels[label], 0.0) + s.value
+        return out
+
     def wait_ready(self, timeout_s: float = 60) -> None:
         """Until the worker has joined its group and recovered its tables."""
         deadline = time.monotonic() + timeout_s
