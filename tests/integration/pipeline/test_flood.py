@@ -135,4 +135,4 @@ def test_a_flood_from_one_device_does_not_starve_other_partitions(
     assert accepted == victims_total
     # Fairness: other partitions stay fresh while the flood drains (well under the drain time).
     worst_other = max(max_lag[d] for d in other)
-    assert worst_other < max(2.0, 0.25 * drained_s), report
+    assert worst_other < min(5.0, 0.25 * drained_s), report
