@@ -114,15 +114,17 @@ class RegistryWatcher:
         self._stamp = self._stat()
         self._next_check = clock() + interval_s
 
-    def _stat(self) -> tuple[tuple[int, int] | None, ...]:
-        out: list[tuple[int, int] | None] = []
+    def _stat(self) -> tuple[tuple[int, int, int, int] | None, ...]:
+        # Inode and ctime too: an atomic replace, or a copy that keeps the old mtime (cp -p,
+        # rsync -a), still counts as a change.
+        out: list[tuple[int, int, int, int] | None] = []
         for path in self._files:
             try:
                 st = path.stat()
             except OSError:
                 out.append(None)
             else:
-                out.append((st.st_mtime_ns, st.st_size))
+                out.append((st.st_ino, st.st_mtime_ns, st.st_ctime_ns, st.st_size))
         return tuple(out)
 
     def current(self) -> DeviceRegistry:
@@ -133,12 +135,16 @@ class RegistryWatcher:
         stamp = self._stat()
         if stamp == self._stamp:
             return self._registry
-        self._stamp = stamp  # a broken file is reported once, not on every check
         try:
             fresh = DeviceRegistry.load(*self._files)
-        except (RegistryError, OSError, ValueError, yaml.YAMLError) as exc:
+        except OSError as exc:  # e.g. mid-permission change: try again at the next check
+            log.error("device registry not readable, keeping the last good one: %s", exc)
+            return self._registry
+        except (RegistryError, ValueError, yaml.YAMLError) as exc:
+            self._stamp = stamp  # a broken edit is reported once, not on every check
             log.error("device registry not reloaded, keeping the last good one: %s", exc)
             return self._registry
+        self._stamp = stamp
         revoked = sum(d.revoked for d in fresh.devices.values())
         log.info("device registry reloaded: %d devices, %d revoked", len(fresh), revoked)
         self._registry = fresh

@@ -14,26 +14,40 @@ one place that knows the mechanism (SCRAM-SHA-512), the protocol and where passw
 
 from __future__ import annotations
 
+import logging
+import re
 import ssl
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, SecretStr
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator
 
 from streams.settings import HitoSettings, KafkaSettings
 
 Role = Literal["admin", "pipeline", "operator", "device"]
+# kafka-python warns "exchanging credentials in the clear" for every SCRAM login without TLS;
+# SCRAM never sends the password, and beyond loopback SASL_SSL is required (docs/security.md).
+logging.getLogger("kafka.net.sasl.scram").setLevel(logging.ERROR)
 MECHANISM = "SCRAM-SHA-512"
 
 
 class KafkaUser(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
 
-    name: str
+    # Names and passwords are pasted into JAAS lines, Java properties, the storage tool's
+    # --add-scram and super.users (";"-separated): only characters none of them treat specially.
+    name: str = Field(pattern=r"^[A-Za-z0-9._-]{1,64}$")
     role: Role
-    password: SecretStr
+    password: SecretStr = Field(min_length=16, max_length=128)
+
+    @field_validator("password")
+    @classmethod
+    def _plain_password(cls, value: SecretStr) -> SecretStr:
+        if not re.fullmatch(r"[A-Za-z0-9._~-]+", value.get_secret_value()):
+            raise ValueError("password: only letters, digits and . _ ~ - (see docs/security.md)")
+        return value
 
 
 class _UsersFile(BaseModel):
@@ -55,6 +69,14 @@ def user_for(kafka: KafkaSettings, role: Role) -> KafkaUser:
         if user.role == role:
             return user
     raise MissingCredentials(f"{kafka.users_file} has no Kafka user with role {role!r}")
+
+
+def any_role(kafka: KafkaSettings) -> Role:
+    """The admin when this machine has it, else whichever user it has (health checks)."""
+    users = load_users(kafka.users_file)
+    if not users:
+        raise MissingCredentials(f"{kafka.users_file} lists no Kafka user")
+    return next((u.role for u in users if u.role == "admin"), users[0].role)
 
 
 def _ssl_context(kafka: KafkaSettings) -> ssl.SSLContext | None:
@@ -126,13 +148,23 @@ class Grant:
     resource: Literal["topic", "group"]
     name: str
     pattern: Literal["literal", "prefixed"]
-    operation: Literal["read", "write", "describe", "create", "all"]
+    operation: Literal["read", "write", "describe", "create", "describe_configs"]
 
 
 def grants(settings: HitoSettings) -> list[Grant]:
     """Every ACL the settings' topics need, for every non-admin user of the users file."""
     k, p = settings.kafka, settings.pipeline
     raw = sorted(p.raw_topics.values())
+    # The pipeline's rights on its internal topics are by prefix: a data topic under that prefix
+    # would silently become writable (and creatable) by it.
+    internal = f"{k.pipeline_group_prefix}-"
+    clashing = [t for t in (*raw, p.dlq_topic, p.clean_topic_prefix) if t.startswith(internal)]
+    if clashing:
+        raise ValueError(
+            f"topics {clashing} start with {internal!r}, the prefix of the pipeline's internal "
+            "topics; name data topics differently (e.g. hito.raw.*) or change "
+            "HITO_KAFKA__PIPELINE_GROUP_PREFIX"
+        )
     out: set[Grant] = set()
     for user in load_users(k.users_file):
         u = f"User:{user.name}"
@@ -149,9 +181,17 @@ def grants(settings: HitoSettings) -> list[Grant]:
                 Grant(u, "topic", p.clean_topic_prefix, "prefixed", "describe"),
                 Grant(u, "topic", p.dlq_topic, "literal", "write"),
                 Grant(u, "topic", p.dlq_topic, "literal", "describe"),
-                # Faust's own topics: "<app id>-<table>-changelog", "<app id>-__assignor…".
-                Grant(u, "topic", f"{k.pipeline_group_prefix}-", "prefixed", "all"),
-                Grant(u, "group", k.pipeline_group_prefix, "prefixed", "all"),
+            }
+            # Faust's own topics ("<app id>-<table>-changelog", "<app id>-__assignor…"), which
+            # it creates, and its consumer groups (= app ids).
+            internal = f"{k.pipeline_group_prefix}-"
+            out |= {
+                Grant(u, "topic", internal, "prefixed", op)
+                for op in ("create", "read", "write", "describe", "describe_configs")
+            }
+            out |= {
+                Grant(u, "group", k.pipeline_group_prefix, "prefixed", op)
+                for op in ("read", "describe")
             }
         elif user.role == "operator":
             out |= {

@@ -100,10 +100,13 @@ def build_worker(
     )
     emit: Send = send or send_to_topic
     last_seen: dict[tuple[str, str], float] = {}  # (site, device) -> newest event time
-    # The sink holds the bucket-scoped pipeline token, never the admin token.
+    # The sink writes with the bucket-scoped pipeline token, never the admin token; checked
+    # here so a worker without one fails at start, and read again whenever InfluxDB refuses it.
     influx = runtime.settings.influxdb
     sink = InfluxSink(
-        influx.model_copy(update={"token": pipeline_token(runtime.settings)}), metrics
+        influx.model_copy(update={"token": pipeline_token(runtime.settings)}),
+        metrics,
+        token_source=lambda: pipeline_token(runtime.settings),
     )
     counts_written: dict[str, int] = {}  # pipeline-count key -> version in InfluxDB
     aggregate_agent, windows = register_aggregator(

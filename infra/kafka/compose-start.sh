@@ -16,8 +16,12 @@ listener.name.sasl_plaintext.scram-sha-512.sasl.jaas.config=org.apache.kafka.com
 listener.name.controller.plain.sasl.jaas.config=org.apache.kafka.common.security.plain.PlainLoginModule required username="${admin_user}" password="${admin_password}" user_${admin_user}="${admin_password}";
 PROPS
 if [ ! -f /var/lib/kafka/data/meta.properties ]; then
+  # The password reaches the tool through a private argument file (the java launcher expands
+  # @file), not through a command line that `ps` on the host would show.
+  args="$(dirname "$conf")/format.args"
+  printf '%s\n' --add-scram "SCRAM-SHA-512=[name=${admin_user},password=${admin_password}]" >"$args"
   /opt/kafka/bin/kafka-storage.sh format -c "$conf" \
-    -t "$(/opt/kafka/bin/kafka-storage.sh random-uuid)" \
-    --add-scram "SCRAM-SHA-512=[name=${admin_user},password=${admin_password}]"
+    -t "$(/opt/kafka/bin/kafka-storage.sh random-uuid)" "@${args}"
+  rm -f "$args"
 fi
 exec /opt/kafka/bin/kafka-server-start.sh "$conf"

@@ -1,8 +1,9 @@
 """The InfluxDB sink: batched, idempotent writes of whole windows, with back-off.
 
 Points are keyed by window start, so writing a window again overwrites it. Errors are sorted
-into retryable (timeouts, connection refused, 429, 5xx: back off and try again, never drop)
-and permanent (other 4xx: the batch can never be written; reported as ``sink_rejected``).
+into retryable (timeouts, connection refused, 429, 5xx, and 401/403 — a revoked or replaced
+token is about credentials, not the batch: back off, re-read the token, never drop) and
+permanent (other 4xx: the batch can never be written; reported as ``sink_rejected``).
 """
 
 from __future__ import annotations
@@ -10,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 
@@ -17,6 +19,7 @@ import aiohttp
 from influxdb_client import WritePrecision
 from influxdb_client.client.influxdb_client_async import InfluxDBClientAsync
 from influxdb_client.rest import ApiException
+from pydantic import SecretStr
 
 from streams.metrics import PipelineMetrics
 from streams.settings import InfluxSettings
@@ -41,6 +44,8 @@ class InfluxSink:
     settings: InfluxSettings
     metrics: PipelineMetrics
     max_backoff_s: float = 30.0
+    # Where the token comes from, asked again after the server refuses it (401/403).
+    token_source: Callable[[], SecretStr] | None = None
     _client: InfluxDBClientAsync | None = field(default=None, init=False, repr=False)
     _failures: int = field(default=0, init=False)
     _next_try: float = field(default=0.0, init=False)
@@ -69,6 +74,10 @@ class InfluxSink:
             )
         except ApiException as exc:
             status = int(exc.status or 0)
+            if status in (401, 403):
+                await self.close()  # the next try connects with a freshly read token
+                self._failed()
+                raise RetryableSinkError(f"HTTP {status}: InfluxDB refused the token") from exc
             if status == 429 or status >= 500 or status == 0:
                 self._failed()
                 raise RetryableSinkError(f"HTTP {status}") from exc
@@ -136,8 +145,9 @@ class InfluxSink:
     def _connect(self) -> InfluxDBClientAsync:
         if self._client is None:
             s = self.settings
+            token = self.token_source() if self.token_source else s.token
             self._client = InfluxDBClientAsync(
-                url=s.url, token=s.token.get_secret_value(), org=s.org, timeout=10_000
+                url=s.url, token=token.get_secret_value(), org=s.org, timeout=10_000
             )
         return self._client
 

@@ -49,6 +49,10 @@ def _read(path: Path) -> dict[str, dict[str, dict[str, str]]]:
         data: dict[str, dict[str, dict[str, str]]] = json.loads(path.read_text())
     except FileNotFoundError:
         return {}
+    except json.JSONDecodeError as exc:
+        raise MissingToken(
+            f"{path} is not valid JSON ({exc}); delete it and run `hito up`"
+        ) from exc
     return data
 
 
@@ -81,10 +85,13 @@ def ensure_bucket_tokens(influx: InfluxSettings, path: Path) -> dict[TokenRole, 
         if bucket is None:
             raise MissingToken(f"InfluxDB has no bucket {influx.bucket!r}")
         out: dict[TokenRole, SecretStr] = {}
+        retired: list[str] = []
         for role, actions in _ACTIONS.items():
             entry = known.get(role)
             if entry is not None and entry["id"] in live and entry.get("scope") != _SCOPE_VERSION:
-                auths.delete_authorization(entry["id"])  # issued with other permissions
+                # Issued with other permissions: replaced, and deleted only once the new one
+                # is on file (running workers re-read the file when their token is refused).
+                retired.append(entry["id"])
                 entry = None
             if entry is None or entry["id"] not in live:
                 resource = PermissionResource(  # type: ignore[no-untyped-call]
@@ -113,6 +120,8 @@ def ensure_bucket_tokens(influx: InfluxSettings, path: Path) -> dict[TokenRole, 
             out[role] = SecretStr(entry["token"])
         data[influx.bucket] = known
         _write(path, data)
+        for token_id in retired:
+            auths.delete_authorization(token_id)
     return out
 
 

@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import httpx
+from influxdb_client.rest import ApiException
 
 from streams.settings import HitoSettings, KafkaSettings
 from streams.stack.process import ProcessFiles
@@ -105,6 +106,8 @@ class Kafka(Service):
         super().prepare(settings)
         from streams.kafka_security import broker_jaas_properties
 
+        # Its metadata holds every user's SCRAM salt and keys: this user only.
+        self.data_dir(settings).chmod(0o700)
         k = settings.kafka
         client = k.security_protocol
         overrides = {
@@ -148,22 +151,30 @@ class Kafka(Service):
         # could not authenticate its own inter-broker connections, nor anyone create users.
         admin = user_for(settings.kafka, "admin")
         scram = f"{MECHANISM}=[name={admin.name},password={admin.password.get_secret_value()}]"
-        subprocess.run(
-            [
-                *java,
-                "kafka.tools.StorageTool",
-                "format",
-                "-t",
-                cluster_id,
-                "-c",
-                str(self.config_path(settings)),
-                "--add-scram",
-                scram,
-            ],
-            check=True,
-            capture_output=True,
-            text=True,
-        )
+        # The password goes through a private argument file (the java launcher expands
+        # @file), never the command line that `ps` shows or an error message would repeat.
+        argfile = self.data_dir(settings) / "format.args"
+        argfile.touch(mode=0o600)
+        argfile.write_text(f"--add-scram\n{scram}\n")
+        try:
+            done = subprocess.run(
+                [
+                    *java,
+                    "kafka.tools.StorageTool",
+                    "format",
+                    "-t",
+                    cluster_id,
+                    "-c",
+                    str(self.config_path(settings)),
+                    f"@{argfile}",
+                ],
+                capture_output=True,
+                text=True,
+            )
+        finally:
+            argfile.unlink(missing_ok=True)
+        if done.returncode != 0:
+            raise RuntimeError(f"formatting Kafka storage failed: {done.stderr[-2000:]}")
         (self.data_dir(settings) / "data" / _SCRAM_MARKER).touch()
         log.info("formatted Kafka storage with cluster id %s", cluster_id)
 
@@ -207,10 +218,12 @@ _SCRAM_MARKER = "hito-scram-admin"
 
 
 def kafka_ready(kafka: KafkaSettings) -> bool:
-    """True when the broker answers the admin's metadata request (fails fast when closed)."""
+    """True when the broker answers a metadata request from this machine's Kafka user (the
+    admin when it has one); fails fast when the port is closed."""
+    from kafka import KafkaAdminClient
     from kafka.errors import RetriableError
 
-    from streams.kafka_security import admin_client
+    from streams.kafka_security import any_role, client_config
 
     # Only "not reachable yet" means unhealthy; a configuration mistake must surface.
     unreachable = (RetriableError, OSError)
@@ -219,7 +232,11 @@ def kafka_ready(kafka: KafkaSettings) -> bool:
     except OSError:
         return False
     try:
-        admin = admin_client(kafka, request_timeout_ms=3000, bootstrap_timeout_ms=3000)
+        admin = KafkaAdminClient(
+            **client_config(kafka, any_role(kafka)),
+            request_timeout_ms=3000,
+            bootstrap_timeout_ms=3000,
+        )
     except unreachable:
         return False
     try:
@@ -294,7 +311,13 @@ class InfluxDB(Service):
         allowed = httpx.get(f"{i.url}/api/v2/setup", timeout=5.0).json().get("allowed")
         if allowed:
             self._setup(settings)
-        ensure_bucket_tokens(i, tokens_path(settings))
+        try:
+            ensure_bucket_tokens(i, tokens_path(settings))
+        except ApiException as exc:
+            raise RuntimeError(
+                f"InfluxDB refused the admin token (HTTP {exc.status}) while creating the "
+                "scoped tokens: is HITO_INFLUXDB__TOKEN the token InfluxDB was set up with?"
+            ) from exc
 
     def _setup(self, settings: HitoSettings) -> None:
         i = settings.influxdb

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import socket
 import uuid
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
@@ -87,3 +88,12 @@ def query_points(settings: HitoSettings, measurement: str) -> list[dict[str, Any
         tables = client.query_api().query(flux)
     skip = {"result", "table", "_start", "_stop", "_measurement"}
     return [{k: v for k, v in r.values.items() if k not in skip} for t in tables for r in t.records]
+
+
+def free_port() -> int:
+    """An unused loopback port outside the ones Prometheus scrapes (a measured worker must not
+    collide with, or be alerted on by, the shared stack)."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port: int = s.getsockname()[1]
+    return port

@@ -20,6 +20,7 @@ from streams.runtime import Runtime
 from streams.simulate.fleet import DUPLICATE, VALID, Fleet, FleetPlan
 from streams.simulate.runner import send_messages
 from streams.stack.worker_process import WorkerProcess
+from tests.integration.pipeline.conftest import free_port
 
 log = logging.getLogger(__name__)
 RATE = 300.0  # events per second
@@ -55,7 +56,7 @@ def test_steady_mixed_load_for_three_minutes(isolated_runtime: Runtime, tmp_path
     )
     fleet = Fleet(registry, plan, datetime.now(UTC), clock=lambda: datetime.now(UTC))
     worker = WorkerProcess.start(
-        settings, f"hito-soak-{uuid.uuid4().hex[:6]}", 19103, tmp_path / "worker.log"
+        settings, f"hito-soak-{uuid.uuid4().hex[:6]}", free_port(), tmp_path / "worker.log"
     )
     sent: Counter[str] = Counter()
     samples: list[tuple[float, float]] = []

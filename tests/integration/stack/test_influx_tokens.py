@@ -3,6 +3,7 @@ nothing else; the dashboards token only reads. Each refusal is paired with an al
 
 from __future__ import annotations
 
+import asyncio
 import json
 import uuid
 from collections.abc import Iterator
@@ -13,7 +14,9 @@ from influxdb_client import InfluxDBClient, Point
 from influxdb_client.client.write_api import SYNCHRONOUS
 from influxdb_client.rest import ApiException
 
+from streams.metrics import PipelineMetrics
 from streams.settings import HitoSettings, InfluxSettings
+from streams.sinks.influx import InfluxSink, RetryableSinkError
 from streams.sinks.influx_tokens import ensure_bucket_tokens
 
 
@@ -119,3 +122,38 @@ def test_tokens_are_kept_and_recreated_when_gone(
     assert renewed["dashboards"].get_secret_value() == first["dashboards"].get_secret_value()
     _write(i, renewed["pipeline"].get_secret_value(), i.bucket, 9)
     assert _refused(lambda: _write(i, token, i.bucket, 10)) == 401
+
+
+def test_a_refused_token_is_retried_with_a_fresh_one_never_dropped(
+    buckets: tuple[InfluxSettings, str], tmp_path: Path
+) -> None:
+    """A worker's token revoked under it: the sink backs off (retryable, nothing dropped) and
+    its next try reads the token again, as the worker does from tokens.json."""
+    i, _ = buckets
+    path = tmp_path / "tokens.json"
+    first = ensure_bucket_tokens(i, path)["pipeline"]
+    current = [first]
+    sink = InfluxSink(i, PipelineMetrics(), max_backoff_s=0.0, token_source=lambda: current[0])
+    line = "probe v=1i 1700000000"
+
+    async def scenario() -> None:
+        await sink.write([line])
+        token_id = json.loads(path.read_text())[i.bucket]["pipeline"]["id"]
+        with _client(i, i.token.get_secret_value()) as admin:
+            admin.authorizations_api().delete_authorization(token_id)
+        with pytest.raises(RetryableSinkError, match="HTTP 401"):
+            await sink.write([line.replace("v=1i", "v=2i")])
+        assert not sink.healthy
+        current[0] = ensure_bucket_tokens(i, path)["pipeline"]  # what `hito up` would renew
+        await sink.write([line.replace("v=1i", "v=2i")])
+        assert sink.healthy
+        await sink.close()
+
+    asyncio.run(scenario())
+    flux = (
+        f'from(bucket: "{i.bucket}") |> range(start: 0) '
+        '|> filter(fn: (r) => r._measurement == "probe")'
+    )
+    with _client(i, i.token.get_secret_value()) as admin:
+        values = [r.get_value() for t in admin.query_api().query(flux) for r in t.records]
+    assert values == [2]  # the refused batch was written on the retry, once

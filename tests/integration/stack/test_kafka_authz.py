@@ -111,12 +111,16 @@ def _read_denied(
     return f"Topic {topic} is not authorized for this client" in caplog.text
 
 
-def test_device_cannot_read_raw_topics(
+def test_device_cannot_read_any_topic(
     secured: HitoSettings, caplog: pytest.LogCaptureFixture
 ) -> None:
-    raw = _topics(secured)["raw"]
-    assert _read(secured, "pipeline", raw)[0] == b"v"  # the pipeline may
-    assert _read_denied(secured, "device", raw, caplog)
+    t = _topics(secured)
+    assert _read(secured, "pipeline", t["raw"])[0] == b"v"  # the pipeline may
+    assert _read_denied(secured, "device", t["raw"], caplog)
+    # Nor anything else: a device only writes.
+    assert _read(secured, "operator", t["clean"])[0] == b"v"
+    assert _read_denied(secured, "device", t["clean"], caplog)
+    assert _read_denied(secured, "device", t["dlq"], caplog)
 
 
 def test_operator_reads_clean_and_dlq_never_raw(
@@ -138,11 +142,11 @@ def test_pipeline_writes_clean_and_dlq_but_not_raw(secured: HitoSettings) -> Non
         _send(secured, "pipeline", t["raw"])
 
 
-def test_only_the_admin_creates_topics(secured: HitoSettings) -> None:
+def test_only_the_admin_creates_data_topics(secured: HitoSettings) -> None:
     from kafka.admin import KafkaAdminClient
 
     name = f"hito.test-authz-new-{uuid.uuid4().hex[:8]}"
-    for role in ("device", "operator"):
+    for role in ("device", "operator", "pipeline"):
         admin = KafkaAdminClient(**client_config(secured.kafka, role))
         try:
             with pytest.raises(KafkaError) as err:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import stat
 from pathlib import Path
 
+import pytest
 import yaml
 from typer.testing import CliRunner
 
@@ -39,12 +40,20 @@ def test_each_role_gets_exactly_its_rights() -> None:
     pipeline = acl["User:hito-pipeline"]
     assert {("topic", t, "literal", "read") for t in RAW} <= pipeline
     assert not {g for g in pipeline if g[1] in RAW and g[3] in ("write", "all")}
-    # Its "all" rights are on its own internal topics and groups only, never a data topic.
-    assert {g for g in pipeline if g[3] == "all"} == {
-        ("topic", "hito-", "prefixed", "all"),
-        ("group", "hito", "prefixed", "all"),
+    # Creating topics: only its own internal ones, which no data topic can match.
+    assert {g for g in pipeline if g[3] == "create"} == {("topic", "hito-", "prefixed", "create")}
+    assert {g for g in pipeline if g[0] == "group"} == {
+        ("group", "hito", "prefixed", "read"),
+        ("group", "hito", "prefixed", "describe"),
     }
-    assert not any(n.startswith("hito-") for n in (*RAW, "hito.dlq", "hito.clean."))
+
+
+def test_a_data_topic_under_the_internal_prefix_is_refused() -> None:
+    s = HitoSettings()
+    raw = dict(s.pipeline.raw_topics) | {"checkpoint": "hito-raw-checkpoint"}
+    bad = s.model_copy(update={"pipeline": s.pipeline.model_copy(update={"raw_topics": raw})})
+    with pytest.raises(ValueError, match="hito-raw-checkpoint"):
+        grants(bad)
 
 
 def test_grants_are_sorted_and_unique() -> None:
