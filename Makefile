@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 
-.PHONY: setup up down status demo lint types test test-unit test-integration clean
+.PHONY: setup up down status demo bench bench-setup lint types test test-unit test-integration clean
 
 # Python environment: pinned dependencies from pyproject.toml; pip's cache makes reruns fast.
 $(STAMP): pyproject.toml
@@ -27,6 +27,16 @@ up: setup
 # leaves the worker running for live watching (`hito demo --help` for the rest).
 demo: setup
 	$(BIN)/hito demo $(DEMO_ARGS)
+
+# Benchmarks (bench/README.md): Hito against a consume-only ceiling, a naive pipeline and a
+# Quix Streams peer on the same data, on the local stack (started if needed). bench-setup makes
+# the peer's own venv (its pins conflict with ours) in the cache dir; BENCH_ARGS e.g.
+# "--events 1000000 --profile".
+bench-setup:
+	bash bench/setup.sh $(PYTHON)
+
+bench: setup bench-setup
+	$(BIN)/hito bench $(BENCH_ARGS)
 
 down:
 	$(BIN)/hito down

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import typer
 
-from streams.commands import access, alerts, demo, pipeline, privacy, stack
+from streams.commands import access, alerts, bench, demo, pipeline, privacy, stack
 
 app = typer.Typer(
     help="Hito: border telemetry ingestion under a versioned privacy policy.",
@@ -17,6 +17,7 @@ app.command()(stack.status)
 app.command()(pipeline.worker)
 app.command()(pipeline.simulate)
 app.command()(demo.demo)
+app.command()(bench.bench)
 app.add_typer(pipeline.schema_app, name="schema")
 app.add_typer(pipeline.dlq_app, name="dlq")
 app.add_typer(privacy.policy_app, name="policy")

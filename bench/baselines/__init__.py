@@ -1,0 +1,1 @@
+"""The baselines Hito is measured against, each run as a child process by the harness."""

@@ -1,0 +1,120 @@
+"""The naive pipeline a user might write by hand: one kafka-python loop, one event at a time.
+
+For each raw record: Hito's ``validate`` stage, a dict of per-device dedup states (Hito's pure
+``dedup.observe``), Hito's ``anonymise`` stage, then one point per event written to InfluxDB
+with a synchronous ``write_api`` (the write returns once InfluxDB acknowledged it). Rejected
+events and duplicates are skipped (no DLQ). Time-boxed: it stops after ``max_s`` seconds of
+work or when every record was handled, and reports what it did.
+
+Each point: measurement = source, tags ``site`` and ``device_id`` (a clean event keeps it),
+field ``n`` = 1 plus the clean payload's fields (pseudonym lists joined), time = the clean
+event time plus ``seq`` nanoseconds, so points of one device never overwrite each other.
+
+Runs as ``python -m bench.baselines.naive CONFIG_JSON`` (HITO_PIPELINE and
+HITO_INFLUXDB__BUCKET in the environment) and writes its counters to ``stats_path``.
+"""
+
+from __future__ import annotations
+
+import json
+import resource
+import sys
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from influxdb_client import InfluxDBClient, Point, WritePrecision
+from influxdb_client.client.write_api import SYNCHRONOUS
+from kafka import KafkaConsumer
+
+from schemas.clean import CleanEvent
+from streams.kafka_security import client_config
+from streams.runtime import load_runtime
+from streams.settings import load_settings
+from streams.stages import anonymise, dedup, validate
+
+
+def to_point(clean: CleanEvent) -> Point:
+    point = (
+        Point(clean.source)  # type: ignore[no-untyped-call]
+        .tag("site", clean.site)
+        .tag("device_id", clean.device_id)
+        .field("n", 1)
+    )
+    for name, value in clean.payload.items():
+        if value is None:
+            continue
+        point = point.field(name, ",".join(value) if isinstance(value, list) else value)
+    ns = int(clean.event_time.timestamp()) * 1_000_000_000 + clean.seq % 1_000_000_000
+    return point.time(ns, WritePrecision.NS)  # type: ignore[no-any-return]
+
+
+def run(group: str, expected: int, max_s: float, token: str) -> dict[str, Any]:
+    settings = load_settings()
+    runtime = load_runtime(settings)
+    p, i = settings.pipeline, settings.influxdb
+    source_of = {topic: src for src, topic in p.raw_topics.items()}
+    consumer = KafkaConsumer(
+        *p.raw_topics.values(),
+        group_id=group,
+        auto_offset_reset="earliest",
+        consumer_timeout_ms=int(max_s * 1000),
+        **client_config(settings.kafka, "pipeline"),
+    )
+    client = InfluxDBClient(url=i.url, token=token, org=i.org, timeout=10_000)
+    write_api = client.write_api(write_options=SYNCHRONOUS)
+    seqs: dict[str, dedup.SeqState] = {}
+    stats: dict[str, Any] = dict.fromkeys(("consumed", "rejected", "duplicates", "points"), 0)
+    first_at = last_at = 0.0
+    cpu0 = time.process_time()
+    deadline = float("inf")
+    try:
+        for message in consumer:
+            if not first_at:
+                first_at = time.time()
+                deadline = time.monotonic() + max_s
+            stats["consumed"] += 1
+            result = validate.validate(
+                message.value,
+                registry=runtime.registry,
+                limits=p,
+                now=datetime.now(UTC),
+                expected_source=source_of.get(message.topic),
+            )
+            if isinstance(result, validate.Rejected):
+                stats["rejected"] += 1
+            else:
+                ev = result.event
+                state, seen = dedup.observe(seqs.get(ev.device_id), ev.seq, p.dedup_window)
+                if seen is dedup.SeqOutcome.NEW:
+                    seqs[ev.device_id] = state
+                    clean = anonymise.anonymise(ev, runtime.policy, runtime.keyring)
+                    write_api.write(bucket=i.bucket, org=i.org, record=to_point(clean))
+                    stats["points"] += 1
+                else:
+                    stats["duplicates"] += 1
+            last_at = time.time()
+            if stats["consumed"] >= expected or time.monotonic() > deadline:
+                break
+    finally:
+        consumer.close()
+        client.close()  # type: ignore[no-untyped-call]
+    return {
+        **stats,
+        "first_at": first_at,
+        "last_at": last_at,
+        "timed_out": stats["consumed"] < expected,
+        "cpu_s": time.process_time() - cpu0,
+        "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+    }
+
+
+def main() -> None:
+    config = json.loads(sys.argv[1])
+    stats = run(config["group"], config["expected"], config["max_s"], config["influx_token"])
+    Path(config["stats_path"]).write_text(json.dumps(stats))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,183 @@
+"""Run the baselines as child processes on the shared topics and turn their counters into
+Results. Each child reports its own first-record time, CPU seconds and peak RSS."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+from bench.dataset import Produced, with_bucket
+from bench.probe import InfluxTotal
+from bench.report import Result
+from streams.settings import REPO_ROOT, HitoSettings
+
+BENCH_SETUP = REPO_ROOT / "bench" / "setup.sh"
+
+
+def bench_python() -> Path:
+    """The interpreter of the Quix peer's venv (bench/setup.sh)."""
+    if override := os.environ.get("BENCH_VENV"):
+        return Path(override) / "bin" / "python"
+    cache = Path(os.environ.get("HITO_CACHE_DIR", Path.home() / ".cache" / "hito"))
+    return cache / "venv-bench" / "bin" / "python"
+
+
+def child_env(settings: HitoSettings) -> dict[str, str]:
+    pythonpath = os.environ.get("PYTHONPATH")
+    return {
+        **os.environ,
+        "HITO_PIPELINE": settings.pipeline.model_dump_json(),
+        "HITO_INFLUXDB__BUCKET": settings.influxdb.bucket,
+        "PYTHONPATH": f"{REPO_ROOT}{os.pathsep}{pythonpath}" if pythonpath else str(REPO_ROOT),
+        "PYTHONWARNINGS": "ignore",
+    }
+
+
+def _start(
+    module: str, config: dict[str, Any], settings: HitoSettings, log: Path, python: Path
+) -> subprocess.Popen[bytes]:
+    with log.open("ab") as out:
+        return subprocess.Popen(
+            [str(python), "-m", module, json.dumps(config)],
+            env=child_env(settings),
+            cwd=REPO_ROOT,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+
+
+def _finish(proc: subprocess.Popen[bytes], timeout_s: float, log: Path) -> None:
+    try:
+        proc.wait(timeout=timeout_s)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait(timeout=10)
+        raise RuntimeError(f"{proc.args!r} did not finish in {timeout_s} s; see {log}") from None
+    if proc.returncode != 0:
+        tail = log.read_text(errors="replace")[-3000:]
+        raise RuntimeError(f"{proc.args!r} exited {proc.returncode}:\n{tail}")
+
+
+def run_ceiling(
+    data: HitoSettings, produced: Produced, run: str, workdir: Path, timeout_s: float
+) -> Result:
+    stats_path = workdir / "ceiling.json"
+    config = {
+        "expected": produced.total,
+        "timeout_s": timeout_s,
+        "stats_path": str(stats_path),
+    }
+    log = workdir / "ceiling.log"
+    proc = _start("bench.baselines.ceiling", config, data, log, Path(sys.executable))
+    _finish(proc, timeout_s + 60, log)
+    s = json.loads(stats_path.read_text())
+    return Result(
+        name="ceiling",
+        events=s["consumed"],
+        seconds=s["last_at"] - s["first_at"],
+        complete=s["consumed"] == produced.total,
+        cpu_s=s["cpu_s"],
+        peak_rss_mb=s["peak_rss_mb"],
+        details={"bytes": s["bytes"]},
+    )
+
+
+def run_naive(
+    data: HitoSettings, produced: Produced, run: str, workdir: Path, max_s: float
+) -> Result:
+    settings = with_bucket(data, f"hito-bench-{run}-naive")
+    token = settings.influxdb.pipeline_token
+    assert token is not None
+    stats_path = workdir / "naive.json"
+    config = {
+        "group": f"hito-bench-{run}-naive",
+        "expected": produced.total,
+        "max_s": max_s,
+        "influx_token": token.get_secret_value(),
+        "stats_path": str(stats_path),
+    }
+    log = workdir / "naive.log"
+    proc = _start("bench.baselines.naive", config, settings, log, Path(sys.executable))
+    _finish(proc, max_s + 120, log)
+    s = json.loads(stats_path.read_text())
+    probe = InfluxTotal(settings, "events")
+    try:
+        visible = probe.total()
+    finally:
+        probe.close()
+    return Result(
+        name="naive",
+        events=s["consumed"],
+        seconds=s["last_at"] - s["first_at"],
+        complete=not s["timed_out"],
+        cpu_s=s["cpu_s"],
+        peak_rss_mb=s["peak_rss_mb"],
+        points=s["points"],
+        details={
+            "bucket": settings.influxdb.bucket,
+            "rejected": s["rejected"],
+            "duplicates": s["duplicates"],
+            "points_visible_in_influxdb": visible,
+            "time_box_s": max_s,
+            "write_batch_points": 1,
+        },
+    )
+
+
+def run_quix(
+    data: HitoSettings, produced: Produced, run: str, workdir: Path, timeout_s: float
+) -> Result:
+    python = bench_python()
+    if not python.exists():
+        raise RuntimeError(f"no Quix Streams venv at {python}: run `bash {BENCH_SETUP}`")
+    settings = with_bucket(data, f"hito-bench-{run}-quix")
+    token = settings.influxdb.pipeline_token
+    assert token is not None
+    stats_path = workdir / "quix.json"
+    config = {
+        "group": f"hito-bench-{run}-quix",
+        # Quix names its internal topics "changelog__<group>--…" and "repartition__<group>--…":
+        # outside the pipeline user's "hito-" prefix, so the peer logs in as the admin user.
+        "kafka_role": "admin",
+        "state_dir": str(workdir / "quix-state"),
+        "influx_token": token.get_secret_value(),
+        "stats_path": str(stats_path),
+    }
+    log = workdir / "quix.log"
+    probe = InfluxTotal(settings, "windows")
+    proc = _start("bench.baselines.quix_peer", config, settings, log, python)
+    try:
+        done_at = probe.wait_for(produced.valid, timeout_s, lambda: proc.poll() is None)
+    except (TimeoutError, RuntimeError) as exc:
+        raise RuntimeError(f"Quix peer: {exc}; see {log}") from exc
+    finally:
+        probe.close()
+        if proc.poll() is None:
+            proc.terminate()  # Quix stops on SIGTERM and then writes its counters
+    _finish(proc, 60, log)
+    s = json.loads(stats_path.read_text())
+    batches: list[int] = s["batches"]
+    return Result(
+        name="quix",
+        events=s["consumed"],
+        seconds=done_at - s["first_at"],
+        complete=s["consumed"] == produced.total and s["published"] == produced.valid,
+        cpu_s=s["cpu_s"],
+        peak_rss_mb=s["peak_rss_mb"],
+        points=s["points"],
+        details={
+            "bucket": settings.influxdb.bucket,
+            "rejected": s["rejected"],
+            "duplicates": s["duplicates"],
+            "published": s["published"],
+            "write_batches": len(batches),
+            "write_batch_points_mean": round(sum(batches) / len(batches), 1) if batches else 0,
+            "write_batch_points_max": max(batches, default=0),
+            "kafka_user": "admin",
+        },
+    )

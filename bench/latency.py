@@ -1,0 +1,140 @@
+"""End-to-end latency at a fixed rate: event produced -> its contribution visible in InfluxDB.
+
+One worker on topics and a bucket of their own. The simulator's mix is produced live (event
+times follow the wall clock) at ``rate`` events/s, recording the send time of every event that
+must be counted. A poller asks InfluxDB for the bucket's total every ``poll_s``; latencies come
+from the two cumulative curves (:func:`bench.report.latencies_from_curves`). Observation times
+are when InfluxDB's answer arrived, so a latency is never understated; the resolution is the
+poll interval plus the worker's flush interval (1 s by default).
+"""
+
+from __future__ import annotations
+
+import subprocess
+import threading
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from kafka import KafkaProducer
+
+from bench.dataset import Mix, topic_set, with_bucket
+from bench.hito_run import free_port, start_profiler, stop_profiler
+from bench.probe import InfluxTotal, proc_sample
+from bench.report import latencies_from_curves, percentile
+from streams.devices import DeviceRegistry
+from streams.kafka_security import client_config
+from streams.settings import HitoSettings
+from streams.simulate.fleet import VALID, Fleet, FleetPlan
+from streams.stack.worker_process import WorkerProcess
+
+
+def measure_latency(
+    settings: HitoSettings,
+    registry: DeviceRegistry,
+    run: str,
+    workdir: Path,
+    *,
+    rate: float,
+    seconds: float,
+    partitions: int,
+    mix: Mix,
+    poll_s: float = 0.1,
+    drain_timeout_s: float = 60.0,
+    py_spy: Path | None = None,
+) -> dict[str, Any]:
+    live = with_bucket(topic_set(settings, f"{run}-lat", partitions), f"hito-bench-{run}-lat")
+    count = max(1, int(rate * seconds))
+    plan = FleetPlan(
+        count=count,
+        seed=mix.seed + 1,
+        bad_fraction=mix.bad_fraction,
+        duplicate_fraction=mix.duplicate_fraction,
+        out_of_order_fraction=mix.out_of_order_fraction,
+        raw_topics=dict(live.pipeline.raw_topics),
+    )
+    fleet = Fleet(registry, plan, datetime.now(UTC), clock=lambda: datetime.now(UTC))
+    worker = WorkerProcess.start(
+        live, f"hito-bench-{run}-lat", free_port(), workdir / "hito-latency.log"
+    )
+    probe = InfluxTotal(live, "hito")
+    observed: list[tuple[float, int]] = []
+    stop = threading.Event()
+
+    def poll() -> None:
+        while not stop.is_set():
+            total = probe.total()
+            observed.append((time.time(), total))
+            stop.wait(poll_s)
+
+    poller = threading.Thread(target=poll, daemon=True)
+    sent_at: list[float] = []
+    sent = 0
+    profiler: subprocess.Popen[bytes] | None = None
+    profile_path = workdir / "hito-latency.pyspy.txt"
+    try:
+        worker.wait_ready(timeout_s=120)
+        cpu0 = proc_sample(worker.proc.pid).cpu_s
+        if py_spy is not None:
+            profiler = start_profiler(worker.proc.pid, py_spy, profile_path)
+        producer = KafkaProducer(**client_config(live.kafka, "device"), acks="all", linger_ms=5)
+        poller.start()
+        started = time.monotonic()
+        try:
+            for i, msg in enumerate(fleet.messages()):
+                delay = started + i / rate - time.monotonic()
+                if delay > 0:
+                    time.sleep(delay)
+                at = time.time()
+                producer.send(msg.topic, key=msg.key, value=msg.value)
+                sent += 1
+                if msg.expected == VALID:
+                    sent_at.append(at)
+            producer.flush(timeout=60)
+        finally:
+            producer.close()
+        send_s = time.monotonic() - started
+        deadline = time.monotonic() + drain_timeout_s
+        while not observed or observed[-1][1] < len(sent_at):
+            if time.monotonic() > deadline or not worker.alive():
+                break
+            time.sleep(poll_s)
+        sample = proc_sample(worker.proc.pid)
+    finally:
+        if profiler is not None:
+            stop_profiler(profiler)
+        stop.set()
+        if poller.is_alive():
+            poller.join(timeout=10)
+        probe.close()
+        worker.stop()
+    latencies = latencies_from_curves(sent_at, list(observed))
+    return {
+        "rate_per_s": rate,
+        "achieved_rate_per_s": round(sent / send_s, 1) if send_s > 0 else None,
+        "seconds": seconds,
+        "sent": sent,
+        "to_count": len(sent_at),
+        "counted": len(latencies),
+        "p50_s": _r(percentile(latencies, 50)),
+        "p95_s": _r(percentile(latencies, 95)),
+        "p99_s": _r(percentile(latencies, 99)),
+        "max_s": _r(max(latencies, default=None)),
+        # Growing from fifth to fifth: a backlog (the worker does not keep up with the rate).
+        "p50_by_fifth_s": [
+            _r(percentile(latencies[i * len(latencies) // 5 : (i + 1) * len(latencies) // 5], 50))
+            for i in range(5)
+        ],
+        "poll_s": poll_s,
+        "worker_cpu_s_per_1k": round(1000 * (sample.cpu_s - cpu0) / sent, 4) if sent else None,
+        "worker_peak_rss_mb": round(sample.peak_rss_mb, 1),
+        "bucket": live.influxdb.bucket,
+        "profile": str(profile_path) if py_spy is not None else None,
+        "method": "cumulative curves: k-th counted event visible at the first InfluxDB answer "
+        "(time of arrival) showing >= k events",
+    }
+
+
+def _r(value: float | None) -> float | None:
+    return None if value is None else round(value, 3)
