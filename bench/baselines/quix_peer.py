@@ -18,7 +18,6 @@ own counters to ``CONFIG_JSON["stats_path"]``.
 from __future__ import annotations
 
 import json
-import resource
 import sys
 import time
 from dataclasses import dataclass, field
@@ -208,10 +207,19 @@ def main() -> None:
     out = {
         **stats.__dict__,
         "cpu_s": time.process_time() - started_cpu,
-        "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+        "peak_rss_mb": _peak_rss_mb(),
     }
     Path(config["stats_path"]).write_text(json.dumps(out))
 
 
 if __name__ == "__main__":
     main()
+
+
+def _peak_rss_mb() -> float:
+    """This process's own high-water mark (VmHWM). Not ru_maxrss: Linux keeps it across execve,
+    so a child started from the (large) harness would report the harness's peak."""
+    for row in Path("/proc/self/status").read_text().splitlines():
+        if row.startswith("VmHWM:"):
+            return int(row.split()[1]) / 1024
+    return 0.0
