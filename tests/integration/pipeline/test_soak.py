@@ -23,13 +23,15 @@ from streams.stack.worker_process import WorkerProcess
 from tests.integration.pipeline.conftest import free_port
 
 log = logging.getLogger(__name__)
-RATE = 300.0  # events per second
+# A steady load the worker sustains with room to spare (it peaks near 450/s alone on this
+# machine): at 300/s under CI's load it fell more than the 30 s lateness behind (seen once).
+RATE = 150.0  # events per second
 SOAK_S = 180.0
 # Windows close after window + lateness (60 + 30 s here); by then every kind of state the worker
 # keeps (dedup windows, open windows, per-minute counts) has reached its steady size.
 WARM_UP_S = 100.0
-# After warm-up the worker's memory is flat (measured: +0.2 MB over the last ~80 s, 121 MB);
-# a leak of 200 bytes per event would add 5 MB over those ~25,000 events.
+# After warm-up the worker's memory is nearly flat (measured at 150/s: 112.3 -> 112.7 MB over
+# the last ~80 s); a leak of 400 bytes per event would add 5 MB over those ~12,000 events.
 MAX_GROWTH_MB = 5.0
 
 
@@ -82,7 +84,7 @@ def test_steady_mixed_load_for_three_minutes(isolated_runtime: Runtime, tmp_path
         time.sleep(2)
         samples.append((time.monotonic() - started, _rss_mb(worker.proc.pid)))
         outcomes = worker.metric_by("hito_events_total", "outcome")
-        dlq = worker.metric("hito_dlq_total")
+        dlq = worker.metric_by("hito_dlq_total", "reason")
         crashes = worker.crashes()
     finally:
         worker.stop()
@@ -107,5 +109,7 @@ def test_steady_mixed_load_for_three_minutes(isolated_runtime: Runtime, tmp_path
     bad = count - sent[VALID] - sent[DUPLICATE]
     assert sum(sent.values()) == count
     assert outcomes == {"accepted": sent[VALID], "duplicate": sent[DUPLICATE], "rejected": bad}
-    assert dlq == bad
+    # Kept up: nothing reached the aggregator too late for its window.
+    assert dlq.get("late_beyond_window", 0) == 0, dlq
+    assert sum(dlq.values()) == bad
     assert end - after_warm_up < MAX_GROWTH_MB, report
