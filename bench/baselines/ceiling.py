@@ -67,10 +67,6 @@ def main() -> None:
     Path(config["stats_path"]).write_text(json.dumps(stats))
 
 
-if __name__ == "__main__":
-    main()
-
-
 def _peak_rss_mb() -> float:
     """This process's own high-water mark (VmHWM). Not ru_maxrss: Linux keeps it across execve,
     so a child started from the (large) harness would report the harness's peak."""
@@ -78,3 +74,7 @@ def _peak_rss_mb() -> float:
         if line.startswith("VmHWM:"):
             return int(line.split()[1]) / 1024
     return 0.0
+
+
+if __name__ == "__main__":
+    main()

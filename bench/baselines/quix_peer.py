@@ -212,10 +212,6 @@ def main() -> None:
     Path(config["stats_path"]).write_text(json.dumps(out))
 
 
-if __name__ == "__main__":
-    main()
-
-
 def _peak_rss_mb() -> float:
     """This process's own high-water mark (VmHWM). Not ru_maxrss: Linux keeps it across execve,
     so a child started from the (large) harness would report the harness's peak."""
@@ -223,3 +219,7 @@ def _peak_rss_mb() -> float:
         if row.startswith("VmHWM:"):
             return int(row.split()[1]) / 1024
     return 0.0
+
+
+if __name__ == "__main__":
+    main()
