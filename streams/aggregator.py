@@ -13,7 +13,8 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Awaitable, Callable
+from collections import Counter, defaultdict
+from collections.abc import Awaitable, Callable, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -23,7 +24,7 @@ from pydantic import ValidationError
 from schemas.clean import CleanEvent
 from schemas.reasons import Reason
 from streams import pipeline_counts
-from streams.acks import handled_with_manual_acks
+from streams.acks import handled_batches, last_event_per_partition, on_behalf_of
 from streams.dlq import encode_record, make_record
 from streams.metrics import PipelineMetrics
 from streams.runtime import Runtime
@@ -81,18 +82,40 @@ def register_aggregator(
         await emit(p.dlq_topic, message.key, encode_record(record))
         metrics.dlq.labels(reason=reason.value, stage=aggregate.STAGE).inc()
 
-    async def handle(event: Any) -> str:
-        outcome = await aggregate_one(event)
-        message = event.message
-        pipeline_counts.count(
-            counts_table, message.partition, clock(), p.window_s, aggregate.STAGE, outcome
-        )
-        return outcome
+    crossings: dict[tuple[str, str], Any] = {}  # (site, direction) -> metric child
 
-    async def aggregate_one(event: Any) -> str:
+    async def handle_batch(events: Sequence[Any]) -> list[str]:
+        """Count a batch into its windows; each window changed is written once, on behalf of
+        an event of its partition (a site's events all come from one clean partition)."""
         if not sink.healthy:
             # Back-pressure: while InfluxDB fails, consumption pauses between retries.
             await sink.wait_ready()
+        now = clock()
+        changed: dict[str, Any] = {}  # window key -> event to write it on behalf of
+        cells: defaultdict[int, Counter[tuple[str, str]]] = defaultdict(Counter)
+        outcomes = []
+        for event in events:
+            outcome = await aggregate_one(event, now, changed)
+            cells[event.message.partition][(aggregate.STAGE, outcome)] += 1
+            outcomes.append(outcome)
+        for key, event in changed.items():
+            with on_behalf_of(event):
+                windows[key] = windows[key]  # counts and dedup ranges in one changelog record
+        evict_now = time.monotonic() - last_evict[0] > _EVICT_EVERY_S
+        if evict_now:
+            last_evict[0] = time.monotonic()
+        horizon = now - window - lateness * 2
+        for partition, event in last_event_per_partition(events).items():
+            with on_behalf_of(event):
+                pipeline_counts.count_many(
+                    counts_table, partition, now, p.window_s, cells[partition]
+                )
+                if evict_now:
+                    evict(windows, written, published, partition, horizon)
+                    pipeline_counts.evict(counts_table, counts_written, partition, horizon)
+        return outcomes
+
+    async def aggregate_one(event: Any, now: datetime, changed: dict[str, Any]) -> str:
         data: bytes = event.value if isinstance(event.value, bytes) else b""
         message = event.message
         try:
@@ -101,7 +124,7 @@ def register_aggregator(
             await to_dlq(Reason.SCHEMA_VIOLATION, "not a clean event", data, message)
             return Reason.SCHEMA_VIOLATION.value
         start = aggregate.window_start(clean.event_time, p.window_s)
-        if start + window + lateness < clock():
+        if start + window + lateness < now:
             metrics.late_events.labels(site=clean.site).inc()
             await to_dlq(
                 Reason.LATE_BEYOND_WINDOW,
@@ -111,25 +134,31 @@ def register_aggregator(
             )
             return Reason.LATE_BEYOND_WINDOW.value
         key = aggregate.window_key(clean.site, start)
-        state = windows.get(key) or aggregate.new_state(clean.site, start, message.partition)
-        outcome = "duplicate"
-        if aggregate.add(state, clean):
-            windows[key] = state  # counts and dedup ranges in one changelog record
-            outcome = "counted"
-            if clean.source == "checkpoint":
-                direction = str(clean.payload["direction"])
-                metrics.crossings.labels(site=clean.site, direction=direction).inc()
-        if time.monotonic() - last_evict[0] > _EVICT_EVERY_S:
-            last_evict[0] = time.monotonic()
-            horizon = clock() - window - lateness * 2
-            evict(windows, written, published, message.partition, horizon)
-            pipeline_counts.evict(counts_table, counts_written, message.partition, horizon)
-        return outcome
+        state = windows.get(key)
+        if state is None:
+            state = aggregate.new_state(clean.site, start, message.partition)
+            # Into the table's store now (its changelog record follows at the end of the
+            # batch), so the rest of the batch and the flush timer see one state object.
+            with on_behalf_of(event):
+                windows[key] = state
+        if not aggregate.add(state, clean):
+            return "duplicate"
+        changed[key] = event
+        if clean.source == "checkpoint":
+            direction = str(clean.payload["direction"])
+            child = crossings.get((clean.site, direction))
+            if child is None:
+                child = metrics.crossings.labels(site=clean.site, direction=direction)
+                crossings[(clean.site, direction)] = child
+            child.inc()
+        return "counted"
 
     @app.agent(source, concurrency=1)  # writes a table
     async def aggregate_agent(stream: Any) -> Any:
-        async for outcome in handled_with_manual_acks(stream, handle):
-            yield outcome
+        async for outcomes in handled_batches(
+            stream, handle_batch, max_events=p.batch_max_events, within_s=p.batch_within_s
+        ):
+            yield outcomes
 
     @app.timer(interval=p.flush_interval_s)  # type: ignore[untyped-decorator]
     async def flush() -> None:

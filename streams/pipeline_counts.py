@@ -16,6 +16,8 @@ that re-processing.
 
 from __future__ import annotations
 
+from collections import Counter
+from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import Any
 
@@ -34,12 +36,25 @@ def window_key(partition: int, timestamp_s: float, window_s: int) -> tuple[str, 
 def count(
     table: Any, partition: int, processed_at: datetime, window_s: int, stage: str, outcome: str
 ) -> None:
-    """Add one event to the current minute (one table write: must run inside the agent's
-    event, whose partition is ``partition``)."""
+    """Add one event to the current minute (see :func:`count_many`)."""
+    count_many(table, partition, processed_at, window_s, Counter({(stage, outcome): 1}))
+
+
+def count_many(
+    table: Any,
+    partition: int,
+    processed_at: datetime,
+    window_s: int,
+    cells: Mapping[tuple[str, str], int],
+) -> None:
+    """Add a batch's events, by (stage, outcome), to the current minute: one table write, so it
+    must run on behalf of an event whose partition is ``partition`` (streams/acks.py)."""
     key, start = window_key(partition, processed_at.timestamp(), window_s)
     state = table.get(key) or {"partition": partition, "start": start, "version": 0, "counts": {}}
-    cell = f"{stage}|{outcome}"
-    state["counts"][cell] = state["counts"].get(cell, 0) + 1
+    counts = state["counts"]
+    for (stage, outcome), n in cells.items():
+        cell = f"{stage}|{outcome}"
+        counts[cell] = counts.get(cell, 0) + n
     state["version"] += 1
     table[key] = state
 

@@ -126,6 +126,19 @@ class PipelineSettings(_Frozen):
         default=300, ge=0, description="How long after its window closes an event still counts"
     )
     flush_interval_s: float = Field(default=1.0, gt=0.0, description="Open windows re-written")
+    batch_max_events: int = Field(
+        default=500,
+        ge=1,
+        le=10_000,
+        description="Agents handle up to this many events at once (one send wait, one table "
+        "write per key); a rebalance waits for the batch in hand",
+    )
+    batch_within_s: float = Field(
+        default=0.05,
+        gt=0.0,
+        le=5.0,
+        description="How long a batch waits to fill: the latency an idle pipeline adds",
+    )
     devices_file: Path = REPO_ROOT / "infra" / "dev" / "devices.dev.yaml"
     device_keys_file: Path = REPO_ROOT / "infra" / "dev" / "device-keys.dev.yaml"
     registry_reload_s: float = Field(

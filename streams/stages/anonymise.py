@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
+import orjson
 import pygeohash
 
 from schemas.clean import CleanEvent, CleanValue
@@ -24,7 +25,7 @@ STAGE = "anonymise"
 def anonymise(event: Event, policy: Policy, keyring: Keyring) -> CleanEvent:
     entry = REGISTRY[event.schema_]
     rules = policy.rules[event.schema_]
-    raw = event.payload.model_dump()
+    raw = event.payload.__dict__  # the validated fields (strict models: no extras), no copy
     keys = keyring.valid_at(event.event_time)
     out: dict[str, CleanValue] = {}
     for name, value in raw.items():
@@ -44,16 +45,34 @@ def anonymise(event: Event, policy: Policy, keyring: Keyring) -> CleanEvent:
             out["geohash"] = pygeohash.encode(
                 float(raw["lat"]), float(raw["lon"]), precision=rule.param
             )
-    return CleanEvent.model_validate(
+    # Built without re-validation: every value comes from a validated event or from a rule of
+    # a checked policy (tests/unit/stages/test_anonymise.py proves the output validates), and
+    # the aggregator validates every clean event it reads anyway.
+    return CleanEvent.model_construct(
+        schema_=event.schema_,
+        source=entry.source,
+        policy=policy.version,
+        device_id=event.device_id,
+        site=event.site,
+        seq=event.seq,
+        event_time=_floor(event.event_time, policy.event_time_resolution_s),
+        payload=out,
+    )
+
+
+def encode(clean: CleanEvent) -> bytes:
+    """The clean event as JSON for ``hito.clean.<source>`` (what ``model_dump_json`` gives,
+    by alias, in a fraction of its time; ``event_time`` with a ``+00:00`` offset)."""
+    return orjson.dumps(
         {
-            "schema": event.schema_,
-            "source": entry.source,
-            "policy": policy.version,
-            "device_id": event.device_id,
-            "site": event.site,
-            "seq": event.seq,
-            "event_time": _floor(event.event_time, policy.event_time_resolution_s),
-            "payload": out,
+            "schema": clean.schema_,
+            "source": clean.source,
+            "policy": clean.policy,
+            "device_id": clean.device_id,
+            "site": clean.site,
+            "seq": clean.seq,
+            "event_time": clean.event_time,
+            "payload": clean.payload,
         }
     )
 

@@ -10,6 +10,7 @@ from streams.dlq import decode_record
 from streams.runtime import Runtime
 from streams.worker import build_worker
 from tests.abuse.corpus import corpus
+from tests.agents.conftest import put_all
 
 NOW = datetime(2026, 11, 29, 19, 0, tzinfo=UTC)
 
@@ -24,12 +25,8 @@ def test_every_hostile_input_gets_its_outcome(runtime: Runtime) -> None:
     worker = build_worker(runtime, app_id="hito-abuse-test", clock=lambda: NOW, send=send)
 
     async def scenario() -> list[str]:
-        outcomes = []
         async with worker.ingest.test_context() as agent:
-            for h in hostile:
-                event = await agent.put(h.value, key=h.key)
-                outcomes.append(agent.results[event.message.offset])
-        return outcomes
+            return await put_all(agent, ((h.value, h.key) for h in hostile))
 
     outcomes = asyncio.run(scenario())
     assert dict(zip([h.label for h in hostile], outcomes, strict=True)) == {

@@ -10,6 +10,7 @@ from streams.dlq import decode_record
 from streams.runtime import Runtime
 from streams.simulate.fleet import DUPLICATE, VALID, Fleet, FleetPlan
 from streams.worker import build_worker
+from tests.agents.conftest import put_all
 
 NOW = datetime(2026, 11, 29, 19, 0, tzinfo=UTC)
 
@@ -27,12 +28,8 @@ def test_agent_routes_every_message_to_its_outcome(runtime: Runtime) -> None:
     worker = build_worker(runtime, app_id="hito-agent-test", clock=lambda: NOW, send=send)
 
     async def scenario() -> list[str]:
-        outcomes = []
         async with worker.ingest.test_context() as agent:
-            for m in messages:
-                event = await agent.put(m.value, key=m.key)
-                outcomes.append(agent.results[event.message.offset])
-        return outcomes
+            return await put_all(agent, ((m.value, m.key) for m in messages))
 
     outcomes = asyncio.run(scenario())
     expected = ["accepted" if m.expected == VALID else m.expected for m in messages]
