@@ -6,8 +6,8 @@ has sent one event in the current window, and measures its RSS after each step:
 
 - the device registry (``Device`` with a 32-byte key, in ``DeviceRegistry``);
 - the dedup table value per device (``SeqState.to_json()`` after its first event);
-- ``hito_device_last_seen_seconds{site,device_id}`` (prometheus-client gauge children) and the
-  worker's ``last_seen`` dict;
+- ``hito_device_last_seen_seconds{site,device_id}`` (the worker's ``PerDeviceGauge``: one
+  float per device, keyed by the registry's own device_id string);
 - the aggregate window's ``seen`` ranges (one ``[seq, seq]`` per device);
 - M distinct identities pseudonymised (HMAC, ``streams.pseudonyms``): the worker keeps no
   per-identity state, so this step shows whether anything grows with identities.
@@ -58,26 +58,21 @@ def build(devices: int, identities: int) -> dict[str, Any]:
     step("imports")
     ids = [f"dev-{i:07d}" for i in range(devices)]
     registry = DeviceRegistry(
-        {
-            d: Device(d, _SITES[i % 4], "checkpoint", i.to_bytes(32, "big"))
-            for i, d in enumerate(ids)
-        }
+        Device(d, _SITES[i % 4], "checkpoint", i.to_bytes(32, "big")) for i, d in enumerate(ids)
     )
     step("registry")
-    seq_table = {d: dedup.observe(None, 0, 64)[0].to_json() for d in ids}
+    seq_table = {d: dedup.observe(None, i % 1000, 64)[0].to_json() for i, d in enumerate(ids)}
     step("dedup table")
     metrics = PipelineMetrics()
     now = time.time()
-    last_seen: dict[tuple[str, str], float] = {}
     for i, d in enumerate(ids):
-        site = _SITES[i % 4]
-        last_seen[(site, d)] = now
-        metrics.device_last_seen.labels(site=site, device_id=d).set(now)
-    step("last-seen gauge and dict")
+        metrics.device_last_seen.set(_SITES[i % 4], d, now + i)  # a float object per device
+    step("last-seen gauge")
     start = _window_start()
     windows = {site: aggregate.new_state(site, start, 0) for site in _SITES}
     for i, d in enumerate(ids):
-        windows[_SITES[i % 4]]["seen"][d] = [[0, 0]]
+        seq = i % 1000
+        windows[_SITES[i % 4]]["seen"][d] = f"{seq}-{seq}"  # as aggregate.add stores one seq
     step("window seen ranges")
     key = PseudonymKey("bench", bytes(32), start)
     for i in range(identities):
@@ -87,7 +82,7 @@ def build(devices: int, identities: int) -> dict[str, Any]:
     window = PipelineSettings().dedup_window
     fresh_bytes = _deep_bytes(dedup.observe(None, 0, window)[0].to_json())
     mature_bytes = _deep_bytes(dedup.SeqState(high=window + 10, mask=(1 << window) - 1).to_json())
-    assert len(registry) == len(seq_table) == len(last_seen) == devices
+    assert len(registry) == len(seq_table) == len(metrics.device_last_seen) == devices
     growth = steps[-1]["rss_mb"] - steps[0]["rss_mb"]
     return {
         "devices": devices,
@@ -103,9 +98,9 @@ def build(devices: int, identities: int) -> dict[str, Any]:
     }
 
 
-def _deep_bytes(value: dict[str, int | str]) -> int:
-    """Bytes of one dedup table value: the dict and its values (the keys are shared)."""
-    return sys.getsizeof(value) + sum(sys.getsizeof(v) for v in value.values())
+def _deep_bytes(value: str) -> int:
+    """Bytes of one dedup table value (a string, streams/stages/dedup.py)."""
+    return sys.getsizeof(value)
 
 
 def _window_start() -> datetime:

@@ -10,11 +10,12 @@ from __future__ import annotations
 
 import logging
 import re
+import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Literal
+from typing import Literal, get_args
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field
@@ -42,7 +43,7 @@ class _KeysFile(BaseModel):
     keys: dict[str, str]
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Device:
     device_id: str
     site: str
@@ -55,15 +56,71 @@ class RegistryError(ValueError):
     """The registry or key file is inconsistent; raised at start-up."""
 
 
-@dataclass(frozen=True)
+_KINDS: tuple[Source, ...] = get_args(Source)
+_KIND_INDEX = {kind: i for i, kind in enumerate(_KINDS)}
+
+
 class DeviceRegistry:
-    devices: dict[str, Device]
+    """Registered devices by id, packed: a worker holds every device of the deployment, and at
+    a million devices a ``Device`` object per entry was the largest part of its memory. Each
+    entry is one ``bytes`` (site index: 2 bytes, kind, revoked, then the key); :meth:`get`
+    builds the ``Device``. Ids are interned, so the ``device_id`` of what :meth:`get` returns
+    is the one string object every per-device structure of the worker keys on."""
+
+    __slots__ = ("_packed", "_sites")
+
+    def __init__(self, devices: Mapping[str, Device] | Iterable[Device]) -> None:
+        """From ``{device_id: Device}``, or from Devices one by one (a large registry need not
+        exist twice in memory while it is packed)."""
+        self._sites: list[str] = []
+        self._packed: dict[str, bytes] = {}
+        site_index: dict[str, int] = {}
+        if isinstance(devices, Mapping):
+            for device_id, d in devices.items():
+                if device_id != d.device_id:
+                    raise RegistryError(f"entry {device_id!r} holds device {d.device_id!r}")
+            devices = devices.values()
+        for d in devices:
+            i = site_index.get(d.site)
+            if i is None:
+                if len(self._sites) > 0xFFFF:
+                    raise RegistryError("more than 65,536 sites")
+                i = site_index[d.site] = len(self._sites)
+                self._sites.append(sys.intern(d.site))
+            header = bytes((i >> 8, i & 0xFF, _KIND_INDEX[d.kind], d.revoked))
+            self._packed[sys.intern(d.device_id)] = header + d.key
 
     def get(self, device_id: str) -> Device | None:
-        return self.devices.get(device_id)
+        packed = self._packed.get(device_id)
+        if packed is None:
+            return None
+        return Device(
+            # Registered, so interned at load: this returns that same string object.
+            sys.intern(device_id),
+            self._sites[(packed[0] << 8) | packed[1]],
+            _KINDS[packed[2]],
+            packed[4:],
+            bool(packed[3]),
+        )
+
+    @property
+    def devices(self) -> dict[str, Device]:
+        """Every device (built on each call: for tools and tests, not the hot path)."""
+        out = {}
+        for device_id in self._packed:
+            device = self.get(device_id)
+            assert device is not None
+            out[device_id] = device
+        return out
 
     def __len__(self) -> int:
-        return len(self.devices)
+        return len(self._packed)
+
+    def __contains__(self, device_id: object) -> bool:
+        return device_id in self._packed
+
+    def revoked_count(self) -> int:
+        return sum(packed[3] for packed in self._packed.values())
 
     @classmethod
     def load(cls, devices_file: Path, keys_file: Path) -> DeviceRegistry:
@@ -76,18 +133,18 @@ class DeviceRegistry:
         extra = sorted(set(keys) - set(entries))
         if missing or extra:
             raise RegistryError(f"devices without keys: {missing}; keys without devices: {extra}")
-        devices = {}
-        for device_id, entry in entries.items():
-            try:
-                key = bytes.fromhex(keys[device_id])
-            except ValueError as exc:
-                raise RegistryError(f"key of {device_id} is not hex") from exc
-            if len(key) < 16:
-                raise RegistryError(f"key of {device_id} is shorter than 128 bits")
-            devices[device_id] = Device(
-                device_id, entry.site, entry.kind, key, entry.status == "revoked"
-            )
-        return cls(devices)
+        return cls(_devices(entries, keys))
+
+
+def _devices(entries: dict[str, _DeviceEntry], keys: dict[str, str]) -> Iterator[Device]:
+    for device_id, entry in entries.items():
+        try:
+            key = bytes.fromhex(keys[device_id])
+        except ValueError as exc:
+            raise RegistryError(f"key of {device_id} is not hex") from exc
+        if len(key) < 16:
+            raise RegistryError(f"key of {device_id} is shorter than 128 bits")
+        yield Device(device_id, entry.site, entry.kind, key, entry.status == "revoked")
 
 
 class RegistryWatcher:
@@ -145,7 +202,7 @@ class RegistryWatcher:
             log.error("device registry not reloaded, keeping the last good one: %s", exc)
             return self._registry
         self._stamp = stamp
-        revoked = sum(d.revoked for d in fresh.devices.values())
+        revoked = fresh.revoked_count()
         log.info("device registry reloaded: %d devices, %d revoked", len(fresh), revoked)
         self._registry = fresh
         return fresh

@@ -70,7 +70,6 @@ class Ingest:
         self.clock = clock
         self.source_of: dict[str, Source] = {t: s for s, t in self.p.raw_topics.items()}
         self.clean_topics = {s: f"{self.p.clean_topic_prefix}{s}" for s in self.p.raw_topics}
-        self.last_seen: dict[tuple[str, str], float] = {}  # (site, device) -> newest event time
         self._last_evict = time.monotonic()
         self._event_counters: dict[tuple[str, str], Any] = {}
 
@@ -114,7 +113,7 @@ class Ingest:
             outcome = self._observe(result, states)
             if outcome == "accepted":
                 ev = result.event
-                changed[ev.device_id] = event
+                changed[result.device.device_id] = event
                 started = time.perf_counter()
                 clean = anonymise.anonymise(ev, self.runtime.policy, self.runtime.keyring)
                 body = anonymise.encode(clean)
@@ -125,7 +124,7 @@ class Ingest:
                 )
                 if delivered is not None:
                     deliveries.append(delivered)
-                device = (ev.site, ev.device_id)
+                device = (result.device.site, result.device.device_id)
                 newest[device] = max(newest.get(device, 0.0), ev.event_time.timestamp())
                 cells[message.partition][(anonymise.STAGE, "published")] += 1
             else:
@@ -156,15 +155,13 @@ class Ingest:
     def _observe(self, accepted: Accepted, states: dict[str, dedup.SeqState | None]) -> str:
         """The dedup stage for one event; moves ``states`` on when the event is new."""
         ev = accepted.event
-        if ev.device_id in states:
-            before = states[ev.device_id]
-        else:
-            before = self._stored_state(ev.device_id)
+        device_id = accepted.device.device_id  # the registry's string: shared by all state
+        before = states[device_id] if device_id in states else self._stored_state(device_id)
         state, seen = dedup.observe(before, ev.seq, self.p.dedup_window)
         if seen is not dedup.SeqOutcome.NEW:
-            states[ev.device_id] = before
+            states[device_id] = before
             return "duplicate" if seen is dedup.SeqOutcome.DUPLICATE else "stale"
-        states[ev.device_id] = state
+        states[device_id] = state
         opened = state.gaps_opened - (before.gaps_opened if before else 0)
         filled = state.gaps_filled - (before.gaps_filled if before else 0)
         if opened:
@@ -174,9 +171,7 @@ class Ingest:
         if opened or filled:
             # Out-of-order arrivals before a device's first event can fill more than was opened.
             missing = max(0, state.gaps_opened - state.gaps_filled)
-            self.metrics.device_seq_missing.labels(site=ev.site, device_id=ev.device_id).set(
-                missing
-            )
+            self.metrics.device_seq_missing.set(accepted.device.site, device_id, missing)
         return "accepted"
 
     def _stored_state(self, device_id: str) -> dedup.SeqState | None:
@@ -216,11 +211,9 @@ class Ingest:
 
     def _mark_seen(self, newest: dict[tuple[str, str], float]) -> None:
         for device, seen_at in newest.items():
-            if seen_at > self.last_seen.get(device, 0.0):  # a late event is no sign of life now
-                self.last_seen[device] = seen_at
-                self.metrics.device_last_seen.labels(site=device[0], device_id=device[1]).set(
-                    seen_at
-                )
+            # A late event is no sign of life now.
+            if seen_at > (self.metrics.device_last_seen.get(*device) or 0.0):
+                self.metrics.device_last_seen.set(device[0], device[1], seen_at)
 
     def _write_counts(self, events: Sequence[Any], cells: dict[int, Cells], now: datetime) -> None:
         evict = time.monotonic() - self._last_evict > _EVICT_EVERY_S

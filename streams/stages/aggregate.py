@@ -10,6 +10,7 @@ are counted again. See docs/aggregation.md.
 from __future__ import annotations
 
 import bisect
+import sys
 from datetime import UTC, datetime
 from typing import Any
 
@@ -68,14 +69,32 @@ def new_state(site: str, start: datetime, partition: int) -> State:
     }
 
 
+def seen_ranges(state: State, device_id: str) -> list[list[int]]:
+    """The device's counted ``seq`` numbers in this window, as sorted disjoint ``[lo, hi]``.
+
+    Stored as text, ``"lo-hi,lo-hi"``: a window holds one entry per device that sent in it, and
+    a short string costs a third of the memory of nested lists (a list per device was most of a
+    window's size at a million devices). Lists, as earlier versions stored, are read too."""
+    stored = state["seen"].get(device_id)
+    if not stored:
+        return []
+    if isinstance(stored, list):
+        return [list(r) for r in stored]
+    out = []
+    for part in str(stored).split(","):
+        lo, _, hi = part.partition("-")
+        out.append([int(lo), int(hi)])
+    return out
+
+
 def already_counted(state: State, device_id: str, seq: int) -> bool:
-    ranges: list[list[int]] = state["seen"].get(device_id, [])
+    ranges = seen_ranges(state, device_id)
     i = bisect.bisect_right(ranges, [seq, float("inf")]) - 1
     return i >= 0 and ranges[i][0] <= seq <= ranges[i][1]
 
 
 def _mark_counted(state: State, device_id: str, seq: int) -> None:
-    ranges: list[list[int]] = state["seen"].setdefault(device_id, [])
+    ranges = seen_ranges(state, device_id)
     i = bisect.bisect_right(ranges, [seq, float("inf")])
     ranges.insert(i, [seq, seq])
     # Merge with neighbours: an in-order stream keeps a single range per device.
@@ -83,13 +102,17 @@ def _mark_counted(state: State, device_id: str, seq: int) -> None:
         ranges[i][1] = ranges.pop(i + 1)[1]
     if i > 0 and ranges[i - 1][1] == seq - 1:
         ranges[i - 1][1] = ranges.pop(i)[1]
+    state["seen"][device_id] = ",".join(f"{lo}-{hi}" for lo, hi in ranges)
 
 
 def add(state: State, event: CleanEvent) -> bool:
     """Count the event into the window's state (in place). False when it was counted before."""
-    if already_counted(state, event.device_id, event.seq):
+    # Interned: the window's entry shares the registry's device_id string (streams/devices.py)
+    # instead of holding a copy per device per window.
+    device_id = sys.intern(event.device_id)
+    if already_counted(state, device_id, event.seq):
         return False
-    _mark_counted(state, event.device_id, event.seq)
+    _mark_counted(state, device_id, event.seq)
     state["version"] += 1
     state["policy"] = max(state["policy"], event.policy)
     p = event.payload

@@ -20,7 +20,7 @@ from schemas.envelope import DEVICE_ID_PATTERN, Event
 from schemas.reasons import Reason
 from schemas.registry import Source, lookup
 from schemas.signing import signature_valid
-from streams.devices import DeviceRegistry
+from streams.devices import Device, DeviceRegistry
 from streams.settings import PipelineSettings
 
 STAGE = "validate"
@@ -32,6 +32,7 @@ _MAX_DETAIL_ERRORS = 5
 class Accepted:
     event: Event
     source: Source
+    device: Device  # the registry's entry: its device_id is the one string all state keys on
 
 
 @dataclass(frozen=True)
@@ -100,7 +101,7 @@ def validate(
         return Rejected(
             Reason.CLOCK_SKEW, f"event_time {-skew.total_seconds():.0f} s in the past", device_id
         )
-    return Accepted(event, entry.source)
+    return Accepted(event, entry.source, device)
 
 
 class _RepeatedKey(Exception):

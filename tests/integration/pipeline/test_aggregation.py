@@ -101,11 +101,16 @@ def assert_exact(settings: HitoSettings, exp: dict[str, Any], policy: str) -> No
 
 
 def totals(settings: HitoSettings) -> tuple[int, int, int]:
-    """(crossings, sensor readings, drone fixes) now in InfluxDB."""
+    """(crossings, sensor readings, drone fixes) now in InfluxDB.
+
+    Polled while workers write: a worker that takes a window over deletes its old points
+    before writing it again, and InfluxDB deletes a point field by field, so a poll can meet a
+    point that has lost some fields already; it counts 0 until the window is written again
+    (callers wait for the exact totals to hold)."""
     return (
-        sum(_int(p["count"]) for p in query_points(settings, "crossings")),
-        sum(_int(p["readings"]) for p in query_points(settings, "sensor")),
-        sum(_int(p["fixes"]) for p in query_points(settings, "drone")),
+        sum(_int(p.get("count", 0)) for p in query_points(settings, "crossings")),
+        sum(_int(p.get("readings", 0)) for p in query_points(settings, "sensor")),
+        sum(_int(p.get("fixes", 0)) for p in query_points(settings, "drone")),
     )
 
 

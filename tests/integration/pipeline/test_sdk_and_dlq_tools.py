@@ -11,6 +11,8 @@ from collections import Counter
 from datetime import UTC, datetime
 from pathlib import Path
 
+import yaml
+
 from streams.devices import Device, DeviceRegistry
 from streams.dlq import read_all, reason_filter, replay
 from streams.kafka_security import client_config, user_for
@@ -91,12 +93,30 @@ def read_raw(settings: HitoSettings, topic: str) -> list[bytes]:
         consumer.close()
 
 
-def test_dlq_inspect_redacts_and_replay_resubmits_after_a_fix(isolated_runtime: Runtime) -> None:
+def _write_registry(devices_file: Path, keys_file: Path, devices: list[Device]) -> None:
+    devices_file.write_text(
+        yaml.safe_dump(
+            {"devices": {d.device_id: {"site": d.site, "kind": d.kind} for d in devices}}
+        )
+    )
+    keys_file.write_text(yaml.safe_dump({"keys": {d.device_id: d.key.hex() for d in devices}}))
+
+
+def test_dlq_inspect_redacts_and_replay_resubmits_after_a_fix(
+    isolated_runtime: Runtime, tmp_path: Path
+) -> None:
     isolated, registry = isolated_runtime.settings, isolated_runtime.registry
     # A device installed before it was registered: its events land in the DLQ.
     newcomer = registry.get("drone-gs-pe-01")
     assert newcomer is not None
-    partial = DeviceRegistry({k: v for k, v in registry.devices.items() if k != newcomer.device_id})
+    everyone = list(registry.devices.values())
+    devices_file, keys_file = tmp_path / "devices.yaml", tmp_path / "keys.yaml"
+    _write_registry(devices_file, keys_file, [d for d in everyone if d != newcomer])
+    pipeline = isolated.pipeline.model_copy(
+        update={"devices_file": devices_file, "device_keys_file": keys_file}
+    )
+    partial = DeviceRegistry.load(devices_file, keys_file)
+    assert newcomer.device_id not in partial and len(partial) == len(everyone) - 1
     plan = FleetPlan(
         count=300, seed=21, bad_fraction=0.1, raw_topics=dict(isolated.pipeline.raw_topics)
     )
@@ -108,17 +128,21 @@ def test_dlq_inspect_redacts_and_replay_resubmits_after_a_fix(isolated_runtime: 
 
     async def scenario() -> dict[str, float]:
         async with running_worker(
-            dataclasses.replace(isolated_runtime, registry=partial)
+            dataclasses.replace(
+                isolated_runtime,
+                settings=isolated.model_copy(update={"pipeline": pipeline}),
+                registry=partial,
+            )
         ) as worker:
             send_messages(messages, kafka=isolated.kafka, total=len(messages))
             await wait_until(
                 lambda: worker.metrics.total_events() >= len(messages), 60, "first pass"
             )
             before = worker.metrics.events_by_outcome()["accepted"]
-            # The fix: the device is registered (stands in for a registry reload).
-            partial.devices[newcomer.device_id] = Device(
-                newcomer.device_id, newcomer.site, newcomer.kind, newcomer.key
-            )
+            # The fix: the device is registered, and the running worker re-reads the registry
+            # (it looks every registry_reload_s, on the next batch after that).
+            _write_registry(devices_file, keys_file, everyone)
+            await asyncio.sleep(pipeline.registry_reload_s + 1)
             dlq_before = len(list(read_all(isolated)))
             sent = await asyncio.to_thread(replay, isolated, reason_filter(["unknown_device"]))
             total = len(messages) + sent

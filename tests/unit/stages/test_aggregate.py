@@ -48,7 +48,8 @@ def test_each_device_seq_counts_once_and_ranges_stay_compact() -> None:
     for seq in [0, 1, 2, 5, 4, 3, 2, 9]:
         aggregate.add(state, _crossing(seq))
     assert state["crossings"] == {"entry|car|admitted": 7}
-    assert state["seen"] == {"cl-chacalluta-ckpt-01": [[0, 5], [9, 9]]}
+    assert state["seen"] == {"cl-chacalluta-ckpt-01": "0-5,9-9"}
+    assert aggregate.seen_ranges(state, "cl-chacalluta-ckpt-01") == [[0, 5], [9, 9]]
     assert state["version"] == 7
 
 
@@ -58,8 +59,9 @@ def test_count_equals_distinct_seqs_whatever_the_order(seqs: list[int]) -> None:
     added = [aggregate.add(state, _crossing(s)) for s in seqs]
     assert sum(added) == len(set(seqs))
     assert sum(state["crossings"].values()) == len(set(seqs))
-    ranges = state["seen"].get("cl-chacalluta-ckpt-01", [])
+    ranges = aggregate.seen_ranges(state, "cl-chacalluta-ckpt-01")
     assert all(a[1] + 1 < b[0] for a, b in itertools.pairwise(ranges))
+    assert sum(hi - lo + 1 for lo, hi in ranges) == len(set(seqs))
 
 
 def test_points_are_typed_tagged_and_suppressed() -> None:
@@ -83,3 +85,12 @@ def test_points_are_typed_tagged_and_suppressed() -> None:
     assert len(wait) == 1
     assert re.search(r"max_s=20(\.0)?,p50_s=20(\.0)?,p95_s=20(\.0)? ", wait[0])
     assert "i," not in wait[0].split(" ")[1] and not wait[0].split(" ")[1].endswith("i")
+
+
+def test_ranges_stored_by_earlier_versions_still_count() -> None:
+    # Window states restored from a changelog written before the ranges became text.
+    state = aggregate.new_state("chacalluta", START, partition=0)
+    state["seen"]["cl-chacalluta-ckpt-01"] = [[0, 5]]
+    assert not aggregate.add(state, _crossing(3))
+    assert aggregate.add(state, _crossing(6))
+    assert state["seen"]["cl-chacalluta-ckpt-01"] == "0-6"
