@@ -72,29 +72,54 @@ def new_state(site: str, start: datetime, partition: int) -> State:
 def seen_ranges(state: State, device_id: str) -> list[list[int]]:
     """The device's counted ``seq`` numbers in this window, as sorted disjoint ``[lo, hi]``.
 
-    Stored as text, ``"lo-hi,lo-hi"``: a window holds one entry per device that sent in it, and
-    a short string costs a third of the memory of nested lists (a list per device was most of a
-    window's size at a million devices). Lists, as earlier versions stored, are read too."""
+    A window holds one entry per device that sent in it. Most devices' numbers form a single
+    range, stored as the text ``"lo-hi"`` (a third of the memory of nested lists, which were
+    most of a window's size at a million devices); a device with gaps keeps a list of ranges,
+    so that each event costs a bisection, not a re-parse. Text of several ranges
+    (``"lo-hi,lo-hi"``) is read too."""
     stored = state["seen"].get(device_id)
     if not stored:
         return []
     if isinstance(stored, list):
         return [list(r) for r in stored]
+    return _parse(stored)
+
+
+def _parse(text: str) -> list[list[int]]:
     out = []
-    for part in str(stored).split(","):
+    for part in text.split(","):
         lo, _, hi = part.partition("-")
         out.append([int(lo), int(hi)])
     return out
 
 
 def already_counted(state: State, device_id: str, seq: int) -> bool:
-    ranges = seen_ranges(state, device_id)
+    stored = state["seen"].get(device_id)
+    if not stored:
+        return False
+    ranges = _parse(stored) if isinstance(stored, str) else stored
     i = bisect.bisect_right(ranges, [seq, float("inf")]) - 1
     return i >= 0 and ranges[i][0] <= seq <= ranges[i][1]
 
 
 def _mark_counted(state: State, device_id: str, seq: int) -> None:
-    ranges = seen_ranges(state, device_id)
+    seen = state["seen"]
+    stored = seen.get(device_id)
+    if not stored:
+        seen[device_id] = f"{seq}-{seq}"
+        return
+    if isinstance(stored, str):
+        ranges = _parse(stored)
+        if len(ranges) == 1:  # the common case: extend the single range
+            lo, hi = ranges[0]
+            if seq == hi + 1:
+                seen[device_id] = f"{lo}-{seq}"
+                return
+            if seq == lo - 1:
+                seen[device_id] = f"{seq}-{hi}"
+                return
+    else:
+        ranges = stored  # changed in place
     i = bisect.bisect_right(ranges, [seq, float("inf")])
     ranges.insert(i, [seq, seq])
     # Merge with neighbours: an in-order stream keeps a single range per device.
@@ -102,7 +127,7 @@ def _mark_counted(state: State, device_id: str, seq: int) -> None:
         ranges[i][1] = ranges.pop(i + 1)[1]
     if i > 0 and ranges[i - 1][1] == seq - 1:
         ranges[i - 1][1] = ranges.pop(i)[1]
-    state["seen"][device_id] = ",".join(f"{lo}-{hi}" for lo, hi in ranges)
+    seen[device_id] = f"{ranges[0][0]}-{ranges[0][1]}" if len(ranges) == 1 else ranges
 
 
 def add(state: State, event: CleanEvent) -> bool:

@@ -48,7 +48,7 @@ def test_each_device_seq_counts_once_and_ranges_stay_compact() -> None:
     for seq in [0, 1, 2, 5, 4, 3, 2, 9]:
         aggregate.add(state, _crossing(seq))
     assert state["crossings"] == {"entry|car|admitted": 7}
-    assert state["seen"] == {"cl-chacalluta-ckpt-01": "0-5,9-9"}
+    assert state["seen"] == {"cl-chacalluta-ckpt-01": [[0, 5], [9, 9]]}
     assert aggregate.seen_ranges(state, "cl-chacalluta-ckpt-01") == [[0, 5], [9, 9]]
     assert state["version"] == 7
 
@@ -94,3 +94,16 @@ def test_ranges_stored_by_earlier_versions_still_count() -> None:
     assert not aggregate.add(state, _crossing(3))
     assert aggregate.add(state, _crossing(6))
     assert state["seen"]["cl-chacalluta-ckpt-01"] == "0-6"
+
+
+def test_a_single_range_is_kept_as_text() -> None:
+    state = aggregate.new_state("chacalluta", START, partition=0)
+    for seq in [4, 5, 3, 7]:
+        aggregate.add(state, _crossing(seq))
+    assert state["seen"]["cl-chacalluta-ckpt-01"] == [[3, 5], [7, 7]]
+    aggregate.add(state, _crossing(6))  # fills the gap: one range again, stored as text
+    assert state["seen"]["cl-chacalluta-ckpt-01"] == "3-7"
+    state["seen"]["cl-chacalluta-ckpt-01"] = "3-5,9-9"  # several ranges as text: read too
+    assert not aggregate.add(state, _crossing(9))
+    assert aggregate.add(state, _crossing(8))
+    assert aggregate.seen_ranges(state, "cl-chacalluta-ckpt-01") == [[3, 5], [8, 9]]
