@@ -80,7 +80,11 @@ class DeviceRegistry:
                 if device_id != d.device_id:
                     raise RegistryError(f"entry {device_id!r} holds device {d.device_id!r}")
             devices = devices.values()
+        valid_id = re.compile(DEVICE_ID_PATTERN).fullmatch
         for d in devices:
+            # An invariant the validator relies on: every registered id is a well-formed one.
+            if not valid_id(d.device_id):
+                raise RegistryError(f"device id not matching {DEVICE_ID_PATTERN}: {d.device_id!r}")
             i = site_index.get(d.site)
             if i is None:
                 if len(self._sites) > 0xFFFF:

@@ -161,7 +161,8 @@ class PipelineMetrics:
         )
         self.stage_seconds = Histogram(
             "hito_stage_seconds",
-            "Time spent in a pipeline stage per event, seconds",
+            "Time a pipeline stage spends per event, seconds (one observation per batch: the "
+            "batch's mean)",
             ["stage"],
             buckets=(0.00005, 0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.01, 0.05),
             registry=r,

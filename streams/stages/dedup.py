@@ -12,7 +12,7 @@ events lost (or still in flight) for that device.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from enum import StrEnum
 
 STAGE = "dedup"
@@ -62,7 +62,7 @@ def observe(state: SeqState | None, seq: int, window: int) -> tuple[SeqState, Se
         shift = seq - state.high
         mask = ((state.mask << shift) | 1) & full if shift < window else 1
         return (
-            replace(state, high=seq, mask=mask, gaps_opened=state.gaps_opened + shift - 1),
+            SeqState(seq, mask, state.gaps_opened + shift - 1, state.gaps_filled),
             SeqOutcome.NEW,
         )
     offset = state.high - seq
@@ -72,6 +72,6 @@ def observe(state: SeqState | None, seq: int, window: int) -> tuple[SeqState, Se
     if state.mask & bit:
         return state, SeqOutcome.DUPLICATE
     return (
-        replace(state, mask=state.mask | bit, gaps_filled=state.gaps_filled + 1),
+        SeqState(state.high, state.mask | bit, state.gaps_opened, state.gaps_filled + 1),
         SeqOutcome.NEW,
     )

@@ -16,7 +16,7 @@ from typing import Any
 import orjson
 from pydantic import ValidationError
 
-from schemas.envelope import DEVICE_ID_PATTERN, Event
+from schemas.envelope import Event
 from schemas.reasons import Reason
 from schemas.registry import Source, lookup
 from schemas.signing import signature_valid
@@ -128,9 +128,10 @@ def _has_duplicate_keys(raw: bytes) -> bool:
 
 
 def _known_device_id(obj: dict[str, Any], registry: DeviceRegistry) -> str | None:
-    """The device id for the DLQ record's key, only when it is a registered device."""
+    """The device id for the DLQ record's key, only when it is a registered device (the
+    registry only holds ids that match DEVICE_ID_PATTERN: checked when it is loaded)."""
     value = obj.get("device_id")
-    if isinstance(value, str) and re.fullmatch(DEVICE_ID_PATTERN, value) and registry.get(value):
+    if isinstance(value, str) and value in registry:
         return value
     return None
 

@@ -1,9 +1,10 @@
 """One device floods its raw topic; the other devices keep being processed. Measured, not assumed.
 
 Events are keyed by ``device_id``, so a device's flood lands on one partition. The worker fetches
-every partition it owns in turn, so devices on the other partitions should keep a small lag
-while the flood drains; devices that share the flooder's partition wait behind it (Kafka keeps
-a partition's order). The test measures both and asserts the first, with exact counts.
+every partition it owns in turn (512 KiB each) and lets at most 1,024 fetched events wait for
+an agent, so devices on the other partitions wait for about a second's work whatever the
+flood's size; devices that share the flooder's partition wait behind it (Kafka keeps a
+partition's order). The test measures both and asserts the first, with exact counts.
 """
 
 from __future__ import annotations
@@ -27,7 +28,7 @@ from tests.integration.pipeline.conftest import free_port
 from tests.integration.pipeline.test_late_events import PAYLOAD
 
 log = logging.getLogger(__name__)
-FLOOD = 20_000
+FLOOD = 30_000
 VICTIM_PERIOD_S = 0.25
 
 
@@ -139,9 +140,11 @@ def test_a_flood_from_one_device_does_not_starve_other_partitions(
     # Exact accounting: every victim event accepted, every forged one rejected, nothing else.
     assert totals == (FLOOD + victims_total, FLOOD)
     assert accepted == victims_total
-    # What holds today, relative and load-independent (absolute lags are figures for the
-    # report, not timed test targets): the other partition's devices keep being served during
-    # the flood, far fresher than the devices stuck behind it on its own partition. They still
-    # lag by 13-22 % of the drain time (measured), so this is not yet "cannot starve" (#7).
+    # Relative, so independent of the machine's load: the drain time and the other partitions'
+    # lag both scale with the worker's rate, and their ratio is about the waiting events'
+    # share of the flood (1,024 of 30,000) plus fixed delays. Measured: 0.9 s of 11 s for
+    # 20,000 events (8 %), 1.7 s of 24 s for 60,000 (7 %). Before the bounded wait it grew
+    # with the flood: 13-22 % of the drain (issue #7).
     worst_other = max(max_lag[d] for d in other)
+    assert worst_other < 0.1 * drained_s, report
     assert worst_other < 0.5 * min(max_lag[d] for d in same), report
