@@ -87,6 +87,31 @@ def run_ceiling(
     )
 
 
+def run_faust_floor(
+    data: HitoSettings, produced: Produced, run: str, workdir: Path, timeout_s: float
+) -> Result:
+    stats_path = workdir / "faust-floor.json"
+    config = {
+        "group": f"hito-bench-{run}-floor",
+        "expected": produced.total,
+        "timeout_s": timeout_s,
+        "stats_path": str(stats_path),
+    }
+    log = workdir / "faust-floor.log"
+    proc = _start("bench.baselines.faust_floor", config, data, log, Path(sys.executable))
+    _finish(proc, timeout_s + 120, log)
+    s = json.loads(stats_path.read_text())
+    return Result(
+        name="faust-floor",
+        events=s["consumed"],
+        seconds=s["last_at"] - s["first_at"],
+        complete=s["consumed"] >= produced.total,
+        cpu_s=s["cpu_s"],
+        peak_rss_mb=s["peak_rss_mb"],
+        details={"group": config["group"]},
+    )
+
+
 def run_naive(
     data: HitoSettings, produced: Produced, run: str, workdir: Path, max_s: float
 ) -> Result:

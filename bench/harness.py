@@ -1,9 +1,10 @@
 """``hito bench``: one run, one data set, every contender, one report.
 
-Order: produce the mix once into a fresh topic set; the consume-only ceiling; Hito with one
-worker, then two; the Quix Streams peer; the naive pipeline (time-boxed); the latency run at
-half of Hito's measured one-worker rate (its own topics); the 1M devices state model. See
-bench/README.md for what each figure means.
+Order: produce the mix once into a fresh topic set; the consume-only ceiling; the Faust floor
+(Hito's Faust app taking and acking, nothing else); Hito with one worker, then two; the Quix
+Streams peer; the naive pipeline (time-boxed); the latency run at half of Hito's measured
+one-worker rate (its own topics); the 1M devices state model. See bench/README.md for what
+each figure means.
 """
 
 from __future__ import annotations
@@ -25,7 +26,7 @@ from kafka.errors import KafkaError
 from rich.console import Console
 
 from bench import dataset
-from bench.contenders import bench_python, run_ceiling, run_naive, run_quix
+from bench.contenders import bench_python, run_ceiling, run_faust_floor, run_naive, run_quix
 from bench.hito_run import run_hito
 from bench.latency import measure_latency
 from bench.profile import summarise_file
@@ -34,7 +35,7 @@ from streams.kafka_security import admin_client
 from streams.runtime import load_runtime
 from streams.settings import HitoSettings
 
-CONTENDERS = ("ceiling", "hito", "quix", "naive", "latency", "state")
+CONTENDERS = ("ceiling", "faust-floor", "hito", "quix", "naive", "latency", "state")
 
 
 @dataclass(frozen=True)
@@ -153,6 +154,11 @@ def run_bench(settings: HitoSettings, options: BenchOptions, console: Console) -
     try:
         if "ceiling" in only:
             attempt("ceiling", lambda: run_ceiling(data, produced, run, workdir, options.timeout_s))
+        if "faust-floor" in only:
+            attempt(
+                "faust-floor",
+                lambda: run_faust_floor(data, produced, run, workdir, options.timeout_s),
+            )
         if "hito" in only:
             py_spy = bench_python().parent / "py-spy" if options.profile else None
             for n in options.workers:

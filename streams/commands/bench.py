@@ -23,8 +23,9 @@ def bench(
         20_000
     ),
     only: Annotated[
-        str, typer.Option(help="Comma-separated: ceiling,hito,quix,naive,latency,state")
-    ] = "ceiling,hito,quix,naive,latency,state",
+        str,
+        typer.Option(help="Comma-separated: ceiling,faust-floor,hito,quix,naive,latency,state"),
+    ] = "ceiling,faust-floor,hito,quix,naive,latency,state",
     workers: Annotated[str, typer.Option(help="Hito runs: worker counts, e.g. 1,2")] = "1,2",
     out: Annotated[
         Path | None, typer.Option(help="Report JSON (default: <state>/bench/<run>/report.json)")

@@ -45,9 +45,17 @@ def test_bench_runs_every_contender_on_the_same_data(stack: HitoSettings, tmp_pa
     assert produced["valid"] + produced["duplicates"] + produced["rejected"] == EVENTS
     assert produced["duplicates"] > 0 and produced["rejected"] > 0
     results = report["results"]
-    assert set(results) == {"ceiling", "quix", "naive", *(f"hito-{n}w" for n in workers)}
+    assert set(results) == {
+        "ceiling",
+        "faust-floor",
+        "quix",
+        "naive",
+        *(f"hito-{n}w" for n in workers),
+    }
 
     assert results["ceiling"]["events"] == EVENTS and results["ceiling"]["complete"]
+    floor = results["faust-floor"]
+    assert floor["events"] == EVENTS and floor["complete"] and floor["cpu_s"] > 0
     for n in workers:
         hito = results[f"hito-{n}w"]
         assert hito["complete"] and hito["events"] == EVENTS
@@ -81,7 +89,13 @@ def test_bench_runs_every_contender_on_the_same_data(stack: HitoSettings, tmp_pa
     assert state["modelled_worker_rss_mb"] > state["baseline_rss_mb"]
 
     figures = report["figures"]
-    for name in ("hito_vs_ceiling", "hito_vs_naive", "hito_vs_quix", "latency_p99_s"):
+    for name in (
+        "hito_vs_ceiling",
+        "hito_vs_faust_floor",
+        "hito_vs_naive",
+        "hito_vs_quix",
+        "latency_p99_s",
+    ):
         assert figures[name] is not None and figures[name] > 0
     assert [t["figure"] for t in report["targets"]] == [t.figure for t in TARGETS]
     assert all(t["passed"] in (True, False) for t in report["targets"])

@@ -67,12 +67,14 @@ def test_figures_are_ratios_to_each_baseline() -> None:
         "hito-1w": _result("hito-1w", 60_000, 1.0),
         "hito-2w": _result("hito-2w", 60_000, 0.5),
         "ceiling": _result("ceiling", 100_000, 1.0),
+        "faust-floor": _result("faust-floor", 80_000, 1.0),
         "naive": _result("naive", 10_000, 1.0),
         "quix": _result("quix", 30_000, 1.0),
     }
     f = figures_of(results, {"p99_s": 1.5}, {"modelled_worker_rss_mb": 250.0})
     assert f["hito_1w_events_per_s"] == 60_000
     assert f["hito_vs_ceiling"] == pytest.approx(0.6)
+    assert f["hito_vs_faust_floor"] == pytest.approx(0.75)
     assert f["hito_vs_naive"] == pytest.approx(6.0)
     assert f["hito_vs_quix"] == pytest.approx(2.0)
     assert f["hito_2w_vs_1w"] == pytest.approx(2.0)
