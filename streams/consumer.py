@@ -25,6 +25,7 @@ from collections.abc import AsyncIterator, Callable, Iterable, Set
 from typing import Any, ClassVar
 
 from faust.transport.consumer import CONSUMER_FETCHING
+from faust.transport.drivers.aiokafka import AIOKafkaConsumerThread
 from faust.transport.drivers.aiokafka import Consumer as AIOKafkaConsumer
 from faust.types import TP
 from faust.types.tuples import Message
@@ -34,6 +35,22 @@ log = logging.getLogger(__name__)
 # After this many seeks back to the same offset without it arriving, go on (logged as an
 # error): a partition must not stall forever.
 MAX_REWINDS = 10
+
+
+# Fetch requests wait for this much data, or this long (Faust: 1 byte, up to 1.5 s): at a
+# moderate rate one fetch then brings a batch instead of a handful of records, which halved the
+# p99 latency at 600 events/s and cut a fifth of the worker's CPU per event (bench/README.md).
+FETCH_MIN_BYTES = 64 * 1024
+FETCH_MAX_WAIT_MS = 30
+
+
+class _ConsumerThread(AIOKafkaConsumerThread):
+    def _create_worker_consumer(self, transport: Any) -> Any:
+        consumer = super()._create_worker_consumer(transport)
+        # Faust passes neither setting through; aiokafka 0.14 reads both when it starts.
+        consumer._fetch_min_bytes = FETCH_MIN_BYTES
+        consumer._fetch_max_wait_ms = FETCH_MAX_WAIT_MS
+        return consumer
 
 
 class GaplessConsumer(AIOKafkaConsumer):
@@ -47,6 +64,9 @@ class GaplessConsumer(AIOKafkaConsumer):
         super().__init__(*args, **kwargs)
         self._next_offset: dict[TP, int] = {}
         self._rewound_at: dict[TP, tuple[int, int]] = {}  # tp -> (offset sought, times)
+
+    def _new_consumer_thread(self) -> _ConsumerThread:
+        return _ConsumerThread(self, loop=self.loop, beacon=self.beacon)
 
     async def perform_seek(self) -> None:
         await super().perform_seek()

@@ -125,7 +125,12 @@ class PipelineSettings(_Frozen):
     allowed_lateness_s: int = Field(
         default=300, ge=0, description="How long after its window closes an event still counts"
     )
-    flush_interval_s: float = Field(default=1.0, gt=0.0, description="Open windows re-written")
+    flush_interval_s: float = Field(
+        default=0.5,
+        gt=0.0,
+        description="Open windows re-written this often: the freshness of dashboards (1 s: p99 "
+        "end-to-end latency 1.7 s at 600 events/s; 0.5 s: 1.2-1.5 s, bench/README.md)",
+    )
     batch_max_events: int = Field(
         default=500,
         ge=1,
