@@ -32,9 +32,13 @@ async def handled_batches(
     """Take up to ``max_events`` events (waiting at most ``within_s`` for more), handle them,
     then ack them; yields each batch's outcomes (one per event, in order) as one value, since
     Faust's agent does per-value work (logging, sinks) for everything an agent yields."""
+    consumer = stream.app.consumer
+    mark_handled = getattr(consumer, "mark_handled", None)  # Hito's consumer (streams/consumer.py)
     async for events in stream.noack_take(max_events, within=within_s):
         outcomes = await handle(events)
         for event in events:
+            if mark_handled is not None:
+                mark_handled(event.message)
             await stream.ack(event)
         yield outcomes
 

@@ -91,16 +91,16 @@ def register_aggregator(
             # Back-pressure: while InfluxDB fails, consumption pauses between retries.
             await sink.wait_ready()
         now = clock()
-        changed: dict[str, Any] = {}  # window key -> event to write it on behalf of
+        changed: dict[str, tuple[Any, aggregate.State]] = {}  # key -> (an event of it, state)
         cells: defaultdict[int, Counter[tuple[str, str]]] = defaultdict(Counter)
         outcomes = []
         for event in events:
             outcome = await aggregate_one(event, now, changed)
             cells[event.message.partition][(aggregate.STAGE, outcome)] += 1
             outcomes.append(outcome)
-        for key, event in changed.items():
+        for key, (event, state) in changed.items():
             with on_behalf_of(event):
-                windows[key] = windows[key]  # counts and dedup ranges in one changelog record
+                windows[key] = state  # counts and dedup ranges in one changelog record
         evict_now = time.monotonic() - last_evict[0] > _EVICT_EVERY_S
         if evict_now:
             last_evict[0] = time.monotonic()
@@ -115,7 +115,9 @@ def register_aggregator(
                     pipeline_counts.evict(counts_table, counts_written, partition, horizon)
         return outcomes
 
-    async def aggregate_one(event: Any, now: datetime, changed: dict[str, Any]) -> str:
+    async def aggregate_one(
+        event: Any, now: datetime, changed: dict[str, tuple[Any, aggregate.State]]
+    ) -> str:
         data: bytes = event.value if isinstance(event.value, bytes) else b""
         message = event.message
         try:
@@ -143,7 +145,8 @@ def register_aggregator(
                 windows[key] = state
         if not aggregate.add(state, clean):
             return "duplicate"
-        changed[key] = event
+        # The state object counted into is the one written, whatever the store holds by then.
+        changed[key] = (event, state)
         if clean.source == "checkpoint":
             direction = str(clean.payload["direction"])
             child = crossings.get((clean.site, direction))

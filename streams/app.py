@@ -16,6 +16,7 @@ def create_app(
     *,
     app_id: str = "hito",
     on_rewind: Callable[[str], None] | None = None,
+    on_skip: Callable[[str], None] | None = None,
 ) -> faust.App:
     """A Faust app on the configured Kafka, with the project's safety defaults.
 
@@ -25,7 +26,8 @@ def create_app(
       come from idempotent sinks and dedup state instead;
     - no web server, and never table contents over HTTP;
     - a consumer that re-reads records Faust would otherwise skip when partitions move
-      (streams/consumer.py); ``on_rewind(topic)`` is told each time it had to.
+      (streams/consumer.py); ``on_rewind(topic)`` is told each time it had to, and
+      ``on_skip(topic)`` of every record Faust acked unprocessed (its offset is not committed).
     """
     datadir = settings.state_dir / "faust" / app_id
     datadir.parent.mkdir(parents=True, exist_ok=True)
@@ -65,5 +67,5 @@ def create_app(
     p = settings.pipeline
     inputs = [*p.raw_topics.values(), *(f"{p.clean_topic_prefix}{s}" for s in p.raw_topics)]
     # Faust builds its consumer from the transport's Consumer class when the app starts.
-    app.transport.Consumer = gapless_consumer_class(inputs, on_rewind)  # type: ignore[misc]
+    app.transport.Consumer = gapless_consumer_class(inputs, on_rewind, on_skip)  # type: ignore[misc]
     return app

@@ -23,12 +23,14 @@ import asyncio
 import logging
 from collections.abc import AsyncIterator, Callable, Iterable, Set
 from typing import Any, ClassVar
+from weakref import WeakSet
 
 from faust.transport.consumer import CONSUMER_FETCHING
 from faust.transport.drivers.aiokafka import AIOKafkaConsumerThread
 from faust.transport.drivers.aiokafka import Consumer as AIOKafkaConsumer
 from faust.types import TP
-from faust.types.tuples import Message
+from faust.types.tuples import Message, ack_lock
+from mode.utils.futures import notify
 
 log = logging.getLogger(__name__)
 
@@ -59,11 +61,42 @@ class GaplessConsumer(AIOKafkaConsumer):
     gapless_topics: ClassVar[frozenset[str]] = frozenset()
     #: Called with the topic name on every seek back (a metric); set by the class factory.
     on_rewind: ClassVar[Callable[[str], None] | None] = None
+    #: Called with the topic name for every record Faust acked unprocessed (a metric).
+    on_skip: ClassVar[Callable[[str], None] | None] = None
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
+        self._handled: WeakSet[Message] = WeakSet()
         self._next_offset: dict[TP, int] = {}
         self._rewound_at: dict[TP, tuple[int, int]] = {}  # tp -> (offset sought, times)
+
+    def mark_handled(self, message: Message) -> None:
+        """An agent finished this record (streams/acks.py): its ack may advance the commit."""
+        self._handled.add(message)
+
+    def ack(self, message: Message) -> bool:
+        """Faust's ack, except for input records no agent handled.
+
+        During a rebalance or a stop, Faust's stream acks every record it takes from a queue
+        while flow is suspended, unprocessed ("otherwise the lag would increase"). If an earlier
+        record is still in an agent's batch, its ack later makes the acked offsets contiguous
+        and the commit passes a record no agent saw. Such a record is marked acked here (so
+        ``wait_empty`` does not wait for it) but its offset is not recorded: the commit stops
+        before it and the seek that ends the rebalance fetches it again.
+        """
+        if message.topic in self.gapless_topics and message not in self._handled:
+            with ack_lock:
+                if message.acked:
+                    return False
+                message.acked = True
+                self._unacked_messages.discard(message)
+            notify(self._waiting_for_ack)
+            notify_skip = type(self).on_skip
+            if notify_skip is not None:
+                notify_skip(message.topic)
+            return False
+        self._handled.discard(message)
+        return bool(super().ack(message))
 
     def _new_consumer_thread(self) -> _ConsumerThread:
         return _ConsumerThread(self, loop=self.loop, beacon=self.beacon)
@@ -216,7 +249,9 @@ class GaplessConsumer(AIOKafkaConsumer):
 
 
 def gapless_consumer_class(
-    topics: Iterable[str], on_rewind: Callable[[str], None] | None = None
+    topics: Iterable[str],
+    on_rewind: Callable[[str], None] | None = None,
+    on_skip: Callable[[str], None] | None = None,
 ) -> type[GaplessConsumer]:
     """A GaplessConsumer subclass checking ``topics`` (Faust instantiates the class itself)."""
 
@@ -225,4 +260,5 @@ def gapless_consumer_class(
 
     # Read through the class (type(self).on_rewind), so a plain function is never bound.
     HitoConsumer.on_rewind = on_rewind
+    HitoConsumer.on_skip = on_skip
     return HitoConsumer

@@ -94,6 +94,13 @@ class PipelineMetrics:
             ["topic"],
             registry=r,
         )
+        self.consumer_skips = Counter(
+            "hito_consumer_skips",
+            "Records Faust acked without an agent handling them (a rebalance or a stop): not "
+            "committed, so they are read again",
+            ["topic"],
+            registry=r,
+        )
         self.crossings = Counter(
             "hito_crossings",
             "Crossings counted (each event once, whatever the redelivery)",

@@ -67,6 +67,7 @@ def build_worker(
         runtime.settings,
         app_id=app_id,
         on_rewind=lambda topic: metrics.consumer_rewinds.labels(topic=topic).inc(),
+        on_skip=lambda topic: metrics.consumer_skips.labels(topic=topic).inc(),
     )
     raw = app.topic(*p.raw_topics.values(), partitions=p.topic_partitions)
     out_topics = {

@@ -43,11 +43,13 @@ def main() -> None:
 
     @app.agent(raw, concurrency=1)
     async def floor(stream: Any) -> None:
+        consumer: Any = app.consumer  # Hito's consumer (streams/consumer.py)
         async for events in stream.noack_take(p.batch_max_events, within=p.batch_within_s):
             if not stats["first_at"]:
                 stats["first_at"] = time.time()
                 cpu0[0] = time.process_time()
             for event in events:
+                consumer.mark_handled(event.message)  # as Hito's agents do
                 await stream.ack(event)
             stats["consumed"] += len(events)
             stats["last_at"] = time.time()
