@@ -38,9 +38,13 @@ class KafkaUser(BaseModel):
 
     # Names and passwords are pasted into JAAS lines, Java properties, the storage tool's
     # --add-scram and super.users (";"-separated): only characters none of them treat specially.
-    name: str = Field(pattern=r"^[A-Za-z0-9._-]{1,64}$")
+    name: str = Field(pattern=r"^[A-Za-z0-9._-]{1,128}$")
     role: Role
     password: SecretStr = Field(min_length=16, max_length=128)
+    # Bytes/s this user may produce, enforced by the broker (a Kafka user quota): for a
+    # device's own user, so that one device's flood cannot fill its partition faster than
+    # that (docs/security.md). None: no quota (the users file is the source of truth).
+    produce_byte_rate: int | None = Field(default=None, ge=1024)
 
     @field_validator("password")
     @classmethod
@@ -85,15 +89,25 @@ def _ssl_context(kafka: KafkaSettings) -> ssl.SSLContext | None:
     return ssl.create_default_context(cafile=str(kafka.ssl_cafile) if kafka.ssl_cafile else None)
 
 
-def client_config(kafka: KafkaSettings, role: Role) -> dict[str, Any]:
-    """Keyword arguments for a kafka-python (or aiokafka) client acting as ``role``."""
-    user = user_for(kafka, role)
+def user_named(kafka: KafkaSettings, name: str) -> KafkaUser:
+    for user in load_users(kafka.users_file):
+        if user.name == name:
+            return user
+    raise MissingCredentials(f"{kafka.users_file} has no Kafka user named {name!r}")
+
+
+def client_config(kafka: KafkaSettings, role: Role, *, user: str | None = None) -> dict[str, Any]:
+    """Keyword arguments for a kafka-python (or aiokafka) client acting as ``role`` (its
+    first user in the users file, or the one named ``user``, which must have that role)."""
+    chosen = user_for(kafka, role) if user is None else user_named(kafka, user)
+    if chosen.role != role:
+        raise MissingCredentials(f"Kafka user {user!r} has role {chosen.role!r}, not {role!r}")
     config: dict[str, Any] = {
         "bootstrap_servers": kafka.bootstrap,
         "security_protocol": kafka.security_protocol,
         "sasl_mechanism": MECHANISM,
-        "sasl_plain_username": user.name,
-        "sasl_plain_password": user.password.get_secret_value(),
+        "sasl_plain_username": chosen.name,
+        "sasl_plain_password": chosen.password.get_secret_value(),
     }
     context = _ssl_context(kafka)
     if context is not None:
@@ -252,6 +266,53 @@ def upsert_users(kafka: KafkaSettings, admin: Any) -> list[str]:
     if failed:
         raise RuntimeError(f"could not set Kafka SCRAM credentials: {failed}")
     return [u.name for u in users]
+
+
+PRODUCE_QUOTA = "producer_byte_rate"
+
+
+def quota_entries(users: list[KafkaUser]) -> list[Any]:
+    """One AlterClientQuotas entry per user: its produce quota set, or removed when the users
+    file gives none (removing an absent quota is a no-op on the broker)."""
+    from kafka.protocol.admin import AlterClientQuotasRequest
+
+    entry = AlterClientQuotasRequest.EntryData
+    return [
+        entry(
+            entity=[entry.EntityData(entity_type="user", entity_name=u.name)],
+            ops=[
+                entry.OpData(
+                    key=PRODUCE_QUOTA,
+                    value=float(u.produce_byte_rate or 0),
+                    remove=u.produce_byte_rate is None,
+                )
+            ],
+        )
+        for u in users
+    ]
+
+
+def apply_quotas(kafka: KafkaSettings, admin: Any) -> dict[str, int | None]:
+    """Set (or remove) every user's produce quota as the users file says; returns user ->
+    bytes/s. kafka-python's admin client has no call for quotas: the request goes through its
+    connection manager, as its own calls do."""
+    from kafka.protocol.admin import AlterClientQuotasRequest
+
+    users = load_users(kafka.users_file)
+    request = AlterClientQuotasRequest(entries=quota_entries(users), validate_only=False)
+
+    async def send() -> Any:
+        return await admin._manager.send(request)
+
+    response = admin._manager.run(send)
+    failed = {
+        e.entity[0].entity_name: e.error_message or e.error_code
+        for e in response.entries
+        if e.error_code
+    }
+    if failed:
+        raise RuntimeError(f"could not set Kafka quotas: {failed}")
+    return {u.name: u.produce_byte_rate for u in users}
 
 
 def admin_client(kafka: KafkaSettings, **extra: Any) -> Any:

@@ -24,9 +24,10 @@ _ROLES = ("admin", "pipeline", "operator", "device")
 
 @kafka_app.command("provision")
 def provision() -> None:
-    """As the admin user: create or update every SCRAM user of HITO_KAFKA__USERS_FILE, the
-    topics of the settings and every role's ACLs. Idempotent (`hito up` runs it too)."""
-    from streams.kafka_security import admin_client, grants, upsert_users
+    """As the admin user: create or update every SCRAM user of HITO_KAFKA__USERS_FILE and its
+    produce quota, the topics of the settings and every role's ACLs. Idempotent (`hito up`
+    runs it too)."""
+    from streams.kafka_security import admin_client, apply_quotas, grants, upsert_users
     from streams.topics import ensure_topics
 
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
@@ -34,11 +35,14 @@ def provision() -> None:
     admin = admin_client(settings.kafka)
     try:
         users = upsert_users(settings.kafka, admin)
+        quotas = apply_quotas(settings.kafka, admin)
     finally:
         admin.close()
     created = ensure_topics(settings)
     console = Console()
     console.print(f"users: {', '.join(users)}")
+    limited = [f"{name} {rate:,} B/s" for name, rate in quotas.items() if rate is not None]
+    console.print(f"produce quotas: {', '.join(limited) or 'none'}")
     console.print(f"topics created: {', '.join(created) or 'none (all existed)'}")
     console.print(f"ACLs granted: {len(grants(settings))}")
 
@@ -47,13 +51,38 @@ def provision() -> None:
 def users_file(
     out: Annotated[Path, typer.Option(help="Where to write the new users file (must not exist)")],
     prefix: Annotated[str, typer.Option(help="User names are <prefix>-<role>")] = "hito",
+    per_device: Annotated[
+        bool,
+        typer.Option(
+            help="Also one device user per registered device, <prefix>-device-<device_id>, "
+            "each with its own produce quota (docs/security.md, flood fairness)"
+        ),
+    ] = False,
+    device_byte_rate: Annotated[
+        int, typer.Option(min=1024, help="Each per-device user's produce quota, bytes/s")
+    ] = 16384,
 ) -> None:
     """Write a users file with a random 32-byte password per role (mode 0600), for a real
-    deployment: point HITO_KAFKA__USERS_FILE at it, and give each machine only its role's user."""
-    users = [
+    deployment: point HITO_KAFKA__USERS_FILE at it, and give each machine only its role's user
+    (each device its own user, with --per-device)."""
+    users: list[dict[str, object]] = [
         {"name": f"{prefix}-{role}", "role": role, "password": secrets.token_urlsafe(32)}
         for role in _ROLES
     ]
+    if per_device:
+        from streams.devices import DeviceRegistry
+
+        p = load_settings().pipeline
+        registry = DeviceRegistry.load(p.devices_file, p.device_keys_file)
+        users += [
+            {
+                "name": f"{prefix}-device-{device_id}",
+                "role": "device",
+                "password": secrets.token_urlsafe(32),
+                "produce_byte_rate": device_byte_rate,
+            }
+            for device_id in sorted(registry.devices)
+        ]
     # O_EXCL: never overwrite credentials that may already be in use.
     fd = os.open(out, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
     with os.fdopen(fd, "w") as fh:

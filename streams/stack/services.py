@@ -201,13 +201,15 @@ class Kafka(Service):
         return kafka_ready(settings.kafka)
 
     def after_start(self, settings: HitoSettings) -> None:
-        """Users from the users file, the default topics and every role's ACLs (idempotent)."""
-        from streams.kafka_security import admin_client, upsert_users
+        """Users (and their produce quotas) from the users file, the default topics and every
+        role's ACLs (idempotent)."""
+        from streams.kafka_security import admin_client, apply_quotas, upsert_users
         from streams.topics import ensure_topics
 
         admin = admin_client(settings.kafka)
         try:
             users = upsert_users(settings.kafka, admin)
+            apply_quotas(settings.kafka, admin)
         finally:
             admin.close()
         log.info("Kafka SCRAM users: %s", ", ".join(users))

@@ -1,4 +1,4 @@
-"""The ACLs computed from the settings: each role gets exactly its rights (pure, no broker)."""
+"""The ACLs and quotas computed from the settings and users file (pure, no broker)."""
 
 from __future__ import annotations
 
@@ -10,7 +10,17 @@ import yaml
 from typer.testing import CliRunner
 
 from streams.cli import app
-from streams.kafka_security import Grant, broker_jaas_properties, client_config, grants, load_users
+from streams.kafka_security import (
+    Grant,
+    KafkaUser,
+    MissingCredentials,
+    broker_jaas_properties,
+    client_config,
+    grants,
+    load_users,
+    quota_entries,
+)
+from streams.runtime import load_runtime
 from streams.settings import HitoSettings
 
 RAW = ("hito.raw.checkpoint", "hito.raw.drone", "hito.raw.sensor")
@@ -85,3 +95,61 @@ def test_users_file_command_writes_random_private_credentials(tmp_path: Path) ->
     assert yaml.safe_load(out.read_text())["users"][0]["name"] == "hito-admin"
     again = CliRunner().invoke(app, ["kafka", "users-file", "--out", str(out)])
     assert again.exit_code != 0  # never overwrites credentials that may be in use
+
+
+def test_users_file_per_device_gives_each_registered_device_a_user_with_a_quota(
+    tmp_path: Path,
+) -> None:
+    out = tmp_path / "users.yaml"
+    args = ["kafka", "users-file", "--out", str(out), "--per-device", "--device-byte-rate", "8192"]
+    result = CliRunner().invoke(app, args)
+    assert result.exit_code == 0, result.output
+    users = load_users(out)
+    registry = load_runtime(HitoSettings()).registry
+    per_device = users[4:]
+    assert [u.name for u in per_device] == [f"hito-device-{d}" for d in sorted(registry.devices)]
+    assert {(u.role, u.produce_byte_rate) for u in per_device} == {("device", 8192)}
+    assert [u.produce_byte_rate for u in users[:4]] == [None] * 4
+    assert len({u.password.get_secret_value() for u in users}) == len(users)
+
+
+def test_quota_entries_set_a_users_quota_or_remove_it() -> None:
+    users = [
+        KafkaUser(name="a", role="device", password="x" * 16, produce_byte_rate=16384),
+        KafkaUser(name="b", role="pipeline", password="y" * 16),
+    ]
+    entries = [
+        (
+            [(e.entity_type, e.entity_name) for e in entry.entity],
+            [(o.key, o.value, o.remove) for o in entry.ops],
+        )
+        for entry in quota_entries(users)
+    ]
+    assert entries == [
+        ([("user", "a")], [("producer_byte_rate", 16384.0, False)]),
+        ([("user", "b")], [("producer_byte_rate", 0.0, True)]),
+    ]
+    with pytest.raises(ValueError):
+        KafkaUser(name="c", role="device", password="z" * 16, produce_byte_rate=10)
+
+
+def test_a_client_can_log_in_as_a_named_user_of_its_role_only(tmp_path: Path) -> None:
+    users = tmp_path / "users.yaml"
+    users.write_text(
+        yaml.safe_dump(
+            {
+                "users": [
+                    {"name": "shared", "role": "device", "password": "p" * 16},
+                    {"name": "own", "role": "device", "password": "q" * 16},
+                    {"name": "ops", "role": "operator", "password": "r" * 16},
+                ]
+            }
+        )
+    )
+    k = HitoSettings().kafka.model_copy(update={"users_file": users})
+    assert client_config(k, "device")["sasl_plain_username"] == "shared"
+    assert client_config(k, "device", user="own")["sasl_plain_username"] == "own"
+    with pytest.raises(MissingCredentials):
+        client_config(k, "device", user="ops")
+    with pytest.raises(MissingCredentials):
+        client_config(k, "device", user="nobody")
