@@ -87,3 +87,47 @@ def test_only_the_configured_topics_are_checked() -> None:
     cls = gapless_consumer_class(["a", "b"])
     assert cls.gapless_topics == frozenset({"a", "b"})
     assert issubclass(cls, GaplessConsumer)
+
+
+class Paused(Recording):
+    """Just what the fetch loop's wait for a paused stream touches."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.app = type("App", (), {"client_only": False})()
+        self.flow_active = True
+        self.not_waiting_next_records = asyncio.Event()
+        self._buffer_drained = asyncio.Event()
+        self._buffered_partitions = {RAW}  # its queue is full: Faust paused it
+        self.active: set[TP] = set()
+        self.fetched_for: list[set[TP]] = []
+
+    def _get_active_partitions(self) -> set[TP]:
+        return self.active
+
+    async def _getmany(self, active_partitions: set[TP], timeout: float) -> dict[TP, list[int]]:  # noqa: ASYNC109
+        self.fetched_for.append(set(active_partitions))
+        return {RAW: [385]}
+
+
+def test_a_paused_fetch_loop_resumes_as_soon_as_a_queue_drains() -> None:
+    async def run() -> None:
+        c = Paused()
+        wait = asyncio.ensure_future(c._wait_next_records(timeout=1.0))
+        await asyncio.sleep(0.05)
+        assert not wait.done() and c.fetched_for == []  # nothing to fetch for yet
+        c.on_buffer_drop(RAW)  # the agent took enough: Faust resumes the partition
+        # Faust would sleep out its second here; this loop fetches at once.
+        records, active = await asyncio.wait_for(wait, timeout=0.5)
+        assert (records, active, c.fetched_for) == ({RAW: [385]}, {RAW}, [{RAW}])
+
+    asyncio.run(run())
+
+
+def test_a_fetch_loop_still_paused_after_a_second_fetches_nothing() -> None:
+    async def run() -> None:
+        c = Paused()
+        assert await c._wait_next_records(timeout=1.0) == ({}, set())
+        assert c.fetched_for == []
+
+    asyncio.run(run())
