@@ -110,14 +110,20 @@ class GaplessConsumer(AIOKafkaConsumer):
         Faust stops fetching a partition once the queue it feeds holds 80 % of
         ``stream_buffer_maxsize`` and resumes it at 40 %; with every partition paused it
         sleeps a whole second before it looks again. At ~2,000 events/s a 1,024-event queue
-        empties in half that, so the agents idled half the time (the Faust floor of
-        bench/README.md: 3,300 events/s at 1,024, 5,100 at 4,096). Here the loop waits for
-        the first queue to drain instead (at most the same second), so a small buffer, which
-        bounds how long a flood holds other partitions' events (docs/security.md), no longer
-        costs throughput. Without paused partitions (none assigned, say) Faust's path is
+        empties in half that, so the agents idled half the time (bench's Faust floor on 30,000
+        events: 3,261 events/s at 1,024 without this, 5,100 at 4,096, 4,785 at 1,024 with
+        it). Here the loop waits for the first queue to drain instead (at most the same
+        second), so a small buffer, which bounds how long a flood holds other partitions'
+        events (docs/security.md), no longer costs throughput. When no partition was paused
+        for a full buffer (none assigned, say), or for a client-only app, Faust's path is
         unchanged.
         """
-        if self.flow_active and self._buffered_partitions and not self._get_active_partitions():
+        if (
+            self.flow_active
+            and not self.app.client_only
+            and self._buffered_partitions
+            and not self._get_active_partitions()
+        ):
             self._buffer_drained.clear()
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._buffer_drained.wait(), timeout=1.0)

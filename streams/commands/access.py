@@ -54,8 +54,8 @@ def users_file(
     per_device: Annotated[
         bool,
         typer.Option(
-            help="Also one device user per registered device, <prefix>-device-<device_id>, "
-            "each with its own produce quota (docs/security.md, flood fairness)"
+            help="Also one device user per registered, unrevoked device, "
+            "<prefix>-device-<device_id>, each with its own produce quota (docs/security.md)"
         ),
     ] = False,
     device_byte_rate: Annotated[
@@ -81,8 +81,13 @@ def users_file(
                 "password": secrets.token_urlsafe(32),
                 "produce_byte_rate": device_byte_rate,
             }
-            for device_id in sorted(registry.devices)
+            for device_id, device in sorted(registry.devices.items())
+            if not device.revoked  # a revoked device must not be able to write at all
         ]
+    from streams.kafka_security import KafkaUser
+
+    for user in users:
+        KafkaUser.model_validate(user)  # what `hito up` will load: refuse a bad file now
     # O_EXCL: never overwrite credentials that may already be in use.
     fd = os.open(out, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
     with os.fdopen(fd, "w") as fh:

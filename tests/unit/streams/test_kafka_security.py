@@ -20,7 +20,6 @@ from streams.kafka_security import (
     load_users,
     quota_entries,
 )
-from streams.runtime import load_runtime
 from streams.settings import HitoSettings
 
 RAW = ("hito.raw.checkpoint", "hito.raw.drone", "hito.raw.sensor")
@@ -97,17 +96,25 @@ def test_users_file_command_writes_random_private_credentials(tmp_path: Path) ->
     assert again.exit_code != 0  # never overwrites credentials that may be in use
 
 
-def test_users_file_per_device_gives_each_registered_device_a_user_with_a_quota(
+def test_users_file_per_device_gives_each_active_device_a_user_with_a_quota(
     tmp_path: Path,
 ) -> None:
+    settings = HitoSettings()
+    # The dev registry with one device revoked: it must get no Kafka user at all.
+    registry = yaml.safe_load(settings.pipeline.devices_file.read_text())
+    registry["devices"]["cl-chacalluta-ckpt-02"]["status"] = "revoked"
+    devices_file = tmp_path / "devices.yaml"
+    devices_file.write_text(yaml.safe_dump(registry))
     out = tmp_path / "users.yaml"
     args = ["kafka", "users-file", "--out", str(out), "--per-device", "--device-byte-rate", "8192"]
-    result = CliRunner().invoke(app, args)
+    env = {"HITO_PIPELINE__DEVICES_FILE": str(devices_file)}
+    result = CliRunner().invoke(app, args, env=env)
     assert result.exit_code == 0, result.output
     users = load_users(out)
-    registry = load_runtime(HitoSettings()).registry
+    active = sorted(d for d, v in registry["devices"].items() if v["status"] == "active")
+    assert len(active) == len(registry["devices"]) - 1
     per_device = users[4:]
-    assert [u.name for u in per_device] == [f"hito-device-{d}" for d in sorted(registry.devices)]
+    assert [u.name for u in per_device] == [f"hito-device-{d}" for d in active]
     assert {(u.role, u.produce_byte_rate) for u in per_device} == {("device", 8192)}
     assert [u.produce_byte_rate for u in users[:4]] == [None] * 4
     assert len({u.password.get_secret_value() for u in users}) == len(users)
