@@ -65,6 +65,8 @@ def users_file(
     """Write a users file with a random 32-byte password per role (mode 0600), for a real
     deployment: point HITO_KAFKA__USERS_FILE at it, and give each machine only its role's user
     (each device its own user, with --per-device)."""
+    from streams.kafka_security import KafkaUser
+
     users: list[dict[str, object]] = [
         {"name": f"{prefix}-{role}", "role": role, "password": secrets.token_urlsafe(32)}
         for role in _ROLES
@@ -84,8 +86,6 @@ def users_file(
             for device_id, device in sorted(registry.devices.items())
             if not device.revoked  # a revoked device must not be able to write at all
         ]
-    from streams.kafka_security import KafkaUser
-
     for user in users:
         KafkaUser.model_validate(user)  # what `hito up` will load: refuse a bad file now
     # O_EXCL: never overwrite credentials that may already be in use.

@@ -48,7 +48,7 @@ from streams.kafka_security import (
 )
 from streams.runtime import Runtime
 from streams.sdk import build_event, encode
-from streams.settings import HitoSettings
+from streams.settings import HitoSettings, KafkaSettings
 from streams.stack.worker_process import WorkerProcess
 from streams.topics import ensure_topics
 from tests.integration.pipeline.conftest import free_port
@@ -137,6 +137,9 @@ class Victims:
         for d in self.max_lag:
             self.max_lag[d] = max(self.max_lag[d], at - seen.get(d, self.first_sent[0]))
 
+    def lags(self, devices: list[str]) -> dict[str, float]:
+        return {d: round(self.max_lag[d], 2) for d in devices}
+
     def stop(self) -> int:
         self._stop.set()
         if self._thread.is_alive():
@@ -193,8 +196,8 @@ def test_a_flood_from_one_device_does_not_starve_other_partitions(
         "flood_events": FLOOD,
         "flood_drained_s": round(drained_s, 2),
         "flood_rate_per_s": round(FLOOD / drained_s),
-        "victims_other_partition": {d: round(max_lag[d], 2) for d in other},
-        "victims_same_partition": {d: round(max_lag[d], 2) for d in same},
+        "victims_other_partition": victims.lags(other),
+        "victims_same_partition": victims.lags(same),
         "victim_events": victims_total,
     }
     log.warning("flood fairness: %s", json.dumps(report))
@@ -213,10 +216,13 @@ def test_a_flood_from_one_device_does_not_starve_other_partitions(
 
 
 @contextmanager
-def own_kafka_user(settings: HitoSettings, tmp_path: Path, device_id: str) -> Iterator[str]:
+def own_kafka_user(
+    settings: HitoSettings, tmp_path: Path, device_id: str
+) -> Iterator[tuple[str, KafkaSettings]]:
     """A Kafka user for one device with a produce quota, provisioned as `hito kafka provision`
-    does it (credential, quota, ACLs) from a users file that adds it to the stack's; removed
-    afterwards (quota, ACLs, credential), each step even if another failed."""
+    does it (credential, quota, ACLs) from a users file that adds it to the stack's; yields its
+    name and the Kafka settings with that file; removed afterwards (quota, ACLs, credential),
+    each step even if another failed."""
     name = f"hito-device-{device_id}-{uuid.uuid4().hex[:6]}"
     users = yaml.safe_load(settings.kafka.users_file.read_text())["users"]
     own = {"name": name, "role": "device", "password": f"test-{secrets.token_urlsafe(16)}"}
@@ -230,7 +236,7 @@ def own_kafka_user(settings: HitoSettings, tmp_path: Path, device_id: str) -> It
         upsert_users(kafka, admin)
         apply_quotas(kafka, admin)
         ensure_topics(settings.model_copy(update={"kafka": kafka}))  # its ACLs
-        yield name
+        yield name, kafka
     finally:
         try:
             users_file.write_text(yaml.safe_dump({"users": [*users, own]}))  # no quota: removed
@@ -260,8 +266,7 @@ def test_a_device_with_its_own_quota_cannot_flood_its_partition(
     victims = Victims(settings, registry, same + other)
     forged = [_forged(registry, flooder, i) for i in range(2_000)]  # each one a DLQ record
     flooded: list[int] = []  # sizes of the forged events the broker acknowledged
-    with own_kafka_user(settings, tmp_path, flooder) as user:
-        kafka = settings.kafka.model_copy(update={"users_file": tmp_path / "kafka-users.yaml"})
+    with own_kafka_user(settings, tmp_path, flooder) as (user, kafka):
         worker = WorkerProcess.start(
             settings, f"hito-quota-{uuid.uuid4().hex[:6]}", free_port(), tmp_path / "worker.log"
         )
@@ -312,8 +317,8 @@ def test_a_device_with_its_own_quota_cannot_flood_its_partition(
         "flood_s": round(flood_s, 2),
         "flood_events": len(flooded),
         "flood_bytes_per_s": round(sum(flooded) / flood_s),
-        "victims_other_partition": {d: round(max_lag[d], 2) for d in other},
-        "victims_same_partition": {d: round(max_lag[d], 2) for d in same},
+        "victims_other_partition": victims.lags(other),
+        "victims_same_partition": victims.lags(same),
         "victim_events": victims_total,
     }
     log.warning("flood with a quota: %s", json.dumps(report))
