@@ -9,12 +9,21 @@ transaction markers), so the committed offset moves past records no agent ever s
 loss issue #5's scale-out and crash tests showed (docs/aggregation.md, "Partition handover").
 
 Our input topics (raw and clean) are plain append-only logs written without transactions, so
-their offsets have no holes. This consumer tracks the next offset it expects per partition and,
-when a record arrives past it, seeks back and drops the rest of that partition's batch: the
-missing records are fetched again. If the hole appears again, it asks the broker where the log
-starts: records deleted by retention (the group was away too long) are let go with an error;
-otherwise it seeks back again, up to MAX_REWINDS times, then goes on with an error rather than
-stall the partition forever.
+their offsets have no holes. This consumer tracks, per partition, the next offset it expects to
+*deliver* to the agents (reset by every seek, and by the seek to committed offsets that ends a
+rebalance). The check is made at delivery, not at fetch: a batch fetched before that seek can
+still be in delivery when it happens (Faust resumes fetching to read changelogs before it seeks
+the input partitions), and its records must then be measured against the new position, not
+the old one. A record past the expected offset means a hole: the consumer seeks back and drops
+the rest of that partition's batch, so the missing records are fetched again; Faust's
+``_add_gap`` is never used for these topics. If the hole appears again, it asks the broker
+where the log starts: records deleted by retention (the group was away too long) are let go
+with an error; otherwise it seeks back again, up to MAX_REWINDS times, then goes on with an
+error rather than stall the partition forever.
+
+Faust's commit also has an off-by-one for these topics (``Consumer._new_offset`` commits past
+the committed offset's own record when it alone is unacknowledged, and checks nothing when the
+committed offset is 0): the commit here never passes a record no agent handled.
 """
 
 from __future__ import annotations
@@ -22,7 +31,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import AsyncIterator, Callable, Iterable, Set
+from collections.abc import Callable, Iterable, Set
+from enum import Enum
 from typing import Any, ClassVar
 from weakref import WeakSet
 
@@ -38,6 +48,14 @@ log = logging.getLogger(__name__)
 # After this many seeks back to the same offset without it arriving, go on (logged as an
 # error): a partition must not stall forever.
 MAX_REWINDS = 10
+
+
+class Admit(Enum):
+    """What to do with a fetched record of an input topic."""
+
+    DELIVER = "deliver"  # the next record expected (or a hole that is let go)
+    DROP = "drop"  # delivered before: a record read again after a seek back
+    REWOUND = "rewound"  # past a hole: the consumer sought back; drop the partition's batch
 
 
 # Fetch requests wait for this much data, or this long (Faust: 1 byte, up to 1.5 s): at a
@@ -68,7 +86,8 @@ class GaplessConsumer(AIOKafkaConsumer):
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self._handled: WeakSet[Message] = WeakSet()
-        self._next_offset: dict[TP, int] = {}
+        self._next_offset: dict[TP, int] = {}  # input partition -> next offset to deliver
+        self._log_start: dict[TP, int] = {}  # where a partition without a commit starts
         self._rewound_at: dict[TP, tuple[int, int]] = {}  # tp -> (offset sought, times)
         self._buffer_drained = asyncio.Event()
 
@@ -135,18 +154,37 @@ class GaplessConsumer(AIOKafkaConsumer):
         return _ConsumerThread(self, loop=self.loop, beacon=self.beacon)
 
     async def perform_seek(self) -> None:
+        # Where the log starts, asked before the seek: a partition without a committed offset
+        # starts there (auto.offset.reset is "earliest"), and the check above needs to know it.
+        self._log_start = await self._log_starts(
+            {tp for tp in self.assignment() if tp.topic in self.gapless_topics}
+        )
         await super().perform_seek()
         self._rewound_at.clear()
         # After the seek every assigned partition reads from its committed offset (Faust keeps
-        # it as the partition's read offset); a partition without one starts wherever
-        # auto.offset.reset puts it, so it is not checked until its first record.
+        # it as the partition's read offset). No await between Faust's update and this one: a
+        # batch still in delivery sees either the old position or the new one, never a mix.
         self._next_offset = {
-            tp: offset for tp, offset in self._read_offset.items() if offset is not None
+            tp: offset
+            for tp, offset in self._read_offset.items()
+            if offset is not None and tp.topic in self.gapless_topics
         }
+        for tp, start in self._log_start.items():
+            self._next_offset.setdefault(tp, start)
+
+    async def _log_starts(self, tps: set[TP]) -> dict[TP, int]:
+        if not tps:
+            return {}
+        try:
+            return {tp: o for tp, o in (await self.earliest_offsets(*tps)).items() if o is not None}
+        except Exception as exc:  # a broker hiccup: the first record's offset is taken instead
+            log.warning("earliest offsets of %d partitions unknown (%r)", len(tps), exc)
+            return {}
 
     async def seek(self, partition: TP, offset: int) -> None:
         await super().seek(partition, offset)
-        self._next_offset[partition] = offset
+        if partition.topic in self.gapless_topics:
+            self._next_offset[partition] = offset
 
     async def on_partitions_revoked(self, revoked: Set[TP]) -> None:
         for tp in revoked:
@@ -154,25 +192,14 @@ class GaplessConsumer(AIOKafkaConsumer):
             self._rewound_at.pop(tp, None)
         await super().on_partitions_revoked(revoked)
 
-    # The signature is Faust's (an override), hence the timeout parameter.
-    async def getmany(self, timeout: float) -> AsyncIterator[tuple[TP, Message]]:  # noqa: ASYNC109
-        rewound: set[TP] = set()
-        async for tp, message in super().getmany(timeout):
-            if tp in rewound:
-                continue
-            if tp.topic in self.gapless_topics and not await self._in_order(tp, message.offset):
-                rewound.add(tp)
-                continue
-            yield tp, message
-
-    async def _in_order(self, tp: TP, offset: int) -> bool:
+    async def _admit(self, tp: TP, offset: int) -> Admit:
+        """The check at delivery of a record of an input topic (see the module docstring)."""
         expected = self._next_offset.get(tp)
         if expected is None or offset == expected:
-            self._next_offset[tp] = offset + 1
             self._rewound_at.pop(tp, None)
-            return True
+            return Admit.DELIVER
         if offset < expected:
-            return True  # a record read again: Faust drops it (below its read offset)
+            return Admit.DROP  # delivered before: a record read again after a seek back
         sought, times = self._rewound_at.get(tp, (-1, 0))
         times = times if sought == expected else 0
         if times and (times >= MAX_REWINDS or await self._deleted(tp, expected)):
@@ -187,8 +214,10 @@ class GaplessConsumer(AIOKafkaConsumer):
                 offset,
             )
             self._rewound_at.pop(tp, None)
-            self._next_offset[tp] = offset + 1
-            return True
+            # Acknowledged as a gap on purpose: they will never come, the commit may pass them.
+            await self._add_gap(tp, expected, offset - 1)
+            self._next_offset[tp] = offset
+            return Admit.DELIVER
         log.warning(
             "records %d..%d of %s were fetched but never delivered; seeking back to %d",
             expected,
@@ -204,7 +233,27 @@ class GaplessConsumer(AIOKafkaConsumer):
             await self.seek(tp, expected)
         except Exception as exc:  # e.g. IllegalStateError: the partition is being revoked
             log.warning("seek back on %s failed (%r); the batch is dropped", tp, exc)
-        return False
+        return Admit.REWOUND
+
+    def _delivered(self, tp: TP, offset: int) -> None:
+        """Move the expected offset on, unless a seek moved it while the record was delivered
+        (the record was fetched before that seek; what follows it comes again from there)."""
+        if self._next_offset.get(tp, offset) == offset:
+            self._next_offset[tp] = offset + 1
+
+    def _new_offset(self, tp: TP) -> int | None:
+        """Faust's, except that the commit never passes an unacknowledged first record."""
+        if tp.topic in self.gapless_topics:
+            acked = self._acked[tp]
+            base = self._committed_offset[tp]  # the next offset to commit (Kafka's meaning)
+            if base is None:  # Faust keeps 0 as None too
+                base = self._log_start.get(tp)
+            if acked and base is not None:
+                heads = [min(acked), *(gap.begin for gap in self._gap[tp])]
+                if min(heads) > base:
+                    return None  # the record at ``base`` is not acknowledged yet
+        new: int | None = super()._new_offset(tp)
+        return new
 
     async def _drain_messages(self, fetcher: Any) -> None:
         """Faust's fetch loop with one ``wait_first`` per fetched batch instead of per record.
@@ -216,8 +265,9 @@ class GaplessConsumer(AIOKafkaConsumer):
         flight would lose its records, changelogs' included), then one task delivers it,
         raced against the same events (flow suspended for a rebalance, consumer stopped or
         crashed). When flow is suspended the delivery is cancelled and the rest of the batch
-        is neither delivered nor marked read; on our input topics the gap check above fetches
-        it again, and changelogs are re-read by Faust's recovery, which seeks them itself.
+        is neither delivered nor marked read; on our input topics the check at delivery
+        (``_admit``) sees the hole and fetches it again, and changelogs are re-read by Faust's
+        recovery, which seeks them itself.
         """
         fetcher_should_stop = fetcher._stopped.is_set
         try:
@@ -247,25 +297,38 @@ class GaplessConsumer(AIOKafkaConsumer):
 
     async def _deliver(self, batch: list[tuple[TP, Message]]) -> None:
         """The body of Faust's per-record loop in ``_drain_messages``, minus the per-record
-        ``wait_first``."""
+        ``wait_first``; records of input topics are checked here (``_admit``), at delivery."""
         callback = self.callback
         read_offset = self._read_offset
         acks_enabled_for = self.app.topics.acks_enabled_for
+        gapless = self.gapless_topics
+        rewound: set[TP] = set()
         for i, (tp, message) in enumerate(batch):
             if i % 100 == 99:  # as Faust: let other tasks run during a long batch
                 await asyncio.sleep(0)
             offset = message.offset
-            r_offset = read_offset.get(tp)
-            if r_offset is not None and offset < r_offset:
-                continue  # read before: Faust drops it too
-            gap = offset - (r_offset or 0)
-            if gap > 1 and r_offset and acks_enabled_for(message.topic):
-                await self._add_gap(tp, r_offset + 1, offset)
+            if tp.topic in gapless:
+                if tp in rewound:
+                    continue
+                admit = await self._admit(tp, offset)
+                if admit is Admit.REWOUND:
+                    rewound.add(tp)
+                if admit is not Admit.DELIVER:
+                    continue
+            else:  # changelogs: Faust's own handling (compacted topics do have holes)
+                r_offset = read_offset.get(tp)
+                if r_offset is not None and offset < r_offset:
+                    continue  # read before: Faust drops it too
+                gap = offset - (r_offset or 0)
+                if gap > 1 and r_offset and acks_enabled_for(message.topic):
+                    await self._add_gap(tp, r_offset + 1, offset)
             if self._commit_every is not None and self._n_acked >= self._commit_every:
                 self._n_acked = 0
                 await self.commit()
             await callback(message)
             read_offset[tp] = offset
+            if tp.topic in gapless:
+                self._delivered(tp, offset)
 
     async def _deleted(self, tp: TP, offset: int) -> bool:
         """True when the log no longer starts at or before ``offset`` (retention removed it)."""
