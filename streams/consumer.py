@@ -219,7 +219,7 @@ class GaplessConsumer(AIOKafkaConsumer):
             self._next_offset[tp] = offset
             return Admit.DELIVER
         log.warning(
-            "records %d..%d of %s were fetched but never delivered; seeking back to %d",
+            "records %d..%d of %s were not delivered since the last seek; seeking back to %d",
             expected,
             offset - 1,
             tp,
