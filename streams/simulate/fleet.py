@@ -72,6 +72,9 @@ class FleetPlan:
     surge_duration_s: float | None = None  # None: until the end
     silent_devices: frozenset[str] = frozenset()
     silent_after_s: float = 0.0  # the silent devices send normally until then
+    # False: checkpoints weigh as in an ordinary daytime hour whatever the clock says, so a
+    # test's mix of events (and the identifiers in it) does not depend on when it runs.
+    daily_rhythm: bool = True
     raw_topics: dict[Source, str] = field(
         default_factory=lambda: dict(PipelineSettings().raw_topics)
     )
@@ -178,7 +181,7 @@ class Fleet:
 
     def _pick_device(self) -> Device:
         devices = self._live_devices()
-        rhythm = traffic_multiplier(self._now)
+        rhythm = traffic_multiplier(self._now) if self._plan.daily_rhythm else 1.0
         weights = [rhythm if d.kind == "checkpoint" else 1.0 for d in devices]
         return self._rng.choices(devices, weights=weights)[0]
 

@@ -158,6 +158,7 @@ def test_influxdb_values_equal_counts_from_the_sent_events(isolated_runtime: Run
         duplicate_fraction=0.05,
         out_of_order_fraction=0.03,
         raw_topics=dict(settings.pipeline.raw_topics),
+        daily_rhythm=False,  # the same cells above and under k whenever the test runs
     )
     messages = list(Fleet(isolated_runtime.registry, plan, datetime.now(UTC)).messages())
     exp = expected_from(messages, settings.pipeline.window_s)

@@ -46,6 +46,23 @@ def test_same_seed_same_messages(registry: DeviceRegistry) -> None:
     assert a == b
 
 
+def test_without_the_daily_rhythm_the_mix_does_not_depend_on_the_hour(
+    registry: DeviceRegistry,
+) -> None:
+    night = datetime(2026, 12, 3, 7, 0, tzinfo=UTC)  # 04:00 in Arica: checkpoints quiet
+
+    def devices(plan: FleetPlan, at: datetime) -> list[str]:
+        return [m.device_id for m in Fleet(registry, plan, at).messages()]
+
+    flat = FleetPlan(count=1000, daily_rhythm=False)
+    assert devices(flat, night) == devices(flat, NOW)
+    kinds = {d.device_id: d.kind for d in registry.devices.values()}
+    rhythm = FleetPlan(count=1000)
+    at_night = Counter(kinds[d] for d in devices(rhythm, night))
+    in_the_evening = Counter(kinds[d] for d in devices(rhythm, NOW))
+    assert at_night["checkpoint"] * 3 < in_the_evening["checkpoint"]
+
+
 def test_surge_multiplies_one_sites_share(registry: DeviceRegistry) -> None:
     base = Counter(m.site for m in Fleet(registry, FleetPlan(count=4000), NOW).messages())
     surge = Counter(
