@@ -17,6 +17,7 @@ from __future__ import annotations
 import logging
 import re
 import ssl
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
@@ -248,7 +249,43 @@ def apply_grants(settings: HitoSettings, admin: Any) -> int:
     result = admin.create_acls(acls)
     if result["failed"]:
         raise RuntimeError(f"could not create Kafka ACLs: {result['failed']}")
+    _wait_until_in_force(admin, set(acls))
     return len(acls)
+
+
+def _wait_until_in_force(admin: Any, acls: set[Any], timeout_s: float = 15.0) -> None:
+    """Wait until the broker authorises with these ACLs. CreateAcls answers once the controller
+    has committed them; the broker applies them when it replays the metadata log, a moment
+    later. A client starting in between was refused (a bench run lost 8 of its first sends to
+    TopicAuthorizationFailed). DescribeAcls is answered from the broker's authorizer itself."""
+    from kafka.admin import (
+        ACLFilter,
+        ACLOperation,
+        ACLPermissionType,
+        ACLResourcePatternType,
+        ResourcePatternFilter,
+        ResourceType,
+    )
+
+    every = ACLFilter(
+        principal=None,
+        host=None,
+        operation=ACLOperation.ANY,
+        permission_type=ACLPermissionType.ANY,
+        resource_pattern=ResourcePatternFilter(ResourceType.ANY, None, ACLResourcePatternType.ANY),
+    )
+    deadline = time.monotonic() + timeout_s
+    while True:
+        described, error = admin.describe_acls(every)
+        missing = acls - set(described)
+        if not missing:
+            return
+        if time.monotonic() > deadline:
+            raise RuntimeError(
+                f"{len(missing)} Kafka ACLs not in force {timeout_s:.0f} s after their creation "
+                f"(last answer: {error!r}), e.g. {sorted(map(repr, missing))[:3]}"
+            )
+        time.sleep(0.05)
 
 
 def upsert_users(kafka: KafkaSettings, admin: Any) -> list[str]:

@@ -32,6 +32,7 @@ def send_messages(
         max_request_size=2 * 1024 * 1024,
     )
     sent: Counter[str] = Counter()
+    refused: list[BaseException] = []  # a send Kafka refused is an error, never a silent loss
     started = time.monotonic()
     try:
         with Progress(
@@ -51,7 +52,8 @@ def send_messages(
                     delay = due - time.monotonic()
                     if delay > 0:
                         time.sleep(delay)
-                producer.send(msg.topic, key=msg.key, value=msg.value)
+                future = producer.send(msg.topic, key=msg.key, value=msg.value)
+                future.add_errback(refused.append)
                 sent[msg.expected] += 1
                 if i % 100 == 0:
                     progress.update(task, completed=i)
@@ -59,4 +61,9 @@ def send_messages(
         producer.flush(timeout=60)
     finally:
         producer.close()
+    if refused:
+        raise RuntimeError(
+            f"Kafka refused {len(refused)} of {sum(sent.values())} messages; "
+            f"the first because of {refused[0]!r}"
+        )
     return sent

@@ -24,11 +24,12 @@ from kafka.errors import (
 
 from streams.kafka_security import Role, client_config
 from streams.settings import HitoSettings
+from streams.simulate.fleet import SimMessage
+from streams.simulate.runner import send_messages
 from streams.topics import ensure_topics
 
 
-@pytest.fixture(scope="module")
-def secured(stack: HitoSettings) -> HitoSettings:
+def _own_topics(stack: HitoSettings) -> HitoSettings:
     """Settings with topics of their own, created with their ACLs like every project topic."""
     run = uuid.uuid4().hex[:8]
     pipeline = stack.pipeline.model_copy(
@@ -45,6 +46,12 @@ def secured(stack: HitoSettings) -> HitoSettings:
     )
     settings = stack.model_copy(update={"pipeline": pipeline})
     assert len(ensure_topics(settings)) == 7
+    return settings
+
+
+@pytest.fixture(scope="module")
+def secured(stack: HitoSettings) -> HitoSettings:
+    settings = _own_topics(stack)
     # One record in each topic, written by the admin, for the read checks.
     producer = KafkaProducer(**client_config(settings.kafka, "admin"), acks="all")
     for topic in _topics(settings).values():
@@ -190,3 +197,26 @@ def test_unauthenticated_and_wrong_password_clients_are_refused(
     assert "invalid credentials with SASL mechanism SCRAM-SHA-512" in caplog.text
     # The same client with the right password connects.
     asyncio.run(_connect(right))
+
+
+def test_devices_send_as_soon_as_topics_exist_and_a_refused_send_is_an_error(
+    stack: HitoSettings,
+) -> None:
+    """ensure_topics returns once the broker authorises with the new ACLs (a bench run's
+    producer, started right after, once lost 8 sends to TopicAuthorizationFailed), and
+    send_messages raises on any send Kafka refused instead of losing it."""
+    settings = _own_topics(stack)
+    raw = settings.pipeline.raw_topics["sensor"]
+
+    def messages(topic: str, n: int) -> list[SimMessage]:
+        return [SimMessage(topic, b"k", b"v%d" % i, "valid", "dev", "site") for i in range(n)]
+
+    assert send_messages(messages(raw, 200), kafka=settings.kafka, total=200) == {"valid": 200}
+    reader = KafkaConsumer(**client_config(settings.kafka, "admin"))
+    try:
+        assert reader.end_offsets([TopicPartition(raw, 0)]) == {TopicPartition(raw, 0): 200}
+    finally:
+        reader.close()
+    clean = f"{settings.pipeline.clean_topic_prefix}sensor"
+    with pytest.raises(RuntimeError, match=r"Kafka refused 3 of 3 messages.*TopicAuthorization"):
+        send_messages(messages(clean, 3), kafka=settings.kafka, total=3)

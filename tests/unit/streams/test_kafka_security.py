@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import stat
 from pathlib import Path
+from typing import Any
 
 import pytest
 import yaml
@@ -14,6 +15,7 @@ from streams.kafka_security import (
     Grant,
     KafkaUser,
     MissingCredentials,
+    apply_grants,
     broker_jaas_properties,
     client_config,
     grants,
@@ -160,3 +162,36 @@ def test_a_client_can_log_in_as_a_named_user_of_its_role_only(tmp_path: Path) ->
         client_config(k, "device", user="ops")
     with pytest.raises(MissingCredentials):
         client_config(k, "device", user="nobody")
+
+
+class DescribingAdmin:
+    """An admin client whose broker takes ``lag`` DescribeAcls answers to show new ACLs."""
+
+    def __init__(self, lag: int) -> None:
+        self.lag = lag
+        self.described = 0
+        self.created: list[Any] = []
+
+    def create_acls(self, acls: list[Any]) -> dict[str, list[Any]]:
+        self.created = list(acls)
+        return {"succeeded": list(acls), "failed": []}
+
+    def describe_acls(self, _filter: Any) -> tuple[list[Any], None]:
+        self.described += 1
+        return (self.created if self.described > self.lag else self.created[:1]), None
+
+
+def test_grants_return_once_the_broker_authorises_with_them(settings: HitoSettings) -> None:
+    admin = DescribingAdmin(lag=3)
+    assert apply_grants(settings, admin) == len(grants(settings))
+    assert admin.described == 4
+
+
+def test_grants_never_in_force_are_an_error(
+    settings: HitoSettings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    clock = iter(range(0, 1000, 5))  # each look at the clock: 5 s later
+    monkeypatch.setattr("streams.kafka_security.time.monotonic", lambda: next(clock))
+    monkeypatch.setattr("streams.kafka_security.time.sleep", lambda _s: None)
+    with pytest.raises(RuntimeError, match=r"Kafka ACLs not in force 15 s after their creation"):
+        apply_grants(settings, DescribingAdmin(lag=10**6))
