@@ -91,7 +91,7 @@ def simulate(
 ) -> None:
     """Run the simulated fleet of the reference crossing against Kafka."""
     from streams.simulate.fleet import Fleet, FleetPlan
-    from streams.simulate.runner import send_messages
+    from streams.simulate.runner import SendRefused, send_messages
 
     if duration:
         if not rate:
@@ -117,7 +117,11 @@ def simulate(
     # At a set rate the run is live: event times, rhythm, surge and silences follow the clock.
     live_clock = (lambda: datetime.now(UTC)) if rate else None
     fleet = Fleet(registry, plan, datetime.now(UTC), clock=live_clock)
-    sent = send_messages(fleet.messages(), kafka=settings.kafka, total=count, rate=rate)
+    try:
+        sent = send_messages(fleet.messages(), kafka=settings.kafka, total=count, rate=rate)
+    except SendRefused as exc:
+        Console(stderr=True).print(f"[red]simulate failed:[/] {exc}")
+        raise typer.Exit(1) from exc
     _print_counts("sent, by expected outcome", sent)
     if manifest:
         manifest.write_text(json.dumps(dict(sorted(sent.items())), indent=2) + "\n")

@@ -15,6 +15,10 @@ from streams.settings import KafkaSettings
 from streams.simulate.fleet import SimMessage
 
 
+class SendRefused(RuntimeError):
+    """Kafka refused some of the messages (``str()`` says how many and why)."""
+
+
 def send_messages(
     messages: Iterable[SimMessage],
     *,
@@ -24,7 +28,7 @@ def send_messages(
     console: Console | None = None,
 ) -> Counter[str]:
     """Produce every message as the device user (rate 0 = flat out); returns the
-    expected-outcome counts sent."""
+    expected-outcome counts sent. Raises SendRefused when Kafka refused any of them."""
     producer = KafkaProducer(
         **client_config(kafka, "device"),
         acks="all",
@@ -62,7 +66,7 @@ def send_messages(
     finally:
         producer.close()
     if refused:
-        raise RuntimeError(
+        raise SendRefused(
             f"Kafka refused {len(refused)} of {sum(sent.values())} messages; "
             f"the first because of {refused[0]!r}"
         )

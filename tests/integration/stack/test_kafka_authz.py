@@ -25,7 +25,7 @@ from kafka.errors import (
 from streams.kafka_security import Role, client_config
 from streams.settings import HitoSettings
 from streams.simulate.fleet import SimMessage
-from streams.simulate.runner import send_messages
+from streams.simulate.runner import SendRefused, send_messages
 from streams.topics import ensure_topics
 
 
@@ -218,5 +218,5 @@ def test_devices_send_as_soon_as_topics_exist_and_a_refused_send_is_an_error(
     finally:
         reader.close()
     clean = f"{settings.pipeline.clean_topic_prefix}sensor"
-    with pytest.raises(RuntimeError, match=r"Kafka refused 3 of 3 messages.*TopicAuthorization"):
+    with pytest.raises(SendRefused, match=r"Kafka refused 3 of 3 messages.*TopicAuthorization"):
         send_messages(messages(clean, 3), kafka=settings.kafka, total=3)
