@@ -178,7 +178,7 @@ class GaplessConsumer(AIOKafkaConsumer):
         try:
             return {tp: o for tp, o in (await self.earliest_offsets(*tps)).items() if o is not None}
         except Exception as exc:  # a broker hiccup: the first record's offset is taken instead
-            log.warning("earliest offsets of %d partitions unknown (%r)", len(tps), exc)
+            log.warning("where the log starts is unknown for %s (%r)", sorted(tps), exc)
             return {}
 
     async def seek(self, partition: TP, offset: int) -> None:
@@ -331,13 +331,10 @@ class GaplessConsumer(AIOKafkaConsumer):
                 self._delivered(tp, offset)
 
     async def _deleted(self, tp: TP, offset: int) -> bool:
-        """True when the log no longer starts at or before ``offset`` (retention removed it)."""
-        try:
-            earliest = (await self.earliest_offsets(tp)).get(tp)
-        except Exception as exc:  # a broker hiccup: assume not deleted, seek back again
-            log.warning("earliest offset of %s unknown (%r)", tp, exc)
-            return False
-        return earliest is not None and earliest > offset
+        """True when the log no longer starts at or before ``offset`` (retention removed it);
+        False when the broker does not say (then the consumer seeks back again)."""
+        start = (await self._log_starts({tp})).get(tp)
+        return start is not None and start > offset
 
 
 def gapless_consumer_class(
