@@ -10,10 +10,10 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from bench.dataset import Produced, with_bucket
-from bench.probe import InfluxTotal
-from bench.report import Result
-from streams.settings import REPO_ROOT, HitoSettings
+from hito.bench.dataset import Produced, with_bucket
+from hito.bench.probe import InfluxTotal
+from hito.bench.report import Result
+from hito.settings import REPO_ROOT, HitoSettings
 
 BENCH_SETUP = REPO_ROOT / "bench" / "setup.sh"
 
@@ -73,7 +73,7 @@ def run_ceiling(
         "stats_path": str(stats_path),
     }
     log = workdir / "ceiling.log"
-    proc = _start("bench.baselines.ceiling", config, data, log, Path(sys.executable))
+    proc = _start("hito.bench.baselines.ceiling", config, data, log, Path(sys.executable))
     _finish(proc, timeout_s + 60, log)
     s = json.loads(stats_path.read_text())
     return Result(
@@ -98,7 +98,7 @@ def run_faust_floor(
         "stats_path": str(stats_path),
     }
     log = workdir / "faust-floor.log"
-    proc = _start("bench.baselines.faust_floor", config, data, log, Path(sys.executable))
+    proc = _start("hito.bench.baselines.faust_floor", config, data, log, Path(sys.executable))
     _finish(proc, timeout_s + 120, log)
     s = json.loads(stats_path.read_text())
     return Result(
@@ -127,7 +127,7 @@ def run_naive(
         "stats_path": str(stats_path),
     }
     log = workdir / "naive.log"
-    proc = _start("bench.baselines.naive", config, settings, log, Path(sys.executable))
+    proc = _start("hito.bench.baselines.naive", config, settings, log, Path(sys.executable))
     _finish(proc, max_s + 120, log)
     s = json.loads(stats_path.read_text())
     probe = InfluxTotal(settings, "events")
@@ -175,7 +175,7 @@ def run_quix(
     }
     log = workdir / "quix.log"
     probe = InfluxTotal(settings, "windows")
-    proc = _start("bench.baselines.quix_peer", config, settings, log, python)
+    proc = _start("hito.bench.baselines.quix_peer", config, settings, log, python)
     try:
         done_at = probe.wait_for(produced.valid, timeout_s, lambda: proc.poll() is None)
     except (TimeoutError, RuntimeError) as exc:

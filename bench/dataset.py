@@ -15,12 +15,12 @@ from datetime import UTC, datetime
 from influxdb_client import InfluxDBClient
 from rich.console import Console
 
-from streams.devices import DeviceRegistry
-from streams.settings import HitoSettings, PipelineSettings
-from streams.simulate.fleet import DUPLICATE, VALID, Fleet, FleetPlan
-from streams.simulate.runner import send_messages
-from streams.sinks.influx_tokens import ensure_bucket_tokens, tokens_path
-from streams.topics import ensure_topics
+from hito.access.influx_tokens import ensure_bucket_tokens, tokens_path
+from hito.access.topics import ensure_topics
+from hito.device.simulate.fleet import DUPLICATE, VALID, Fleet, FleetPlan
+from hito.device.simulate.runner import send_messages
+from hito.devices import DeviceRegistry
+from hito.settings import HitoSettings, PipelineSettings
 
 # Replayed data is older than a live stream's: the bench raises the allowed lateness so that
 # events produced minutes before a contender reads them still count (every contender alike).

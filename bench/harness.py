@@ -25,15 +25,15 @@ from typing import Any
 from kafka.errors import KafkaError
 from rich.console import Console
 
-from bench import dataset
-from bench.contenders import bench_python, run_ceiling, run_faust_floor, run_naive, run_quix
-from bench.hito_run import run_hito
-from bench.latency import measure_latency
-from bench.profile import summarise_file
-from bench.report import Result, figures_of, render, verdicts
-from streams.kafka_security import admin_client
-from streams.runtime import load_runtime
-from streams.settings import HitoSettings
+from hito.access.kafka import admin_client
+from hito.bench import dataset
+from hito.bench.contenders import bench_python, run_ceiling, run_faust_floor, run_naive, run_quix
+from hito.bench.hito_run import run_hito
+from hito.bench.latency import measure_latency
+from hito.bench.profile import summarise_file
+from hito.bench.report import Result, figures_of, render, verdicts
+from hito.runtime import load_runtime
+from hito.settings import HitoSettings
 
 CONTENDERS = ("ceiling", "faust-floor", "hito", "quix", "naive", "latency", "state")
 
@@ -241,7 +241,7 @@ def state_model(options: BenchOptions, workdir: Path, results: dict[str, Result]
     """The state model in a fresh process; the worker's RSS is its idle RSS plus the growth."""
     path = workdir / "state.json"
     subprocess.run(
-        [sys.executable, "-m", "bench.state_rss", str(options.state_devices),
+        [sys.executable, "-m", "hito.bench.state_rss", str(options.state_devices),
          str(options.state_identities), str(path)],
         check=True,
         timeout=900,

@@ -12,11 +12,11 @@ from typing import Any
 
 from prometheus_client.parser import text_string_to_metric_families
 
-from bench.dataset import Produced, with_bucket
-from bench.probe import InfluxTotal, ProcSample, proc_sample
-from bench.report import Result
-from streams.settings import HitoSettings
-from streams.stack.worker_process import WorkerProcess
+from hito.bench.dataset import Produced, with_bucket
+from hito.bench.probe import InfluxTotal, ProcSample, proc_sample
+from hito.bench.report import Result
+from hito.settings import HitoSettings
+from hito.stack.worker_process import WorkerProcess
 
 _READY = b"Worker]: Ready"
 

@@ -19,15 +19,15 @@ from typing import Any
 
 from kafka import KafkaProducer
 
-from bench.dataset import Mix, topic_set, with_bucket
-from bench.hito_run import free_port, start_profiler, stop_profiler
-from bench.probe import InfluxTotal, proc_sample
-from bench.report import latencies_from_curves, percentile
-from streams.devices import DeviceRegistry
-from streams.kafka_security import client_config
-from streams.settings import HitoSettings
-from streams.simulate.fleet import VALID, Fleet, FleetPlan
-from streams.stack.worker_process import WorkerProcess
+from hito.access.kafka import client_config
+from hito.bench.dataset import Mix, topic_set, with_bucket
+from hito.bench.hito_run import free_port, start_profiler, stop_profiler
+from hito.bench.probe import InfluxTotal, proc_sample
+from hito.bench.report import latencies_from_curves, percentile
+from hito.device.simulate.fleet import VALID, Fleet, FleetPlan
+from hito.devices import DeviceRegistry
+from hito.settings import HitoSettings
+from hito.stack.worker_process import WorkerProcess
 
 
 def measure_latency(

@@ -20,7 +20,7 @@ from typing import Literal
 
 from influxdb_client import InfluxDBClient
 
-from streams.settings import HitoSettings
+from hito.settings import HitoSettings
 
 TotalKind = Literal["hito", "windows", "events"]
 _FILTERS: dict[TotalKind, str] = {

@@ -40,12 +40,12 @@ def _rss_mb() -> tuple[float, float]:
 
 
 def build(devices: int, identities: int) -> dict[str, Any]:
-    import streams.worker  # noqa: F401 - the worker's modules, as a worker imports them
-    from streams.devices import Device, DeviceRegistry
-    from streams.metrics import PipelineMetrics
-    from streams.pseudonyms import PseudonymKey, pseudonym
-    from streams.settings import PipelineSettings
-    from streams.stages import aggregate, dedup
+    import hito.pipeline.worker  # noqa: F401 - the worker's modules, as a worker imports them
+    from hito.devices import Device, DeviceRegistry
+    from hito.pipeline.metrics import PipelineMetrics
+    from hito.pipeline.pseudonyms import PseudonymKey, pseudonym
+    from hito.pipeline.stages import aggregate, dedup
+    from hito.settings import PipelineSettings
 
     steps: list[dict[str, Any]] = []
     started = time.monotonic()
@@ -104,7 +104,7 @@ def _deep_bytes(value: str) -> int:
 
 
 def _window_start() -> datetime:
-    from streams.stages.aggregate import window_start
+    from hito.pipeline.stages.aggregate import window_start
 
     return window_start(datetime.now(UTC), 60)
 

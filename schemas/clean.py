@@ -11,8 +11,8 @@ from typing import Annotated
 
 from pydantic import AwareDatetime, Field
 
-from schemas.envelope import DEVICE_ID_PATTERN, SITE_PATTERN, StrictModel
-from schemas.registry import Source
+from hito.schemas.envelope import DEVICE_ID_PATTERN, SITE_PATTERN, StrictModel
+from hito.schemas.registry import Source
 
 CleanValue = str | int | float | list[str] | None
 

@@ -11,8 +11,8 @@ from typing import Annotated
 
 from pydantic import AwareDatetime, Field
 
-from schemas.envelope import DEVICE_ID_PATTERN, StrictModel
-from schemas.reasons import Reason
+from hito.schemas.envelope import DEVICE_ID_PATTERN, StrictModel
+from hito.schemas.reasons import Reason
 
 
 class DlqRecord(StrictModel):

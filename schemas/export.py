@@ -10,8 +10,8 @@ import json
 from pathlib import Path
 from typing import Any
 
-from schemas.dlq import DlqRecord
-from schemas.registry import REGISTRY
+from hito.schemas.dlq import DlqRecord
+from hito.schemas.registry import REGISTRY
 
 EXPORT_DIR = Path(__file__).resolve().parent / "jsonschema"
 ID_BASE = "urn:hito:schema:"

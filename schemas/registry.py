@@ -8,7 +8,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Literal
 
-from schemas.envelope import (
+from hito.schemas.envelope import (
     CheckpointCrossingEvent,
     DroneTelemetryEvent,
     Event,

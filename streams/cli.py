@@ -4,7 +4,11 @@ from __future__ import annotations
 
 import typer
 
-from streams.commands import access, alerts, bench, demo, pipeline, privacy, stack
+from hito.commands import bench, demo, stack
+from hito.commands import kafka as access
+from hito.commands import pager as alerts
+from hito.commands import policy as privacy
+from hito.commands import worker as pipeline
 
 app = typer.Typer(
     help="Hito: border telemetry ingestion under a versioned privacy policy.",

@@ -20,8 +20,8 @@ from typing import Literal, get_args
 import yaml
 from pydantic import BaseModel, ConfigDict, Field
 
-from schemas.envelope import DEVICE_ID_PATTERN, SITE_PATTERN
-from schemas.registry import Source
+from hito.schemas.envelope import DEVICE_ID_PATTERN, SITE_PATTERN
+from hito.schemas.registry import Source
 
 log = logging.getLogger(__name__)
 

@@ -5,10 +5,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import timedelta
 
-from schemas.privacy.policy import Policy, load_policy
-from streams.devices import DeviceRegistry
-from streams.pseudonyms import Keyring
-from streams.settings import HitoSettings
+from hito.devices import DeviceRegistry
+from hito.pipeline.pseudonyms import Keyring
+from hito.schemas.privacy.policy import Policy, load_policy
+from hito.settings import HitoSettings
 
 
 @dataclass(frozen=True)

@@ -12,7 +12,7 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from schemas.registry import Source
+from hito.schemas.registry import Source
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from streams.devices import DeviceRegistry
-from streams.runtime import Runtime, load_runtime
-from streams.settings import HitoSettings
+from hito.devices import DeviceRegistry
+from hito.runtime import Runtime, load_runtime
+from hito.settings import HitoSettings
 
 
 @pytest.fixture(scope="session")

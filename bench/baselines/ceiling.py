@@ -18,8 +18,8 @@ from typing import Any
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
-from streams.kafka_security import client_config
-from streams.settings import load_settings
+from hito.access.kafka import client_config
+from hito.settings import load_settings
 
 
 async def consume(expected: int, timeout_s: float) -> dict[str, Any]:

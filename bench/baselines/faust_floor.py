@@ -20,9 +20,9 @@ from typing import Any
 
 import faust
 
-from bench.baselines.ceiling import _peak_rss_mb
-from streams.app import create_app
-from streams.settings import load_settings
+from hito.bench.baselines.ceiling import _peak_rss_mb
+from hito.pipeline.faust.app import create_app
+from hito.settings import load_settings
 
 
 def main() -> None:

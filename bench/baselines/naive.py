@@ -27,11 +27,11 @@ from influxdb_client import InfluxDBClient, Point, WritePrecision
 from influxdb_client.client.write_api import SYNCHRONOUS
 from kafka import KafkaConsumer
 
-from schemas.clean import CleanEvent
-from streams.kafka_security import client_config
-from streams.runtime import load_runtime
-from streams.settings import load_settings
-from streams.stages import anonymise, dedup, validate
+from hito.access.kafka import client_config
+from hito.pipeline.stages import anonymise, dedup, validate
+from hito.runtime import load_runtime
+from hito.schemas.clean import CleanEvent
+from hito.settings import load_settings
 
 
 def to_point(clean: CleanEvent) -> Point:

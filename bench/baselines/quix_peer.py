@@ -31,12 +31,12 @@ from quixstreams import Application, State, message_context
 from quixstreams.kafka.configuration import ConnectionConfig
 from quixstreams.sinks import BatchingSink, SinkBatch
 
-from schemas.clean import CleanEvent
-from streams.kafka_security import MECHANISM, user_for
-from streams.runtime import Runtime, load_runtime
-from streams.settings import load_settings
-from streams.stages import aggregate, anonymise, dedup, validate
-from streams.stages.points import line, points_for
+from hito.access.kafka import MECHANISM, user_for
+from hito.pipeline.sinks.lines import line, points_for
+from hito.pipeline.stages import aggregate, anonymise, dedup, validate
+from hito.runtime import Runtime, load_runtime
+from hito.schemas.clean import CleanEvent
+from hito.settings import load_settings
 
 
 @dataclass

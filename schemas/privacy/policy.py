@@ -8,7 +8,7 @@ from typing import Any, Literal
 
 import yaml
 
-from schemas.registry import REGISTRY
+from hito.schemas.registry import REGISTRY
 
 POLICY_FILE = Path(__file__).resolve().parent / "policy.yaml"
 

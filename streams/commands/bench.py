@@ -11,7 +11,7 @@ from typing import Annotated
 import typer
 from rich.console import Console
 
-from streams.settings import REPO_ROOT, load_settings
+from hito.settings import REPO_ROOT, load_settings
 
 
 def _csv(text: str) -> tuple[str, ...]:
@@ -58,10 +58,10 @@ def bench(
 ) -> None:
     """Measure Hito end to end (throughput with 1 and 2 workers, latency, CPU, memory) against
     the baselines on the same data; writes a JSON report and prints a summary."""
-    from bench.dataset import Mix
-    from bench.harness import CONTENDERS, BenchOptions, run_bench
-    from streams.stack import manager
-    from streams.stack.progress import make_runner
+    from hito.bench.dataset import Mix
+    from hito.bench.harness import CONTENDERS, BenchOptions, run_bench
+    from hito.stack import manager
+    from hito.stack.progress import make_runner
 
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     logging.getLogger("kafka").setLevel(logging.ERROR)

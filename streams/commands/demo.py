@@ -10,8 +10,8 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from streams.runtime import load_runtime
-from streams.settings import load_settings
+from hito.runtime import load_runtime
+from hito.settings import load_settings
 
 
 def demo(
@@ -30,10 +30,10 @@ def demo(
 ) -> None:
     """Run the simulated fleet of the reference crossing through the whole platform (one
     worker, bad events, duplicates, one surge at Chacalluta), then print what happened."""
-    from streams.demo import report
-    from streams.demo.run import DemoPlan, run_demo
-    from streams.stack import manager
-    from streams.stack.progress import make_runner
+    from hito.demo import report
+    from hito.demo.run import DemoPlan, run_demo
+    from hito.stack import manager
+    from hito.stack.progress import make_runner
 
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     logging.getLogger("kafka").setLevel(logging.ERROR)

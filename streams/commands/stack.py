@@ -8,9 +8,9 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from streams.settings import HitoSettings, load_settings
-from streams.stack import manager, overview
-from streams.stack.progress import make_runner
+from hito.settings import HitoSettings, load_settings
+from hito.stack import manager, overview
+from hito.stack.progress import make_runner
 
 
 def _settings() -> HitoSettings:

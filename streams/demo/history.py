@@ -12,9 +12,9 @@ from __future__ import annotations
 import random
 from datetime import datetime, timedelta
 
-from streams.devices import DeviceRegistry
-from streams.simulate.patterns import traffic_multiplier
-from streams.stages.points import line
+from hito.device.simulate.patterns import traffic_multiplier
+from hito.devices import DeviceRegistry
+from hito.pipeline.sinks.lines import line
 
 HISTORY_POLICY = "synthetic-history"
 

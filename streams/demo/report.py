@@ -11,11 +11,11 @@ from typing import Any
 
 from influxdb_client import InfluxDBClient
 
-from streams.commands.alerts import page_log_path
-from streams.demo.run import DemoPlan, DemoRun
-from streams.pager import PageLog
-from streams.runtime import Runtime
-from streams.settings import HitoSettings
+from hito.commands.pager import page_log_path
+from hito.demo.run import DemoPlan, DemoRun
+from hito.ops.pager.server import PageLog
+from hito.runtime import Runtime
+from hito.settings import HitoSettings
 
 # One field per measurement identifies a point (every point has it).
 POINT_FIELD = {

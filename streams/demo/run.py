@@ -23,12 +23,12 @@ from influxdb_client import InfluxDBClient, WritePrecision
 from influxdb_client.client.write_api import SYNCHRONOUS
 from rich.console import Console
 
-from streams.demo.history import history_lines
-from streams.runtime import Runtime
-from streams.simulate.fleet import Fleet, FleetPlan, SimMessage
-from streams.simulate.runner import send_messages
-from streams.stack.worker_process import WorkerProcess, free_metrics_port
-from streams.topics import ensure_topics
+from hito.access.topics import ensure_topics
+from hito.demo.history import history_lines
+from hito.device.simulate.fleet import Fleet, FleetPlan, SimMessage
+from hito.device.simulate.runner import send_messages
+from hito.runtime import Runtime
+from hito.stack.worker_process import WorkerProcess, free_metrics_port
 
 SURGE_SITE = "chacalluta"
 

@@ -8,9 +8,9 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from streams.settings import HitoSettings
-from streams.stack import process
-from streams.stack.services import SERVICES, Runner, Service
+from hito.settings import HitoSettings
+from hito.stack import process
+from hito.stack.services import SERVICES, Runner, Service
 
 log = logging.getLogger(__name__)
 

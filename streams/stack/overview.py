@@ -8,7 +8,7 @@ from typing import Any
 
 import httpx
 
-from streams.settings import HitoSettings
+from hito.settings import HitoSettings
 
 QUERIES = {
     "workers": 'count(up{job="hito-worker"} == 1) or vector(0)',

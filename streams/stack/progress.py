@@ -9,7 +9,7 @@ from pathlib import Path
 from rich.console import Console
 from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 
-from streams.stack.services import Runner
+from hito.stack.services import Runner
 
 # Without a terminal (CI) a spinner cannot animate: print a heartbeat this often instead.
 _HEARTBEAT_S = 60.0

@@ -18,8 +18,8 @@ from pathlib import Path
 import httpx
 from influxdb_client.rest import ApiException
 
-from streams.settings import HitoSettings, KafkaSettings
-from streams.stack.process import ProcessFiles
+from hito.settings import HitoSettings, KafkaSettings
+from hito.stack.process import ProcessFiles
 
 log = logging.getLogger(__name__)
 
@@ -104,7 +104,7 @@ class Kafka(Service):
 
     def prepare(self, settings: HitoSettings) -> None:
         super().prepare(settings)
-        from streams.kafka_security import broker_jaas_properties
+        from hito.access.kafka import broker_jaas_properties
 
         # Its metadata holds every user's SCRAM salt and keys: this user only.
         self.data_dir(settings).chmod(0o700)
@@ -134,7 +134,7 @@ class Kafka(Service):
             )
 
     def _format(self, settings: HitoSettings) -> None:
-        from streams.kafka_security import MECHANISM, user_for
+        from hito.access.kafka import MECHANISM, user_for
 
         java = self._java_prefix(settings)
         cluster_id = (
@@ -203,8 +203,8 @@ class Kafka(Service):
     def after_start(self, settings: HitoSettings) -> None:
         """Users (and their produce quotas) from the users file, the default topics and every
         role's ACLs (idempotent)."""
-        from streams.kafka_security import admin_client, apply_quotas, upsert_users
-        from streams.topics import ensure_topics
+        from hito.access.kafka import admin_client, apply_quotas, upsert_users
+        from hito.access.topics import ensure_topics
 
         admin = admin_client(settings.kafka)
         try:
@@ -225,7 +225,7 @@ def kafka_ready(kafka: KafkaSettings) -> bool:
     from kafka import KafkaAdminClient
     from kafka.errors import RetriableError
 
-    from streams.kafka_security import any_role, client_config
+    from hito.access.kafka import any_role, client_config
 
     # Only "not reachable yet" means unhealthy; a configuration mistake must surface.
     unreachable = (RetriableError, OSError)
@@ -307,7 +307,7 @@ class InfluxDB(Service):
     def after_start(self, settings: HitoSettings) -> None:
         """Create org, bucket, user and admin token once (POST /api/v2/setup; no CLI needed),
         then the bucket's scoped pipeline and dashboards tokens (streams/sinks/influx_tokens)."""
-        from streams.sinks.influx_tokens import ensure_bucket_tokens, tokens_path
+        from hito.access.influx_tokens import ensure_bucket_tokens, tokens_path
 
         i = settings.influxdb
         allowed = httpx.get(f"{i.url}/api/v2/setup", timeout=5.0).json().get("allowed")
@@ -391,7 +391,7 @@ class PagerService(Service):
     """`hito pager serve`: Alertmanager's webhook (our own code, no install step)."""
 
     def argv(self, settings: HitoSettings) -> list[str]:
-        return [sys.executable, "-m", "streams.cli", "pager", "serve"]
+        return [sys.executable, "-m", "hito.cli", "pager", "serve"]
 
     def url(self, settings: HitoSettings) -> str:
         return f"http://127.0.0.1:{settings.pager_port}"

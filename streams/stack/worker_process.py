@@ -14,7 +14,7 @@ from pathlib import Path
 
 import httpx
 
-from streams.settings import HitoSettings
+from hito.settings import HitoSettings
 
 
 def free_metrics_port(ports: tuple[int, ...]) -> int:
@@ -46,7 +46,7 @@ class WorkerProcess:
                 [
                     sys.executable,
                     "-m",
-                    "streams.cli",
+                    "hito.cli",
                     "worker",
                     "--app-id",
                     app_id,

@@ -10,8 +10,8 @@ from typing import Any
 
 import orjson
 
-from schemas.signing import sign
-from streams.devices import DeviceRegistry
+from hito.devices import DeviceRegistry
+from hito.schemas.signing import sign
 
 DEVICE = "cl-chacalluta-ckpt-02"
 HOMOGLYPH = "cl-chacalluta-ckpt-0\u0032".replace("c", "\u0441", 1)  # Cyrillic es, looks like c

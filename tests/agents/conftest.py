@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 from pydantic import SecretStr
 
-from streams.runtime import Runtime
+from hito.runtime import Runtime
 
 
 @pytest.fixture

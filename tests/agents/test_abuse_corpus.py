@@ -6,9 +6,9 @@ from __future__ import annotations
 import asyncio
 from datetime import UTC, datetime
 
-from streams.dlq import decode_record
-from streams.runtime import Runtime
-from streams.worker import build_worker
+from hito.ops.dlq import decode_record
+from hito.pipeline.worker import build_worker
+from hito.runtime import Runtime
 from tests.abuse.corpus import corpus
 from tests.agents.conftest import put_all
 

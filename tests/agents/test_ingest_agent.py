@@ -5,11 +5,11 @@ from __future__ import annotations
 import asyncio
 from datetime import UTC, datetime
 
-from schemas.clean import CleanEvent
-from streams.dlq import decode_record
-from streams.runtime import Runtime
-from streams.simulate.fleet import DUPLICATE, VALID, Fleet, FleetPlan
-from streams.worker import build_worker
+from hito.device.simulate.fleet import DUPLICATE, VALID, Fleet, FleetPlan
+from hito.ops.dlq import decode_record
+from hito.pipeline.worker import build_worker
+from hito.runtime import Runtime
+from hito.schemas.clean import CleanEvent
 from tests.agents.conftest import put_all
 
 NOW = datetime(2026, 11, 29, 19, 0, tzinfo=UTC)

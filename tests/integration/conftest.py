@@ -11,9 +11,9 @@ from collections.abc import Iterator
 import pytest
 from rich.console import Console
 
-from streams.settings import HitoSettings, load_settings
-from streams.stack import manager
-from streams.stack.progress import make_runner
+from hito.settings import HitoSettings, load_settings
+from hito.stack import manager
+from hito.stack.progress import make_runner
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:

@@ -5,7 +5,7 @@ from pathlib import Path
 import pytest
 from pydantic import ValidationError
 
-from streams.settings import DEV_ONLY_INFLUX_TOKEN, HitoSettings
+from hito.settings import DEV_ONLY_INFLUX_TOKEN, HitoSettings
 
 
 def test_defaults_are_loopback_and_dev_marked() -> None:

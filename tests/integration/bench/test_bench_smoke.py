@@ -11,10 +11,10 @@ from pathlib import Path
 from kafka.admin import KafkaAdminClient
 from rich.console import Console
 
-from bench.harness import BenchOptions, run_bench
-from bench.report import TARGETS
-from streams.kafka_security import client_config
-from streams.settings import REPO_ROOT, HitoSettings
+from hito.access.kafka import client_config
+from hito.bench.harness import BenchOptions, run_bench
+from hito.bench.report import TARGETS
+from hito.settings import REPO_ROOT, HitoSettings
 
 EVENTS = 2_000
 

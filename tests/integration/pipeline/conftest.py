@@ -13,11 +13,11 @@ from typing import Any
 import pytest
 from influxdb_client import InfluxDBClient
 
-from streams.runtime import Runtime
-from streams.settings import HitoSettings, PipelineSettings
-from streams.sinks.influx_tokens import ensure_bucket_tokens, tokens_path
-from streams.topics import ensure_topics
-from streams.worker import Worker, build_worker
+from hito.access.influx_tokens import ensure_bucket_tokens, tokens_path
+from hito.access.topics import ensure_topics
+from hito.pipeline.worker import Worker, build_worker
+from hito.runtime import Runtime
+from hito.settings import HitoSettings, PipelineSettings
 
 
 @pytest.fixture

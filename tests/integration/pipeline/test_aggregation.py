@@ -10,10 +10,10 @@ from typing import Any
 import orjson
 import pygeohash
 
-from streams.runtime import Runtime
-from streams.settings import HitoSettings
-from streams.simulate.fleet import VALID, Fleet, FleetPlan, SimMessage
-from streams.simulate.runner import send_messages
+from hito.device.simulate.fleet import VALID, Fleet, FleetPlan, SimMessage
+from hito.device.simulate.runner import send_messages
+from hito.runtime import Runtime
+from hito.settings import HitoSettings
 from tests.integration.pipeline.conftest import query_points, running_worker, wait_until
 
 K = 5

@@ -25,15 +25,15 @@ from influxdb_client import InfluxDBClient, WritePrecision
 from influxdb_client.client.write_api import SYNCHRONOUS
 from kafka import KafkaProducer
 
-from streams.demo.history import history_lines
-from streams.kafka_security import client_config
-from streams.runtime import Runtime
-from streams.settings import HitoSettings
-from streams.simulate.fleet import Fleet, FleetPlan
-from streams.simulate.runner import send_messages
-from streams.stack import manager, process
-from streams.stack.services import SERVICES
-from streams.stack.worker_process import WorkerProcess
+from hito.access.kafka import client_config
+from hito.demo.history import history_lines
+from hito.device.simulate.fleet import Fleet, FleetPlan
+from hito.device.simulate.runner import send_messages
+from hito.runtime import Runtime
+from hito.settings import HitoSettings
+from hito.stack import manager, process
+from hito.stack.services import SERVICES
+from hito.stack.worker_process import WorkerProcess
 from tests.integration.pipeline.conftest import make_isolated
 from tests.integration.pipeline.test_faults import make_runner_quiet
 

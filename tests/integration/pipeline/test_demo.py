@@ -10,12 +10,12 @@ from pathlib import Path
 from influxdb_client import InfluxDBClient
 from rich.console import Console
 
-from streams.commands.alerts import page_log_path
-from streams.demo import report
-from streams.demo.run import DemoPlan, run_demo
-from streams.pager import PageLog
-from streams.runtime import Runtime
-from streams.settings import HitoSettings
+from hito.commands.pager import page_log_path
+from hito.demo import report
+from hito.demo.run import DemoPlan, run_demo
+from hito.ops.pager.server import PageLog
+from hito.runtime import Runtime
+from hito.settings import HitoSettings
 from tests.integration.pipeline.conftest import make_isolated
 
 

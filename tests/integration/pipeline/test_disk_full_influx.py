@@ -21,12 +21,12 @@ from pathlib import Path
 
 import httpx
 
-from streams.runtime import Runtime
-from streams.settings import HitoSettings
-from streams.simulate.fleet import Fleet, FleetPlan
-from streams.simulate.runner import send_messages
-from streams.sinks.influx_tokens import ensure_bucket_tokens
-from streams.stack.services import SERVICES, InfluxDB
+from hito.access.influx_tokens import ensure_bucket_tokens
+from hito.device.simulate.fleet import Fleet, FleetPlan
+from hito.device.simulate.runner import send_messages
+from hito.runtime import Runtime
+from hito.settings import HitoSettings
+from hito.stack.services import SERVICES, InfluxDB
 from tests.integration.pipeline.conftest import free_port, running_worker, wait_until
 from tests.integration.pipeline.test_aggregation import (
     assert_exact,

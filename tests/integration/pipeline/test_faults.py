@@ -9,14 +9,14 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from streams.runtime import Runtime
-from streams.settings import HitoSettings
-from streams.simulate.fleet import Fleet, FleetPlan, SimMessage
-from streams.simulate.runner import send_messages
-from streams.stack import manager, process
-from streams.stack.progress import make_runner
-from streams.stack.services import SERVICES
-from streams.stack.worker_process import WorkerProcess
+from hito.device.simulate.fleet import Fleet, FleetPlan, SimMessage
+from hito.device.simulate.runner import send_messages
+from hito.runtime import Runtime
+from hito.settings import HitoSettings
+from hito.stack import manager, process
+from hito.stack.progress import make_runner
+from hito.stack.services import SERVICES
+from hito.stack.worker_process import WorkerProcess
 from tests.integration.pipeline.test_aggregation import (
     assert_exact,
     expected_from,

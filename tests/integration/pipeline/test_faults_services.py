@@ -8,11 +8,11 @@ import time
 import uuid
 from pathlib import Path
 
-from streams.runtime import Runtime
-from streams.simulate.runner import send_messages
-from streams.stack import manager, process
-from streams.stack.services import SERVICES
-from streams.stack.worker_process import WorkerProcess
+from hito.device.simulate.runner import send_messages
+from hito.runtime import Runtime
+from hito.stack import manager, process
+from hito.stack.services import SERVICES
+from hito.stack.worker_process import WorkerProcess
 from tests.integration.pipeline.test_aggregation import assert_exact
 from tests.integration.pipeline.test_faults import (
     PORTS,

@@ -38,19 +38,19 @@ from kafka.admin import ACLResourcePatternType as PatternType
 from kafka.errors import NoError
 from kafka.partitioner.default import murmur2
 
-from streams.devices import DeviceRegistry
-from streams.kafka_security import (
+from hito.access.kafka import (
     MECHANISM,
     admin_client,
     apply_quotas,
     client_config,
     upsert_users,
 )
-from streams.runtime import Runtime
-from streams.sdk import build_event, encode
-from streams.settings import HitoSettings, KafkaSettings
-from streams.stack.worker_process import WorkerProcess
-from streams.topics import ensure_topics
+from hito.access.topics import ensure_topics
+from hito.device.sdk import build_event, encode
+from hito.devices import DeviceRegistry
+from hito.runtime import Runtime
+from hito.settings import HitoSettings, KafkaSettings
+from hito.stack.worker_process import WorkerProcess
 from tests.integration.pipeline.conftest import free_port
 from tests.integration.pipeline.test_late_events import PAYLOAD
 

@@ -9,12 +9,12 @@ from datetime import UTC, datetime
 
 from kafka import KafkaProducer
 
-from streams.dlq import read_all
-from streams.kafka_security import client_config
-from streams.runtime import Runtime
-from streams.settings import HitoSettings
-from streams.simulate.fleet import DUPLICATE, INJECTABLE, VALID, Fleet, FleetPlan
-from streams.simulate.runner import send_messages
+from hito.access.kafka import client_config
+from hito.device.simulate.fleet import DUPLICATE, INJECTABLE, VALID, Fleet, FleetPlan
+from hito.device.simulate.runner import send_messages
+from hito.ops.dlq import read_all
+from hito.runtime import Runtime
+from hito.settings import HitoSettings
 from tests.integration.pipeline.conftest import query_points, running_worker, wait_until
 
 N = 3000

@@ -8,10 +8,10 @@ from datetime import UTC, datetime, timedelta
 
 from kafka import KafkaProducer
 
-from streams.dlq import read_all
-from streams.kafka_security import client_config
-from streams.runtime import Runtime
-from streams.sdk import build_event, encode
+from hito.access.kafka import client_config
+from hito.device.sdk import build_event, encode
+from hito.ops.dlq import read_all
+from hito.runtime import Runtime
 from tests.integration.pipeline.conftest import query_points, running_worker, wait_until
 
 DEVICE = "pe-santarosa-ckpt-02"

@@ -15,12 +15,12 @@ from influxdb_client.client.write_api import SYNCHRONOUS
 from kafka import KafkaConsumer, TopicPartition
 from kafka.admin import ConfigResource, ConfigResourceType
 
-from streams.dlq import read_all
-from streams.kafka_security import admin_client, client_config
-from streams.runtime import Runtime
-from streams.settings import HitoSettings
-from streams.simulate.fleet import Fleet, FleetPlan, SimMessage
-from streams.simulate.runner import send_messages
+from hito.access.kafka import admin_client, client_config
+from hito.device.simulate.fleet import Fleet, FleetPlan, SimMessage
+from hito.device.simulate.runner import send_messages
+from hito.ops.dlq import read_all
+from hito.runtime import Runtime
+from hito.settings import HitoSettings
 from tests.integration.pipeline.conftest import running_worker, wait_until
 
 
@@ -164,7 +164,7 @@ def test_policy_show_and_audit_commands(isolated_runtime: Runtime) -> None:
     settings = isolated_runtime.settings
     env = {**os.environ, "HITO_INFLUXDB__BUCKET": settings.influxdb.bucket, "COLUMNS": "200"}
     shown = subprocess.run(
-        [sys.executable, "-m", "streams.cli", "policy", "show"],
+        [sys.executable, "-m", "hito.cli", "policy", "show"],
         capture_output=True,
         text=True,
         env=env,
@@ -190,7 +190,7 @@ def test_policy_show_and_audit_commands(isolated_runtime: Runtime) -> None:
         [
             sys.executable,
             "-m",
-            "streams.cli",
+            "hito.cli",
             "policy",
             "audit",
             "crossings",

@@ -13,14 +13,14 @@ from pathlib import Path
 
 import yaml
 
-from streams.devices import Device, DeviceRegistry
-from streams.dlq import read_all, reason_filter, replay
-from streams.kafka_security import client_config, user_for
-from streams.runtime import Runtime
-from streams.sdk import DeviceClient
-from streams.settings import HitoSettings
-from streams.simulate.fleet import Fleet, FleetPlan
-from streams.simulate.runner import send_messages
+from hito.access.kafka import client_config, user_for
+from hito.device.sdk import DeviceClient
+from hito.device.simulate.fleet import Fleet, FleetPlan
+from hito.device.simulate.runner import send_messages
+from hito.devices import Device, DeviceRegistry
+from hito.ops.dlq import read_all, reason_filter, replay
+from hito.runtime import Runtime
+from hito.settings import HitoSettings
 from tests.integration.pipeline.conftest import running_worker, wait_until
 
 SENSOR = {
@@ -158,7 +158,7 @@ def test_dlq_inspect_redacts_and_replay_resubmits_after_a_fix(
 
     env = {**os.environ, "HITO_PIPELINE__DLQ_TOPIC": isolated.pipeline.dlq_topic, "COLUMNS": "200"}
     out = subprocess.run(
-        [sys.executable, "-m", "streams.cli", "dlq", "inspect", "--samples", "50"],
+        [sys.executable, "-m", "hito.cli", "dlq", "inspect", "--samples", "50"],
         capture_output=True,
         text=True,
         env=env,

@@ -16,10 +16,10 @@ from collections import Counter
 from datetime import UTC, datetime
 from pathlib import Path
 
-from streams.runtime import Runtime
-from streams.simulate.fleet import DUPLICATE, VALID, Fleet, FleetPlan
-from streams.simulate.runner import send_messages
-from streams.stack.worker_process import WorkerProcess
+from hito.device.simulate.fleet import DUPLICATE, VALID, Fleet, FleetPlan
+from hito.device.simulate.runner import send_messages
+from hito.runtime import Runtime
+from hito.stack.worker_process import WorkerProcess
 from tests.integration.pipeline.conftest import free_port
 
 log = logging.getLogger(__name__)

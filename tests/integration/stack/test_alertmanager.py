@@ -10,9 +10,9 @@ from typing import Any
 
 import httpx
 
-from streams.commands.alerts import page_log_path
-from streams.pager import PageLog
-from streams.settings import HitoSettings
+from hito.commands.pager import page_log_path
+from hito.ops.pager.server import PageLog
+from hito.settings import HitoSettings
 
 
 def _alert(run: str, severity: str) -> dict[str, Any]:

@@ -6,12 +6,12 @@ import os
 import subprocess
 import sys
 
-from streams.settings import HitoSettings
+from hito.settings import HitoSettings
 
 
 def _hito(*args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [sys.executable, "-m", "streams.cli", *args],
+        [sys.executable, "-m", "hito.cli", *args],
         capture_output=True,
         text=True,
         timeout=300,

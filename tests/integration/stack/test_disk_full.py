@@ -27,7 +27,7 @@ import orjson
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from streams.settings import REPO_ROOT
+from hito.settings import REPO_ROOT
 
 MB = 1024 * 1024
 TMPFS_SIZE = 4 * MB
@@ -80,7 +80,7 @@ def free_port() -> int:
 
 
 def pager_argv(port: int, min_free_mb: float) -> list[str]:
-    cli = [sys.executable, "-m", "streams.cli"]
+    cli = [sys.executable, "-m", "hito.cli"]
     return [*cli, "pager", "serve", f"--port={port}", f"--min-free-mb={min_free_mb}"]
 
 

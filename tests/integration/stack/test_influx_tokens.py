@@ -14,10 +14,10 @@ from influxdb_client import InfluxDBClient, Point
 from influxdb_client.client.write_api import SYNCHRONOUS
 from influxdb_client.rest import ApiException
 
-from streams.metrics import PipelineMetrics
-from streams.settings import HitoSettings, InfluxSettings
-from streams.sinks.influx import InfluxSink, RetryableSinkError
-from streams.sinks.influx_tokens import ensure_bucket_tokens
+from hito.access.influx_tokens import ensure_bucket_tokens
+from hito.pipeline.metrics import PipelineMetrics
+from hito.pipeline.sinks.influx import InfluxSink, RetryableSinkError
+from hito.settings import HitoSettings, InfluxSettings
 
 
 @pytest.fixture

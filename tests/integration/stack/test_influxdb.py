@@ -10,7 +10,7 @@ import pytest
 from influxdb_client import InfluxDBClient, Point
 from influxdb_client.client.write_api import SYNCHRONOUS
 
-from streams.settings import HitoSettings
+from hito.settings import HitoSettings
 
 
 @pytest.fixture

@@ -22,11 +22,11 @@ from kafka.errors import (
     TopicAuthorizationFailedError as TopicDenied,
 )
 
-from streams.kafka_security import Role, client_config
-from streams.settings import HitoSettings
-from streams.simulate.fleet import SimMessage
-from streams.simulate.runner import SendRefused, send_messages
-from streams.topics import ensure_topics
+from hito.access.kafka import Role, client_config
+from hito.access.topics import ensure_topics
+from hito.device.simulate.fleet import SimMessage
+from hito.device.simulate.runner import SendRefused, send_messages
+from hito.settings import HitoSettings
 
 
 def _own_topics(stack: HitoSettings) -> HitoSettings:

@@ -8,10 +8,10 @@ import uuid
 
 from kafka import KafkaProducer
 
-from streams.app import create_app
-from streams.kafka_security import client_config
-from streams.settings import HitoSettings
-from streams.topics import ensure_topics
+from hito.access.kafka import client_config
+from hito.access.topics import ensure_topics
+from hito.pipeline.faust.app import create_app
+from hito.settings import HitoSettings
 
 
 def test_faust_agent_consumes_kafka_python_messages(stack: HitoSettings) -> None:

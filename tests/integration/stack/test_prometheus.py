@@ -9,7 +9,7 @@ import uuid
 import httpx
 from prometheus_client import CollectorRegistry, Gauge, start_http_server
 
-from streams.settings import HitoSettings
+from hito.settings import HitoSettings
 
 
 def _free_worker_port(settings: HitoSettings) -> int:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from bench.profile import summarise
+from hito.bench.profile import summarise
 
 CLI = "<module> (streams/cli.py:30)"
 STACKS = [

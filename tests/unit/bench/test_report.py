@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from bench.report import (
+from hito.bench.report import (
     TARGETS,
     Result,
     figures_of,

@@ -5,9 +5,9 @@ from __future__ import annotations
 from collections import Counter
 from datetime import UTC, datetime
 
-from streams.demo.history import HISTORY_POLICY, expected_crossings_per_minute, history_lines
-from streams.devices import DeviceRegistry
-from streams.simulate.fleet import VALID, Fleet, FleetPlan
+from hito.demo.history import HISTORY_POLICY, expected_crossings_per_minute, history_lines
+from hito.device.simulate.fleet import VALID, Fleet, FleetPlan
+from hito.devices import DeviceRegistry
 
 NOW = datetime(2026, 11, 29, 22, 0, tzinfo=UTC)  # Sunday 19:00 in Arica: a busy hour
 

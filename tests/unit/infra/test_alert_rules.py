@@ -10,8 +10,8 @@ from pathlib import Path
 
 import yaml
 
-from streams.metrics import PipelineMetrics
-from streams.settings import REPO_ROOT
+from hito.pipeline.metrics import PipelineMetrics
+from hito.settings import REPO_ROOT
 
 PROM = REPO_ROOT / "infra" / "prometheus"
 RULE_TESTS = PROM / "tests" / "hito_test.yml"

@@ -8,7 +8,7 @@ from typing import Any
 
 import yaml
 
-from streams.settings import REPO_ROOT, HitoSettings
+from hito.settings import REPO_ROOT, HitoSettings
 
 COMPOSE = REPO_ROOT / "docker-compose.yml"
 
@@ -89,7 +89,7 @@ def test_kafka_runs_the_shared_start_script_with_sasl() -> None:
 
 
 def test_compose_dev_admin_is_the_dev_users_file_admin() -> None:
-    from streams.kafka_security import user_for
+    from hito.access.kafka import user_for
 
     admin = user_for(HitoSettings().kafka, "admin")
     env = _compose()["services"]["kafka"]["environment"]

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from streams.settings import REPO_ROOT, HitoSettings
+from hito.settings import REPO_ROOT, HitoSettings
 
 INFRA = REPO_ROOT / "infra"
 

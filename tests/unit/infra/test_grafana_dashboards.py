@@ -22,12 +22,12 @@ import jsonschema
 import pytest
 import yaml
 
-from schemas.clean import CleanEvent
-from streams import pipeline_counts
-from streams.metrics import PipelineMetrics
-from streams.settings import REPO_ROOT
-from streams.stages import aggregate
-from streams.stages.points import line, points_for
+from hito.pipeline.metrics import PipelineMetrics
+from hito.pipeline.sinks.lines import line, points_for
+from hito.pipeline.stages import aggregate
+from hito.pipeline.state import pipeline_counts
+from hito.schemas.clean import CleanEvent
+from hito.settings import REPO_ROOT
 
 GRAFANA = REPO_ROOT / "infra" / "grafana"
 DASHBOARDS = sorted((GRAFANA / "dashboards").glob("*.json"))

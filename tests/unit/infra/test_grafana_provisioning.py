@@ -7,7 +7,7 @@ from typing import Literal
 import yaml
 from pydantic import BaseModel, ConfigDict
 
-from streams.settings import REPO_ROOT, HitoSettings
+from hito.settings import REPO_ROOT, HitoSettings
 
 PROVISIONING = REPO_ROOT / "infra" / "grafana" / "provisioning"
 

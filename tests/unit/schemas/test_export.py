@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from schemas.export import EXPORT_DIR, export, rendered_schemas
+from hito.schemas.export import EXPORT_DIR, export, rendered_schemas
 
 
 def test_committed_schemas_have_not_drifted() -> None:

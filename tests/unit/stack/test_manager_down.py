@@ -5,9 +5,9 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-from streams.settings import HitoSettings
-from streams.stack import manager, process
-from streams.stack.services import SERVICES
+from hito.settings import HitoSettings
+from hito.stack import manager, process
+from hito.stack.services import SERVICES
 
 
 def test_down_keeps_data_and_wipe_deletes_it(tmp_path: Path) -> None:

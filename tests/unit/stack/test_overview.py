@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from streams.settings import AlertmanagerSettings, HitoSettings, PrometheusSettings
-from streams.stack import overview
+from hito.settings import AlertmanagerSettings, HitoSettings, PrometheusSettings
+from hito.stack import overview
 
 
 def test_unreachable_prometheus_and_alertmanager_are_reported_not_raised() -> None:

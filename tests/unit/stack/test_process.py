@@ -4,8 +4,8 @@ import sys
 import time
 from pathlib import Path
 
-from streams.stack import process
-from streams.stack.process import ProcessFiles
+from hito.stack import process
+from hito.stack.process import ProcessFiles
 
 
 def _files(tmp_path: Path) -> ProcessFiles:

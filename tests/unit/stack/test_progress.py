@@ -5,7 +5,7 @@ from pathlib import Path
 import pytest
 from rich.console import Console
 
-from streams.stack.progress import make_runner
+from hito.stack.progress import make_runner
 
 
 def test_runner_logs_output_and_reports_success(tmp_path: Path) -> None:

@@ -1,6 +1,6 @@
 from __future__ import annotations
 
-from streams.stack.services import apply_properties
+from hito.stack.services import apply_properties
 
 
 def test_overrides_replace_values_and_keep_comments() -> None:

@@ -1,0 +1,140 @@
+"""Least-privilege InfluxDB tokens, one pair per bucket.
+
+(each may also read its own organisation's record, which clients need to resolve its name)
+
+- ``pipeline``: read and write on its bucket only (the workers write points and read back the
+  crossings history for surge baselines);
+- ``dashboards``: read on its bucket only (Grafana).
+
+The admin token (``HITO_INFLUXDB__TOKEN``) is for setup and administration and is never what a
+worker writes with. InfluxDB generates token values itself (it ignores a value the client
+proposes), so the tokens created here are kept in ``<state_dir>/influxdb/tokens.json``
+(mode 0600), keyed by bucket; a deployment can instead set ``HITO_INFLUXDB__PIPELINE_TOKEN``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Literal
+
+from influxdb_client import InfluxDBClient, Permission, PermissionResource
+from pydantic import SecretStr
+
+from hito.settings import HitoSettings, InfluxSettings
+from hito.stack.process import exclusive_lock
+
+TokenRole = Literal["pipeline", "dashboards"]
+_ACTIONS: dict[TokenRole, tuple[str, ...]] = {
+    "pipeline": ("read", "write"),
+    "dashboards": ("read",),
+}
+
+
+# Bumped whenever the permissions below change: older tokens are then replaced.
+_SCOPE_VERSION = "2"
+
+
+class MissingToken(RuntimeError):
+    """No scoped token is known for this bucket."""
+
+
+def tokens_path(settings: HitoSettings) -> Path:
+    return settings.state_dir / "influxdb" / "tokens.json"
+
+
+def _read(path: Path) -> dict[str, dict[str, dict[str, str]]]:
+    try:
+        data: dict[str, dict[str, dict[str, str]]] = json.loads(path.read_text())
+    except FileNotFoundError:
+        return {}
+    except json.JSONDecodeError as exc:
+        raise MissingToken(
+            f"{path} is not valid JSON ({exc}); delete it and run `hito up`"
+        ) from exc
+    return data
+
+
+def _write(path: Path, data: dict[str, dict[str, dict[str, str]]]) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as fh:
+        json.dump(data, fh, indent=2, sort_keys=True)
+    tmp.replace(path)
+
+
+def ensure_bucket_tokens(influx: InfluxSettings, path: Path) -> dict[TokenRole, SecretStr]:
+    """Create (once) the pipeline and dashboards tokens of ``influx.bucket``; returns both.
+
+    Uses the admin token. A token recorded in ``path`` that InfluxDB no longer knows (the
+    data was wiped) is created again.
+    """
+    with (
+        exclusive_lock(path.with_suffix(".lock")),
+        InfluxDBClient(
+            url=influx.url, token=influx.token.get_secret_value(), org=influx.org
+        ) as client,
+    ):
+        data = _read(path)
+        known = data.get(influx.bucket, {})
+        auths = client.authorizations_api()
+        live = {a.id for a in auths.find_authorizations()}
+        bucket = client.buckets_api().find_bucket_by_name(influx.bucket)
+        if bucket is None:
+            raise MissingToken(f"InfluxDB has no bucket {influx.bucket!r}")
+        out: dict[TokenRole, SecretStr] = {}
+        retired: list[str] = []
+        for role, actions in _ACTIONS.items():
+            entry = known.get(role)
+            if entry is not None and entry["id"] in live and entry.get("scope") != _SCOPE_VERSION:
+                # Issued with other permissions: replaced, and deleted only once the new one
+                # is on file (running workers re-read the file when their token is refused).
+                retired.append(entry["id"])
+                entry = None
+            if entry is None or entry["id"] not in live:
+                resource = PermissionResource(  # type: ignore[no-untyped-call]
+                    type="buckets", id=bucket.id, org_id=bucket.org_id
+                )
+                # Reading its own org record lets clients turn the org name into its id.
+                org = PermissionResource(  # type: ignore[no-untyped-call]
+                    type="orgs", id=bucket.org_id
+                )
+                permissions = [
+                    Permission(action="read", resource=org),  # type: ignore[no-untyped-call]
+                    *(
+                        Permission(action=a, resource=resource)  # type: ignore[no-untyped-call]
+                        for a in actions
+                    ),
+                ]
+                created = auths.create_authorization(org_id=bucket.org_id, permissions=permissions)
+                created.description = f"hito {role} ({', '.join(actions)} {influx.bucket})"
+                auths.update_authorization(created)
+                entry = {
+                    "id": str(created.id),
+                    "token": str(created.token),
+                    "scope": _SCOPE_VERSION,
+                }
+                known[role] = entry
+            out[role] = SecretStr(entry["token"])
+        data[influx.bucket] = known
+        _write(path, data)
+        for token_id in retired:
+            auths.delete_authorization(token_id)
+    return out
+
+
+def pipeline_token(settings: HitoSettings) -> SecretStr:
+    """The token a worker writes with: HITO_INFLUXDB__PIPELINE_TOKEN, or the bucket's entry in
+    the tokens file `hito up` wrote."""
+    i = settings.influxdb
+    if i.pipeline_token is not None:
+        return i.pipeline_token
+    entry = _read(tokens_path(settings)).get(i.bucket, {}).get("pipeline")
+    if entry is None:
+        raise MissingToken(
+            f"no pipeline token for InfluxDB bucket {i.bucket!r}: set "
+            f"HITO_INFLUXDB__PIPELINE_TOKEN or run `hito up` (writes {tokens_path(settings)})"
+        )
+    return SecretStr(entry["token"])

@@ -1,0 +1,114 @@
+"""``hito kafka provision|users-file``, ``hito influx tokens``: who may do what.
+
+See docs/security.md.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import secrets
+from pathlib import Path
+from typing import Annotated
+
+import typer
+import yaml
+from rich.console import Console
+
+from hito.settings import load_settings
+
+kafka_app = typer.Typer(help="Kafka users, topics and ACLs.", no_args_is_help=True)
+
+_ROLES = ("admin", "pipeline", "operator", "device")
+
+
+@kafka_app.command("provision")
+def provision() -> None:
+    """As the admin user: create or update every SCRAM user of HITO_KAFKA__USERS_FILE and its
+    produce quota, the topics of the settings and every role's ACLs. Idempotent (`hito up`
+    runs it too)."""
+    from hito.access.kafka import admin_client, apply_quotas, grants, upsert_users
+    from hito.access.topics import ensure_topics
+
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    settings = load_settings()
+    admin = admin_client(settings.kafka)
+    try:
+        users = upsert_users(settings.kafka, admin)
+        quotas = apply_quotas(settings.kafka, admin)
+    finally:
+        admin.close()
+    created = ensure_topics(settings)
+    console = Console()
+    console.print(f"users: {', '.join(users)}")
+    limited = [f"{name} {rate:,} B/s" for name, rate in quotas.items() if rate is not None]
+    console.print(f"produce quotas: {', '.join(limited) or 'none'}")
+    console.print(f"topics created: {', '.join(created) or 'none (all existed)'}")
+    console.print(f"ACLs granted: {len(grants(settings))}")
+
+
+@kafka_app.command("users-file")
+def users_file(
+    out: Annotated[Path, typer.Option(help="Where to write the new users file (must not exist)")],
+    prefix: Annotated[str, typer.Option(help="User names are <prefix>-<role>")] = "hito",
+    per_device: Annotated[
+        bool,
+        typer.Option(
+            help="Also one device user per registered, unrevoked device, "
+            "<prefix>-device-<device_id>, each with its own produce quota (docs/security.md)"
+        ),
+    ] = False,
+    device_byte_rate: Annotated[
+        int, typer.Option(min=1024, help="Each per-device user's produce quota, bytes/s")
+    ] = 16384,
+) -> None:
+    """Write a users file with a random 32-byte password per role (mode 0600), for a real
+    deployment: point HITO_KAFKA__USERS_FILE at it, and give each machine only its role's user
+    (each device its own user, with --per-device)."""
+    from hito.access.kafka import KafkaUser
+
+    users: list[dict[str, object]] = [
+        {"name": f"{prefix}-{role}", "role": role, "password": secrets.token_urlsafe(32)}
+        for role in _ROLES
+    ]
+    if per_device:
+        from hito.devices import DeviceRegistry
+
+        p = load_settings().pipeline
+        registry = DeviceRegistry.load(p.devices_file, p.device_keys_file)
+        users += [
+            {
+                "name": f"{prefix}-device-{device_id}",
+                "role": "device",
+                "password": secrets.token_urlsafe(32),
+                "produce_byte_rate": device_byte_rate,
+            }
+            for device_id, device in sorted(registry.devices.items())
+            if not device.revoked  # a revoked device must not be able to write at all
+        ]
+    for user in users:
+        KafkaUser.model_validate(user)  # what `hito up` will load: refuse a bad file now
+    # O_EXCL: never overwrite credentials that may already be in use.
+    fd = os.open(out, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "w") as fh:
+        fh.write("# Kafka SCRAM users. SECRET: keep out of version control.\n")
+        yaml.safe_dump({"users": users}, fh, sort_keys=False)
+    Console(stderr=True).print(f"wrote {out} ({len(users)} users, mode 0600)")
+
+
+influx_app = typer.Typer(help="InfluxDB scoped tokens.", no_args_is_help=True)
+
+
+@influx_app.command("tokens")
+def tokens(
+    role: Annotated[str, typer.Option(help="pipeline or dashboards")] = "dashboards",
+) -> None:
+    """Create (once) the bucket's scoped tokens with the admin token and print one of them:
+    `dashboards` (read-only, for Grafana) or `pipeline` (read+write on the bucket only)."""
+    from hito.access.influx_tokens import ensure_bucket_tokens, tokens_path
+
+    if role not in ("pipeline", "dashboards"):
+        raise typer.BadParameter("role is pipeline or dashboards")
+    settings = load_settings()
+    found = ensure_bucket_tokens(settings.influxdb, tokens_path(settings))
+    typer.echo(found["pipeline" if role == "pipeline" else "dashboards"].get_secret_value())

@@ -1,0 +1,71 @@
+"""The Faust application factory. Agents are thin adapters added by the pipeline modules."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import faust
+
+from hito.access.kafka import faust_credentials
+from hito.pipeline.faust.consumer import gapless_consumer_class
+from hito.settings import HitoSettings
+
+
+def create_app(
+    settings: HitoSettings,
+    *,
+    app_id: str = "hito",
+    on_rewind: Callable[[str], None] | None = None,
+    on_skip: Callable[[str], None] | None = None,
+) -> faust.App:
+    """A Faust app on the configured Kafka, with the project's safety defaults.
+
+    - raw bytes in and out: agents decode and validate themselves, so a bad value can never
+      crash an agent inside Faust's deserialiser;
+    - at-least-once (never ``exactly_once``: it has open crash/duplicate bugs); exact results
+      come from idempotent sinks and dedup state instead;
+    - no web server, and never table contents over HTTP;
+    - a consumer that re-reads records Faust would otherwise skip when partitions move
+      (streams/consumer.py); ``on_rewind(topic)`` is told each time it had to, and
+      ``on_skip(topic)`` of every record Faust acked unprocessed (its offset is not committed).
+    """
+    datadir = settings.state_dir / "faust" / app_id
+    datadir.parent.mkdir(parents=True, exist_ok=True)
+    app = faust.App(
+        app_id,
+        broker=f"kafka://{settings.kafka.bootstrap}",
+        # The pipeline user: reads raw, writes clean and DLQ, owns its app's internal topics.
+        broker_credentials=faust_credentials(settings.kafka, "pipeline"),
+        value_serializer="raw",
+        key_serializer="raw",
+        processing_guarantee="at_least_once",
+        web_enabled=False,
+        web_tables_enabled=False,
+        store="memory://",
+        # Faust's working files go under the state directory, never the current directory.
+        datadir=str(datadir),
+        producer_acks=-1,
+        consumer_auto_offset_reset="earliest",
+        # No standby copies: a worker holds (and writes to InfluxDB) only what it owns.
+        table_standby_replicas=0,
+        # A dead worker's partitions move on after 10 s instead of Faust's default 60 s.
+        broker_session_timeout=10.0,
+        broker_heartbeat_interval=3.0,
+        # Fairness: at most 512 KiB (~750 events) per partition per fetch, and at most 1,024
+        # fetched events waiting for an agent (Faust's default: 4,096), so a device flooding one
+        # partition holds the others back by about a second's work, whatever the flood's size.
+        # Measured with a 20,000-event flood (test_flood.py, docs/security.md): other
+        # partitions' worst lag 0.9 s (4,096 waiting: 1.5-3.1 s; 1 MiB fetches: 2.4 s).
+        consumer_max_fetch_size=512 * 1024,
+        stream_buffer_maxsize=1024,
+        # Agents send a batch at a time (streams/acks.py): let the producer gather it into few
+        # requests instead of one request per event (aiokafka's default linger is 0 and
+        # batches of 16 KiB, ~20 events).
+        producer_linger=0.005,
+        producer_max_batch_size=512 * 1024,
+    )
+    p = settings.pipeline
+    inputs = [*p.raw_topics.values(), *(f"{p.clean_topic_prefix}{s}" for s in p.raw_topics)]
+    # Faust builds its consumer from the transport's Consumer class when the app starts.
+    app.transport.Consumer = gapless_consumer_class(inputs, on_rewind, on_skip)  # type: ignore[misc]
+    return app

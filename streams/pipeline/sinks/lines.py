@@ -1,0 +1,114 @@
+"""Window state -> InfluxDB points (SPEC.md, "InfluxDB"), with small-count suppression.
+
+Pure. Every point's time is the window start and every point carries the policy version, so
+writing a window again overwrites it. Aggregates over people (crossings, nationality, wait
+times) go through :func:`suppress`; merged cells are tagged ``other``.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from influxdb_client import Point, WritePrecision
+
+from hito.pipeline.stages.aggregate import WAIT_EDGES, State, percentile
+from hito.pipeline.stages.suppress import suppress
+
+OTHER = "other"
+
+
+def line(measurement: str, tags: dict[str, str], fields: dict[str, Any], when: datetime) -> str:
+    """One point in line protocol (influxdb-client does the escaping), second precision."""
+    p = Point(measurement)  # type: ignore[no-untyped-call]
+    for key, value in tags.items():
+        p = p.tag(key, value)  # type: ignore[no-untyped-call]
+    for key, value in fields.items():
+        p = p.field(key, value)  # type: ignore[no-untyped-call]
+    p = p.time(when, WritePrecision.S)  # type: ignore[no-untyped-call]
+    return str(p.to_line_protocol())
+
+
+def points_for(state: State, k: int) -> list[str]:
+    """Line-protocol points for one window of one site."""
+    site, policy = state["site"], state["policy"] or "unknown"
+    when = datetime.strptime(state["start"], "%Y-%m-%dT%H:%M:%S%z")
+    out: list[str] = []
+
+    def point(measurement: str, tags: dict[str, str], fields: dict[str, Any]) -> None:
+        out.append(line(measurement, {"site": site, **tags, "policy": policy}, fields, when))
+
+    for direction, cells in _by_direction(state["crossings"]).items():
+        published, other = suppress(cells, k)
+        for rest, n in sorted(published.items()):
+            mode, outcome = rest.split("|")
+            point(
+                "crossings",
+                {"direction": direction, "mode": mode, "outcome": outcome},
+                {"count": n},
+            )
+        if other:
+            point(
+                "crossings",
+                {"direction": direction, "mode": OTHER, "outcome": OTHER},
+                {"count": other},
+            )
+    for direction, cells in _by_direction(state["nationality"]).items():
+        published, other = suppress(cells, k)
+        for nationality, n in sorted(published.items()):
+            point(
+                "crossings_by_nationality",
+                {"direction": direction, "nationality": nationality},
+                {"count": n},
+            )
+        if other:
+            point(
+                "crossings_by_nationality",
+                {"direction": direction, "nationality": OTHER},
+                {"count": other},
+            )
+    for direction, cells in _by_direction(state["wait"]).items():
+        published, _ = suppress({mode: c["n"] for mode, c in cells.items()}, k)
+        hidden = [c for mode, c in cells.items() if mode not in published]
+        groups = [(mode, [cells[mode]]) for mode in sorted(published)]
+        if hidden:
+            groups.append((OTHER, hidden))
+        for mode, members in groups:
+            point("wait_time", {"direction": direction, "mode": mode}, _wait_fields(members))
+    for key, c in sorted(state["sensor"].items()):
+        sensor_type, geohash = key.split("|")
+        fields: dict[str, Any] = {"detections": c["detections"], "readings": c["readings"]}
+        if c["values"]:
+            fields["value"] = float(c["value_sum"] / c["values"])
+        point("sensor", {"sensor_type": sensor_type, "geohash": geohash}, fields)
+    for geohash, c in sorted(state["drone"].items()):
+        point(
+            "drone",
+            {"geohash": geohash},
+            {
+                "detections": c["detections"],
+                "fixes": c["fixes"],
+                "alt_m_avg": float(c["alt_sum"] / c["fixes"]),
+                "battery_pct_min": float(c["battery_min"]),
+            },
+        )
+    return out
+
+
+def _by_direction(cells: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    out: dict[str, dict[str, Any]] = {}
+    for key, value in cells.items():
+        direction, rest = key.split("|", 1)
+        out.setdefault(direction, {})[rest] = value
+    return out
+
+
+def _wait_fields(cells: list[dict[str, Any]]) -> dict[str, float]:
+    buckets = [sum(c["b"][i] for c in cells) for i in range(len(WAIT_EDGES))]
+    longest = max(float(c["max"]) for c in cells)
+    # Always floats: InfluxDB refuses a field whose type changes (20i after 16.1).
+    return {
+        "p50_s": float(min(percentile(buckets, 0.50), longest)),
+        "p95_s": float(min(percentile(buckets, 0.95), longest)),
+        "max_s": float(longest),
+    }

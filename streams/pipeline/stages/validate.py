@@ -1,0 +1,151 @@
+"""Stage ``validate``: raw bytes -> a typed, signed, registered, clock-sane event, or a reason.
+
+Pure: the clock (``now``), the registry and the limits are arguments. Never raises for any
+input bytes; every rejection carries a reason code and a detail that names fields and error
+kinds only, never the event's values (they may be personal data).
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+import orjson
+from pydantic import ValidationError
+
+from hito.devices import Device, DeviceRegistry
+from hito.schemas.envelope import Event
+from hito.schemas.reasons import Reason
+from hito.schemas.registry import Source, lookup
+from hito.schemas.signing import signature_valid
+from hito.settings import PipelineSettings
+
+STAGE = "validate"
+_SAFE_KEY = re.compile(r"^[a-z_][a-z0-9_]{0,31}$")
+_MAX_DETAIL_ERRORS = 5
+
+
+@dataclass(frozen=True)
+class Accepted:
+    event: Event
+    source: Source
+    device: Device  # the registry's entry: its device_id is the one string all state keys on
+
+
+@dataclass(frozen=True)
+class Rejected:
+    reason: Reason
+    detail: str
+    device_id: str | None = None
+    stage: str = STAGE
+
+
+def validate(
+    raw: bytes,
+    *,
+    registry: DeviceRegistry,
+    limits: PipelineSettings,
+    now: datetime,
+    expected_source: Source | None = None,
+) -> Accepted | Rejected:
+    if len(raw) > limits.max_event_bytes:
+        return Rejected(Reason.OVERSIZED, f"{len(raw)} bytes > limit {limits.max_event_bytes}")
+    try:
+        obj = orjson.loads(raw)
+    except orjson.JSONDecodeError:
+        # Also invalid UTF-8, NaN/Infinity literals and nesting deeper than orjson allows.
+        return Rejected(Reason.MALFORMED_JSON, "not a single valid UTF-8 JSON document")
+    if _has_duplicate_keys(raw):
+        # Ambiguous JSON: parsers disagree on which value wins (orjson and pydantic keep the
+        # last), so a device, a proxy and Hito could each read a different event.
+        return Rejected(Reason.MALFORMED_JSON, "an object repeats a key")
+    if not isinstance(obj, dict):
+        return Rejected(Reason.SCHEMA_VIOLATION, f"top level is {type(obj).__name__}, not object")
+    device_id = _known_device_id(obj, registry)
+    schema_name = obj.get("schema")
+    if not isinstance(schema_name, str):
+        return Rejected(Reason.SCHEMA_VIOLATION, "schema: missing or not a string", device_id)
+    entry = lookup(schema_name)
+    if entry is None:
+        return Rejected(Reason.UNKNOWN_SCHEMA, "schema: not a registered schema", device_id)
+    try:
+        event = entry.model.model_validate_json(raw, strict=True)
+    except ValidationError as exc:
+        return Rejected(Reason.SCHEMA_VIOLATION, _describe(exc), device_id)
+    if expected_source is not None and entry.source != expected_source:
+        return Rejected(
+            Reason.SCHEMA_VIOLATION,
+            f"schema {entry.name} does not belong on the {expected_source} topic",
+            device_id,
+        )
+    device = registry.get(event.device_id)
+    if device is None:
+        return Rejected(Reason.UNKNOWN_DEVICE, "device_id: not registered")
+    if device.revoked:
+        return Rejected(Reason.UNKNOWN_DEVICE, "device_id: key revoked", device_id)
+    if device.site != event.site or device.kind != entry.source:
+        return Rejected(
+            Reason.UNKNOWN_DEVICE, "device not registered for this site or source", device_id
+        )
+    if not signature_valid(obj, device.key):
+        return Rejected(Reason.BAD_SIGNATURE, "sig: does not match the device key", device_id)
+    skew = event.event_time - now
+    if skew > timedelta(seconds=limits.max_future_skew_s):
+        return Rejected(
+            Reason.CLOCK_SKEW, f"event_time {skew.total_seconds():.0f} s in the future", device_id
+        )
+    if -skew > timedelta(seconds=limits.max_event_age_s):
+        return Rejected(
+            Reason.CLOCK_SKEW, f"event_time {-skew.total_seconds():.0f} s in the past", device_id
+        )
+    return Accepted(event, entry.source, device)
+
+
+class _RepeatedKey(Exception):
+    pass
+
+
+def _unique_pairs(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    obj = dict(pairs)
+    if len(obj) != len(pairs):
+        raise _RepeatedKey
+    return obj
+
+
+def _has_duplicate_keys(raw: bytes) -> bool:
+    """orjson cannot report repeated keys; the standard library's C scanner can, through
+    object_pairs_hook (called once per object). Runs only on bytes orjson already accepted."""
+    try:
+        json.loads(raw, object_pairs_hook=_unique_pairs)
+    except _RepeatedKey:
+        return True
+    except (ValueError, RecursionError):
+        return False  # orjson's verdict stands
+    return False
+
+
+def _known_device_id(obj: dict[str, Any], registry: DeviceRegistry) -> str | None:
+    """The device id for the DLQ record's key, only when it is a registered device (the
+    registry only holds ids that match DEVICE_ID_PATTERN: checked when it is loaded)."""
+    value = obj.get("device_id")
+    if isinstance(value, str) and value in registry:
+        return value
+    return None
+
+
+def _describe(exc: ValidationError) -> str:
+    """Field paths and error kinds only: pydantic's messages and inputs may echo values."""
+    parts = []
+    for err in exc.errors(include_input=False, include_url=False)[:_MAX_DETAIL_ERRORS]:
+        path = ".".join(
+            p
+            if isinstance(p, str) and _SAFE_KEY.match(p)
+            else ("<key>" if isinstance(p, str) else str(p))
+            for p in err["loc"]
+        )
+        parts.append(f"{path or '<root>'}: {err['type']}")
+    more = exc.error_count() - _MAX_DETAIL_ERRORS
+    return "; ".join(parts) + (f"; and {more} more" if more > 0 else "")

@@ -1,0 +1,142 @@
+from __future__ import annotations
+
+from collections import Counter
+from datetime import UTC, datetime, timedelta
+
+import orjson
+
+from hito.device.simulate.fleet import DUPLICATE, INJECTABLE, LATE, VALID, Fleet, FleetPlan
+from hito.devices import DeviceRegistry
+from hito.pipeline.stages.validate import Accepted, Rejected, validate
+from hito.schemas.reasons import Reason
+from hito.settings import HitoSettings
+
+NOW = datetime(2026, 11, 29, 19, 0, tzinfo=UTC)
+
+
+def test_every_message_gets_exactly_its_expected_outcome(
+    registry: DeviceRegistry, settings: HitoSettings
+) -> None:
+    plan = FleetPlan(
+        count=3000,
+        bad_fraction=0.1,
+        duplicate_fraction=0.05,
+        out_of_order_fraction=0.02,
+        late_fraction=0.02,
+    )
+    messages = list(Fleet(registry, plan, NOW).messages())
+    assert len(messages) == 3000
+    counts = Counter(m.expected for m in messages)
+    assert set(counts) == {VALID, DUPLICATE, LATE, *(r.value for r in INJECTABLE)}
+    seen: set[bytes] = set()
+    for m in messages:
+        result = validate(m.value, registry=registry, limits=settings.pipeline, now=NOW)
+        if m.expected in (VALID, DUPLICATE, LATE):
+            assert isinstance(result, Accepted)
+            assert (m.value in seen) == (m.expected == DUPLICATE)
+            seen.add(m.value)
+        else:
+            assert isinstance(result, Rejected) and result.reason == Reason(m.expected)
+
+
+def test_same_seed_same_messages(registry: DeviceRegistry) -> None:
+    plan = FleetPlan(count=200, bad_fraction=0.2, duplicate_fraction=0.1)
+    a = [m.value for m in Fleet(registry, plan, NOW).messages()]
+    b = [m.value for m in Fleet(registry, plan, NOW).messages()]
+    assert a == b
+
+
+def test_without_the_daily_rhythm_the_mix_does_not_depend_on_the_hour(
+    registry: DeviceRegistry,
+) -> None:
+    night = datetime(2026, 12, 3, 7, 0, tzinfo=UTC)  # 04:00 in Arica: checkpoints quiet
+
+    def devices(plan: FleetPlan, at: datetime) -> list[str]:
+        return [m.device_id for m in Fleet(registry, plan, at).messages()]
+
+    flat = FleetPlan(count=1000, daily_rhythm=False)
+    assert devices(flat, night) == devices(flat, NOW)
+    kinds = {d.device_id: d.kind for d in registry.devices.values()}
+    rhythm = FleetPlan(count=1000)
+    at_night = Counter(kinds[d] for d in devices(rhythm, night))
+    in_the_evening = Counter(kinds[d] for d in devices(rhythm, NOW))
+    assert at_night["checkpoint"] * 3 < in_the_evening["checkpoint"]
+
+
+def test_surge_multiplies_one_sites_share(registry: DeviceRegistry) -> None:
+    base = Counter(m.site for m in Fleet(registry, FleetPlan(count=4000), NOW).messages())
+    surge = Counter(
+        m.site
+        for m in Fleet(
+            registry, FleetPlan(count=4000, surge_site="chacalluta", surge_factor=5.0), NOW
+        ).messages()
+    )
+    assert surge["chacalluta"] / 4000 > 2 * base["chacalluta"] / 4000
+
+
+def test_silent_devices_send_nothing(registry: DeviceRegistry) -> None:
+    silent = frozenset({"cl-chacalluta-ckpt-01", "sensor-concordia-02"})
+    plan = FleetPlan(count=1000, silent_devices=silent)
+    assert not {m.device_id for m in Fleet(registry, plan, NOW).messages()} & silent
+
+
+def test_late_events_are_valid_but_older_than_the_lateness(
+    registry: DeviceRegistry, settings: HitoSettings
+) -> None:
+    plan = FleetPlan(count=500, late_fraction=0.2)
+    late = [m for m in Fleet(registry, plan, NOW).messages() if m.expected == LATE]
+    assert 50 < len(late) < 150
+    p = settings.pipeline
+    for m in late:
+        result = validate(m.value, registry=registry, limits=p, now=NOW)
+        assert isinstance(result, Accepted)
+        age = (NOW - result.event.event_time).total_seconds()
+        assert age > p.window_s + p.allowed_lateness_s
+
+
+class SteppingClock:
+    """Each reading is 10 ms later: message i is generated at NOW + i * 10 ms."""
+
+    def __init__(self) -> None:
+        self.t = NOW
+
+    def __call__(self) -> datetime:
+        self.t += timedelta(milliseconds=10)
+        return self.t
+
+
+def test_a_timed_surge_adds_traffic_at_its_site_only_inside_its_window(
+    registry: DeviceRegistry,
+) -> None:
+    clock = SteppingClock()
+    plan = FleetPlan(
+        count=9000, surge_site="chacalluta", surge_factor=4.0, surge_start_s=30, surge_duration_s=30
+    )
+    by_period: Counter[tuple[int, str, bool]] = Counter()
+    for m in Fleet(registry, plan, NOW, clock=clock).messages():
+        period = int((clock.t - NOW).total_seconds() // 30)  # 0 before, 1 during, 2 after
+        by_period[(min(period, 2), m.site, m.paced)] += 1
+    # Extra (unpaced) traffic only during the surge, only at chacalluta...
+    assert {k for k in by_period if not k[2]} == {(1, "chacalluta", False)}
+    # ... about (factor - 1) times the site's own paced traffic in that period.
+    ratio = by_period[(1, "chacalluta", False)] / by_period[(1, "chacalluta", True)]
+    assert 2.5 < ratio < 3.5
+
+
+def test_silent_devices_stop_after_the_given_time(registry: DeviceRegistry) -> None:
+    clock = SteppingClock()
+    silent = frozenset({"cl-chacalluta-ckpt-01"})
+    plan = FleetPlan(count=6000, silent_devices=silent, silent_after_s=20)
+    seen_at = [
+        (clock.t - NOW).total_seconds()
+        for m in Fleet(registry, plan, NOW, clock=clock).messages()
+        if m.device_id in silent
+    ]
+    assert seen_at and max(seen_at) < 20.1
+
+
+def test_event_times_follow_the_clock(registry: DeviceRegistry) -> None:
+    clock = SteppingClock()
+    msgs = list(Fleet(registry, FleetPlan(count=500), NOW, clock=clock).messages())
+    times = [orjson.loads(m.value)["event_time"] for m in msgs if m.expected == VALID]
+    assert min(times) < (NOW + timedelta(seconds=1)).isoformat() < max(times)

@@ -1,0 +1,237 @@
+"""GaplessConsumer's offset bookkeeping: a hole in an input topic is re-read, never skipped."""
+
+from __future__ import annotations
+
+import asyncio
+from collections import defaultdict
+from collections.abc import Callable
+from types import SimpleNamespace
+from typing import Any
+
+from faust.types import TP
+from intervaltree import IntervalTree  # type: ignore[import-untyped]
+
+from hito.pipeline.faust.consumer import Admit, GaplessConsumer, gapless_consumer_class
+
+RAW = TP("hito.raw.checkpoint", 2)
+CHANGELOG = TP("hito-agg-windows-changelog", 2)
+
+
+class Recording(gapless_consumer_class(["hito.raw.checkpoint"])):  # type: ignore[misc]
+    """Only the bookkeeping: no Faust service behind it; seeks and gaps are recorded."""
+
+    def __init__(self, log_start: int = 0) -> None:  # not Faust's constructor: no broker
+        self._next_offset: dict[TP, int] = {}
+        self._log_start: dict[TP, int] = {}
+        self._rewound_at: dict[TP, tuple[int, int]] = {}
+        self.seeks: list[tuple[TP, int]] = []
+        self.gaps: list[tuple[TP, int, int]] = []
+        self.log_start = log_start
+
+    async def earliest_offsets(self, *partitions: TP) -> dict[TP, int]:
+        return {tp: self.log_start for tp in partitions}
+
+    async def seek(self, partition: TP, offset: int) -> None:
+        self.seeks.append((partition, offset))
+        self._next_offset[partition] = offset
+
+    async def _add_gap(self, tp: TP, offset_from: int, offset_to: int) -> None:
+        self.gaps.append((tp, offset_from, offset_to))
+
+
+def feed(consumer: GaplessConsumer, offsets: list[int]) -> list[Admit]:
+    """Each record checked, and delivered when admitted (as ``_deliver`` does)."""
+
+    async def run() -> list[Admit]:
+        out = []
+        for o in offsets:
+            admit = await consumer._admit(RAW, o)
+            if admit is Admit.DELIVER:
+                consumer._delivered(RAW, o)
+            out.append(admit)
+        return out
+
+    return asyncio.run(run())
+
+
+D, DROP, REWOUND = Admit.DELIVER, Admit.DROP, Admit.REWOUND
+
+
+def test_contiguous_records_pass_and_advance() -> None:
+    c = Recording()
+    c._next_offset[RAW] = 385
+    assert feed(c, [385, 386, 387]) == [D, D, D]
+    assert c._next_offset[RAW] == 388
+    assert c.seeks == [] and c.gaps == []
+
+
+def test_a_hole_seeks_back_to_the_first_missing_record() -> None:
+    c = Recording()
+    c._next_offset[RAW] = 385
+    # 385-388 delivered, 389-390 fetched but dropped by Faust, 391 arrives.
+    assert feed(c, [385, 386, 387, 388, 391]) == [D, D, D, D, REWOUND]
+    assert c.seeks == [(RAW, 389)]
+    # After the seek the missing records come again, in order, and pass.
+    assert feed(c, [389, 390, 391]) == [D, D, D]
+    assert c._next_offset[RAW] == 392
+    assert c.gaps == []  # nothing acknowledged that no agent saw
+
+
+def test_a_hole_deleted_by_retention_is_let_through_after_one_seek() -> None:
+    c = Recording(log_start=50)
+    c._next_offset[RAW] = 10
+    assert feed(c, [50]) == [REWOUND]  # retention deleted 10..49: the seek lands on 50 again
+    assert feed(c, [50, 51]) == [D, D]
+    assert c.seeks == [(RAW, 10)]
+    assert c.gaps == [(RAW, 10, 49)]  # the commit may pass exactly what is gone
+
+
+def test_a_hole_still_in_the_log_is_sought_again_but_never_forever() -> None:
+    from hito.pipeline.faust.consumer import MAX_REWINDS
+
+    c = Recording(log_start=0)
+    c._next_offset[RAW] = 10
+    # The records are in the log: each time the hole shows, seek back again...
+    assert feed(c, [50] * MAX_REWINDS) == [REWOUND] * MAX_REWINDS
+    assert c.seeks == [(RAW, 10)] * MAX_REWINDS
+    # ... until the limit: then go on (logged) rather than stall the partition.
+    assert feed(c, [50]) == [D]
+    assert c._next_offset[RAW] == 51
+
+
+def test_unknown_position_and_rereads() -> None:
+    c = Recording()
+    assert feed(c, [700]) == [D]  # no committed offset and no log start known: take it
+    assert feed(c, [650]) == [DROP]  # delivered before: read again after a seek back
+    assert c._next_offset[RAW] == 701
+    assert c.seeks == []
+
+
+def test_only_the_configured_topics_are_checked() -> None:
+    cls = gapless_consumer_class(["a", "b"])
+    assert cls.gapless_topics == frozenset({"a", "b"})
+    assert issubclass(cls, GaplessConsumer)
+
+
+class Delivering(Recording):
+    """``_deliver`` itself: the agents' queues are a list; a hook runs inside a delivery."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._read_offset: dict[TP, int | None] = {}
+        self._commit_every = None
+        self._n_acked = 0
+        self.app = type("App", (), {"topics": type("T", (), {"acks_enabled_for": bool})()})()
+        self.queued: list[tuple[TP, int]] = []
+        self.during: dict[int, Callable[[], None]] = {}  # offset -> run while delivering it
+
+    async def callback(self, message: Any) -> None:
+        self.queued.append((message.tp, message.offset))
+        hook = self.during.get(message.offset)
+        if hook is not None:
+            hook()
+
+
+def records(tp: TP, offsets: range) -> list[tuple[TP, Any]]:
+    return [(tp, SimpleNamespace(tp=tp, offset=o, topic=tp.topic)) for o in offsets]
+
+
+def test_a_batch_fetched_before_the_seek_to_committed_is_checked_against_the_new_position() -> None:
+    """The CI failure of 2026-12-02: Faust resumes fetching (to read changelogs) before it seeks
+    the input partitions to their committed offsets. A batch fetched from aiokafka's own start
+    position was half delivered when the seek reset the position; the rest of it then looked
+    like a hole to Faust, which acknowledged 46 records as a gap, and the commit passed them."""
+    c = Delivering()
+
+    def perform_seek() -> None:  # what GaplessConsumer.perform_seek leaves behind
+        c._read_offset[RAW] = 1443
+        c._next_offset[RAW] = 1443
+
+    c.during[1489] = perform_seek
+    asyncio.run(c._deliver(records(RAW, range(1443, 1872))))
+    assert c.queued == [(RAW, o) for o in range(1443, 1490)]
+    assert c.seeks == [(RAW, 1443)]  # the rest comes again from the committed offset
+    assert c.gaps == []
+    # The re-fetch delivers from the committed offset on, the old copies included.
+    asyncio.run(c._deliver(records(RAW, range(1443, 1460))))
+    assert c.queued[-17:] == [(RAW, o) for o in range(1443, 1460)]
+    assert c._next_offset[RAW] == 1460
+
+
+def test_changelogs_keep_fausts_gap_handling() -> None:
+    c = Delivering()
+    c._read_offset[CHANGELOG] = 10
+    batch = records(CHANGELOG, range(11, 13)) + records(CHANGELOG, range(20, 22))
+    asyncio.run(c._deliver(batch))
+    assert [o for _, o in c.queued] == [11, 12, 20, 21]
+    assert c.gaps == [(CHANGELOG, 13, 20)]  # compacted away: acknowledged, as Faust does
+    assert c.seeks == []
+
+
+class Committing(Recording):
+    def __init__(self, committed: int | None, acked: list[int], log_start: int = 0) -> None:
+        super().__init__()
+        self._acked = defaultdict(list, {RAW: list(acked)})
+        self._acked_index = defaultdict(set, {RAW: set(acked)})
+        self._gap: defaultdict[TP, Any] = defaultdict(IntervalTree)
+        self._committed_offset = defaultdict(lambda: None, {RAW: committed})
+        self._log_start = {RAW: log_start}
+
+
+def test_the_commit_never_passes_an_unacknowledged_first_record() -> None:
+    # Faust's own check lets exactly one unacknowledged record through (100 here).
+    assert Committing(committed=100, acked=[101, 102])._new_offset(RAW) is None
+    assert Committing(committed=100, acked=[100, 101, 103])._new_offset(RAW) == 102
+    # Faust keeps a committed offset of 0 as None and then checks nothing at all.
+    assert Committing(committed=None, acked=[5, 6], log_start=0)._new_offset(RAW) is None
+    assert Committing(committed=None, acked=[0, 1], log_start=0)._new_offset(RAW) == 2
+
+
+def test_the_commit_passes_a_hole_let_go_as_a_gap() -> None:
+    c = Committing(committed=10, acked=[50, 51])
+    c._gap[RAW].addi(10, 50)  # retention deleted 10..49 (see _admit)
+    assert c._new_offset(RAW) == 52
+
+
+class Paused(Recording):
+    """Just what the fetch loop's wait for a paused stream touches."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.app = type("App", (), {"client_only": False})()
+        self.flow_active = True
+        self.not_waiting_next_records = asyncio.Event()
+        self._buffer_drained = asyncio.Event()
+        self._buffered_partitions = {RAW}  # its queue is full: Faust paused it
+        self.active: set[TP] = set()
+        self.fetched_for: list[set[TP]] = []
+
+    def _get_active_partitions(self) -> set[TP]:
+        return self.active
+
+    async def _getmany(self, active_partitions: set[TP], timeout: float) -> dict[TP, list[int]]:  # noqa: ASYNC109
+        self.fetched_for.append(set(active_partitions))
+        return {RAW: [385]}
+
+
+def test_a_paused_fetch_loop_resumes_as_soon_as_a_queue_drains() -> None:
+    async def run() -> None:
+        c = Paused()
+        wait = asyncio.ensure_future(c._wait_next_records(timeout=1.0))
+        await asyncio.sleep(0.05)
+        assert not wait.done() and c.fetched_for == []  # nothing to fetch for yet
+        c.on_buffer_drop(RAW)  # the agent took enough: Faust resumes the partition
+        # Faust would sleep out its second here; this loop fetches at once.
+        records, active = await asyncio.wait_for(wait, timeout=0.5)
+        assert (records, active, c.fetched_for) == ({RAW: [385]}, {RAW}, [{RAW}])
+
+    asyncio.run(run())
+
+
+def test_a_fetch_loop_still_paused_after_a_second_fetches_nothing() -> None:
+    async def run() -> None:
+        c = Paused()
+        assert await c._wait_next_records(timeout=1.0) == ({}, set())
+        assert c.fetched_for == []
+
+    asyncio.run(run())
