@@ -15,8 +15,9 @@ from datetime import UTC, datetime
 from influxdb_client import InfluxDBClient
 from rich.console import Console
 
-from hito.access.influx_tokens import ensure_bucket_tokens, tokens_path
+from hito.access.influx_tokens import ensure_bucket_tokens
 from hito.access.topics import ensure_topics
+from hito.credentials import client_config, tokens_path
 from hito.device.simulate.fleet import DUPLICATE, VALID, Fleet, FleetPlan
 from hito.device.simulate.runner import send_messages
 from hito.devices import DeviceRegistry
@@ -109,7 +110,10 @@ def produce(
     fleet = Fleet(registry, plan, datetime.now(UTC))
     started = time.monotonic()
     sent: Counter[str] = send_messages(
-        fleet.messages(), kafka=settings.kafka, total=count, console=console
+        fleet.messages(),
+        producer_config=client_config(settings.kafka, "device"),
+        total=count,
+        console=console,
     )
     total = sum(sent.values())
     return Produced(

@@ -19,11 +19,11 @@ from typing import Any
 
 from kafka import KafkaProducer
 
-from hito.access.kafka import client_config
 from hito.bench.dataset import Mix, topic_set, with_bucket
 from hito.bench.hito_run import free_port, start_profiler, stop_profiler
 from hito.bench.probe import InfluxTotal, proc_sample
 from hito.bench.report import latencies_from_curves, percentile
+from hito.credentials import client_config
 from hito.device.simulate.fleet import VALID, Fleet, FleetPlan
 from hito.devices import DeviceRegistry
 from hito.settings import HitoSettings

@@ -69,7 +69,7 @@ def build(devices: int, identities: int) -> dict[str, Any]:
         metrics.device_last_seen.set(_SITES[i % 4], d, now + i)  # a float object per device
     step("last-seen gauge")
     start = _window_start()
-    windows = {site: aggregate.new_state(site, start, 0) for site in _SITES}
+    windows = {site: aggregate.new_state(site, start) for site in _SITES}
     for i, d in enumerate(ids):
         seq = i % 1000
         windows[_SITES[i % 4]]["seen"][d] = f"{seq}-{seq}"  # as aggregate.add stores one seq
@@ -104,7 +104,7 @@ def _deep_bytes(value: str) -> int:
 
 
 def _window_start() -> datetime:
-    from hito.pipeline.stages.aggregate import window_start
+    from hito.pipeline.stages.windows import window_start
 
     return window_start(datetime.now(UTC), 60)
 

@@ -1,14 +1,22 @@
-"""The ``hito`` command line."""
+"""The ``hito`` command line: one command group per module of ``hito.commands``."""
 
 from __future__ import annotations
 
 import typer
 
-from hito.commands import bench, demo, stack
-from hito.commands import kafka as access
-from hito.commands import pager as alerts
-from hito.commands import policy as privacy
-from hito.commands import worker as pipeline
+from hito.commands import (
+    bench,
+    demo,
+    dlq,
+    influx,
+    kafka,
+    pager,
+    policy,
+    schema,
+    simulate,
+    stack,
+    worker,
+)
 
 app = typer.Typer(
     help="Hito: border telemetry ingestion under a versioned privacy policy.",
@@ -18,16 +26,16 @@ app = typer.Typer(
 app.command()(stack.up)
 app.command()(stack.down)
 app.command()(stack.status)
-app.command()(pipeline.worker)
-app.command()(pipeline.simulate)
+app.command()(worker.worker)
+app.command()(simulate.simulate)
 app.command()(demo.demo)
 app.command()(bench.bench)
-app.add_typer(pipeline.schema_app, name="schema")
-app.add_typer(pipeline.dlq_app, name="dlq")
-app.add_typer(privacy.policy_app, name="policy")
-app.add_typer(alerts.pager_app, name="pager")
-app.add_typer(access.kafka_app, name="kafka")
-app.add_typer(access.influx_app, name="influx")
+app.add_typer(schema.schema_app, name="schema")
+app.add_typer(dlq.dlq_app, name="dlq")
+app.add_typer(policy.policy_app, name="policy")
+app.add_typer(pager.pager_app, name="pager")
+app.add_typer(kafka.kafka_app, name="kafka")
+app.add_typer(influx.influx_app, name="influx")
 
 
 def main() -> None:

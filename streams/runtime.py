@@ -7,8 +7,9 @@ from datetime import timedelta
 
 from hito.devices import DeviceRegistry
 from hito.pipeline.pseudonyms import Keyring
+from hito.pipeline.stages.outcomes import Limits
 from hito.schemas.privacy.policy import Policy, load_policy
-from hito.settings import HitoSettings
+from hito.settings import HitoSettings, PipelineSettings
 
 
 @dataclass(frozen=True)
@@ -17,6 +18,19 @@ class Runtime:
     registry: DeviceRegistry
     policy: Policy
     keyring: Keyring
+
+    @property
+    def limits(self) -> Limits:
+        return limits_of(self.settings.pipeline)
+
+
+def limits_of(pipeline: PipelineSettings) -> Limits:
+    """The validation stage's limits, from the settings (stages never see the settings)."""
+    return Limits(
+        max_event_bytes=pipeline.max_event_bytes,
+        max_future_skew_s=pipeline.max_future_skew_s,
+        max_event_age_s=pipeline.max_event_age_s,
+    )
 
 
 def load_runtime(settings: HitoSettings) -> Runtime:

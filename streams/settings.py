@@ -13,6 +13,12 @@ from pydantic import BaseModel, ConfigDict, Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from hito.schemas.registry import Source
+from hito.schemas.topics import (
+    DEFAULT_CLEAN_PREFIX,
+    DEFAULT_DLQ_TOPIC,
+    DEFAULT_RAW_TOPICS,
+    TopicNames,
+)
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 
@@ -100,13 +106,9 @@ class AlertmanagerSettings(_Frozen):
 class PipelineSettings(_Frozen):
     """Topics, limits and the device registry used by the workers."""
 
-    raw_topics: dict[Source, str] = {
-        "checkpoint": "hito.raw.checkpoint",
-        "sensor": "hito.raw.sensor",
-        "drone": "hito.raw.drone",
-    }
-    dlq_topic: str = "hito.dlq"
-    clean_topic_prefix: str = "hito.clean."
+    raw_topics: dict[Source, str] = Field(default_factory=lambda: dict(DEFAULT_RAW_TOPICS))
+    dlq_topic: str = DEFAULT_DLQ_TOPIC
+    clean_topic_prefix: str = DEFAULT_CLEAN_PREFIX
     topic_partitions: int = Field(default=4, ge=1, le=256)
     raw_retention_hours: int = Field(default=24, ge=1, description="Raw topics hold PII")
     clean_retention_hours: int = Field(default=7 * 24, ge=1)
@@ -149,6 +151,13 @@ class PipelineSettings(_Frozen):
     registry_reload_s: float = Field(
         default=5.0, gt=0.0, description="How often workers look for registry changes"
     )
+
+    @property
+    def topics(self) -> TopicNames:
+        """Every topic name, derived in one place (hito.schemas.topics)."""
+        return TopicNames(
+            raw=self.raw_topics, dlq=self.dlq_topic, clean_prefix=self.clean_topic_prefix
+        )
 
 
 class SurgeSettings(_Frozen):

@@ -18,7 +18,7 @@ from typing import Any
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
-from hito.access.kafka import client_config
+from hito.credentials import client_config
 from hito.settings import load_settings
 
 

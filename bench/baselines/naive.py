@@ -27,9 +27,9 @@ from influxdb_client import InfluxDBClient, Point, WritePrecision
 from influxdb_client.client.write_api import SYNCHRONOUS
 from kafka import KafkaConsumer
 
-from hito.access.kafka import client_config
+from hito.credentials import client_config
 from hito.pipeline.stages import anonymise, dedup, validate
-from hito.runtime import load_runtime
+from hito.runtime import limits_of, load_runtime
 from hito.schemas.clean import CleanEvent
 from hito.settings import load_settings
 
@@ -77,7 +77,7 @@ def run(group: str, expected: int, max_s: float, token: str) -> dict[str, Any]:
             result = validate.validate(
                 message.value,
                 registry=runtime.registry,
-                limits=p,
+                limits=limits_of(p),
                 now=datetime.now(UTC),
                 expected_source=source_of.get(message.topic),
             )

@@ -31,10 +31,11 @@ from quixstreams import Application, State, message_context
 from quixstreams.kafka.configuration import ConnectionConfig
 from quixstreams.sinks import BatchingSink, SinkBatch
 
-from hito.access.kafka import MECHANISM, user_for
+from hito.credentials import MECHANISM, user_for
 from hito.pipeline.sinks.lines import line, points_for
 from hito.pipeline.stages import aggregate, anonymise, dedup, validate
-from hito.runtime import Runtime, load_runtime
+from hito.pipeline.stages.windows import parse_start, window_start
+from hito.runtime import Runtime, limits_of, load_runtime
 from hito.schemas.clean import CleanEvent
 from hito.settings import load_settings
 
@@ -92,7 +93,7 @@ class InfluxWindowSink(BatchingSink):  # type: ignore[misc]  # quixstreams is un
         latest: dict[str, aggregate.State] = {}
         for item in batch:
             state = item.value["value"]
-            latest[aggregate.window_key(state["site"], _start(state))] = state
+            latest[aggregate.window_name(state["site"], _start(state))] = state
         lines: list[str] = []
         for state in latest.values():
             lines += points_for(state, self._k)
@@ -106,7 +107,7 @@ class InfluxWindowSink(BatchingSink):  # type: ignore[misc]  # quixstreams is un
 
 
 def _start(state: aggregate.State) -> datetime:
-    return datetime.strptime(state["start"], "%Y-%m-%dT%H:%M:%S%z")
+    return parse_start(state["start"])
 
 
 def build(app: Application, runtime: Runtime, sink: InfluxWindowSink, stats: Stats) -> None:
@@ -128,7 +129,7 @@ def build(app: Application, runtime: Runtime, sink: InfluxWindowSink, stats: Sta
         result = validate.validate(
             raw,
             registry=runtime.registry,
-            limits=p,
+            limits=limits_of(p),
             now=datetime.now(UTC),
             expected_source=source_of.get(ctx.topic),
         )
@@ -154,8 +155,8 @@ def build(app: Application, runtime: Runtime, sink: InfluxWindowSink, stats: Sta
 
     def first(value: dict[str, Any]) -> aggregate.State:
         at = datetime.fromisoformat(value["event_time"])
-        start = aggregate.window_start(at, p.window_s)
-        return _count(aggregate.new_state(value["site"], start, 0), value)
+        start = window_start(at, p.window_s)
+        return _count(aggregate.new_state(value["site"], start), value)
 
     sdf = sdf.apply(check, metadata=True).filter(lambda ev: ev is not None)
     sdf = sdf.filter(fresh, stateful=True).apply(clean)

@@ -32,8 +32,9 @@ if built "$prom" && built "$tool"; then
   exit 0
 fi
 
-# Never let Go fetch another toolchain (go.mod of 3.16 asks for go 1.26.7).
-export GOTOOLCHAIN=local CGO_ENABLED=0
+# Never let Go fetch another toolchain (go.mod of 3.16 asks for go 1.26.7). The module zip
+# ships upstream's go.work, which lists modules the zip leaves out: build the module alone.
+export GOTOOLCHAIN=local GOWORK=off CGO_ENABLED=0
 command -v go >/dev/null || { echo "go is required" >&2; exit 1; }
 
 mkdir -p "$work" "$(dirname "$prom")" "$(dirname "$tool")"

@@ -15,15 +15,15 @@ proposes), so the tokens created here are kept in ``<state_dir>/influxdb/tokens.
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 from typing import Literal
 
 from influxdb_client import InfluxDBClient, Permission, PermissionResource
 from pydantic import SecretStr
 
-from hito.settings import HitoSettings, InfluxSettings
-from hito.stack.process import exclusive_lock
+from hito.credentials import MissingToken, read_tokens
+from hito.files import exclusive_lock, write_private
+from hito.settings import InfluxSettings
 
 TokenRole = Literal["pipeline", "dashboards"]
 _ACTIONS: dict[TokenRole, tuple[str, ...]] = {
@@ -34,35 +34,6 @@ _ACTIONS: dict[TokenRole, tuple[str, ...]] = {
 
 # Bumped whenever the permissions below change: older tokens are then replaced.
 _SCOPE_VERSION = "2"
-
-
-class MissingToken(RuntimeError):
-    """No scoped token is known for this bucket."""
-
-
-def tokens_path(settings: HitoSettings) -> Path:
-    return settings.state_dir / "influxdb" / "tokens.json"
-
-
-def _read(path: Path) -> dict[str, dict[str, dict[str, str]]]:
-    try:
-        data: dict[str, dict[str, dict[str, str]]] = json.loads(path.read_text())
-    except FileNotFoundError:
-        return {}
-    except json.JSONDecodeError as exc:
-        raise MissingToken(
-            f"{path} is not valid JSON ({exc}); delete it and run `hito up`"
-        ) from exc
-    return data
-
-
-def _write(path: Path, data: dict[str, dict[str, dict[str, str]]]) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "w") as fh:
-        json.dump(data, fh, indent=2, sort_keys=True)
-    tmp.replace(path)
 
 
 def ensure_bucket_tokens(influx: InfluxSettings, path: Path) -> dict[TokenRole, SecretStr]:
@@ -77,7 +48,7 @@ def ensure_bucket_tokens(influx: InfluxSettings, path: Path) -> dict[TokenRole, 
             url=influx.url, token=influx.token.get_secret_value(), org=influx.org
         ) as client,
     ):
-        data = _read(path)
+        data = read_tokens(path)
         known = data.get(influx.bucket, {})
         auths = client.authorizations_api()
         live = {a.id for a in auths.find_authorizations()}
@@ -119,22 +90,7 @@ def ensure_bucket_tokens(influx: InfluxSettings, path: Path) -> dict[TokenRole, 
                 known[role] = entry
             out[role] = SecretStr(entry["token"])
         data[influx.bucket] = known
-        _write(path, data)
+        write_private(path, json.dumps(data, indent=2, sort_keys=True))
         for token_id in retired:
             auths.delete_authorization(token_id)
     return out
-
-
-def pipeline_token(settings: HitoSettings) -> SecretStr:
-    """The token a worker writes with: HITO_INFLUXDB__PIPELINE_TOKEN, or the bucket's entry in
-    the tokens file `hito up` wrote."""
-    i = settings.influxdb
-    if i.pipeline_token is not None:
-        return i.pipeline_token
-    entry = _read(tokens_path(settings)).get(i.bucket, {}).get("pipeline")
-    if entry is None:
-        raise MissingToken(
-            f"no pipeline token for InfluxDB bucket {i.bucket!r}: set "
-            f"HITO_INFLUXDB__PIPELINE_TOKEN or run `hito up` (writes {tokens_path(settings)})"
-        )
-    return SecretStr(entry["token"])

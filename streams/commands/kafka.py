@@ -1,4 +1,4 @@
-"""``hito kafka provision|users-file``, ``hito influx tokens``: who may do what.
+"""``hito kafka provision|users-file``: Kafka users, topics, quotas and ACLs.
 
 See docs/security.md.
 """
@@ -65,7 +65,7 @@ def users_file(
     """Write a users file with a random 32-byte password per role (mode 0600), for a real
     deployment: point HITO_KAFKA__USERS_FILE at it, and give each machine only its role's user
     (each device its own user, with --per-device)."""
-    from hito.access.kafka import KafkaUser
+    from hito.credentials import KafkaUser
 
     users: list[dict[str, object]] = [
         {"name": f"{prefix}-{role}", "role": role, "password": secrets.token_urlsafe(32)}
@@ -94,21 +94,3 @@ def users_file(
         fh.write("# Kafka SCRAM users. SECRET: keep out of version control.\n")
         yaml.safe_dump({"users": users}, fh, sort_keys=False)
     Console(stderr=True).print(f"wrote {out} ({len(users)} users, mode 0600)")
-
-
-influx_app = typer.Typer(help="InfluxDB scoped tokens.", no_args_is_help=True)
-
-
-@influx_app.command("tokens")
-def tokens(
-    role: Annotated[str, typer.Option(help="pipeline or dashboards")] = "dashboards",
-) -> None:
-    """Create (once) the bucket's scoped tokens with the admin token and print one of them:
-    `dashboards` (read-only, for Grafana) or `pipeline` (read+write on the bucket only)."""
-    from hito.access.influx_tokens import ensure_bucket_tokens, tokens_path
-
-    if role not in ("pipeline", "dashboards"):
-        raise typer.BadParameter("role is pipeline or dashboards")
-    settings = load_settings()
-    found = ensure_bucket_tokens(settings.influxdb, tokens_path(settings))
-    typer.echo(found["pipeline" if role == "pipeline" else "dashboards"].get_secret_value())

@@ -24,6 +24,7 @@ from influxdb_client.client.write_api import SYNCHRONOUS
 from rich.console import Console
 
 from hito.access.topics import ensure_topics
+from hito.credentials import client_config
 from hito.demo.history import history_lines
 from hito.device.simulate.fleet import Fleet, FleetPlan, SimMessage
 from hito.device.simulate.runner import send_messages
@@ -142,7 +143,7 @@ def run_demo(
         # In this thread: a failure to send (Kafka gone) ends the demo with its error.
         send_messages(
             _counting(fleet.messages(), sent, valid, runtime),
-            kafka=settings.kafka,
+            producer_config=client_config(settings.kafka, "device"),
             total=fleet_plan.count,
             rate=plan.rate,
             console=console,

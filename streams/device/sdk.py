@@ -30,7 +30,38 @@ import orjson
 
 from hito.schemas.registry import Source, lookup
 from hito.schemas.signing import sign
-from hito.settings import PipelineSettings
+from hito.schemas.topics import DEFAULT_RAW_TOPICS
+
+
+def envelope(
+    *,
+    schema: str,
+    device_id: str,
+    site: str,
+    seq: int,
+    event_time: datetime,
+    payload: Mapping[str, Any],
+    event_id: uuid.UUID | None = None,
+) -> dict[str, Any]:
+    """An unsigned envelope as a JSON-ready dict (not validated: see :func:`build_event`)."""
+    if event_time.tzinfo is None:
+        raise ValueError("event_time must be timezone-aware")
+    return {
+        "event_id": str(event_id or uuid.uuid4()),
+        "schema": schema,
+        "device_id": device_id,
+        "site": site,
+        "seq": seq,
+        "event_time": event_time.isoformat(),
+        "payload": dict(payload),
+    }
+
+
+def with_signature(unsigned: dict[str, Any], key: bytes) -> dict[str, Any]:
+    """The envelope with its ``sig`` (replacing any), in place; returns it."""
+    unsigned.pop("sig", None)
+    unsigned["sig"] = sign(unsigned, key)
+    return unsigned
 
 
 def build_event(
@@ -44,24 +75,25 @@ def build_event(
     key: bytes,
     event_id: uuid.UUID | None = None,
 ) -> dict[str, Any]:
-    """A signed envelope as a JSON-ready dict (validated against the schema before signing)."""
-    if event_time.tzinfo is None:
-        raise ValueError("event_time must be timezone-aware")
-    envelope: dict[str, Any] = {
-        "event_id": str(event_id or uuid.uuid4()),
-        "schema": schema,
-        "device_id": device_id,
-        "site": site,
-        "seq": seq,
-        "event_time": event_time.isoformat(),
-        "payload": dict(payload),
-    }
+    """A signed envelope as a JSON-ready dict, validated against its schema (what the pipeline
+    would accept, so a device finds its own mistakes before sending)."""
     entry = lookup(schema)
     if entry is None:
         raise ValueError(f"unknown schema {schema!r}")
-    envelope["sig"] = sign(envelope, key)
-    entry.model.model_validate_json(orjson.dumps(envelope), strict=True)
-    return envelope
+    signed = with_signature(
+        envelope(
+            schema=schema,
+            device_id=device_id,
+            site=site,
+            seq=seq,
+            event_time=event_time,
+            payload=payload,
+            event_id=event_id,
+        ),
+        key,
+    )
+    entry.model.model_validate_json(orjson.dumps(signed), strict=True)
+    return signed
 
 
 def encode(envelope: Mapping[str, Any]) -> bytes:
@@ -91,7 +123,7 @@ class DeviceClient:
         self._key = key
         self._seq_file = seq_file
         self._next_seq = _load_seq(seq_file)
-        self._topics: dict[Source, str] = dict(topic_for_source or PipelineSettings().raw_topics)
+        self._topics: dict[Source, str] = dict(topic_for_source or DEFAULT_RAW_TOPICS)
         if producer is None:
             from kafka import KafkaProducer
 

@@ -1,4 +1,5 @@
-"""DLQ records: building them from rejections, and `hito dlq inspect|replay` over the topic."""
+"""`hito dlq inspect|replay`: the DLQ topic read by operators and admins (records are built by
+``hito.pipeline.dead_letters``)."""
 
 from __future__ import annotations
 
@@ -6,45 +7,13 @@ import time
 from collections import Counter
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from datetime import datetime
 
 from kafka import KafkaConsumer, KafkaProducer, TopicPartition
 
-from hito.access.kafka import client_config
-from hito.pipeline.stages.validate import Rejected
+from hito.credentials import client_config
 from hito.schemas.dlq import DlqRecord
 from hito.schemas.reasons import Reason
 from hito.settings import HitoSettings
-
-
-def make_record(
-    rejected: Rejected,
-    raw: bytes,
-    *,
-    topic: str,
-    partition: int | None,
-    offset: int | None,
-    now: datetime,
-    key: bytes | None = None,
-    retryable: bool = False,
-) -> DlqRecord:
-    return DlqRecord(
-        reason=rejected.reason,
-        stage=rejected.stage,
-        detail=rejected.detail,
-        retryable=retryable,
-        device_id=rejected.device_id,
-        source_topic=topic,
-        source_partition=partition,
-        source_offset=offset,
-        received_at=now,
-        original_b64=DlqRecord.encode_original(raw),
-        original_key_b64=None if key is None else DlqRecord.encode_original(key),
-    )
-
-
-def encode_record(record: DlqRecord) -> bytes:
-    return record.model_dump_json().encode()
 
 
 def decode_record(data: bytes) -> DlqRecord:

@@ -1,10 +1,11 @@
-"""The Hito worker: Faust agents as thin adapters around the pure stages.
+"""The Hito worker, wiring only: the Faust app, its tables, and agents as thin adapters around
+the pipeline's classes (``Ingest``, ``Aggregator``, ``Publisher``), which hold the logic.
 
-``ingest`` consumes the raw topics as bytes, in batches (streams/ingest.py):
-validate -> (DLQ) | dedup -> (duplicate) | anonymise -> ``hito.clean.<source>`` (keyed by site).
-Dedup state lives in a Faust table keyed by ``device_id`` (the raw topics' message key), so it
-is partitioned with the stream and restored from its changelog after a restart. Nothing after
-``anonymise`` ever sees a raw identifier.
+``ingest`` consumes the raw topics as bytes, in batches: validate -> (DLQ) | dedup ->
+(duplicate) | anonymise -> ``hito.clean.<source>`` (keyed by site). ``aggregate`` counts the
+clean topics into event-time windows; a timer publishes them to InfluxDB. Dedup state lives in
+a Faust table keyed by ``device_id`` (the raw topics' message key), so it is partitioned with
+the stream and restored from its changelog after a restart.
 """
 
 from __future__ import annotations
@@ -17,16 +18,22 @@ from typing import Any
 
 import faust
 
-from hito.access.influx_tokens import pipeline_token
+from hito.credentials import pipeline_token
 from hito.devices import RegistryWatcher
-from hito.pipeline.agents.aggregate import register_aggregator
-from hito.pipeline.agents.ingest import Ingest, Send
+from hito.pipeline.agents.aggregate import Aggregator, WindowRules
+from hito.pipeline.agents.ingest import Ingest
+from hito.pipeline.agents.publish import Publisher
+from hito.pipeline.agents.surge import SurgeDetector
+from hito.pipeline.dead_letters import DeadLetters
 from hito.pipeline.faust.app import create_app
 from hito.pipeline.faust.batches import handled_batches
+from hito.pipeline.faust.lag import report_consumer_lag
 from hito.pipeline.metrics import PipelineMetrics
+from hito.pipeline.output import Send
 from hito.pipeline.sinks.influx import InfluxSink
+from hito.pipeline.state.pipeline_counts import PipelineCounts
+from hito.pipeline.state.versioned import VersionedWindows
 from hito.runtime import Runtime
-from hito.schemas.registry import Source
 
 log = logging.getLogger(__name__)
 
@@ -47,10 +54,7 @@ class Worker:
     counts_table: Any
     sink: InfluxSink
     metrics: PipelineMetrics
-
-
-def clean_topic(runtime: Runtime, source: Source) -> str:
-    return f"{runtime.settings.pipeline.clean_topic_prefix}{source}"
+    publisher: Publisher
 
 
 def build_worker(
@@ -62,6 +66,7 @@ def build_worker(
     send: Send | None = None,
 ) -> Worker:
     p = runtime.settings.pipeline
+    topics = p.topics
     metrics = metrics or PipelineMetrics()
     app = create_app(
         runtime.settings,
@@ -69,28 +74,35 @@ def build_worker(
         on_rewind=lambda topic: metrics.consumer_rewinds.labels(topic=topic).inc(),
         on_skip=lambda topic: metrics.consumer_skips.labels(topic=topic).inc(),
     )
-    raw = app.topic(*p.raw_topics.values(), partitions=p.topic_partitions)
+    raw = app.topic(*topics.raw.values(), partitions=p.topic_partitions)
+    clean = app.topic(*topics.clean_by_source.values(), partitions=p.topic_partitions)
     out_topics = {
         name: app.topic(name, partitions=p.topic_partitions)
-        for name in [p.dlq_topic, *(clean_topic(runtime, s) for s in p.raw_topics)]
+        for name in [topics.dlq, *topics.clean_by_source.values()]
     }
+
+    async def send_to_topic(topic: str, key: bytes | None, value: bytes) -> Any:
+        return await out_topics[topic].send(key=key, value=value)
+
+    emit: Send = send or send_to_topic
     seq_table = app.Table(
         "dedup-seq",
         default=None,
         partitions=p.topic_partitions,
         help="Per device: highest seq seen and the window of recent ones",
     )
-
-    async def send_to_topic(topic: str, key: bytes | None, value: bytes) -> Any:
-        return await out_topics[topic].send(key=key, value=value)
-
     counts_table = app.Table(
         "pipeline-counts",
         default=None,
         partitions=p.topic_partitions,
         help="Per partition and minute: events by stage and outcome (the pipeline measurement)",
     )
-    emit: Send = send or send_to_topic
+    windows_table = app.Table(
+        "agg-windows",
+        default=None,
+        partitions=p.topic_partitions,
+        help="Per partition, site and window: counts and the events they include",
+    )
     # The sink writes with the bucket-scoped pipeline token, never the admin token; checked
     # here so a worker without one fails at start, and read again whenever InfluxDB refuses it.
     influx = runtime.settings.influxdb
@@ -99,17 +111,50 @@ def build_worker(
         metrics,
         token_source=lambda: pipeline_token(runtime.settings),
     )
-    counts_written: dict[str, int] = {}  # pipeline-count key -> version in InfluxDB
-    aggregate_agent, windows = register_aggregator(
-        app, runtime, metrics, sink, emit, clock, counts_table, counts_written
-    )
-    # Revocations and new devices apply without a restart (streams/devices.py).
+    dead_letters = DeadLetters(topics.dlq, emit, metrics, clock)
+    rules = WindowRules(window_s=p.window_s, allowed_lateness_s=p.allowed_lateness_s)
+    counts = PipelineCounts(VersionedWindows(counts_table), p.window_s)
+    windows = VersionedWindows(windows_table)
+    # Revocations and new devices apply without a restart (hito.devices).
     registry = RegistryWatcher(
         runtime.registry, p.devices_file, p.device_keys_file, interval_s=p.registry_reload_s
     )
-    work = Ingest(runtime, metrics, registry, seq_table, counts_table, counts_written, emit, clock)
+    work = Ingest(
+        topics=topics,
+        limits=runtime.limits,
+        dedup_window=p.dedup_window,
+        policy=runtime.policy,
+        keyring=runtime.keyring,
+        registry=registry,
+        seq_table=seq_table,
+        counts=counts,
+        send=emit,
+        dead_letters=dead_letters,
+        metrics=metrics,
+        clock=clock,
+        count_horizon=rules.horizon,
+    )
+    aggregator = Aggregator(
+        rules=rules,
+        windows=windows,
+        counts=counts,
+        sink=sink,
+        dead_letters=dead_letters,
+        metrics=metrics,
+        clock=clock,
+    )
+    detector = SurgeDetector(runtime.settings.surge, p.window_s, metrics, sink.crossings_per_minute)
+    publisher = Publisher(
+        sink=sink,
+        windows=windows,
+        counts=counts,
+        detector=detector,
+        dead_letters=dead_letters,
+        small_count_k=runtime.policy.small_count_k,
+        clock=clock,
+    )
 
-    # concurrency=1: this agent writes a table.
+    # concurrency=1: these agents write tables.
     @app.agent(raw, concurrency=1)
     async def ingest(stream: Any) -> Any:
         async for outcomes in handled_batches(
@@ -117,7 +162,21 @@ def build_worker(
         ):
             yield outcomes
 
-    inputs = {*p.raw_topics.values(), *(clean_topic(runtime, s) for s in p.raw_topics)}
+    @app.agent(clean, concurrency=1)
+    async def aggregate(stream: Any) -> Any:
+        async for outcomes in handled_batches(
+            stream,
+            aggregator.handle_batch,
+            max_events=p.batch_max_events,
+            within_s=p.batch_within_s,
+        ):
+            yield outcomes
+
+    @app.timer(interval=p.flush_interval_s)  # type: ignore[untyped-decorator]
+    async def publish() -> None:
+        await publisher.flush({tp.partition for tp in app.assignor.assigned_actives()})
+
+    inputs = set(topics.inputs)
     lag_reported: set[tuple[str, int]] = set()
 
     @app.timer(interval=5.0)  # type: ignore[untyped-decorator]
@@ -128,34 +187,10 @@ def build_worker(
         app=app,
         ingest=ingest,
         seq_table=seq_table,
-        aggregate=aggregate_agent,
-        windows=windows,
+        aggregate=aggregate,
+        windows=windows_table,
         counts_table=counts_table,
         sink=sink,
         metrics=metrics,
+        publisher=publisher,
     )
-
-
-def report_consumer_lag(
-    app: faust.App, metrics: PipelineMetrics, topics: set[str], reported: set[tuple[str, int]]
-) -> None:
-    """hito_consumer_lag per owned input partition: high-water mark minus committed offset
-    (or, before this process committed anything there, minus the next offset to read)."""
-    monitor = app.monitor
-    now_owned: set[tuple[str, int]] = set()
-    for tp in app.consumer.assignment():
-        end = monitor.tp_end_offsets.get(tp)
-        if tp.topic not in topics or end is None:
-            continue
-        position = monitor.tp_committed_offsets.get(tp)
-        if position is None and tp in monitor.tp_read_offsets:
-            position = monitor.tp_read_offsets[tp] + 1
-        if position is None:
-            continue
-        now_owned.add((tp.topic, tp.partition))
-        lag = max(0, end - position)
-        metrics.consumer_lag.labels(topic=tp.topic, partition=str(tp.partition)).set(lag)
-    for topic, partition in reported - now_owned:  # moved to another worker: not ours
-        metrics.consumer_lag.remove(topic, str(partition))
-    reported.clear()
-    reported.update(now_owned)

@@ -3,15 +3,18 @@
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import logging
 import os
 import signal
 import subprocess
 import time
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+
+from hito.files import exclusive_lock
+
+__all__ = ["ProcessFiles", "exclusive_lock", "read_pid", "start", "stop"]
 
 log = logging.getLogger(__name__)
 
@@ -93,15 +96,3 @@ def stop(files: ProcessFiles, *, timeout_s: float = 30.0) -> bool:
             os.killpg(pid, signal.SIGKILL)
     files.pid_path.unlink(missing_ok=True)
     return True
-
-
-@contextlib.contextmanager
-def exclusive_lock(path: Path) -> Iterator[None]:
-    """Serialise `hito up`/`hito down` on one state directory."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with path.open("w") as handle:
-        fcntl.flock(handle, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(handle, fcntl.LOCK_UN)

@@ -134,7 +134,7 @@ class Kafka(Service):
             )
 
     def _format(self, settings: HitoSettings) -> None:
-        from hito.access.kafka import MECHANISM, user_for
+        from hito.credentials import MECHANISM, user_for
 
         java = self._java_prefix(settings)
         cluster_id = (
@@ -225,7 +225,7 @@ def kafka_ready(kafka: KafkaSettings) -> bool:
     from kafka import KafkaAdminClient
     from kafka.errors import RetriableError
 
-    from hito.access.kafka import any_role, client_config
+    from hito.credentials import any_role, client_config
 
     # Only "not reachable yet" means unhealthy; a configuration mistake must surface.
     unreachable = (RetriableError, OSError)
@@ -307,7 +307,8 @@ class InfluxDB(Service):
     def after_start(self, settings: HitoSettings) -> None:
         """Create org, bucket, user and admin token once (POST /api/v2/setup; no CLI needed),
         then the bucket's scoped pipeline and dashboards tokens (streams/sinks/influx_tokens)."""
-        from hito.access.influx_tokens import ensure_bucket_tokens, tokens_path
+        from hito.access.influx_tokens import ensure_bucket_tokens
+        from hito.credentials import tokens_path
 
         i = settings.influxdb
         allowed = httpx.get(f"{i.url}/api/v2/setup", timeout=5.0).json().get("allowed")

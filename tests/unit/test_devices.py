@@ -11,6 +11,7 @@ import pytest
 
 from hito.devices import DeviceRegistry, RegistryWatcher
 from hito.pipeline.stages.validate import Accepted, Rejected, validate
+from hito.runtime import limits_of
 from hito.schemas.reasons import Reason
 from hito.schemas.signing import sign
 from hito.settings import HitoSettings
@@ -44,7 +45,7 @@ def _event(seq: int) -> bytes:
 
 
 def _validate(raw: bytes, registry: DeviceRegistry, settings: HitoSettings) -> object:
-    return validate(raw, registry=registry, limits=settings.pipeline, now=NOW)
+    return validate(raw, registry=registry, limits=limits_of(settings.pipeline), now=NOW)
 
 
 class FakeClock:

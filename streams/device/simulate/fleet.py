@@ -15,13 +15,13 @@ from typing import Any
 
 import orjson
 
+from hito.device import sdk
 from hito.device.simulate import identities
 from hito.device.simulate.patterns import traffic_multiplier
 from hito.devices import Device, DeviceRegistry
 from hito.schemas.reasons import Reason
 from hito.schemas.registry import Source
-from hito.schemas.signing import sign
-from hito.settings import PipelineSettings
+from hito.schemas.topics import DEFAULT_RAW_TOPICS
 
 VALID = "valid"
 DUPLICATE = "duplicate"
@@ -75,9 +75,7 @@ class FleetPlan:
     # False: checkpoints weigh as in an ordinary daytime hour whatever the clock says, so a
     # test's mix of events (and the identifiers in it) does not depend on when it runs.
     daily_rhythm: bool = True
-    raw_topics: dict[Source, str] = field(
-        default_factory=lambda: dict(PipelineSettings().raw_topics)
-    )
+    raw_topics: dict[Source, str] = field(default_factory=lambda: dict(DEFAULT_RAW_TOPICS))
 
 
 class Fleet:
@@ -198,17 +196,17 @@ class Fleet:
         event_time: datetime | None = None,
     ) -> dict[str, Any]:
         when = event_time or self._now - timedelta(seconds=self._rng.uniform(0, 2))
-        env: dict[str, Any] = {
-            "event_id": str(uuid.UUID(int=self._rng.getrandbits(128), version=4)),
-            "schema": _SCHEMA_OF[device.kind],
-            "device_id": device.device_id,
-            "site": device.site,
-            "seq": self._next_seq(device),
-            "event_time": when.isoformat(),
-            "payload": payload if payload is not None else self._payload(device),
-        }
-        env["sig"] = sign(env, device.key)
-        return env
+        # The SDK's own envelope and signature (not validated: bad events are built from it).
+        unsigned = sdk.envelope(
+            schema=_SCHEMA_OF[device.kind],
+            device_id=device.device_id,
+            site=device.site,
+            seq=self._next_seq(device),
+            event_time=when,
+            payload=payload if payload is not None else self._payload(device),
+            event_id=uuid.UUID(int=self._rng.getrandbits(128), version=4),
+        )
+        return sdk.with_signature(unsigned, device.key)
 
     def _message(
         self, device: Device, env: dict[str, Any], expected: str, value: bytes | None = None
@@ -275,18 +273,18 @@ class Fleet:
             return self._message(device, env, r, data[: len(data) // 2])
         if reason is Reason.SCHEMA_VIOLATION:
             env["payload"] = {**env["payload"], "detections": -1, "direction": "sideways"}
-            env["sig"] = sign(env, device.key)
+            sdk.with_signature(env, device.key)
         elif reason is Reason.UNKNOWN_SCHEMA:
             env["schema"] = env["schema"].replace("/1", "/9")
-            env["sig"] = sign(env, device.key)
+            sdk.with_signature(env, device.key)
         elif reason is Reason.BAD_SIGNATURE:
             env["sig"] = ("0" if env["sig"][0] != "0" else "1") + env["sig"][1:]
         elif reason is Reason.UNKNOWN_DEVICE:
             env["device_id"] = f"zz-unregistered-{self._rng.randint(10, 99)}"
-            env["sig"] = sign(env, bytes(32))
+            sdk.with_signature(env, bytes(32))
         elif reason is Reason.CLOCK_SKEW:
             env["event_time"] = (self._now + timedelta(hours=2)).isoformat()
-            env["sig"] = sign(env, device.key)
+            sdk.with_signature(env, device.key)
         elif reason is Reason.OVERSIZED:
             data = orjson.dumps(env)
             return self._message(device, env, r, data + b" " * (70 * 1024))

@@ -4,15 +4,14 @@ from __future__ import annotations
 
 import time
 from collections import Counter
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
+from typing import Any
 
 from kafka import KafkaProducer
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeRemainingColumn
 
-from hito.access.kafka import client_config
 from hito.device.simulate.fleet import SimMessage
-from hito.settings import KafkaSettings
 
 
 class SendRefused(RuntimeError):
@@ -22,15 +21,16 @@ class SendRefused(RuntimeError):
 def send_messages(
     messages: Iterable[SimMessage],
     *,
-    kafka: KafkaSettings,
+    producer_config: Mapping[str, Any],
     total: int,
     rate: float = 0.0,
     console: Console | None = None,
 ) -> Counter[str]:
-    """Produce every message as the device user (rate 0 = flat out); returns the
-    expected-outcome counts sent. Raises SendRefused when Kafka refused any of them."""
+    """Produce every message (rate 0 = flat out) with a kafka-python producer made from
+    ``producer_config`` (a device user's connection settings); returns the expected-outcome
+    counts sent. Raises SendRefused when Kafka refused any of them."""
     producer = KafkaProducer(
-        **client_config(kafka, "device"),
+        **producer_config,
         acks="all",
         linger_ms=5,
         max_request_size=2 * 1024 * 1024,

@@ -26,23 +26,19 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from hito.devices import RegistryWatcher
-from hito.ops.dlq import encode_record, make_record
+from hito.pipeline.dead_letters import DeadLetters, Origin
 from hito.pipeline.faust.batches import last_event_per_partition, on_behalf_of
 from hito.pipeline.metrics import PipelineMetrics
+from hito.pipeline.output import Send
+from hito.pipeline.pseudonyms import Keyring
 from hito.pipeline.stages import anonymise, dedup, validate
-from hito.pipeline.stages.validate import Accepted, Rejected
-from hito.pipeline.state import pipeline_counts
-from hito.runtime import Runtime
+from hito.pipeline.stages.outcomes import Accepted, Limits, Rejected
+from hito.pipeline.state.pipeline_counts import Cells, PipelineCounts
+from hito.schemas.privacy.policy import Policy
 from hito.schemas.reasons import Reason
-from hito.schemas.registry import Source
+from hito.schemas.topics import TopicNames
 
 log = logging.getLogger(__name__)
-
-Send = Callable[[str, bytes | None, bytes], Awaitable[Any]]
-"""Sends (topic, key, value) and returns the delivery future (or None, in agent tests)."""
-
-_EVICT_EVERY_S = 5.0
-Cells = Counter[tuple[str, str]]  # (stage, outcome) -> events
 
 
 class Ingest:
@@ -50,27 +46,35 @@ class Ingest:
 
     def __init__(
         self,
-        runtime: Runtime,
-        metrics: PipelineMetrics,
+        *,
+        topics: TopicNames,
+        limits: Limits,
+        dedup_window: int,
+        policy: Policy,
+        keyring: Keyring,
         registry: RegistryWatcher,
         seq_table: Any,
-        counts_table: Any,
-        counts_written: dict[str, int],
-        emit: Send,
+        counts: PipelineCounts,
+        send: Send,
+        dead_letters: DeadLetters,
+        metrics: PipelineMetrics,
         clock: Callable[[], datetime],
+        count_horizon: timedelta,
     ) -> None:
-        self.runtime = runtime
-        self.p = runtime.settings.pipeline
-        self.metrics = metrics
+        self.limits = limits
+        self.dedup_window = dedup_window
+        self.policy = policy
+        self.keyring = keyring
         self.registry = registry
         self.seq_table = seq_table
-        self.counts_table = counts_table
-        self.counts_written = counts_written
-        self.emit = emit
+        self.counts = counts
+        self.send = send
+        self.dead_letters = dead_letters
+        self.metrics = metrics
         self.clock = clock
-        self.source_of: dict[str, Source] = {t: s for s, t in self.p.raw_topics.items()}
-        self.clean_topics = {s: f"{self.p.clean_topic_prefix}{s}" for s in self.p.raw_topics}
-        self._last_evict = time.monotonic()
+        self.count_horizon = count_horizon
+        self.source_of = topics.source_of_raw
+        self.clean_topics = topics.clean_by_source
         self._event_counters: dict[tuple[str, str], Any] = {}
 
     async def handle_batch(self, events: Sequence[Any]) -> list[str]:
@@ -93,7 +97,7 @@ class Ingest:
             result = validate.validate(
                 raw,
                 registry=registry,
-                limits=self.p,
+                limits=self.limits,
                 now=now,
                 expected_source=self.source_of.get(message.topic),
             )
@@ -106,7 +110,11 @@ class Ingest:
                     result.event.device_id,
                 )
             if isinstance(result, Rejected):
-                await self._reject(result, raw, message, now)
+                origin = Origin(message.topic, message.partition, message.offset, message.key)
+                delivered = await self.dead_letters.reject(result, raw, origin)
+                if delivered is not None:
+                    deliveries.append(delivered)
+                self._count_event(self.source_of.get(message.topic, "unknown"), "rejected")
                 cells[message.partition][(result.stage, result.reason.value)] += 1
                 outcomes.append(result.reason.value)
                 continue
@@ -115,11 +123,11 @@ class Ingest:
                 ev = result.event
                 changed[result.device.device_id] = event
                 started = time.perf_counter()
-                clean = anonymise.anonymise(ev, self.runtime.policy, self.runtime.keyring)
+                clean = anonymise.anonymise(ev, self.policy, self.keyring)
                 body = anonymise.encode(clean)
                 anonymise_s += time.perf_counter() - started
                 anonymised += 1
-                delivered = await self.emit(
+                delivered = await self.send(
                     self.clean_topics[clean.source], clean.site.encode(), body
                 )
                 if delivered is not None:
@@ -157,7 +165,7 @@ class Ingest:
         ev = accepted.event
         device_id = accepted.device.device_id  # the registry's string: shared by all state
         before = states[device_id] if device_id in states else self._stored_state(device_id)
-        state, seen = dedup.observe(before, ev.seq, self.p.dedup_window)
+        state, seen = dedup.observe(before, ev.seq, self.dedup_window)
         if seen is not dedup.SeqOutcome.NEW:
             states[device_id] = before
             return "duplicate" if seen is dedup.SeqOutcome.DUPLICATE else "stale"
@@ -187,21 +195,6 @@ class Ingest:
             self.metrics.dedup_state_resets.inc()
             return None
 
-    async def _reject(self, rejected: Rejected, raw: bytes, message: Any, now: datetime) -> None:
-        record = make_record(
-            rejected,
-            raw,
-            topic=message.topic,
-            partition=message.partition,
-            offset=message.offset,
-            now=now,
-            key=message.key,
-        )
-        key = rejected.device_id.encode() if rejected.device_id else None
-        await self.emit(self.p.dlq_topic, key, encode_record(record))
-        self.metrics.dlq.labels(reason=rejected.reason.value, stage=rejected.stage).inc()
-        self._count_event(self.source_of.get(message.topic, "unknown"), "rejected")
-
     def _count_event(self, source: str, outcome: str) -> None:
         counter = self._event_counters.get((source, outcome))
         if counter is None:
@@ -216,19 +209,10 @@ class Ingest:
                 self.metrics.device_last_seen.set(device[0], device[1], seen_at)
 
     def _write_counts(self, events: Sequence[Any], cells: dict[int, Cells], now: datetime) -> None:
-        evict = time.monotonic() - self._last_evict > _EVICT_EVERY_S
-        if evict:
-            self._last_evict = time.monotonic()
-        horizon = now - timedelta(seconds=self.p.window_s + 2 * self.p.allowed_lateness_s)
+        evict = self.counts.windows.eviction_due()
         for partition, event in last_event_per_partition(events).items():
-            with on_behalf_of(event):
-                if cells.get(partition):
-                    pipeline_counts.count_many(
-                        self.counts_table, partition, now, self.p.window_s, cells[partition]
-                    )
-                if evict:
-                    # This agent is the only writer of some partitions' counts (raw topics are
-                    # keyed by device, clean ones by site): it must forget its old minutes too.
-                    pipeline_counts.evict(
-                        self.counts_table, self.counts_written, partition, horizon
-                    )
+            self.counts.add(partition, now, cells.get(partition, {}), event)
+            if evict:
+                # This agent is the only writer of some partitions' counts (raw topics are
+                # keyed by device, clean ones by site): it must forget its old minutes too.
+                self.counts.windows.evict(partition, now - self.count_horizon, event)

@@ -13,14 +13,15 @@ import contextlib
 import logging
 from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
 
 from hito.pipeline.metrics import PipelineMetrics
-from hito.pipeline.sinks.influx import RetryableSinkError
+from hito.pipeline.sinks.errors import RetryableSinkError
 from hito.pipeline.sinks.lines import line
 from hito.pipeline.stages import surge
+from hito.pipeline.stages.windows import format_start, parse_start
 from hito.settings import SurgeSettings
 
 log = logging.getLogger(__name__)
@@ -68,7 +69,7 @@ class SurgeDetector:
         for site in sites:
             for key in [k for k in self.baselines if k[0] == site]:
                 del self.baselines[key]
-            self.last_scored[site] = cutoff.strftime("%Y-%m-%dT%H:%M:%SZ")
+            self.last_scored[site] = format_start(cutoff)
         params = self.params
         for site, direction, minute, count in sorted(rows, key=lambda r: r[2]):
             baseline = self.baselines.setdefault((site, direction), surge.Baseline())
@@ -148,7 +149,7 @@ def _minute(at: datetime) -> datetime:
 
 
 def _start(window: dict[str, Any]) -> datetime:
-    return datetime.strptime(str(window["start"]), "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=UTC)
+    return parse_start(str(window["start"]))
 
 
 def _by_direction(cells: dict[str, int], site: str, detector: SurgeDetector) -> dict[str, int]:

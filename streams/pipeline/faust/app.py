@@ -6,7 +6,7 @@ from collections.abc import Callable
 
 import faust
 
-from hito.access.kafka import faust_credentials
+from hito.credentials import faust_credentials
 from hito.pipeline.faust.consumer import gapless_consumer_class
 from hito.settings import HitoSettings
 
@@ -64,8 +64,7 @@ def create_app(
         producer_linger=0.005,
         producer_max_batch_size=512 * 1024,
     )
-    p = settings.pipeline
-    inputs = [*p.raw_topics.values(), *(f"{p.clean_topic_prefix}{s}" for s in p.raw_topics)]
     # Faust builds its consumer from the transport's Consumer class when the app starts.
+    inputs = settings.pipeline.topics.inputs
     app.transport.Consumer = gapless_consumer_class(inputs, on_rewind, on_skip)  # type: ignore[misc]
     return app

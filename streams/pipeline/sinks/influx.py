@@ -1,9 +1,9 @@
 """The InfluxDB sink: batched, idempotent writes of whole windows, with back-off.
 
-Points are keyed by window start, so writing a window again overwrites it. Errors are sorted
-into retryable (timeouts, connection refused, 429, 5xx, and 401/403 — a revoked or replaced
-token is about credentials, not the batch: back off, re-read the token, never drop) and
-permanent (other 4xx: the batch can never be written; reported as ``sink_rejected``).
+Points are keyed by window start, so writing a window again overwrites it. A failed write
+raises :class:`RetryableSinkError` (and backs off: 0.5 s doubling to 30 s) or
+:class:`PermanentSinkError`, as ``hito.pipeline.sinks.errors`` classifies it; what a flush then
+does is that module's policy.
 """
 
 from __future__ import annotations
@@ -22,21 +22,15 @@ from influxdb_client.rest import ApiException
 from pydantic import SecretStr
 
 from hito.pipeline.metrics import PipelineMetrics
+from hito.pipeline.sinks.errors import (
+    Failure,
+    PermanentSinkError,
+    RetryableSinkError,
+    classify_status,
+)
 from hito.settings import InfluxSettings
 
 log = logging.getLogger(__name__)
-
-
-class PermanentSinkError(Exception):
-    """InfluxDB refused the batch for a reason that will not go away (HTTP 4xx but 429)."""
-
-    def __init__(self, status: int, body: str) -> None:
-        super().__init__(f"InfluxDB rejected the batch: HTTP {status}: {body[:300]}")
-        self.status = status
-
-
-class RetryableSinkError(Exception):
-    """InfluxDB is down, slow or overloaded; the same batch may succeed later."""
 
 
 @dataclass
@@ -73,16 +67,7 @@ class InfluxSink:
                 write_precision=WritePrecision.S,  # type: ignore[arg-type]  # a str constant
             )
         except ApiException as exc:
-            status = int(exc.status or 0)
-            if status in (401, 403):
-                await self.close()  # the next try connects with a freshly read token
-                self._failed()
-                raise RetryableSinkError(f"HTTP {status}: InfluxDB refused the token") from exc
-            if status == 429 or status >= 500 or status == 0:
-                self._failed()
-                raise RetryableSinkError(f"HTTP {status}") from exc
-            self.metrics.sink_errors.labels(kind="permanent").inc()
-            raise PermanentSinkError(status, str(exc.body or "")) from exc
+            raise await self._refused(exc, "write") from exc
         except (aiohttp.ClientError, TimeoutError, OSError) as exc:
             self._failed()
             raise RetryableSinkError(str(exc) or type(exc).__name__) from exc
@@ -109,10 +94,7 @@ class InfluxSink:
                     org=s.org,
                 )
         except ApiException as exc:
-            self._failed()
-            raise RetryableSinkError(
-                f"delete {predicates!r}: HTTP {exc.status}: {str(exc.body)[:200]}"
-            ) from exc
+            raise await self._refused(exc, f"delete {predicates!r}") from exc
         except (aiohttp.ClientError, TimeoutError, OSError) as exc:
             self._failed()
             raise RetryableSinkError(str(exc) or type(exc).__name__) from exc
@@ -141,6 +123,20 @@ class InfluxSink:
             for table in tables
             for r in table.records
         ]
+
+    async def _refused(
+        self, exc: ApiException, what: str
+    ) -> PermanentSinkError | RetryableSinkError:
+        """The error to raise for an HTTP refusal (hito.pipeline.sinks.errors)."""
+        status = int(exc.status or 0)
+        failure = classify_status(status)
+        if failure is Failure.PERMANENT:
+            self.metrics.sink_errors.labels(kind="permanent").inc()
+            return PermanentSinkError(status, f"{what}: {exc.body or ''}")
+        if failure is Failure.CREDENTIALS:
+            await self.close()  # the next try connects with a freshly read token
+        self._failed()
+        return RetryableSinkError(f"{what}: HTTP {status}")
 
     def _connect(self) -> InfluxDBClientAsync:
         if self._client is None:

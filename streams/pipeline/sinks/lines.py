@@ -14,6 +14,7 @@ from influxdb_client import Point, WritePrecision
 
 from hito.pipeline.stages.aggregate import WAIT_EDGES, State, percentile
 from hito.pipeline.stages.suppress import suppress
+from hito.pipeline.stages.windows import parse_start
 
 OTHER = "other"
 
@@ -32,7 +33,7 @@ def line(measurement: str, tags: dict[str, str], fields: dict[str, Any], when: d
 def points_for(state: State, k: int) -> list[str]:
     """Line-protocol points for one window of one site."""
     site, policy = state["site"], state["policy"] or "unknown"
-    when = datetime.strptime(state["start"], "%Y-%m-%dT%H:%M:%S%z")
+    when = parse_start(state["start"])
     out: list[str] = []
 
     def point(measurement: str, tags: dict[str, str], fields: dict[str, Any]) -> None:
@@ -112,3 +113,13 @@ def _wait_fields(cells: list[dict[str, Any]]) -> dict[str, float]:
         "p95_s": float(min(percentile(buckets, 0.95), longest)),
         "max_s": float(longest),
     }
+
+
+def series_predicate(series_key: str) -> str:
+    """`crossings,direction=entry,mode=car` -> an InfluxDB delete predicate for that series."""
+    measurement, *tags = series_key.split(",")
+    parts = [f'_measurement="{measurement}"']
+    # `policy` is a keyword of InfluxDB's delete predicates (HTTP 400); a window has one
+    # policy, so the other tags name the series at that second already.
+    parts += [f'{k}="{v}"' for k, v in (t.split("=", 1) for t in tags) if k != "policy"]
+    return " AND ".join(parts)

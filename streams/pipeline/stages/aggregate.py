@@ -11,9 +11,10 @@ from __future__ import annotations
 
 import bisect
 import sys
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 
+from hito.pipeline.stages.windows import format_start
 from hito.schemas.clean import CleanEvent, CleanValue
 
 STAGE = "aggregate"
@@ -44,20 +45,15 @@ WAIT_EDGES: tuple[float, ...] = (
 State = dict[str, Any]
 
 
-def window_start(at: datetime, window_s: int) -> datetime:
-    ts = int(at.astimezone(UTC).timestamp())
-    return datetime.fromtimestamp(ts - ts % window_s, tz=UTC)
+def window_name(site: str, start: datetime) -> str:
+    """A site's window, as named in the window table (``<site>|<window start>``)."""
+    return f"{site}|{format_start(start)}"
 
 
-def window_key(site: str, start: datetime) -> str:
-    return f"{site}|{start.strftime('%Y-%m-%dT%H:%M:%SZ')}"
-
-
-def new_state(site: str, start: datetime, partition: int) -> State:
+def new_state(site: str, start: datetime) -> State:
     return {
         "site": site,
-        "start": start.strftime("%Y-%m-%dT%H:%M:%SZ"),
-        "partition": partition,
+        "start": format_start(start),
         "version": 0,
         "policy": "",
         "seen": {},

@@ -9,45 +9,29 @@ from __future__ import annotations
 
 import json
 import re
-from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
 import orjson
 from pydantic import ValidationError
 
-from hito.devices import Device, DeviceRegistry
-from hito.schemas.envelope import Event
+from hito.devices import DeviceRegistry
+from hito.pipeline.stages.outcomes import Accepted, Limits, Rejected
 from hito.schemas.reasons import Reason
 from hito.schemas.registry import Source, lookup
 from hito.schemas.signing import signature_valid
-from hito.settings import PipelineSettings
 
 STAGE = "validate"
+__all__ = ["STAGE", "Accepted", "Limits", "Rejected", "validate"]
 _SAFE_KEY = re.compile(r"^[a-z_][a-z0-9_]{0,31}$")
 _MAX_DETAIL_ERRORS = 5
-
-
-@dataclass(frozen=True)
-class Accepted:
-    event: Event
-    source: Source
-    device: Device  # the registry's entry: its device_id is the one string all state keys on
-
-
-@dataclass(frozen=True)
-class Rejected:
-    reason: Reason
-    detail: str
-    device_id: str | None = None
-    stage: str = STAGE
 
 
 def validate(
     raw: bytes,
     *,
     registry: DeviceRegistry,
-    limits: PipelineSettings,
+    limits: Limits,
     now: datetime,
     expected_source: Source | None = None,
 ) -> Accepted | Rejected:

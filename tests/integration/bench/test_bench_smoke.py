@@ -11,9 +11,9 @@ from pathlib import Path
 from kafka.admin import KafkaAdminClient
 from rich.console import Console
 
-from hito.access.kafka import client_config
 from hito.bench.harness import BenchOptions, run_bench
 from hito.bench.report import TARGETS
+from hito.credentials import client_config
 from hito.settings import REPO_ROOT, HitoSettings
 
 EVENTS = 2_000

@@ -13,8 +13,9 @@ from typing import Any
 import pytest
 from influxdb_client import InfluxDBClient
 
-from hito.access.influx_tokens import ensure_bucket_tokens, tokens_path
+from hito.access.influx_tokens import ensure_bucket_tokens
 from hito.access.topics import ensure_topics
+from hito.credentials import tokens_path
 from hito.pipeline.worker import Worker, build_worker
 from hito.runtime import Runtime
 from hito.settings import HitoSettings, PipelineSettings

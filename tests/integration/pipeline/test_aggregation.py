@@ -10,6 +10,7 @@ from typing import Any
 import orjson
 import pygeohash
 
+from hito.credentials import client_config
 from hito.device.simulate.fleet import VALID, Fleet, FleetPlan, SimMessage
 from hito.device.simulate.runner import send_messages
 from hito.runtime import Runtime
@@ -133,7 +134,10 @@ def run_fleet(runtime: Runtime, messages: list[SimMessage], exp: dict[str, Any])
     async def scenario() -> None:
         async with running_worker(runtime) as worker:
             await asyncio.to_thread(
-                send_messages, messages, kafka=settings.kafka, total=len(messages)
+                send_messages,
+                messages,
+                producer_config=client_config(settings.kafka, "device"),
+                total=len(messages),
             )
 
             await wait_until(

@@ -25,7 +25,7 @@ from influxdb_client import InfluxDBClient, WritePrecision
 from influxdb_client.client.write_api import SYNCHRONOUS
 from kafka import KafkaProducer
 
-from hito.access.kafka import client_config
+from hito.credentials import client_config
 from hito.demo.history import history_lines
 from hito.device.simulate.fleet import Fleet, FleetPlan
 from hito.device.simulate.runner import send_messages

@@ -22,6 +22,7 @@ from pathlib import Path
 import httpx
 
 from hito.access.influx_tokens import ensure_bucket_tokens
+from hito.credentials import client_config
 from hito.device.simulate.fleet import Fleet, FleetPlan
 from hito.device.simulate.runner import send_messages
 from hito.runtime import Runtime
@@ -135,7 +136,10 @@ def test_influxdb_disk_full_mid_run_then_freed_is_exact(
         async def scenario() -> tuple[float, bool]:
             async with running_worker(runtime) as worker:
                 await asyncio.to_thread(
-                    send_messages, messages, kafka=settings.kafka, total=len(messages)
+                    send_messages,
+                    messages,
+                    producer_config=client_config(settings.kafka, "device"),
+                    total=len(messages),
                 )
 
                 def errors() -> float:

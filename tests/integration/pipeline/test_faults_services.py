@@ -8,6 +8,7 @@ import time
 import uuid
 from pathlib import Path
 
+from hito.credentials import client_config
 from hito.device.simulate.runner import send_messages
 from hito.runtime import Runtime
 from hito.stack import manager, process
@@ -42,12 +43,18 @@ def test_kafka_broker_restart_mid_run_is_exact(isolated_runtime: Runtime, tmp_pa
         worker.wait_ready()
         half = len(messages) // 2
         # The first half flat out, so the worker is still busy when the broker goes away.
-        send_messages(messages[:half], kafka=settings.kafka, total=half)
+        send_messages(
+            messages[:half], producer_config=client_config(settings.kafka, "device"), total=half
+        )
         assert worker.metric("hito_events_total") < half, "worker drained before the fault"
         assert process.stop(kafka.files(settings)), "Kafka was not running"
         time.sleep(10)
         manager.up(settings, make_runner_quiet())
-        send_messages(messages[half:], kafka=settings.kafka, total=len(messages) - half)
+        send_messages(
+            messages[half:],
+            producer_config=client_config(settings.kafka, "device"),
+            total=len(messages) - half,
+        )
         _wait_for_influx(settings, exp, timeout_s=180)
         _conserved(worker, len(messages))
         assert worker.alive() and worker.crashes() == 0, worker.log_tail()
@@ -69,7 +76,12 @@ def test_prometheus_down_leaves_the_pipeline_unaffected(
     try:
         worker.wait_ready()
         assert process.stop(prometheus.files(settings)), "Prometheus was not running"
-        send_messages(messages, kafka=settings.kafka, total=len(messages), rate=200)
+        send_messages(
+            messages,
+            producer_config=client_config(settings.kafka, "device"),
+            total=len(messages),
+            rate=200,
+        )
         _wait_for_influx(settings, exp, timeout_s=120)
         _conserved(worker, len(messages))
         assert worker.alive() and worker.crashes() == 0, worker.log_tail()

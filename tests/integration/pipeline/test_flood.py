@@ -38,14 +38,9 @@ from kafka.admin import ACLResourcePatternType as PatternType
 from kafka.errors import NoError
 from kafka.partitioner.default import murmur2
 
-from hito.access.kafka import (
-    MECHANISM,
-    admin_client,
-    apply_quotas,
-    client_config,
-    upsert_users,
-)
+from hito.access.kafka import admin_client, apply_quotas, upsert_users
 from hito.access.topics import ensure_topics
+from hito.credentials import MECHANISM, client_config
 from hito.device.sdk import build_event, encode
 from hito.devices import DeviceRegistry
 from hito.runtime import Runtime

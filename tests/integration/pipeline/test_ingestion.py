@@ -9,7 +9,7 @@ from datetime import UTC, datetime
 
 from kafka import KafkaProducer
 
-from hito.access.kafka import client_config
+from hito.credentials import client_config
 from hito.device.simulate.fleet import DUPLICATE, INJECTABLE, VALID, Fleet, FleetPlan
 from hito.device.simulate.runner import send_messages
 from hito.ops.dlq import read_all
@@ -43,7 +43,12 @@ def test_valid_dlq_and_duplicates_add_up_to_what_was_sent(isolated_runtime: Runt
 
     async def scenario() -> tuple[dict[str, float], dict[str, float]]:
         async with running_worker(isolated_runtime) as worker:
-            await asyncio.to_thread(send_messages, messages, kafka=isolated.kafka, total=N)
+            await asyncio.to_thread(
+                send_messages,
+                messages,
+                producer_config=client_config(isolated.kafka, "device"),
+                total=N,
+            )
             await wait_until(lambda: worker.metrics.total_events() >= N, 120, "the run to drain")
             await asyncio.sleep(1)  # anything beyond N would be double counting
             await wait_until(
@@ -100,7 +105,12 @@ def test_worker_keeps_running_through_garbage(isolated_runtime: Runtime) -> None
                 producer.send(topic, key=f"junk-{i % 7}".encode(), value=junk)
             producer.flush()
             producer.close()
-            await asyncio.to_thread(send_messages, valid, kafka=isolated.kafka, total=len(valid))
+            await asyncio.to_thread(
+                send_messages,
+                valid,
+                producer_config=client_config(isolated.kafka, "device"),
+                total=len(valid),
+            )
             total = len(garbage) + len(valid)
             await wait_until(lambda: worker.metrics.total_events() >= total, 120, "drain")
             return worker.metrics.events_by_outcome()

@@ -8,7 +8,7 @@ from datetime import UTC, datetime, timedelta
 
 from kafka import KafkaProducer
 
-from hito.access.kafka import client_config
+from hito.credentials import client_config
 from hito.device.sdk import build_event, encode
 from hito.ops.dlq import read_all
 from hito.runtime import Runtime

@@ -15,7 +15,8 @@ from influxdb_client.client.write_api import SYNCHRONOUS
 from kafka import KafkaConsumer, TopicPartition
 from kafka.admin import ConfigResource, ConfigResourceType
 
-from hito.access.kafka import admin_client, client_config
+from hito.access.kafka import admin_client
+from hito.credentials import client_config
 from hito.device.simulate.fleet import Fleet, FleetPlan, SimMessage
 from hito.device.simulate.runner import send_messages
 from hito.ops.dlq import read_all
@@ -99,7 +100,10 @@ def test_no_identifier_reaches_clean_topics_dlq_details_or_influxdb(
     async def scenario() -> None:
         async with running_worker(isolated_runtime) as worker:
             await asyncio.to_thread(
-                send_messages, messages, kafka=settings.kafka, total=len(messages)
+                send_messages,
+                messages,
+                producer_config=client_config(settings.kafka, "device"),
+                total=len(messages),
             )
             await wait_until(
                 lambda: worker.metrics.total_events() >= len(messages), 120, "ingest to drain"

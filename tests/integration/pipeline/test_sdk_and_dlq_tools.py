@@ -13,7 +13,7 @@ from pathlib import Path
 
 import yaml
 
-from hito.access.kafka import client_config, user_for
+from hito.credentials import client_config, user_for
 from hito.device.sdk import DeviceClient
 from hito.device.simulate.fleet import Fleet, FleetPlan
 from hito.device.simulate.runner import send_messages
@@ -134,7 +134,11 @@ def test_dlq_inspect_redacts_and_replay_resubmits_after_a_fix(
                 registry=partial,
             )
         ) as worker:
-            send_messages(messages, kafka=isolated.kafka, total=len(messages))
+            send_messages(
+                messages,
+                producer_config=client_config(isolated.kafka, "device"),
+                total=len(messages),
+            )
             await wait_until(
                 lambda: worker.metrics.total_events() >= len(messages), 60, "first pass"
             )

@@ -16,6 +16,7 @@ from collections import Counter
 from datetime import UTC, datetime
 from pathlib import Path
 
+from hito.credentials import client_config
 from hito.device.simulate.fleet import DUPLICATE, VALID, Fleet, FleetPlan
 from hito.device.simulate.runner import send_messages
 from hito.runtime import Runtime
@@ -67,7 +68,12 @@ def test_steady_mixed_load_for_three_minutes(isolated_runtime: Runtime, tmp_path
 
         def send() -> None:
             sent.update(
-                send_messages(fleet.messages(), kafka=settings.kafka, total=count, rate=RATE)
+                send_messages(
+                    fleet.messages(),
+                    producer_config=client_config(settings.kafka, "device"),
+                    total=count,
+                    rate=RATE,
+                )
             )
 
         sender = threading.Thread(target=send, daemon=True)

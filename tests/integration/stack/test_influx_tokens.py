@@ -16,7 +16,8 @@ from influxdb_client.rest import ApiException
 
 from hito.access.influx_tokens import ensure_bucket_tokens
 from hito.pipeline.metrics import PipelineMetrics
-from hito.pipeline.sinks.influx import InfluxSink, RetryableSinkError
+from hito.pipeline.sinks.errors import RetryableSinkError
+from hito.pipeline.sinks.influx import InfluxSink
 from hito.settings import HitoSettings, InfluxSettings
 
 

@@ -22,8 +22,8 @@ from kafka.errors import (
     TopicAuthorizationFailedError as TopicDenied,
 )
 
-from hito.access.kafka import Role, client_config
 from hito.access.topics import ensure_topics
+from hito.credentials import Role, client_config
 from hito.device.simulate.fleet import SimMessage
 from hito.device.simulate.runner import SendRefused, send_messages
 from hito.settings import HitoSettings
@@ -211,7 +211,9 @@ def test_devices_send_as_soon_as_topics_exist_and_a_refused_send_is_an_error(
     def messages(topic: str, n: int) -> list[SimMessage]:
         return [SimMessage(topic, b"k", b"v%d" % i, "valid", "dev", "site") for i in range(n)]
 
-    assert send_messages(messages(raw, 200), kafka=settings.kafka, total=200) == {"valid": 200}
+    assert send_messages(
+        messages(raw, 200), producer_config=client_config(settings.kafka, "device"), total=200
+    ) == {"valid": 200}
     reader = KafkaConsumer(**client_config(settings.kafka, "admin"))
     try:
         assert reader.end_offsets([TopicPartition(raw, 0)]) == {TopicPartition(raw, 0): 200}
@@ -219,4 +221,6 @@ def test_devices_send_as_soon_as_topics_exist_and_a_refused_send_is_an_error(
         reader.close()
     clean = f"{settings.pipeline.clean_topic_prefix}sensor"
     with pytest.raises(SendRefused, match=r"Kafka refused 3 of 3 messages.*TopicAuthorization"):
-        send_messages(messages(clean, 3), kafka=settings.kafka, total=3)
+        send_messages(
+            messages(clean, 3), producer_config=client_config(settings.kafka, "device"), total=3
+        )

@@ -8,8 +8,8 @@ import uuid
 
 from kafka import KafkaProducer
 
-from hito.access.kafka import client_config
 from hito.access.topics import ensure_topics
+from hito.credentials import client_config
 from hito.pipeline.faust.app import create_app
 from hito.settings import HitoSettings
 

@@ -10,18 +10,9 @@ import pytest
 import yaml
 from typer.testing import CliRunner
 
-from hito.access.kafka import (
-    Grant,
-    KafkaUser,
-    MissingCredentials,
-    apply_grants,
-    broker_jaas_properties,
-    client_config,
-    grants,
-    load_users,
-    quota_entries,
-)
+from hito.access.kafka import Grant, apply_grants, broker_jaas_properties, grants, quota_entries
 from hito.cli import app
+from hito.credentials import KafkaUser, MissingCredentials, client_config, load_users
 from hito.settings import HitoSettings
 
 RAW = ("hito.raw.checkpoint", "hito.raw.drone", "hito.raw.sensor")

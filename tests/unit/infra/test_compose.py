@@ -89,7 +89,7 @@ def test_kafka_runs_the_shared_start_script_with_sasl() -> None:
 
 
 def test_compose_dev_admin_is_the_dev_users_file_admin() -> None:
-    from hito.access.kafka import user_for
+    from hito.credentials import user_for
 
     admin = user_for(HitoSettings().kafka, "admin")
     env = _compose()["services"]["kafka"]["environment"]

@@ -57,7 +57,7 @@ def _written() -> dict[str, tuple[set[str], set[str]]]:
     """measurement -> (fields, tags) of every point the pipeline writes, from the real point
     builders fed with one event of each source, a surge point and a pipeline count."""
     start = datetime(2026, 11, 28, 12, 0, tzinfo=UTC)
-    state = aggregate.new_state("chacalluta", start, 0)
+    state = aggregate.new_state("chacalluta", start)
     when = "2026-11-28T12:00:00Z"
     payloads: list[tuple[str, dict[str, Any]]] = [
         (
@@ -99,8 +99,8 @@ def _written() -> dict[str, tuple[set[str], set[str]]]:
             start,
         )
     )
-    counts = {"partition": 0, "start": when, "version": 1, "counts": {"validate|accepted": 1}}
-    lines += pipeline_counts.points(counts)
+    counts = {"start": when, "version": 1, "counts": {"validate|accepted": 1}}
+    lines += pipeline_counts.points(0, counts)
     out: dict[str, tuple[set[str], set[str]]] = {}
     for ln in lines:
         series, fields, _ = ln.split(" ")

@@ -8,6 +8,7 @@ import orjson
 from hito.device.simulate.fleet import DUPLICATE, INJECTABLE, LATE, VALID, Fleet, FleetPlan
 from hito.devices import DeviceRegistry
 from hito.pipeline.stages.validate import Accepted, Rejected, validate
+from hito.runtime import limits_of
 from hito.schemas.reasons import Reason
 from hito.settings import HitoSettings
 
@@ -30,7 +31,7 @@ def test_every_message_gets_exactly_its_expected_outcome(
     assert set(counts) == {VALID, DUPLICATE, LATE, *(r.value for r in INJECTABLE)}
     seen: set[bytes] = set()
     for m in messages:
-        result = validate(m.value, registry=registry, limits=settings.pipeline, now=NOW)
+        result = validate(m.value, registry=registry, limits=limits_of(settings.pipeline), now=NOW)
         if m.expected in (VALID, DUPLICATE, LATE):
             assert isinstance(result, Accepted)
             assert (m.value in seen) == (m.expected == DUPLICATE)
@@ -88,7 +89,7 @@ def test_late_events_are_valid_but_older_than_the_lateness(
     assert 50 < len(late) < 150
     p = settings.pipeline
     for m in late:
-        result = validate(m.value, registry=registry, limits=p, now=NOW)
+        result = validate(m.value, registry=registry, limits=limits_of(p), now=NOW)
         assert isinstance(result, Accepted)
         age = (NOW - result.event.event_time).total_seconds()
         assert age > p.window_s + p.allowed_lateness_s

@@ -44,7 +44,7 @@ def _crossing(seq: int, device: str = "cl-chacalluta-ckpt-01", **payload: Any) -
 
 
 def test_each_device_seq_counts_once_and_ranges_stay_compact() -> None:
-    state = aggregate.new_state("chacalluta", START, partition=0)
+    state = aggregate.new_state("chacalluta", START)
     for seq in [0, 1, 2, 5, 4, 3, 2, 9]:
         aggregate.add(state, _crossing(seq))
     assert state["crossings"] == {"entry|car|admitted": 7}
@@ -55,7 +55,7 @@ def test_each_device_seq_counts_once_and_ranges_stay_compact() -> None:
 
 @given(seqs=st.lists(st.integers(0, 200), max_size=300))
 def test_count_equals_distinct_seqs_whatever_the_order(seqs: list[int]) -> None:
-    state = aggregate.new_state("chacalluta", START, partition=0)
+    state = aggregate.new_state("chacalluta", START)
     added = [aggregate.add(state, _crossing(s)) for s in seqs]
     assert sum(added) == len(set(seqs))
     assert sum(state["crossings"].values()) == len(set(seqs))
@@ -65,7 +65,7 @@ def test_count_equals_distinct_seqs_whatever_the_order(seqs: list[int]) -> None:
 
 
 def test_points_are_typed_tagged_and_suppressed() -> None:
-    state = aggregate.new_state("chacalluta", START, partition=0)
+    state = aggregate.new_state("chacalluta", START)
     for seq in range(12):
         aggregate.add(state, _crossing(seq, processing_seconds=20 if seq % 2 else 16.1))
     for seq in range(3):  # a small cell: 3 trucks
@@ -89,7 +89,7 @@ def test_points_are_typed_tagged_and_suppressed() -> None:
 
 def test_ranges_stored_by_earlier_versions_still_count() -> None:
     # Window states restored from a changelog written before the ranges became text.
-    state = aggregate.new_state("chacalluta", START, partition=0)
+    state = aggregate.new_state("chacalluta", START)
     state["seen"]["cl-chacalluta-ckpt-01"] = [[0, 5]]
     assert not aggregate.add(state, _crossing(3))
     assert aggregate.add(state, _crossing(6))
@@ -97,7 +97,7 @@ def test_ranges_stored_by_earlier_versions_still_count() -> None:
 
 
 def test_a_single_range_is_kept_as_text() -> None:
-    state = aggregate.new_state("chacalluta", START, partition=0)
+    state = aggregate.new_state("chacalluta", START)
     for seq in [4, 5, 3, 7]:
         aggregate.add(state, _crossing(seq))
     assert state["seen"]["cl-chacalluta-ckpt-01"] == [[3, 5], [7, 7]]

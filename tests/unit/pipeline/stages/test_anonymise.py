@@ -13,6 +13,7 @@ from hito.devices import DeviceRegistry
 from hito.pipeline.pseudonyms import Keyring, PseudonymKey
 from hito.pipeline.stages.anonymise import anonymise, encode
 from hito.pipeline.stages.validate import Accepted, validate
+from hito.runtime import limits_of
 from hito.schemas.clean import CleanEvent
 from hito.schemas.envelope import CheckpointCrossingEvent, DroneTelemetryEvent, Event
 from hito.schemas.privacy.policy import Policy, Rule, load_policy
@@ -32,7 +33,7 @@ def _events(registry: DeviceRegistry, settings: HitoSettings, n: int, seed: int)
     out = []
     for m in Fleet(registry, FleetPlan(count=n, seed=seed), NOW).messages():
         assert m.expected == VALID
-        r = validate(m.value, registry=registry, limits=settings.pipeline, now=NOW)
+        r = validate(m.value, registry=registry, limits=limits_of(settings.pipeline), now=NOW)
         assert isinstance(r, Accepted)
         out.append(r.event)
     return out

@@ -180,7 +180,7 @@ def test_a_site_that_moved_away_leaves_no_stale_gauges() -> None:
 
 
 def test_one_sites_history_failing_does_not_stop_the_others() -> None:
-    from hito.pipeline.sinks.influx import RetryableSinkError
+    from hito.pipeline.sinks.errors import RetryableSinkError
 
     calls: list[str] = []
 

@@ -11,6 +11,7 @@ from hypothesis import strategies as st
 
 from hito.devices import DeviceRegistry
 from hito.pipeline.stages.validate import Accepted, Rejected, validate
+from hito.runtime import limits_of
 from hito.schemas.envelope import CheckpointCrossingEvent
 from hito.schemas.reasons import Reason
 from hito.schemas.signing import sign
@@ -50,7 +51,11 @@ def _event(registry: DeviceRegistry, **changes: Any) -> dict[str, Any]:
 
 def _run(raw: bytes, registry: DeviceRegistry, settings: HitoSettings) -> Accepted | Rejected:
     return validate(
-        raw, registry=registry, limits=settings.pipeline, now=NOW, expected_source="checkpoint"
+        raw,
+        registry=registry,
+        limits=limits_of(settings.pipeline),
+        now=NOW,
+        expected_source="checkpoint",
     )
 
 

@@ -1,0 +1,57 @@
+"""``hito dlq inspect|replay``: what was rejected, and why; re-submission after a fix."""
+
+from __future__ import annotations
+
+import json
+from collections import Counter
+from typing import Annotated
+
+import typer
+from rich.console import Console
+
+from hito.commands.common import print_counts
+from hito.schemas.reasons import Reason
+from hito.settings import load_settings
+
+dlq_app = typer.Typer(
+    help="The dead-letter queue: what was rejected, and why.", no_args_is_help=True
+)
+
+
+@dlq_app.command("inspect")
+def dlq_inspect(
+    samples: int = typer.Option(3, min=0, help="Sample records shown per reason"),
+) -> None:
+    """Counts by reason and sample records (original bytes never shown: they may hold PII)."""
+    from hito.ops.dlq import read_all, redacted_view
+
+    settings = load_settings()
+    counts: Counter[str] = Counter()
+    shown: Counter[str] = Counter()
+    console = Console()
+    for entry in read_all(settings):
+        reason = entry.record.reason.value
+        counts[reason] += 1
+        if shown[reason] < samples:
+            shown[reason] += 1
+            console.print_json(json.dumps(redacted_view(entry)))
+    print_counts(f"DLQ {settings.pipeline.dlq_topic}", counts)
+
+
+@dlq_app.command("replay")
+def dlq_replay(
+    reason: Annotated[
+        list[Reason] | None, typer.Option(help="Only these reasons (repeatable; default all)")
+    ] = None,
+    yes: bool = typer.Option(False, "--yes", help="Do it without asking"),
+) -> None:
+    """Re-submit DLQ records to their raw topic, through the same validation (after a fix)."""
+    from hito.ops.dlq import reason_filter, replay
+
+    settings = load_settings()
+    if not yes:
+        typer.confirm(
+            f"replay {', '.join(r.value for r in reason or []) or 'all'} records?", abort=True
+        )
+    sent = replay(settings, reason_filter([r.value for r in reason or []]))
+    Console().print(f"re-submitted {sent} records")

@@ -1,0 +1,153 @@
+"""The publisher: owned windows, pipeline counts and surge scores -> InfluxDB, every tick.
+
+Each flush writes whatever InfluxDB does not have yet, in one batch, under the one failure
+policy of ``hito.pipeline.sinks.errors`` (retryable: stay pending, try again next tick;
+permanent: dead-letter as ``sink_rejected`` and count done). Writes are idempotent (points are
+keyed by window start), so writing a window again after a restart is harmless.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from datetime import datetime
+
+from hito.pipeline.agents.surge import SurgeDetector
+from hito.pipeline.dead_letters import DeadLetters, Origin
+from hito.pipeline.sinks.errors import Outcome, PermanentSinkError, write_or_dead_letter
+from hito.pipeline.sinks.influx import InfluxSink
+from hito.pipeline.sinks.lines import points_for, series_predicate
+from hito.pipeline.stages.outcomes import Rejected
+from hito.pipeline.stages.windows import parse_start
+from hito.pipeline.state import pipeline_counts
+from hito.pipeline.state.pipeline_counts import PipelineCounts
+from hito.pipeline.state.versioned import VersionedWindows, partition_of
+from hito.schemas.reasons import Reason
+
+log = logging.getLogger(__name__)
+# Surge points not written yet (InfluxDB down): old scores matter less than memory, so the
+# oldest go first past this many (logged).
+SURGE_BACKLOG_MAX = 10_000
+
+
+class Publisher:
+    def __init__(
+        self,
+        *,
+        sink: InfluxSink,
+        windows: VersionedWindows,
+        counts: PipelineCounts,
+        detector: SurgeDetector,
+        dead_letters: DeadLetters,
+        small_count_k: int,
+        clock: Callable[[], datetime],
+    ) -> None:
+        self.sink = sink
+        self.windows = windows
+        self.counts = counts
+        self.detector = detector
+        self.dead_letters = dead_letters
+        self.k = small_count_k
+        self.clock = clock
+        self.published: dict[str, set[str]] = {}  # window key -> series written for it
+        self.surge_backlog: list[str] = []
+
+    async def flush(self, owned: set[int]) -> None:
+        """One tick: windows, then pipeline counts, then surge scores of owned partitions."""
+        await self.flush_windows(owned)
+        await self.flush_counts(owned)
+        await self.flush_surge(owned)
+
+    async def flush_windows(self, owned: set[int]) -> Outcome | None:
+        if not self.sink.ready():
+            return None
+        pending = self.windows.pending(owned)
+        if not pending:
+            return None
+        states = {key: self.windows.table[key] for key in pending}
+        by_window = {key: points_for(state, self.k) for key, state in states.items()}
+        series = {key: {ln.split(" ", 1)[0] for ln in ls} for key, ls in by_window.items()}
+
+        async def write() -> None:
+            # Suppression can stop publishing a cell: its old point must go, or sums double
+            # it. A window this process has not written yet may have stale points from an
+            # earlier process: clear the site's points at that time first.
+            for key, new in series.items():
+                start = parse_start(states[key]["start"])
+                if key not in self.published:
+                    await self.sink.delete(start, [f'site="{states[key]["site"]}"'])
+                elif stale := self.published[key] - new:
+                    await self.sink.delete(start, [series_predicate(s) for s in sorted(stale)])
+            await self.sink.write([ln for lines in by_window.values() for ln in lines])
+
+        async def dead_letter(exc: PermanentSinkError) -> None:
+            for key, lines in by_window.items():
+                await self._sink_rejected(exc, key, lines)
+
+        outcome = await write_or_dead_letter(
+            write, what=f"{len(pending)} windows", dead_letter=dead_letter
+        )
+        if outcome is not Outcome.DEFERRED:
+            self.windows.mark_written(pending)
+            self.published.update(series)
+            for key in set(self.published) - set(self.windows.table.keys()):
+                del self.published[key]  # evicted since
+        return outcome
+
+    async def flush_counts(self, owned: set[int]) -> Outcome | None:
+        if not self.sink.ready():
+            return None
+        pending = self.counts.windows.pending(owned)
+        if not pending:
+            return None
+        table = self.counts.windows.table
+        by_minute = {key: pipeline_counts.points(partition_of(key), table[key]) for key in pending}
+
+        async def write() -> None:
+            await self.sink.write([ln for lines in by_minute.values() for ln in lines])
+
+        async def dead_letter(exc: PermanentSinkError) -> None:
+            for key, lines in by_minute.items():
+                await self._sink_rejected(exc, key, lines)
+
+        outcome = await write_or_dead_letter(
+            write, what=f"{len(pending)} minutes of pipeline counts", dead_letter=dead_letter
+        )
+        if outcome is not Outcome.DEFERRED:
+            self.counts.windows.mark_written(pending)
+        return outcome
+
+    async def flush_surge(self, owned: set[int]) -> Outcome | None:
+        """Score the minutes that just completed at owned sites; write their ``surge`` points."""
+        if not self.sink.ready():
+            return None
+        mine = [state for _, state in self.windows.owned(owned)]
+        self.detector.forget(self.detector.loaded - {str(state["site"]) for state in mine})
+        self.surge_backlog.extend(await self.detector.score_completed(mine, self.clock()))
+        if not self.surge_backlog:
+            return None
+        backlog = list(self.surge_backlog)
+
+        async def write() -> None:
+            await self.sink.write(backlog)
+
+        async def dead_letter(exc: PermanentSinkError) -> None:
+            await self._sink_rejected(exc, "surge", backlog)
+
+        outcome = await write_or_dead_letter(
+            write, what=f"{len(backlog)} surge points", dead_letter=dead_letter
+        )
+        if outcome is Outcome.DEFERRED:
+            if len(self.surge_backlog) > SURGE_BACKLOG_MAX:
+                dropped = len(self.surge_backlog) - SURGE_BACKLOG_MAX
+                log.error("InfluxDB unreachable: %d oldest surge points given up", dropped)
+                del self.surge_backlog[:dropped]
+        else:
+            del self.surge_backlog[: len(backlog)]
+        return outcome
+
+    async def _sink_rejected(self, exc: PermanentSinkError, what: str, lines: list[str]) -> None:
+        rejected = Rejected(
+            Reason.SINK_REJECTED, f"HTTP {exc.status} for {what}", None, stage="sink"
+        )
+        await self.dead_letters.reject(rejected, "\n".join(lines).encode(), Origin("influxdb"))
