@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-from pathlib import Path
 from typing import Annotated
 
 import typer
@@ -11,8 +10,9 @@ from rich.console import Console
 from rich.table import Table
 
 from hito.ops.pager.diskspace import DEFAULT_MIN_FREE_MB, DiskNearlyFull, require_free_space
+from hito.ops.pager.paths import page_log_path
 from hito.ops.pager.server import PageLog, serve
-from hito.settings import HitoSettings, load_settings
+from hito.settings import load_settings
 
 log = logging.getLogger(__name__)
 
@@ -20,10 +20,6 @@ pager_app = typer.Typer(
     help="The pager webhook: receives Alertmanager's pages, records and forwards them.",
     no_args_is_help=True,
 )
-
-
-def page_log_path(settings: HitoSettings) -> Path:
-    return settings.state_dir / "pager" / "pages.jsonl"
 
 
 @pager_app.command("serve")

@@ -11,8 +11,8 @@ from typing import Any
 
 from influxdb_client import InfluxDBClient
 
-from hito.commands.pager import page_log_path
 from hito.demo.run import DemoPlan, DemoRun
+from hito.ops.pager.paths import page_log_path
 from hito.ops.pager.server import PageLog
 from hito.runtime import Runtime
 from hito.settings import HitoSettings

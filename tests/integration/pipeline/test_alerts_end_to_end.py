@@ -149,7 +149,11 @@ def run(
         sender = threading.Thread(
             target=send_messages,
             args=(fleet.messages(),),
-            kwargs={"kafka": settings.kafka, "total": plan.count, "rate": RATE},
+            kwargs={
+                "producer_config": client_config(settings.kafka, "device"),
+                "total": plan.count,
+                "rate": RATE,
+            },
             daemon=True,
         )
         sender.start()

@@ -10,9 +10,9 @@ from pathlib import Path
 from influxdb_client import InfluxDBClient
 from rich.console import Console
 
-from hito.commands.pager import page_log_path
 from hito.demo import report
 from hito.demo.run import DemoPlan, run_demo
+from hito.ops.pager.paths import page_log_path
 from hito.ops.pager.server import PageLog
 from hito.runtime import Runtime
 from hito.settings import HitoSettings

@@ -9,6 +9,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from hito.credentials import client_config
 from hito.device.simulate.fleet import Fleet, FleetPlan, SimMessage
 from hito.device.simulate.runner import send_messages
 from hito.runtime import Runtime
@@ -48,7 +49,11 @@ def _send_in_background(
         target=send_messages,
         args=(messages,),
         daemon=True,
-        kwargs={"kafka": settings.kafka, "total": len(messages), "rate": rate},
+        kwargs={
+            "producer_config": client_config(settings.kafka, "device"),
+            "total": len(messages),
+            "rate": rate,
+        },
     )
     t.start()
     return t

@@ -10,7 +10,7 @@ from typing import Any
 
 import httpx
 
-from hito.commands.pager import page_log_path
+from hito.ops.pager.paths import page_log_path
 from hito.ops.pager.server import PageLog
 from hito.settings import HitoSettings
 

@@ -1,0 +1,99 @@
+"""The publisher's failure paths with a real InfluxSink against a local HTTP server: a
+permanent refusal dead-letters the windows as ``sink_rejected`` and stops retrying them; a
+retryable one keeps them pending without a DLQ record."""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import UTC, datetime
+from typing import Any
+
+import pytest
+
+from hito.ops.dlq import decode_record
+from hito.pipeline.agents.publish import Publisher
+from hito.pipeline.agents.surge import SurgeDetector
+from hito.pipeline.dead_letters import DeadLetters
+from hito.pipeline.sinks.errors import Outcome
+from hito.pipeline.stages import aggregate
+from hito.pipeline.state.pipeline_counts import PipelineCounts
+from hito.pipeline.state.versioned import VersionedWindows
+from hito.schemas.reasons import Reason
+from hito.settings import SurgeSettings
+from tests.unit.pipeline.sinks.test_errors import influx_answering, sink_on
+
+START = datetime(2026, 12, 3, 12, 0, tzinfo=UTC)
+
+
+class Event:
+    pass
+
+
+async def _no_history(*_: Any) -> list[Any]:
+    return []
+
+
+def publisher_with_one_window(port: int) -> tuple[Publisher, list[tuple[str, bytes | None, bytes]]]:
+    sent: list[tuple[str, bytes | None, bytes]] = []
+
+    async def send(topic: str, key: bytes | None, value: bytes) -> None:
+        sent.append((topic, key, value))
+
+    sink = sink_on(port)
+    windows = VersionedWindows({})
+    state = aggregate.new_state("chacalluta", START)
+    state["sensor"] = {
+        "ground|6mk4bb": {"detections": 3, "readings": 2, "value_sum": 0.0, "values": 0}
+    }
+    state["version"] = 2
+    windows.put(0, aggregate.window_name("chacalluta", START), state, Event())
+    publisher = Publisher(
+        sink=sink,
+        windows=windows,
+        counts=PipelineCounts(VersionedWindows({}), 60),
+        detector=SurgeDetector(SurgeSettings(), 60, sink.metrics, _no_history),
+        dead_letters=DeadLetters("hito.dlq", send, sink.metrics, lambda: START),
+        small_count_k=5,
+        clock=lambda: START,
+    )
+    return publisher, sent
+
+
+@pytest.mark.parametrize("status", [400, 422])
+def test_a_permanent_refusal_goes_to_the_dlq_once(status: int) -> None:
+    async def scenario() -> None:
+        async with influx_answering(status) as (port, _):
+            publisher, sent = publisher_with_one_window(port)
+            publisher.sink.delete = _no_delete  # type: ignore[method-assign,assignment]
+            assert await publisher.flush_windows({0}) is Outcome.DEAD_LETTERED
+            assert await publisher.flush_windows({0}) is None  # not retried
+            await publisher.sink.close()
+        [(topic, key, value)] = sent
+        record = decode_record(value)
+        assert topic == "hito.dlq" and key is None
+        assert (record.reason, record.stage) == (Reason.SINK_REJECTED, "sink")
+        assert record.detail == f"HTTP {status} for 0|chacalluta|2026-12-03T12:00:00Z"
+        assert record.original == (
+            b"sensor,geohash=6mk4bb,policy=unknown,sensor_type=ground,site=chacalluta "
+            b"detections=3i,readings=2i 1796299200"
+        )
+        assert publisher.sink.metrics.dlq_by_reason() == {"sink_rejected": 1.0}
+
+    asyncio.run(scenario())
+
+
+def test_a_retryable_failure_keeps_the_window_pending() -> None:
+    async def scenario() -> None:
+        async with influx_answering(503) as (port, _):
+            publisher, sent = publisher_with_one_window(port)
+            publisher.sink.delete = _no_delete  # type: ignore[method-assign,assignment]
+            assert await publisher.flush_windows({0}) is Outcome.DEFERRED
+            assert sent == []
+            assert publisher.windows.pending({0}) == {"0|chacalluta|2026-12-03T12:00:00Z": 2}
+            await publisher.sink.close()
+
+    asyncio.run(scenario())
+
+
+async def _no_delete(*_: Any) -> None:
+    return None
