@@ -46,6 +46,21 @@ class PerDeviceGauge(Collector):
         yield family
 
 
+class LabelledChildren:
+    """A labelled metric's children, cached by label values: ``labels()`` builds and looks up
+    a key on every call, which adds up when it is called for every event."""
+
+    def __init__(self, metric: Counter) -> None:
+        self._metric = metric
+        self._children: dict[tuple[str, ...], Counter] = {}
+
+    def __call__(self, *values: str) -> Counter:
+        child = self._children.get(values)
+        if child is None:
+            child = self._children[values] = self._metric.labels(*values)
+        return child
+
+
 @dataclass
 class PipelineMetrics:
     registry: CollectorRegistry = field(default_factory=CollectorRegistry)

@@ -11,7 +11,7 @@ the stream and restored from its changelog after a restart.
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -26,7 +26,7 @@ from hito.pipeline.agents.publish import Publisher
 from hito.pipeline.agents.surge import SurgeDetector
 from hito.pipeline.dead_letters import DeadLetters
 from hito.pipeline.faust.app import create_app
-from hito.pipeline.faust.batches import handled_batches
+from hito.pipeline.faust.batches import HandleBatch, handled_batches
 from hito.pipeline.faust.lag import report_consumer_lag
 from hito.pipeline.metrics import PipelineMetrics
 from hito.pipeline.output import Send
@@ -154,23 +154,21 @@ def build_worker(
         clock=clock,
     )
 
-    # concurrency=1: these agents write tables.
-    @app.agent(raw, concurrency=1)
-    async def ingest(stream: Any) -> Any:
-        async for outcomes in handled_batches(
-            stream, work.handle_batch, max_events=p.batch_max_events, within_s=p.batch_within_s
-        ):
-            yield outcomes
+    def batch_agent(handle: HandleBatch) -> Callable[[Any], AsyncIterator[list[str]]]:
+        async def agent(stream: Any) -> AsyncIterator[list[str]]:
+            batches = handled_batches(
+                stream, handle, max_events=p.batch_max_events, within_s=p.batch_within_s
+            )
+            async for outcomes in batches:
+                yield outcomes
 
-    @app.agent(clean, concurrency=1)
-    async def aggregate(stream: Any) -> Any:
-        async for outcomes in handled_batches(
-            stream,
-            aggregator.handle_batch,
-            max_events=p.batch_max_events,
-            within_s=p.batch_within_s,
-        ):
-            yield outcomes
+        return agent
+
+    # concurrency=1: these agents write tables.
+    ingest = app.agent(raw, name="ingest", concurrency=1)(batch_agent(work.handle_batch))
+    aggregate = app.agent(clean, name="aggregate", concurrency=1)(
+        batch_agent(aggregator.handle_batch)
+    )
 
     @app.timer(interval=p.flush_interval_s)  # type: ignore[untyped-decorator]
     async def publish() -> None:

@@ -20,7 +20,7 @@ from pydantic import ValidationError
 
 from hito.pipeline.dead_letters import DeadLetters, Origin
 from hito.pipeline.faust.batches import last_event_per_partition
-from hito.pipeline.metrics import PipelineMetrics
+from hito.pipeline.metrics import LabelledChildren, PipelineMetrics
 from hito.pipeline.sinks.influx import InfluxSink
 from hito.pipeline.stages import aggregate
 from hito.pipeline.stages.outcomes import Rejected
@@ -44,29 +44,21 @@ class WindowRules:
         return timedelta(seconds=self.window_s + 2 * self.allowed_lateness_s)
 
 
+@dataclass(eq=False, kw_only=True)
 class Aggregator:
     """State and collaborators of one worker's aggregate agent (``handle_batch`` is the agent's
     body: a batch of clean events of any partitions, one outcome per event)."""
 
-    def __init__(
-        self,
-        *,
-        rules: WindowRules,
-        windows: VersionedWindows,
-        counts: PipelineCounts,
-        sink: InfluxSink,
-        dead_letters: DeadLetters,
-        metrics: PipelineMetrics,
-        clock: Callable[[], datetime],
-    ) -> None:
-        self.rules = rules
-        self.windows = windows
-        self.counts = counts
-        self.sink = sink
-        self.dead_letters = dead_letters
-        self.metrics = metrics
-        self.clock = clock
-        self._crossings: dict[tuple[str, str], Any] = {}  # (site, direction) -> metric child
+    rules: WindowRules
+    windows: VersionedWindows
+    counts: PipelineCounts
+    sink: InfluxSink  # read for back-pressure only: the publisher writes
+    dead_letters: DeadLetters
+    metrics: PipelineMetrics
+    clock: Callable[[], datetime]
+
+    def __post_init__(self) -> None:
+        self._crossings = LabelledChildren(self.metrics.crossings)  # (site, direction)
 
     async def handle_batch(self, events: Sequence[Any]) -> list[str]:
         """Count a batch into its windows; each window changed is written once, on behalf of
@@ -131,12 +123,5 @@ class Aggregator:
         # The state object counted into is the one written, whatever the store holds by then.
         changed[(partition, name)] = (event, state)
         if clean.source == "checkpoint":
-            self._count_crossing(clean.site, str(clean.payload["direction"]))
+            self._crossings(clean.site, str(clean.payload["direction"])).inc()
         return "counted"
-
-    def _count_crossing(self, site: str, direction: str) -> None:
-        child = self._crossings.get((site, direction))
-        if child is None:
-            child = self.metrics.crossings.labels(site=site, direction=direction)
-            self._crossings[(site, direction)] = child
-        child.inc()

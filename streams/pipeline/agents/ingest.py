@@ -22,13 +22,14 @@ import logging
 import time
 from collections import Counter, defaultdict
 from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
 from hito.devices import RegistryWatcher
 from hito.pipeline.dead_letters import DeadLetters, Origin
 from hito.pipeline.faust.batches import last_event_per_partition, on_behalf_of
-from hito.pipeline.metrics import PipelineMetrics
+from hito.pipeline.metrics import LabelledChildren, PipelineMetrics
 from hito.pipeline.output import Send
 from hito.pipeline.pseudonyms import Keyring
 from hito.pipeline.stages import anonymise, dedup, validate
@@ -41,41 +42,28 @@ from hito.schemas.topics import TopicNames
 log = logging.getLogger(__name__)
 
 
+@dataclass(eq=False, kw_only=True)
 class Ingest:
     """State and collaborators of one worker's ingest agent (``handle_batch`` is the agent)."""
 
-    def __init__(
-        self,
-        *,
-        topics: TopicNames,
-        limits: Limits,
-        dedup_window: int,
-        policy: Policy,
-        keyring: Keyring,
-        registry: RegistryWatcher,
-        seq_table: Any,
-        counts: PipelineCounts,
-        send: Send,
-        dead_letters: DeadLetters,
-        metrics: PipelineMetrics,
-        clock: Callable[[], datetime],
-        count_horizon: timedelta,
-    ) -> None:
-        self.limits = limits
-        self.dedup_window = dedup_window
-        self.policy = policy
-        self.keyring = keyring
-        self.registry = registry
-        self.seq_table = seq_table
-        self.counts = counts
-        self.send = send
-        self.dead_letters = dead_letters
-        self.metrics = metrics
-        self.clock = clock
-        self.count_horizon = count_horizon
-        self.source_of = topics.source_of_raw
-        self.clean_topics = topics.clean_by_source
-        self._event_counters: dict[tuple[str, str], Any] = {}
+    topics: TopicNames
+    limits: Limits
+    dedup_window: int
+    policy: Policy
+    keyring: Keyring
+    registry: RegistryWatcher
+    seq_table: Any  # Faust table: device_id -> dedup state (SeqState.to_json)
+    counts: PipelineCounts
+    send: Send
+    dead_letters: DeadLetters
+    metrics: PipelineMetrics
+    clock: Callable[[], datetime]
+    count_horizon: timedelta  # pipeline counts are forgotten this long after their minute
+
+    def __post_init__(self) -> None:
+        self._events = LabelledChildren(self.metrics.events)  # (source, outcome)
+        self.source_of = self.topics.source_of_raw
+        self.clean_topics = self.topics.clean_by_source
 
     async def handle_batch(self, events: Sequence[Any]) -> list[str]:
         """One outcome per event, in order: ``accepted``, ``duplicate``, ``stale`` or the
@@ -196,11 +184,7 @@ class Ingest:
             return None
 
     def _count_event(self, source: str, outcome: str) -> None:
-        counter = self._event_counters.get((source, outcome))
-        if counter is None:
-            counter = self.metrics.events.labels(source=source, outcome=outcome)
-            self._event_counters[(source, outcome)] = counter
-        counter.inc()
+        self._events(source, outcome).inc()
 
     def _mark_seen(self, newest: dict[tuple[str, str], float]) -> None:
         for device, seen_at in newest.items():

@@ -9,7 +9,8 @@ keyed by window start), so writing a window again after a restart is harmless.
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
 from datetime import datetime
 
 from hito.pipeline.agents.surge import SurgeDetector
@@ -30,27 +31,18 @@ log = logging.getLogger(__name__)
 SURGE_BACKLOG_MAX = 10_000
 
 
+@dataclass(eq=False, kw_only=True)
 class Publisher:
-    def __init__(
-        self,
-        *,
-        sink: InfluxSink,
-        windows: VersionedWindows,
-        counts: PipelineCounts,
-        detector: SurgeDetector,
-        dead_letters: DeadLetters,
-        small_count_k: int,
-        clock: Callable[[], datetime],
-    ) -> None:
-        self.sink = sink
-        self.windows = windows
-        self.counts = counts
-        self.detector = detector
-        self.dead_letters = dead_letters
-        self.k = small_count_k
-        self.clock = clock
-        self.published: dict[str, set[str]] = {}  # window key -> series written for it
-        self.surge_backlog: list[str] = []
+    sink: InfluxSink
+    windows: VersionedWindows
+    counts: PipelineCounts
+    detector: SurgeDetector
+    dead_letters: DeadLetters
+    small_count_k: int
+    clock: Callable[[], datetime]
+    # window key -> the series written for it (a cell suppression hides must be deleted)
+    published: dict[str, set[str]] = field(default_factory=dict, init=False)
+    surge_backlog: list[str] = field(default_factory=list, init=False)
 
     async def flush(self, owned: set[int]) -> None:
         """One tick: windows, then pipeline counts, then surge scores of owned partitions."""
@@ -65,10 +57,10 @@ class Publisher:
         if not pending:
             return None
         states = {key: self.windows.table[key] for key in pending}
-        by_window = {key: points_for(state, self.k) for key, state in states.items()}
+        by_window = {key: points_for(state, self.small_count_k) for key, state in states.items()}
         series = {key: {ln.split(" ", 1)[0] for ln in ls} for key, ls in by_window.items()}
 
-        async def write() -> None:
+        async def clear_stale() -> None:
             # Suppression can stop publishing a cell: its old point must go, or sums double
             # it. A window this process has not written yet may have stale points from an
             # earlier process: clear the site's points at that time first.
@@ -78,15 +70,8 @@ class Publisher:
                     await self.sink.delete(start, [f'site="{states[key]["site"]}"'])
                 elif stale := self.published[key] - new:
                     await self.sink.delete(start, [series_predicate(s) for s in sorted(stale)])
-            await self.sink.write([ln for lines in by_window.values() for ln in lines])
 
-        async def dead_letter(exc: PermanentSinkError) -> None:
-            for key, lines in by_window.items():
-                await self._sink_rejected(exc, key, lines)
-
-        outcome = await write_or_dead_letter(
-            write, what=f"{len(pending)} windows", dead_letter=dead_letter
-        )
+        outcome = await self._write(by_window, f"{len(pending)} windows", first=clear_stale)
         if outcome is not Outcome.DEFERRED:
             self.windows.mark_written(pending)
             self.published.update(series)
@@ -103,16 +88,7 @@ class Publisher:
         table = self.counts.windows.table
         by_minute = {key: pipeline_counts.points(partition_of(key), table[key]) for key in pending}
 
-        async def write() -> None:
-            await self.sink.write([ln for lines in by_minute.values() for ln in lines])
-
-        async def dead_letter(exc: PermanentSinkError) -> None:
-            for key, lines in by_minute.items():
-                await self._sink_rejected(exc, key, lines)
-
-        outcome = await write_or_dead_letter(
-            write, what=f"{len(pending)} minutes of pipeline counts", dead_letter=dead_letter
-        )
+        outcome = await self._write(by_minute, f"{len(pending)} minutes of pipeline counts")
         if outcome is not Outcome.DEFERRED:
             self.counts.windows.mark_written(pending)
         return outcome
@@ -127,16 +103,7 @@ class Publisher:
         if not self.surge_backlog:
             return None
         backlog = list(self.surge_backlog)
-
-        async def write() -> None:
-            await self.sink.write(backlog)
-
-        async def dead_letter(exc: PermanentSinkError) -> None:
-            await self._sink_rejected(exc, "surge", backlog)
-
-        outcome = await write_or_dead_letter(
-            write, what=f"{len(backlog)} surge points", dead_letter=dead_letter
-        )
+        outcome = await self._write({"surge": backlog}, f"{len(backlog)} surge points")
         if outcome is Outcome.DEFERRED:
             if len(self.surge_backlog) > SURGE_BACKLOG_MAX:
                 dropped = len(self.surge_backlog) - SURGE_BACKLOG_MAX
@@ -146,8 +113,26 @@ class Publisher:
             del self.surge_backlog[: len(backlog)]
         return outcome
 
-    async def _sink_rejected(self, exc: PermanentSinkError, what: str, lines: list[str]) -> None:
-        rejected = Rejected(
-            Reason.SINK_REJECTED, f"HTTP {exc.status} for {what}", None, stage="sink"
-        )
-        await self.dead_letters.reject(rejected, "\n".join(lines).encode(), Origin("influxdb"))
+    async def _write(
+        self,
+        lines_by_key: dict[str, list[str]],
+        what: str,
+        first: Callable[[], Awaitable[None]] | None = None,
+    ) -> Outcome:
+        """Write every key's lines in one batch (after ``first``), under the failure policy:
+        a permanent refusal dead-letters each key's lines as ``sink_rejected``."""
+
+        async def write() -> None:
+            if first is not None:
+                await first()
+            await self.sink.write([ln for lines in lines_by_key.values() for ln in lines])
+
+        async def dead_letter(exc: PermanentSinkError) -> None:
+            for key, lines in lines_by_key.items():
+                rejected = Rejected(
+                    Reason.SINK_REJECTED, f"HTTP {exc.status} for {key}", None, stage="sink"
+                )
+                original = "\n".join(lines).encode()
+                await self.dead_letters.reject(rejected, original, Origin("influxdb"))
+
+        return await write_or_dead_letter(write, what=what, dead_letter=dead_letter)
