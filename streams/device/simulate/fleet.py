@@ -196,6 +196,8 @@ class Fleet:
         event_time: datetime | None = None,
     ) -> dict[str, Any]:
         when = event_time or self._now - timedelta(seconds=self._rng.uniform(0, 2))
+        # Drawn first, as always: the same seed gives the same fleet.
+        event_id = uuid.UUID(int=self._rng.getrandbits(128), version=4)
         # The SDK's own envelope and signature (not validated: bad events are built from it).
         unsigned = sdk.envelope(
             schema=_SCHEMA_OF[device.kind],
@@ -204,7 +206,7 @@ class Fleet:
             seq=self._next_seq(device),
             event_time=when,
             payload=payload if payload is not None else self._payload(device),
-            event_id=uuid.UUID(int=self._rng.getrandbits(128), version=4),
+            event_id=event_id,
         )
         return sdk.with_signature(unsigned, device.key)
 
