@@ -72,7 +72,7 @@ def with_bucket(settings: HitoSettings, bucket: str) -> HitoSettings:
     """The settings writing to a new bucket (admin token), with its scoped tokens."""
     influx = settings.influxdb.model_copy(update={"bucket": bucket, "pipeline_token": None})
     with InfluxDBClient(
-        url=influx.url, token=influx.token.get_secret_value(), org=influx.org
+        url=influx.url, token=influx.admin_token().get_secret_value(), org=influx.org
     ) as client:
         api = client.buckets_api()
         if api.find_bucket_by_name(bucket) is None:
@@ -84,7 +84,7 @@ def with_bucket(settings: HitoSettings, bucket: str) -> HitoSettings:
 
 def delete_bucket(settings: HitoSettings) -> None:
     i = settings.influxdb
-    with InfluxDBClient(url=i.url, token=i.token.get_secret_value(), org=i.org) as client:
+    with InfluxDBClient(url=i.url, token=i.admin_token().get_secret_value(), org=i.org) as client:
         api = client.buckets_api()
         bucket = api.find_bucket_by_name(i.bucket)
         if bucket is not None:

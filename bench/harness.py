@@ -109,7 +109,7 @@ def cleanup(settings: HitoSettings, run: str, workdir: Path, console: Console) -
     from influxdb_client import InfluxDBClient
 
     i = settings.influxdb
-    with InfluxDBClient(url=i.url, token=i.token.get_secret_value(), org=i.org) as client:
+    with InfluxDBClient(url=i.url, token=i.admin_token().get_secret_value(), org=i.org) as client:
         api = client.buckets_api()
         for bucket in api.find_buckets(limit=100).buckets or []:
             if bucket.name.startswith(f"hito-bench-{run}-"):

@@ -41,7 +41,7 @@ class InfluxTotal:
     def __init__(self, settings: HitoSettings, kind: TotalKind) -> None:
         i = settings.influxdb
         self._client = InfluxDBClient(
-            url=i.url, token=i.token.get_secret_value(), org=i.org, timeout=10_000
+            url=i.url, token=i.admin_token().get_secret_value(), org=i.org, timeout=10_000
         )
         fn = "count" if kind == "events" else "sum"
         self._flux = (

@@ -1,6 +1,16 @@
-"""The ``hito`` command line: one command group per module of ``hito.commands``."""
+"""The ``hito`` command line: one command group per module of ``hito.commands``.
+
+An error ends a command with one line on stderr and exit status 1; ``--debug`` (or
+``HITO_DEBUG=1``) shows the traceback instead. Secrets are never part of an error message
+(they are SecretStr or file paths, never values).
+"""
 
 from __future__ import annotations
+
+import os
+import sys
+from importlib.metadata import PackageNotFoundError, version
+from typing import Annotated
 
 import typer
 
@@ -22,7 +32,37 @@ app = typer.Typer(
     help="Hito: border telemetry ingestion under a versioned privacy policy.",
     no_args_is_help=True,
     add_completion=False,
+    pretty_exceptions_enable=False,
 )
+
+
+def hito_version() -> str:
+    try:
+        return version("hito")
+    except PackageNotFoundError:  # running from a source tree that was never installed
+        return "unknown"
+
+
+def _print_version(value: bool) -> None:
+    if value:
+        typer.echo(f"hito {hito_version()}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _options(
+    debug: Annotated[
+        bool, typer.Option("--debug", help="Show tracebacks (also HITO_DEBUG=1)")
+    ] = False,
+    show_version: Annotated[
+        bool,
+        typer.Option("--version", callback=_print_version, is_eager=True, help="Print the version"),
+    ] = False,
+) -> None:
+    if debug:
+        os.environ["HITO_DEBUG"] = "1"
+
+
 app.command()(stack.up)
 app.command()(stack.down)
 app.command()(stack.status)
@@ -39,7 +79,16 @@ app.add_typer(influx.influx_app, name="influx")
 
 
 def main() -> None:
-    app()
+    try:
+        app(standalone_mode=True)
+    except KeyboardInterrupt:
+        sys.exit(130)
+    except Exception as exc:
+        if os.environ.get("HITO_DEBUG") == "1" or "--debug" in sys.argv:
+            raise
+        message = " ".join(str(exc).split()) or type(exc).__name__
+        print(f"hito: error: {message} (--debug shows where)", file=sys.stderr)  # noqa: T201
+        sys.exit(1)
 
 
 if __name__ == "__main__":

@@ -14,9 +14,9 @@ import ssl
 from pathlib import Path
 from typing import Any, Literal
 
-import yaml
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator
 
+from hito.files import read_secret_yaml
 from hito.settings import HitoSettings, KafkaSettings
 
 Role = Literal["admin", "pipeline", "operator", "device"]
@@ -58,21 +58,21 @@ class MissingCredentials(RuntimeError):
 
 
 def load_users(path: Path) -> list[KafkaUser]:
-    return _UsersFile.model_validate(yaml.safe_load(path.read_text())).users
+    return read_secret_yaml(path, _UsersFile).users
 
 
 def user_for(kafka: KafkaSettings, role: Role) -> KafkaUser:
-    for user in load_users(kafka.users_file):
+    for user in load_users(kafka.users_path()):
         if user.role == role:
             return user
-    raise MissingCredentials(f"{kafka.users_file} has no Kafka user with role {role!r}")
+    raise MissingCredentials(f"{kafka.users_path()} has no Kafka user with role {role!r}")
 
 
 def any_role(kafka: KafkaSettings) -> Role:
     """The admin when this machine has it, else whichever user it has (health checks)."""
-    users = load_users(kafka.users_file)
+    users = load_users(kafka.users_path())
     if not users:
-        raise MissingCredentials(f"{kafka.users_file} lists no Kafka user")
+        raise MissingCredentials(f"{kafka.users_path()} lists no Kafka user")
     return next((u.role for u in users if u.role == "admin"), users[0].role)
 
 
@@ -83,10 +83,10 @@ def _ssl_context(kafka: KafkaSettings) -> ssl.SSLContext | None:
 
 
 def user_named(kafka: KafkaSettings, name: str) -> KafkaUser:
-    for user in load_users(kafka.users_file):
+    for user in load_users(kafka.users_path()):
         if user.name == name:
             return user
-    raise MissingCredentials(f"{kafka.users_file} has no Kafka user named {name!r}")
+    raise MissingCredentials(f"{kafka.users_path()} has no Kafka user named {name!r}")
 
 
 def client_config(kafka: KafkaSettings, role: Role, *, user: str | None = None) -> dict[str, Any]:

@@ -20,6 +20,7 @@ from typing import Literal, get_args
 import yaml
 from pydantic import BaseModel, ConfigDict, Field
 
+from hito.files import SecretFileError, read_secret_yaml
 from hito.schemas.envelope import DEVICE_ID_PATTERN, SITE_PATTERN
 from hito.schemas.registry import Source
 
@@ -129,7 +130,7 @@ class DeviceRegistry:
     @classmethod
     def load(cls, devices_file: Path, keys_file: Path) -> DeviceRegistry:
         entries = _RegistryFile.model_validate(yaml.safe_load(devices_file.read_text())).devices
-        keys = _KeysFile.model_validate(yaml.safe_load(keys_file.read_text())).keys
+        keys = read_secret_yaml(keys_file, _KeysFile).keys
         bad_ids = [d for d in entries if not re.fullmatch(DEVICE_ID_PATTERN, d)]
         if bad_ids:
             raise RegistryError(f"device ids not matching {DEVICE_ID_PATTERN}: {bad_ids}")
@@ -201,7 +202,7 @@ class RegistryWatcher:
         except OSError as exc:  # e.g. mid-permission change: try again at the next check
             log.error("device registry not readable, keeping the last good one: %s", exc)
             return self._registry
-        except (RegistryError, ValueError, yaml.YAMLError) as exc:
+        except (RegistryError, SecretFileError, ValueError, yaml.YAMLError) as exc:
             self._stamp = stamp  # a broken edit is reported once, not on every check
             log.error("device registry not reloaded, keeping the last good one: %s", exc)
             return self._registry

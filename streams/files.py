@@ -1,5 +1,6 @@
-"""Small file helpers shared by the stack, provisioning and the pager: a lock that serialises
-commands on one state directory, and writing a private file (a secret) atomically."""
+"""Small file helpers shared by the stack, provisioning, credentials and the pager: a lock that
+serialises commands on one state directory, writing a private file (a secret) atomically, and
+reading a secret file without ever quoting it in an error."""
 
 from __future__ import annotations
 
@@ -8,6 +9,10 @@ import fcntl
 import os
 from collections.abc import Iterator
 from pathlib import Path
+from typing import TypeVar
+
+import yaml
+from pydantic import BaseModel, ValidationError
 
 
 @contextlib.contextmanager
@@ -31,3 +36,32 @@ def write_private(path: Path, text: str) -> None:
     with os.fdopen(fd, "w") as fh:
         fh.write(text)
     tmp.replace(path)
+
+
+M = TypeVar("M", bound=BaseModel)
+
+
+class SecretFileError(ValueError):
+    """A secret file that cannot be read or does not validate. The message names the file,
+    where and what is wrong, never the file's content: YAML's and pydantic's own messages quote
+    the offending text, which in a keys file is the key."""
+
+
+def read_secret_yaml(path: Path, model: type[M]) -> M:
+    """Parse ``path`` as YAML and validate it as ``model``; errors as SecretFileError."""
+    try:
+        doc = yaml.safe_load(path.read_text())
+    except yaml.MarkedYAMLError as exc:
+        where = exc.problem_mark
+        at = f"line {where.line + 1}, column {where.column + 1}: " if where else ""
+        raise SecretFileError(f"{path}: not valid YAML ({at}{exc.problem})") from None
+    except yaml.YAMLError:
+        raise SecretFileError(f"{path}: not valid YAML") from None
+    try:
+        return model.model_validate(doc)
+    except ValidationError as exc:
+        problems = [
+            f"{'.'.join(map(str, e['loc'])) or 'top level'}: {e['msg']}"
+            for e in exc.errors(include_input=False, include_url=False, include_context=False)
+        ]
+        raise SecretFileError(f"{path}: {'; '.join(problems[:5])}") from None

@@ -9,7 +9,7 @@ from hito.devices import DeviceRegistry
 from hito.pipeline.pseudonyms import Keyring
 from hito.pipeline.stages.outcomes import Limits
 from hito.schemas.privacy.policy import Policy, load_policy
-from hito.settings import HitoSettings, PipelineSettings
+from hito.settings import PSEUDONYM_KEYS, REGISTRY, HitoSettings, PipelineSettings
 
 
 @dataclass(frozen=True)
@@ -37,9 +37,10 @@ def load_runtime(settings: HitoSettings) -> Runtime:
     """Fails fast: a registry without keys, a policy that misses a field, no active key."""
     p, priv = settings.pipeline, settings.privacy
     keys_json = priv.keys_json.get_secret_value() if priv.keys_json else None
+    settings.require(*REGISTRY, *(() if keys_json else (PSEUDONYM_KEYS,)))
     return Runtime(
         settings=settings,
-        registry=DeviceRegistry.load(p.devices_file, p.device_keys_file),
+        registry=DeviceRegistry.load(*p.registry_files()),
         policy=load_policy(priv.policy_file),
         keyring=Keyring.load(
             path=priv.keys_file,

@@ -2,14 +2,20 @@
 
 Every value can be set from the environment with the prefix ``HITO_`` and ``__`` between
 levels, e.g. ``HITO_STATE_DIR=/srv/hito`` or ``HITO_INFLUXDB__PORT=8086``.
+
+Secrets fail closed. The repository's ``infra/dev/`` files and the ``DEV_ONLY`` constants are
+public; they are used only in the *development* profile (``HITO_PROFILE=development``: the local
+stack of ``make up`` / ``make demo`` and the tests). In any other profile a secret setting that
+is not set stays unset, and whatever needs it refuses to start, naming the variable to set
+(:class:`MissingSecret`); a setting that points at a development file is refused at once.
 """
 
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from hito.schemas.registry import Source
@@ -28,6 +34,29 @@ DEV_ONLY_INFLUX_TOKEN = "hito-DEV-ONLY-influx-token-do-not-use-in-production"  #
 DEV_ONLY_INFLUX_PASSWORD = "hito-DEV-ONLY-password"  # noqa: S105
 
 LOOPBACK = "127.0.0.1"
+DEV_DIR = REPO_ROOT / "infra" / "dev"
+Profile = Literal["development", "production"]
+
+
+class MissingSecret(RuntimeError):
+    """Secret settings that are not set, where outside the development profile nothing falls
+    back to the repository's public development files. ``str()`` names the variables."""
+
+    def __init__(self, *missing: tuple[str, str]) -> None:
+        self.variables = [env_name(section, name) for section, name in missing]
+        super().__init__(
+            f"not set: {', '.join(self.variables)} (secrets; the public development files "
+            "of infra/dev/ are used only with HITO_PROFILE=development)"
+        )
+
+
+class SettingsError(ValueError):
+    """Settings that do not validate; the message names each setting and never repeats a
+    value (pydantic's own message does, and a value may be a secret)."""
+
+
+def env_name(section: str, name: str) -> str:
+    return f"HITO_{section.upper()}__{name.upper()}"
 
 
 class _Frozen(BaseModel):
@@ -47,9 +76,8 @@ class KafkaSettings(_Frozen):
     ssl_cafile: Path | None = Field(
         default=None, description="CA that signed the broker's certificate (SASL_SSL)"
     )
-    users_file: Path = Field(
-        default=REPO_ROOT / "infra" / "dev" / "kafka-users.dev.yaml",
-        description="SCRAM users and their roles (a secret outside the local dev stack)",
+    users_file: Path | None = Field(
+        default=None, description="SCRAM users and their roles: a secret (0600 file)"
     )
     pipeline_group_prefix: str = Field(
         default="hito",
@@ -61,6 +89,11 @@ class KafkaSettings(_Frozen):
     def bootstrap(self) -> str:
         return f"{self.host}:{self.port}"
 
+    def users_path(self) -> Path:
+        if self.users_file is None:
+            raise MissingSecret(("kafka", "users_file"))
+        return self.users_file
+
 
 class InfluxSettings(_Frozen):
     version: str = "v2.9.1"
@@ -69,9 +102,9 @@ class InfluxSettings(_Frozen):
     org: str = "hito"
     bucket: str = "hito"
     username: str = "hito"
-    password: SecretStr = SecretStr(DEV_ONLY_INFLUX_PASSWORD)
-    token: SecretStr = Field(
-        default=SecretStr(DEV_ONLY_INFLUX_TOKEN),
+    password: SecretStr | None = Field(default=None, description="The admin user's password")
+    token: SecretStr | None = Field(
+        default=None,
         description="Admin token: setup, erasure, tests; never what a worker writes with",
     )
     pipeline_token: SecretStr | None = Field(
@@ -83,6 +116,16 @@ class InfluxSettings(_Frozen):
     @property
     def url(self) -> str:
         return f"http://{self.host}:{self.port}"
+
+    def admin_token(self) -> SecretStr:
+        if self.token is None:
+            raise MissingSecret(("influxdb", "token"))
+        return self.token
+
+    def admin_password(self) -> SecretStr:
+        if self.password is None:
+            raise MissingSecret(("influxdb", "password"))
+        return self.password
 
 
 class PrometheusSettings(_Frozen):
@@ -146,11 +189,28 @@ class PipelineSettings(_Frozen):
         le=5.0,
         description="How long a batch waits to fill: the latency an idle pipeline adds",
     )
-    devices_file: Path = REPO_ROOT / "infra" / "dev" / "devices.dev.yaml"
-    device_keys_file: Path = REPO_ROOT / "infra" / "dev" / "device-keys.dev.yaml"
+    devices_file: Path | None = Field(default=None, description="The device registry (YAML)")
+    device_keys_file: Path | None = Field(
+        default=None, description="Each device's HMAC key: a secret (0600 file)"
+    )
     registry_reload_s: float = Field(
         default=5.0, gt=0.0, description="How often workers look for registry changes"
     )
+
+    def registry_files(self) -> tuple[Path, Path]:
+        """(devices file, device keys file)."""
+        if self.devices_file is None or self.device_keys_file is None:
+            raise MissingSecret(
+                *(
+                    ("pipeline", name)
+                    for name, value in (
+                        ("devices_file", self.devices_file),
+                        ("device_keys_file", self.device_keys_file),
+                    )
+                    if value is None
+                )
+            )
+        return self.devices_file, self.device_keys_file
 
     @property
     def topics(self) -> TopicNames:
@@ -184,7 +244,7 @@ class PrivacySettings(_Frozen):
     """The privacy policy file and the pseudonymisation keys (a secret)."""
 
     policy_file: Path = REPO_ROOT / "schemas" / "privacy" / "policy.yaml"
-    keys_file: Path | None = REPO_ROOT / "infra" / "dev" / "pseudonym-keys.dev.yaml"
+    keys_file: Path | None = Field(default=None, description="Pseudonymisation keys: a secret")
     keys_json: SecretStr | None = Field(
         default=None, description="The keys as JSON ({keys: [...]}), instead of keys_file"
     )
@@ -198,6 +258,10 @@ class HitoSettings(BaseSettings):
         env_prefix="HITO_", env_nested_delimiter="__", frozen=True, extra="forbid"
     )
 
+    profile: Profile = Field(
+        default="production",
+        description="development: secrets may come from the public files under infra/dev/",
+    )
     state_dir: Path = Field(
         default=Path.home() / ".local" / "state" / "hito",
         description="Data, logs and pid files of the local services",
@@ -220,7 +284,93 @@ class HitoSettings(BaseSettings):
         description="Ports Prometheus scrapes for workers (see infra/prometheus/prometheus.yml)",
     )
 
+    @model_validator(mode="before")
+    @classmethod
+    def _development_secrets(cls, data: Any) -> Any:
+        """In the development profile, every secret left unset takes its development value."""
+        if not isinstance(data, dict) or data.get("profile") != "development":
+            return data
+        data = dict(data)
+        for section, name, value in DEVELOPMENT_SECRETS:
+            given = data.get(section)
+            if isinstance(given, BaseModel):
+                if getattr(given, name) is None:
+                    data[section] = given.model_copy(update={name: _typed(value)})
+            else:
+                data[section] = {name: value, **(given or {})}
+        return data
+
+    @model_validator(mode="after")
+    def _no_development_secret_in_production(self) -> HitoSettings:
+        if self.profile == "development":
+            return self
+        wrong = [
+            env_name(section, name)
+            for section, name, value in DEVELOPMENT_SECRETS
+            if _same_secret(getattr(getattr(self, section), name), value)
+        ]
+        if wrong:
+            raise ValueError(
+                f"{', '.join(wrong)}: development secrets (public, in the repository) outside "
+                "the development profile; set your own, or HITO_PROFILE=development for the "
+                "local stack"
+            )
+        return self
+
+    def require(self, *secrets: tuple[str, str]) -> None:
+        """Raise MissingSecret naming every one of ``secrets`` ((section, setting) pairs of
+        DEVELOPMENT_SECRETS) that is not set: a command checks all it needs at start."""
+        missing = [
+            (sec, name) for sec, name in secrets if getattr(getattr(self, sec), name) is None
+        ]
+        if missing:
+            raise MissingSecret(*missing)
+
+    @property
+    def development_secrets(self) -> bool:
+        """True when secrets may be the public development ones (shown by status and logs)."""
+        return self.profile == "development"
+
+
+# (section, setting, development value): every secret, and where the development profile
+# takes it from when it is not set.
+DEVELOPMENT_SECRETS: tuple[tuple[str, str, Path | str], ...] = (
+    ("kafka", "users_file", DEV_DIR / "kafka-users.dev.yaml"),
+    ("influxdb", "token", DEV_ONLY_INFLUX_TOKEN),
+    ("influxdb", "password", DEV_ONLY_INFLUX_PASSWORD),
+    ("pipeline", "devices_file", DEV_DIR / "devices.dev.yaml"),
+    ("pipeline", "device_keys_file", DEV_DIR / "device-keys.dev.yaml"),
+    ("privacy", "keys_file", DEV_DIR / "pseudonym-keys.dev.yaml"),
+)
+
+
+def _typed(value: Path | str) -> Path | SecretStr:
+    return value if isinstance(value, Path) else SecretStr(value)
+
+
+def _same_secret(given: object, development: Path | str) -> bool:
+    if given is None:
+        return False
+    if isinstance(development, Path):
+        return isinstance(given, Path) and given.resolve().is_relative_to(DEV_DIR.resolve())
+    return isinstance(given, SecretStr) and given.get_secret_value() == development
+
+
+# What each kind of process needs (HitoSettings.require).
+KAFKA_USERS = ("kafka", "users_file")
+INFLUX_ADMIN = (("influxdb", "token"), ("influxdb", "password"))
+REGISTRY = (("pipeline", "devices_file"), ("pipeline", "device_keys_file"))
+PSEUDONYM_KEYS = ("privacy", "keys_file")
+
 
 def load_settings() -> HitoSettings:
-    """Read and validate settings from the environment; fails fast on a bad value."""
-    return HitoSettings()
+    """Read and validate settings from the environment; fails fast on a bad value (a
+    SettingsError naming the settings, never their values)."""
+    try:
+        return HitoSettings()
+    except ValidationError as exc:
+        problems = [
+            f"{'.'.join(map(str, e['loc'])) or 'settings'}: {e['msg']}"
+            for e in exc.errors(include_input=False, include_url=False, include_context=False)
+        ]
+        raise SettingsError("; ".join(problems)) from None

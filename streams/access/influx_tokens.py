@@ -45,7 +45,7 @@ def ensure_bucket_tokens(influx: InfluxSettings, path: Path) -> dict[TokenRole, 
     with (
         exclusive_lock(path.with_suffix(".lock")),
         InfluxDBClient(
-            url=influx.url, token=influx.token.get_secret_value(), org=influx.org
+            url=influx.url, token=influx.admin_token().get_secret_value(), org=influx.org
         ) as client,
     ):
         data = read_tokens(path)

@@ -73,7 +73,7 @@ def grants(settings: HitoSettings) -> list[Grant]:
             "HITO_KAFKA__PIPELINE_GROUP_PREFIX"
         )
     out: set[Grant] = set()
-    for user in load_users(k.users_file):
+    for user in load_users(k.users_path()):
         u = f"User:{user.name}"
         if user.role == "device":
             for t in raw:
@@ -184,7 +184,7 @@ def upsert_users(kafka: KafkaSettings, admin: Any) -> list[str]:
     """Create or update the SCRAM credential of every user in the users file."""
     from kafka.admin import UserScramCredentialUpsertion
 
-    users = load_users(kafka.users_file)
+    users = load_users(kafka.users_path())
     errors = admin.alter_user_scram_credentials(
         [
             UserScramCredentialUpsertion(u.name, MECHANISM, u.password.get_secret_value())
@@ -227,7 +227,7 @@ def apply_quotas(kafka: KafkaSettings, admin: Any) -> dict[str, int | None]:
     connection manager, as its own calls do."""
     from kafka.protocol.admin import AlterClientQuotasRequest
 
-    users = load_users(kafka.users_file)
+    users = load_users(kafka.users_path())
     request = AlterClientQuotasRequest(entries=quota_entries(users), validate_only=False)
 
     async def send() -> Any:

@@ -9,17 +9,40 @@ from rich.console import Console
 from rich.table import Table
 
 from hito.runtime import Runtime, load_runtime
-from hito.settings import load_settings
+from hito.settings import (
+    KAFKA_USERS,
+    PSEUDONYM_KEYS,
+    REGISTRY,
+    HitoSettings,
+    load_settings,
+)
+
+log = logging.getLogger("hito")
 
 
 def load_with_logging() -> Runtime:
-    """Settings and runtime for a long-running command, with INFO logs."""
+    """Settings and runtime for a long-running command, with INFO logs. Every secret a worker
+    needs is checked first, all at once (one message names each one missing), and the first
+    log line says which secrets are in use."""
     logging.basicConfig(
         level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
     # kafka-python narrates every connection at INFO.
     logging.getLogger("kafka").setLevel(logging.WARNING)
-    return load_runtime(load_settings())
+    settings = load_settings()
+    settings.require(KAFKA_USERS, *REGISTRY, PSEUDONYM_KEYS)
+    log_secrets_in_use(settings)
+    return load_runtime(settings)
+
+
+def log_secrets_in_use(settings: HitoSettings) -> None:
+    if settings.development_secrets:
+        log.warning(
+            "development secrets: HITO_PROFILE=development, secrets not set are the public "
+            "ones of infra/dev/ (never for a deployment)"
+        )
+    else:
+        log.info("production secrets: every secret comes from its own setting")
 
 
 def print_counts(title: str, counts: Counter[str]) -> None:

@@ -75,7 +75,7 @@ def users_file(
         from hito.devices import DeviceRegistry
 
         p = load_settings().pipeline
-        registry = DeviceRegistry.load(p.devices_file, p.device_keys_file)
+        registry = DeviceRegistry.load(*p.registry_files())
         users += [
             {
                 "name": f"{prefix}-device-{device_id}",

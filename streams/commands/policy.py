@@ -55,7 +55,7 @@ def audit(
         f'from(bucket: "{i.bucket}") |> range(start: {when}, stop: {until}) '
         f'|> filter(fn: (r) => r._measurement == "{measurement}" and r.site == "{site}")'
     )
-    with InfluxDBClient(url=i.url, token=i.token.get_secret_value(), org=i.org) as client:
+    with InfluxDBClient(url=i.url, token=i.admin_token().get_secret_value(), org=i.org) as client:
         records = [r for t in client.query_api().query(flux) for r in t.records]
     console = Console()
     if not records:

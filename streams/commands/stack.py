@@ -94,7 +94,14 @@ def _print_overview(view: overview.Overview, console: Console) -> None:
 
 def _print_status(settings: HitoSettings, console: Console) -> bool:
     rows = manager.status(settings)
-    table = Table(title=f"Hito local stack (data and logs under {settings.state_dir})")
+    secrets = (
+        "[yellow]development secrets[/] (HITO_PROFILE=development: public infra/dev/ files)"
+        if settings.development_secrets
+        else "production secrets (every secret from its own setting)"
+    )
+    table = Table(
+        title=f"Hito local stack (data and logs under {settings.state_dir})", caption=secrets
+    )
     for col in ("service", "health", "pid", "listens on"):
         table.add_column(col, no_wrap=True)
     table.add_column("for")

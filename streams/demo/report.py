@@ -36,7 +36,7 @@ def _start(started: datetime) -> str:
 
 def _query(settings: HitoSettings, flux: str) -> list[dict[str, Any]]:
     i = settings.influxdb
-    with InfluxDBClient(url=i.url, token=i.token.get_secret_value(), org=i.org) as client:
+    with InfluxDBClient(url=i.url, token=i.admin_token().get_secret_value(), org=i.org) as client:
         return [r.values for t in client.query_api().query(flux) for r in t.records]
 
 

@@ -99,7 +99,7 @@ def run_demo(
     valid_fraction = 1.0 - plan.bad_fraction - plan.duplicate_fraction
     say("writing 4 weeks of synthetic crossing history (the surge detector's baseline)")
     i = settings.influxdb
-    with InfluxDBClient(url=i.url, token=i.token.get_secret_value(), org=i.org) as client:
+    with InfluxDBClient(url=i.url, token=i.admin_token().get_secret_value(), org=i.org) as client:
         client.write_api(write_options=SYNCHRONOUS).write(
             bucket=i.bucket,
             record=history_lines(

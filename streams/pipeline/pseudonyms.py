@@ -16,9 +16,9 @@ from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Annotated
 
-import orjson
-import yaml
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, ValidationError
+
+from hito.files import SecretFileError, read_secret_yaml
 
 PSEUDONYM_HEX_CHARS = 32  # 128 bits
 
@@ -61,12 +61,16 @@ class Keyring:
     @classmethod
     def load(cls, *, path: Path | None, json_text: str | None, overlap: timedelta) -> Keyring:
         if json_text:
-            doc = orjson.loads(json_text)
+            try:
+                entries = _KeysFile.model_validate_json(json_text).keys
+            except ValidationError as exc:  # never repeat the input: it holds the keys
+                kinds = sorted({e["type"] for e in exc.errors(include_input=False)})
+                raise SecretFileError(f"HITO_PRIVACY__KEYS_JSON: {', '.join(kinds)}") from None
         elif path is not None:
-            doc = yaml.safe_load(path.read_text())
+            entries = read_secret_yaml(path, _KeysFile).keys
         else:
             raise ValueError("no pseudonymisation keys: set a keys file or HITO_PRIVACY__KEYS_JSON")
-        return cls.from_entries(_KeysFile.model_validate(doc).keys, overlap)
+        return cls.from_entries(entries, overlap)
 
     def valid_at(self, at: datetime) -> tuple[PseudonymKey, ...]:
         """The key current at ``at`` first, then the previous one while the overlap lasts."""

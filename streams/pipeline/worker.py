@@ -117,7 +117,7 @@ def build_worker(
     windows = VersionedWindows(windows_table)
     # Revocations and new devices apply without a restart (hito.devices).
     registry = RegistryWatcher(
-        runtime.registry, p.devices_file, p.device_keys_file, interval_s=p.registry_reload_s
+        runtime.registry, *p.registry_files(), interval_s=p.registry_reload_s
     )
     work = Ingest(
         topics=topics,

@@ -328,10 +328,10 @@ class InfluxDB(Service):
             f"{i.url}/api/v2/setup",
             json={
                 "username": i.username,
-                "password": i.password.get_secret_value(),
+                "password": i.admin_password().get_secret_value(),
                 "org": i.org,
                 "bucket": i.bucket,
-                "token": i.token.get_secret_value(),
+                "token": i.admin_token().get_secret_value(),
                 "retentionPeriodSeconds": i.retention_seconds,
             },
             timeout=10.0,

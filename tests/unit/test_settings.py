@@ -13,7 +13,7 @@ def test_defaults_are_loopback_and_dev_marked() -> None:
     assert s.kafka.bootstrap == "127.0.0.1:19092"
     assert s.influxdb.url == "http://127.0.0.1:18086"
     assert (s.influxdb.org, s.influxdb.bucket) == ("hito", "hito")
-    assert "DEV-ONLY" in s.influxdb.token.get_secret_value()
+    assert "DEV-ONLY" in s.influxdb.admin_token().get_secret_value()
     assert DEV_ONLY_INFLUX_TOKEN not in repr(s)  # secrets never printed
 
 

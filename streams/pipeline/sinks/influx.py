@@ -141,7 +141,9 @@ class InfluxSink:
     def _connect(self) -> InfluxDBClientAsync:
         if self._client is None:
             s = self.settings
-            token = self.token_source() if self.token_source else s.token
+            # The settings' token is the one this sink writes with (the worker puts the
+            # bucket-scoped pipeline token there); token_source reads it again after a 401.
+            token = self.token_source() if self.token_source else s.admin_token()
             self._client = InfluxDBClientAsync(
                 url=s.url, token=token.get_secret_value(), org=s.org, timeout=10_000
             )

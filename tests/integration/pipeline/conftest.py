@@ -41,7 +41,7 @@ def make_isolated(stack: HitoSettings) -> HitoSettings:
     )
     influx = stack.influxdb.model_copy(update={"bucket": f"hito-test-{run}"})
     with InfluxDBClient(
-        url=influx.url, token=influx.token.get_secret_value(), org=influx.org
+        url=influx.url, token=influx.admin_token().get_secret_value(), org=influx.org
     ) as client:
         client.buckets_api().create_bucket(bucket_name=influx.bucket, org=influx.org)
     # The workers of this test write with the bucket's own scoped token, as in production.
@@ -85,7 +85,7 @@ def query_points(settings: HitoSettings, measurement: str) -> list[dict[str, Any
         f'|> filter(fn: (r) => r._measurement == "{measurement}") '
         '|> pivot(rowKey: ["_time"], columnKey: ["_field"], valueColumn: "_value")'
     )
-    with InfluxDBClient(url=i.url, token=i.token.get_secret_value(), org=i.org) as client:
+    with InfluxDBClient(url=i.url, token=i.admin_token().get_secret_value(), org=i.org) as client:
         tables = client.query_api().query(flux)
     skip = {"result", "table", "_start", "_stop", "_measurement"}
     return [{k: v for k, v in r.values.items() if k not in skip} for t in tables for r in t.records]

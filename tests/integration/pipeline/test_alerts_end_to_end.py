@@ -85,7 +85,7 @@ def _write_history(runtime: Runtime, now: datetime) -> None:
     """Four previous weeks around this time of the week at the fleet's normal volume: the
     seasonal baseline the worker learns when it starts scoring (the demo does the same)."""
     i = runtime.settings.influxdb
-    with InfluxDBClient(url=i.url, token=i.token.get_secret_value(), org=i.org) as client:
+    with InfluxDBClient(url=i.url, token=i.admin_token().get_secret_value(), org=i.org) as client:
         client.write_api(write_options=SYNCHRONOUS).write(
             bucket=i.bucket,
             record=history_lines(runtime.registry, RATE, now),
@@ -198,7 +198,7 @@ def run(
         result.worker_alive, result.worker_crashes = worker.alive(), worker.crashes()
         with InfluxDBClient(
             url=settings.influxdb.url,
-            token=settings.influxdb.token.get_secret_value(),
+            token=settings.influxdb.admin_token().get_secret_value(),
             org=settings.influxdb.org,
         ) as client:
             tables = client.query_api().query(

@@ -28,7 +28,7 @@ def _points_per_measurement(settings: HitoSettings, since: datetime) -> dict[str
         f'from(bucket: "{i.bucket}") |> range(start: {start}) '
         '|> pivot(rowKey: ["_time"], columnKey: ["_field"], valueColumn: "_value")'
     )
-    with InfluxDBClient(url=i.url, token=i.token.get_secret_value(), org=i.org) as client:
+    with InfluxDBClient(url=i.url, token=i.admin_token().get_secret_value(), org=i.org) as client:
         rows = [r.values for t in client.query_api().query(flux) for r in t.records]
     return dict(Counter(str(r["_measurement"]) for r in rows))
 

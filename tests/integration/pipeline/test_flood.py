@@ -219,7 +219,7 @@ def own_kafka_user(
     name and the Kafka settings with that file; removed afterwards (quota, ACLs, credential),
     each step even if another failed."""
     name = f"hito-device-{device_id}-{uuid.uuid4().hex[:6]}"
-    users = yaml.safe_load(settings.kafka.users_file.read_text())["users"]
+    users = yaml.safe_load(settings.kafka.users_path().read_text())["users"]
     own = {"name": name, "role": "device", "password": f"test-{secrets.token_urlsafe(16)}"}
     users_file = tmp_path / "kafka-users.yaml"
     users_file.write_text(

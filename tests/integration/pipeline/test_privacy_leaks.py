@@ -62,7 +62,7 @@ def influx_strings(settings: HitoSettings) -> list[str]:
     """Every measurement name, tag value and field value in the bucket, as text."""
     i = settings.influxdb
     flux = f'from(bucket: "{i.bucket}") |> range(start: -30d, stop: 1h)'
-    with InfluxDBClient(url=i.url, token=i.token.get_secret_value(), org=i.org) as client:
+    with InfluxDBClient(url=i.url, token=i.admin_token().get_secret_value(), org=i.org) as client:
         tables = client.query_api().query(flux)
     return [
         str(v)
@@ -140,7 +140,7 @@ def test_no_identifier_reaches_clean_topics_dlq_details_or_influxdb(
     # The search can fail: a planted identifier is found, and only that one.
     planted = sorted(ids)[0]
     i = settings.influxdb
-    with InfluxDBClient(url=i.url, token=i.token.get_secret_value(), org=i.org) as client:
+    with InfluxDBClient(url=i.url, token=i.admin_token().get_secret_value(), org=i.org) as client:
         client.write_api(write_options=SYNCHRONOUS).write(
             bucket=i.bucket, record=Point("crossings").tag("lane", planted).field("count", 1)
         )
@@ -179,7 +179,7 @@ def test_policy_show_and_audit_commands(isolated_runtime: Runtime) -> None:
     assert isolated_runtime.policy.version in shown.stdout
     at = datetime(2026, 11, 28, 18, 30, tzinfo=UTC)
     i = settings.influxdb
-    with InfluxDBClient(url=i.url, token=i.token.get_secret_value(), org=i.org) as client:
+    with InfluxDBClient(url=i.url, token=i.admin_token().get_secret_value(), org=i.org) as client:
         client.write_api(write_options=SYNCHRONOUS).write(
             bucket=i.bucket,
             record=(

@@ -27,7 +27,7 @@ def buckets(stack: HitoSettings) -> Iterator[tuple[InfluxSettings, str]]:
     run = uuid.uuid4().hex[:8]
     mine, other = f"hito-test-tok-{run}", f"hito-test-tok-other-{run}"
     i = stack.influxdb
-    with InfluxDBClient(url=i.url, token=i.token.get_secret_value(), org=i.org) as admin:
+    with InfluxDBClient(url=i.url, token=i.admin_token().get_secret_value(), org=i.org) as admin:
         created = [
             admin.buckets_api().create_bucket(bucket_name=b, org=i.org) for b in (mine, other)
         ]
@@ -75,13 +75,13 @@ def test_pipeline_token_is_limited_to_its_bucket(
     i, other = buckets
     tokens = ensure_bucket_tokens(i, tmp_path / "tokens.json")
     pipeline = tokens["pipeline"].get_secret_value()
-    assert pipeline != i.token.get_secret_value()
+    assert pipeline != i.admin_token().get_secret_value()
     _write(i, pipeline, i.bucket, 7)
     assert _read(i, pipeline, i.bucket) == [7]
     # The neighbour bucket: neither written nor read (InfluxDB answers 404 to hide it).
     assert _refused(lambda: _write(i, pipeline, other, 1)) in (403, 404)
     assert _refused(lambda: _read(i, pipeline, other)) in (403, 404)
-    admin = i.token.get_secret_value()
+    admin = i.admin_token().get_secret_value()
     assert _read(i, admin, other) == []  # nothing got in
     # No administration: it cannot create a bucket.
     with _client(i, pipeline) as c:
@@ -116,7 +116,7 @@ def test_tokens_are_kept_and_recreated_when_gone(
     # Deleted on the server (e.g. revoked by an admin): the next call makes a new one.
     token = first["pipeline"].get_secret_value()
     token_id = json.loads(path.read_text())[i.bucket]["pipeline"]["id"]
-    with _client(i, i.token.get_secret_value()) as admin:
+    with _client(i, i.admin_token().get_secret_value()) as admin:
         admin.authorizations_api().delete_authorization(token_id)
     renewed = ensure_bucket_tokens(i, path)
     assert renewed["pipeline"].get_secret_value() != token
@@ -140,7 +140,7 @@ def test_a_refused_token_is_retried_with_a_fresh_one_never_dropped(
     async def scenario() -> None:
         await sink.write([line])
         token_id = json.loads(path.read_text())[i.bucket]["pipeline"]["id"]
-        with _client(i, i.token.get_secret_value()) as admin:
+        with _client(i, i.admin_token().get_secret_value()) as admin:
             admin.authorizations_api().delete_authorization(token_id)
         with pytest.raises(RetryableSinkError, match="HTTP 401"):
             await sink.write([line.replace("v=1i", "v=2i")])
@@ -155,6 +155,6 @@ def test_a_refused_token_is_retried_with_a_fresh_one_never_dropped(
         f'from(bucket: "{i.bucket}") |> range(start: 0) '
         '|> filter(fn: (r) => r._measurement == "probe")'
     )
-    with _client(i, i.token.get_secret_value()) as admin:
+    with _client(i, i.admin_token().get_secret_value()) as admin:
         values = [r.get_value() for t in admin.query_api().query(flux) for r in t.records]
     assert values == [2]  # the refused batch was written on the retry, once

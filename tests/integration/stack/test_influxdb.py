@@ -16,7 +16,7 @@ from hito.settings import HitoSettings
 @pytest.fixture
 def client(stack: HitoSettings) -> Iterator[InfluxDBClient]:
     i = stack.influxdb
-    with InfluxDBClient(url=i.url, token=i.token.get_secret_value(), org=i.org) as c:
+    with InfluxDBClient(url=i.url, token=i.admin_token().get_secret_value(), org=i.org) as c:
         yield c
 
 

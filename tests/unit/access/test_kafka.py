@@ -71,7 +71,7 @@ def test_clients_log_in_with_scram_and_the_broker_password_stays_out_of_the_ship
     jaas = broker_jaas_properties(k)
     assert jaas["super.users"] == "User:hito-admin"
     assert "hito-DEV-ONLY-kafka-admin" in jaas["listener.name.controller.plain.sasl.jaas.config"]
-    shipped = (k.users_file.parent.parent / "kafka" / "server.properties").read_text()
+    shipped = (k.users_path().parent.parent / "kafka" / "server.properties").read_text()
     assert "hito-DEV-ONLY" not in shipped
 
 
@@ -94,7 +94,7 @@ def test_users_file_per_device_gives_each_active_device_a_user_with_a_quota(
 ) -> None:
     settings = HitoSettings()
     # The dev registry with one device revoked: it must get no Kafka user at all.
-    registry = yaml.safe_load(settings.pipeline.devices_file.read_text())
+    registry = yaml.safe_load(settings.pipeline.registry_files()[0].read_text())
     registry["devices"]["cl-chacalluta-ckpt-02"]["status"] = "revoked"
     devices_file = tmp_path / "devices.yaml"
     devices_file.write_text(yaml.safe_dump(registry))
