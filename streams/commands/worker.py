@@ -14,6 +14,7 @@ from rich.console import Console
 from rich.table import Table
 
 from hito.runtime import Runtime, load_runtime
+from hito.schemas import signing_vectors
 from hito.schemas.export import EXPORT_DIR, export
 from hito.schemas.reasons import Reason
 from hito.settings import load_settings
@@ -132,10 +133,14 @@ def schema_export(
     directory: Annotated[Path, typer.Option("--dir", help="Where to write the files")] = (
         EXPORT_DIR
     ),
+    vectors: Annotated[
+        Path, typer.Option("--vectors", help="Where to write the signature test vectors")
+    ] = signing_vectors.VECTORS_PATH,
 ) -> None:
-    """Write the JSON Schemas device makers build against."""
+    """Write the JSON Schemas device makers build against, and the signature test vectors."""
     for path in export(directory):
         Console().print(f"wrote {path}")
+    Console().print(f"wrote {signing_vectors.write(vectors)}")
 
 
 @dlq_app.command("inspect")
