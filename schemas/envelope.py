@@ -15,7 +15,9 @@ from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
 
 DEVICE_ID_PATTERN = r"^[a-z0-9-]{3,64}$"
 SITE_PATTERN = r"^[a-z0-9-]{2,64}$"
-MAX_SEQ = 2**63 - 1
+# A signed envelope is RFC 8785 JSON, whose numbers are doubles: integers are exact up to 2**53 - 1
+# (I-JSON), so a larger seq could not be signed as written.
+MAX_SEQ = 2**53 - 1
 
 PII = {"pii": True}
 
