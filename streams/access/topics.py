@@ -27,8 +27,10 @@ def topic_specs(settings: HitoSettings) -> list[TopicSpec]:
     p = settings.pipeline
     raw_ms = p.raw_retention_hours * _HOUR_MS
     specs = [TopicSpec(t, p.topic_partitions, raw_ms) for t in p.raw_topics.values()]
-    # The DLQ keeps the original bytes, so it is raw-zone data too: same short retention.
+    # The rejected bytes are raw-zone data: the raw topics' short retention. The operators'
+    # records hold no bytes, but they name devices and sites: the same retention.
     specs.append(TopicSpec(p.dlq_topic, p.topic_partitions, raw_ms))
+    specs.append(TopicSpec(p.dlq_originals_topic, p.topic_partitions, raw_ms))
     clean_ms = p.clean_retention_hours * _HOUR_MS
     specs += [
         TopicSpec(f"{p.clean_topic_prefix}{s}", p.topic_partitions, clean_ms) for s in p.raw_topics

@@ -18,7 +18,7 @@ from hito.access.topics import ensure_topics
 from hito.credentials import tokens_path
 from hito.pipeline.worker import Worker, build_worker
 from hito.runtime import Runtime
-from hito.settings import HitoSettings, PipelineSettings
+from hito.settings import HitoSettings
 
 
 @pytest.fixture
@@ -29,15 +29,18 @@ def isolated(stack: HitoSettings) -> HitoSettings:
 def make_isolated(stack: HitoSettings) -> HitoSettings:
     """The stack's settings with topics and a bucket of their own (created here)."""
     run = uuid.uuid4().hex[:8]
-    pipeline = PipelineSettings(
-        raw_topics={
-            "checkpoint": f"hito.test-{run}.raw.checkpoint",
-            "sensor": f"hito.test-{run}.raw.sensor",
-            "drone": f"hito.test-{run}.raw.drone",
-        },
-        dlq_topic=f"hito.test-{run}.dlq",
-        clean_topic_prefix=f"hito.test-{run}.clean.",
-        topic_partitions=2,
+    pipeline = stack.pipeline.model_copy(
+        update={
+            "raw_topics": {
+                "checkpoint": f"hito.test-{run}.raw.checkpoint",
+                "sensor": f"hito.test-{run}.raw.sensor",
+                "drone": f"hito.test-{run}.raw.drone",
+            },
+            "dlq_topic": f"hito.test-{run}.dlq",
+            "dlq_originals_topic": f"hito.test-{run}.dlq.originals",
+            "clean_topic_prefix": f"hito.test-{run}.clean.",
+            "topic_partitions": 2,
+        }
     )
     influx = stack.influxdb.model_copy(update={"bucket": f"hito-test-{run}"})
     with InfluxDBClient(

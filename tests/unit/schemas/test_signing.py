@@ -269,7 +269,7 @@ def test_schema_export_writes_the_vectors(tmp_path: Path) -> None:
     )
     assert result.exit_code == 0, result.output
     assert out.read_text(encoding="utf-8") == signing_vectors.render()
-    assert len(list((tmp_path / "schemas").glob("*.schema.json"))) == 4
+    assert len(list((tmp_path / "schemas").glob("*.schema.json"))) == 5
 
 
 def test_vectors_cover_the_number_forms_text_and_every_schema() -> None:
