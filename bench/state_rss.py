@@ -70,10 +70,11 @@ def build(devices: int, identities: int) -> dict[str, Any]:
     step("last-seen gauge")
     start = _window_start()
     windows = {site: aggregate.new_state(site, start) for site in _SITES}
-    for i, d in enumerate(ids):
-        seq = i % 1000
-        windows[_SITES[i % 4]]["seen"][d] = f"{seq}-{seq}"  # as aggregate.add stores one seq
-    step("window seen ranges")
+    for state in windows.values():  # a mark per raw partition, whatever the number of devices
+        state["hw"] = {
+            f"hito.raw.{s}|{p}": 10**9 for s in ("checkpoint", "sensor", "drone") for p in range(4)
+        }
+    step("window raw-offset marks")
     key = PseudonymKey("bench", bytes(32), start)
     for i in range(identities):
         pseudonym(key, "document_number", f"P{i:09d}")

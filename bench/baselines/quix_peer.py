@@ -65,11 +65,12 @@ class _Counted:
 
 def _count(state: aggregate.State, value: dict[str, Any]) -> aggregate.State:
     # Quix's checkpoints keep window state and offsets consistent, so the peer needs no
-    # per-event "seen" ranges (Hito keeps them for exactness across redeliveries).
-    state["seen"] = {}
+    # raw-offset marks (Hito keeps them for exactness across redeliveries): cleared, every
+    # event counts.
+    state["hw"] = {}
     v = value
     ev = _Counted(v["device_id"], v["seq"], v["policy"], v["source"], v["payload"])
-    aggregate.add(state, cast(CleanEvent, ev))
+    aggregate.add(state, cast(CleanEvent, ev), ("peer", 0))
     return state
 
 

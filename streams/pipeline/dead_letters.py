@@ -104,6 +104,6 @@ class DeadLetters:
         log.error(
             "Kafka refused a dead letter for %s (%d bytes): %r",
             refused.record.topic,
-            len(refused.record.value),
+            len(refused.record.value or b""),
             refused.error,
         )

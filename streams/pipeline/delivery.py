@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Awaitable
+from collections.abc import Awaitable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -31,7 +31,7 @@ from aiokafka.errors import (
     UnsupportedForMessageFormatError,
 )
 
-from hito.pipeline.output import Send
+from hito.pipeline.output import Headers, Outgoing, Send
 
 log = logging.getLogger(__name__)
 
@@ -42,14 +42,6 @@ REFUSED_RECORD_ERRORS: tuple[type[BaseException], ...] = (
     InvalidTimestampError,
     UnsupportedForMessageFormatError,
 )
-
-
-@dataclass(frozen=True)
-class Outgoing:
-    topic: str
-    key: bytes | None
-    value: bytes
-    tag: Any = None  # what the caller needs to handle a refusal (e.g. the event it came from)
 
 
 @dataclass(frozen=True)
@@ -66,26 +58,38 @@ class Deliveries:
     _pending: list[tuple[Outgoing, Awaitable[Any] | None]] = field(default_factory=list)
     _refused: list[Refused] = field(default_factory=list)
 
-    async def add(self, topic: str, key: bytes | None, value: bytes, tag: Any = None) -> None:
-        record = Outgoing(topic, key, value, tag)
+    async def add(
+        self,
+        topic: str,
+        key: bytes | None,
+        value: bytes | None,
+        tag: Any = None,
+        *,
+        partition: int | None = None,
+        headers: Headers | None = None,
+    ) -> None:
+        await self._add(Outgoing(topic, key, value, tag, partition, headers))
+
+    async def _add(self, record: Outgoing) -> None:
         try:
-            self._pending.append((record, await self.send(topic, key, value)))
+            self._pending.append((record, await self.send(record)))
         except REFUSED_RECORD_ERRORS as exc:  # the producer refuses it before sending
             self._refused.append(Refused(record, exc))
         except Exception as exc:  # not sent: retried at wait()
-            log.warning("send to %s failed (%r); it will be retried", topic, exc)
+            log.warning("send to %s failed (%r); it will be retried", record.topic, exc)
             self._pending.append((record, _failed(exc)))
 
     async def wait(self) -> list[Refused]:
         """Wait until every record is in Kafka or refused for good; returns the refused ones
-        (and forgets everything: the object can serve the next round)."""
+        (and forgets everything: the object can serve the next round). Records that failed
+        for any other reason are sent again, in their order: with an idempotent producer a
+        partition's later batches fail with an earlier one, so order is kept."""
         pending, self._pending = self._pending, []
         refused, self._refused = self._refused, []
         delay = self.first_backoff_s
         while pending:
-            outcomes = await asyncio.gather(
-                *(_settled(future) for _, future in pending), return_exceptions=True
-            )
+            await self.send.flush()
+            outcomes = await _settle_each(future for _, future in pending)
             retry: list[Outgoing] = []
             last: BaseException | None = None
             for (record, _), outcome in zip(pending, outcomes, strict=True):
@@ -97,8 +101,6 @@ class Deliveries:
                         retry.append(record)
                         last = alone
                 elif isinstance(outcome, BaseException):
-                    if isinstance(outcome, asyncio.CancelledError):
-                        raise outcome
                     retry.append(record)
                     last = outcome
             if not retry:
@@ -112,7 +114,7 @@ class Deliveries:
             await asyncio.sleep(delay)
             delay = min(self.max_backoff_s, delay * 2)
             for record in retry:
-                await self.add(record.topic, record.key, record.value, record.tag)
+                await self._add(record)
             pending, self._pending = self._pending, []
             refused += self._refused
             self._refused = []
@@ -122,7 +124,10 @@ class Deliveries:
         """Send one record and wait for it before anything else is sent, so that it is alone
         in its batch; its error, or None once it is in Kafka."""
         try:
-            await _settled(await self.send(record.topic, record.key, record.value))
+            future = await self.send(record)
+            await self.send.flush()
+            if future is not None:
+                await future
         except asyncio.CancelledError:
             raise
         except Exception as exc:
@@ -130,8 +135,17 @@ class Deliveries:
         return None
 
 
-async def _settled(future: Awaitable[Any] | None) -> Any:
-    return None if future is None else await future
+async def _settle_each(futures: Iterable[Awaitable[Any] | None]) -> list[Any]:
+    """Each future's result or exception, in order; a future shared by several records (one
+    record batch) is awaited once."""
+    listed = list(futures)
+    unique = {id(f): f for f in listed if f is not None}
+    results = await asyncio.gather(*unique.values(), return_exceptions=True)
+    by_id = dict(zip(unique, results, strict=True))
+    for outcome in results:
+        if isinstance(outcome, asyncio.CancelledError):
+            raise outcome
+    return [None if f is None else by_id[id(f)] for f in listed]
 
 
 async def _failed(exc: BaseException) -> Any:

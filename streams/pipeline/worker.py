@@ -11,7 +11,8 @@ the stream and restored from its changelog after a restart.
 from __future__ import annotations
 
 import logging
-from collections.abc import AsyncIterator, Callable
+import os
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -26,11 +27,13 @@ from hito.pipeline.agents.publish import Publisher
 from hito.pipeline.agents.surge import SurgeDetector
 from hito.pipeline.dead_letters import DeadLetters
 from hito.pipeline.faust.app import create_app
-from hito.pipeline.faust.batches import HandleBatch, handled_batches
 from hito.pipeline.faust.lag import report_consumer_lag
+from hito.pipeline.faust.lane import LANE_BATCHES, Lane, Lanes, install_lanes, lane_agent
+from hito.pipeline.faust.produce import BatchSend
 from hito.pipeline.metrics import PipelineMetrics
 from hito.pipeline.output import Send
 from hito.pipeline.sinks.influx import InfluxSink
+from hito.pipeline.state.changelog import TableWriter
 from hito.pipeline.state.pipeline_counts import PipelineCounts
 from hito.pipeline.state.versioned import VersionedWindows
 from hito.runtime import Runtime
@@ -55,6 +58,7 @@ class Worker:
     sink: InfluxSink
     metrics: PipelineMetrics
     publisher: Publisher
+    lanes: Lanes
 
 
 def build_worker(
@@ -65,6 +69,7 @@ def build_worker(
     clock: Clock = utc_now,
     send: Send | None = None,
 ) -> Worker:
+    """``send``: where records go instead of Kafka (agent tests)."""
     p = runtime.settings.pipeline
     topics = p.topics
     metrics = metrics or PipelineMetrics()
@@ -74,35 +79,28 @@ def build_worker(
         on_rewind=lambda topic: metrics.consumer_rewinds.labels(topic=topic).inc(),
         on_skip=lambda topic: metrics.consumer_skips.labels(topic=topic).inc(),
     )
-    raw = app.topic(*topics.raw.values(), partitions=p.topic_partitions)
-    clean = app.topic(*topics.clean_by_source.values(), partitions=p.topic_partitions)
-    out_topics = {
-        name: app.topic(name, partitions=p.topic_partitions)
-        for name in [topics.dlq, topics.dlq_originals, *topics.clean_by_source.values()]
+    # The input topics are consumed through the batch lanes (hito.pipeline.faust.lane), not by
+    # agents of their own: registered with Faust so that it subscribes and assigns them.
+    app.topics.add(app.topic(*topics.raw.values(), partitions=p.topic_partitions))
+    app.topics.add(app.topic(*topics.clean_by_source.values(), partitions=p.topic_partitions))
+    raw_lane = Lane("ingest", app.channel(maxsize=LANE_BATCHES), frozenset(topics.raw.values()))
+    clean_lane = Lane(
+        "aggregate",
+        app.channel(maxsize=LANE_BATCHES),
+        frozenset(topics.clean_by_source.values()),
+    )
+    lanes = Lanes([raw_lane, clean_lane])
+    install_lanes(app, lanes)
+    producer: Any = app.producer  # Faust's aiokafka producer (started with the app)
+    emit: Send = send or BatchSend(lambda: producer._producer)
+    tables = {
+        name: app.Table(name, default=None, partitions=p.topic_partitions, help=text)
+        for name, text in (
+            ("dedup-seq", "Per device: highest seq seen and the window of recent ones"),
+            ("pipeline-counts", "Per partition and minute: events by stage and outcome"),
+            ("agg-windows", "Per partition, site and window: counts and the raw offsets in them"),
+        )
     }
-
-    async def send_to_topic(topic: str, key: bytes | None, value: bytes) -> Any:
-        return await out_topics[topic].send(key=key, value=value)
-
-    emit: Send = send or send_to_topic
-    seq_table = app.Table(
-        "dedup-seq",
-        default=None,
-        partitions=p.topic_partitions,
-        help="Per device: highest seq seen and the window of recent ones",
-    )
-    counts_table = app.Table(
-        "pipeline-counts",
-        default=None,
-        partitions=p.topic_partitions,
-        help="Per partition and minute: events by stage and outcome (the pipeline measurement)",
-    )
-    windows_table = app.Table(
-        "agg-windows",
-        default=None,
-        partitions=p.topic_partitions,
-        help="Per partition, site and window: counts and the events they include",
-    )
     # The sink writes with the bucket-scoped pipeline token, never the admin token; checked
     # here so a worker without one fails at start, and read again whenever InfluxDB refuses it.
     influx = runtime.settings.influxdb
@@ -113,12 +111,13 @@ def build_worker(
     )
     dead_letters = DeadLetters(topics, metrics, clock)
     rules = WindowRules(window_s=p.window_s, allowed_lateness_s=p.allowed_lateness_s)
-    counts = PipelineCounts(VersionedWindows(counts_table), p.window_s)
-    windows = VersionedWindows(windows_table)
+    counts = PipelineCounts(VersionedWindows(tables["pipeline-counts"]), p.window_s)
+    windows = VersionedWindows(tables["agg-windows"])
     # Revocations and new devices apply without a restart (hito.devices).
     registry = RegistryWatcher(
         runtime.registry, *p.registry_files(), interval_s=p.registry_reload_s
     )
+    kill_after = os.environ.get("HITO_TEST_KILL_AFTER_PUBLISH")
     work = Ingest(
         topics=topics,
         limits=runtime.limits,
@@ -126,13 +125,14 @@ def build_worker(
         policy=runtime.policy,
         keyring=runtime.keyring,
         registry=registry,
-        seq_table=seq_table,
+        seq_table=TableWriter(tables["dedup-seq"]),
         counts=counts,
         send=emit,
         dead_letters=dead_letters,
         metrics=metrics,
         clock=clock,
         count_horizon=rules.horizon,
+        kill_after_publish=int(kill_after) if kill_after else None,
     )
     aggregator = Aggregator(
         rules=rules,
@@ -155,21 +155,12 @@ def build_worker(
         small_count_k=runtime.policy.small_count_k,
         clock=clock,
     )
-
-    def batch_agent(handle: HandleBatch) -> Callable[[Any], AsyncIterator[list[str]]]:
-        async def agent(stream: Any) -> AsyncIterator[list[str]]:
-            batches = handled_batches(
-                stream, handle, max_events=p.batch_max_events, within_s=p.batch_within_s
-            )
-            async for outcomes in batches:
-                yield outcomes
-
-        return agent
-
-    # concurrency=1: these agents write tables.
-    ingest = app.agent(raw, name="ingest", concurrency=1)(batch_agent(work.handle_batch))
-    aggregate = app.agent(clean, name="aggregate", concurrency=1)(
-        batch_agent(aggregator.handle_batch)
+    # concurrency=1: one batch at a time per lane (the tables are written in batch order).
+    ingest = app.agent(raw_lane.channel, name="ingest", concurrency=1)(
+        lane_agent(lanes, work.handle_batch)
+    )
+    aggregate = app.agent(clean_lane.channel, name="aggregate", concurrency=1)(
+        lane_agent(lanes, aggregator.handle_batch)
     )
 
     @app.timer(interval=p.flush_interval_s)  # type: ignore[untyped-decorator]
@@ -183,14 +174,16 @@ def build_worker(
     async def report_lag() -> None:
         report_consumer_lag(app, metrics, inputs, lag_reported)
 
+    lanes.assigned = lambda tp: tp in app.consumer.assignment()
     return Worker(
         app=app,
         ingest=ingest,
-        seq_table=seq_table,
+        seq_table=tables["dedup-seq"],
         aggregate=aggregate,
-        windows=windows_table,
-        counts_table=counts_table,
+        windows=tables["agg-windows"],
+        counts_table=tables["pipeline-counts"],
         sink=sink,
         metrics=metrics,
         publisher=publisher,
+        lanes=lanes,
     )

@@ -1,15 +1,26 @@
-"""Agent tests run the agents in Faust's test context: no Kafka, no InfluxDB."""
+"""Agent tests run the agents in Faust's test context: no Kafka, no InfluxDB.
+
+The agents read lane batches (hito.pipeline.faust.lane): :func:`lane_batches` makes them from
+(topic, key, value, headers) records, as the consumer would from a fetch, and
+:class:`RecordingSend` stands for Kafka on the way out.
+"""
 
 from __future__ import annotations
 
 import asyncio
 import dataclasses
 from collections.abc import Iterable
-from typing import Any
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any, cast
 
 import pytest
+from faust.types import TP
 from pydantic import SecretStr
 
+from hito.pipeline.faust.lane import LaneBatch, Lanes, Record
+from hito.pipeline.output import Headers, Outgoing
+from hito.pipeline.worker import Worker, build_worker
 from hito.runtime import Runtime
 
 
@@ -24,22 +35,80 @@ def runtime(runtime: Runtime) -> Runtime:
     )
 
 
-async def put_all(agent: Any, messages: Iterable[tuple[bytes, bytes | None]]) -> list[Any]:
-    """Put every (value, key) without waiting for each (the agents take batches), then wait
-    until the agent's batches (it yields a list of outcomes per batch) cover every message;
-    one outcome per message, in the order put."""
-    n = 0
-    for value, key in messages:
-        await agent.put(value, key=key, wait=False)
-        n += 1
+@dataclass(frozen=True)
+class FakeRecord:
+    topic: str
+    partition: int
+    offset: int
+    key: bytes | None
+    value: bytes | None
+    headers: Headers | None = None
+
+
+class RecordingSend:
+    """Every record the agents produce, in order (a Send that never fails)."""
+
+    def __init__(self) -> None:
+        self.sent: list[Outgoing] = []
+
+    async def __call__(self, record: Outgoing) -> None:
+        self.sent.append(record)
+
+    async def flush(self) -> None:
+        return None
+
+    def to(self, topic: str) -> list[Outgoing]:
+        return [r for r in self.sent if r.topic == topic]
+
+    def starting(self, prefix: str) -> list[Outgoing]:
+        return [r for r in self.sent if r.topic.startswith(prefix)]
+
+
+def worker_for_tests(runtime: Runtime, app_id: str, now: datetime, send: RecordingSend) -> Worker:
+    """A worker for the test context: records go to ``send``, the clock stands at ``now``,
+    and it owns every partition (there is no consumer to ask)."""
+    worker = build_worker(runtime, app_id=app_id, clock=lambda: now, send=send)
+    worker.lanes.assigned = lambda tp: True
+    return worker
+
+
+def lane_batches(
+    lanes: Lanes,
+    records: Iterable[tuple[str, bytes | None, bytes | None, Headers | None]],
+    size: int = 500,
+    partition: int = 0,
+) -> list[LaneBatch]:
+    """Lane batches of consecutive records of one topic (partition ``partition``), at most
+    ``size`` each, offsets counting up per topic from 0."""
+    offsets: dict[str, int] = {}
+    out: list[LaneBatch] = []
+    for topic, key, value, headers in records:
+        offset = offsets.get(topic, 0)
+        offsets[topic] = offset + 1
+        record = FakeRecord(topic, partition, offset, key, value, headers)
+        last = out[-1] if out else None
+        if last is None or last.tp.topic != topic or len(last.records) >= size:
+            out.append(LaneBatch(TP(topic, partition), [cast(Record, record)], lanes.generation))
+        else:
+            assert isinstance(last.records, list)
+            last.records.append(cast(Record, record))
+    return out
+
+
+async def put_all(agent: Any, batches: list[LaneBatch]) -> list[str]:
+    """Put every batch, then wait until the agent has handled them all; one outcome per
+    record, in the order put."""
+    before = agent.processed_offset
+    for batch in batches:
+        await agent.put(batch, wait=False)
 
     def outcomes() -> list[Any]:
-        return [o for i in range(agent.processed_offset) for o in agent.results[i]]
+        return [o for i in range(before, agent.processed_offset) for o in agent.results[i]]
 
     # Checked under the condition's lock: the agent notifies under it, so no batch can finish
     # between the check and the wait.
     async with asyncio.timeout(30), agent.new_value_processed:
-        while len(outcomes()) < n:
+        while agent.processed_offset - before < len(batches):
             await agent.new_value_processed.wait()
             if agent._crash_reason:
                 raise agent._crash_reason

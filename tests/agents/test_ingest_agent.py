@@ -4,13 +4,15 @@ from __future__ import annotations
 
 import asyncio
 from datetime import UTC, datetime
+from typing import cast
 
 from hito.device.simulate.fleet import DUPLICATE, VALID, Fleet, FleetPlan
 from hito.ops.dlq import decode_original, decode_record
-from hito.pipeline.worker import build_worker
+from hito.pipeline.faust.lane import Record
+from hito.pipeline.raw_origin import raw_origin
 from hito.runtime import Runtime
 from hito.schemas.clean import CleanEvent
-from tests.agents.conftest import put_all
+from tests.agents.conftest import RecordingSend, lane_batches, put_all, worker_for_tests
 
 NOW = datetime(2026, 11, 29, 19, 0, tzinfo=UTC)
 
@@ -20,24 +22,21 @@ def test_agent_routes_every_message_to_its_outcome(runtime: Runtime) -> None:
         count=400, bad_fraction=0.15, duplicate_fraction=0.1, out_of_order_fraction=0.03
     )
     messages = list(Fleet(runtime.registry, plan, NOW).messages())
-    sent: list[tuple[str, bytes | None, bytes]] = []
-
-    async def send(topic: str, key: bytes | None, value: bytes) -> None:
-        sent.append((topic, key, value))
-
-    worker = build_worker(runtime, app_id="hito-agent-test", clock=lambda: NOW, send=send)
+    send = RecordingSend()
+    worker = worker_for_tests(runtime, "hito-agent-test", NOW, send)
+    records = ((m.topic, m.key, m.value, None) for m in messages)
 
     async def scenario() -> list[str]:
         async with worker.ingest.test_context() as agent:
-            return await put_all(agent, ((m.value, m.key) for m in messages))
+            return await put_all(agent, lane_batches(worker.lanes, records, size=64))
 
     outcomes = asyncio.run(scenario())
     expected = ["accepted" if m.expected == VALID else m.expected for m in messages]
     assert outcomes == expected
     assert worker.metrics.events_by_outcome()["duplicate"] == expected.count(DUPLICATE)
 
-    dlq = [decode_record(v) for t, _, v in sent if t == "hito.dlq"]
-    originals = [decode_original(v) for t, _, v in sent if t == "hito.dlq.originals"]
+    dlq = [decode_record(r.value) for r in send.to("hito.dlq") if r.value]
+    originals = [decode_original(r.value) for r in send.to("hito.dlq.originals") if r.value]
     rejected = [m for m in messages if m.expected not in (VALID, DUPLICATE)]
     assert [r.reason.value for r in dlq] == [m.expected for m in rejected]
     # Operators' records hold no bytes; the originals (raw zone) hold them exactly, paired by
@@ -48,11 +47,15 @@ def test_agent_routes_every_message_to_its_outcome(runtime: Runtime) -> None:
     ]
     assert [r.original_bytes for r in dlq] == [len(m.value) for m in rejected]
 
-    # One clean event per accepted event, on its source's clean topic, keyed by site.
-    clean = [
-        (t, k, CleanEvent.model_validate_json(v)) for t, k, v in sent if t.startswith("hito.clean.")
-    ]
+    # One clean event per accepted event, on its source's clean topic, keyed by site, with
+    # where its raw event was read.
+    clean = [(r, CleanEvent.model_validate_json(r.value or b"")) for r in send.starting("hito.c")]
     valid = [m for m in messages if m.expected == VALID]
-    assert [(c.device_id, c.site) for _, _, c in clean] == [(m.device_id, m.site) for m in valid]
-    assert all(t == f"hito.clean.{c.source}" and k == c.site.encode() for t, k, c in clean)
-    assert {c.policy for _, _, c in clean} == {runtime.policy.version}
+    assert [(c.device_id, c.site) for _, c in clean] == [(m.device_id, m.site) for m in valid]
+    assert all(r.topic == f"hito.clean.{c.source}" and r.key == c.site.encode() for r, c in clean)
+    assert {c.policy for _, c in clean} == {runtime.policy.version}
+    assert all(raw_origin(cast(Record, r)) is not None for r, _ in clean)
+
+    # One dedup changelog record per device and batch: the latest state of each device.
+    changelog = send.to("hito-agent-test-dedup-seq-changelog")
+    assert {r.key for r in changelog} == {f'"{m.device_id}"'.encode() for m in valid}

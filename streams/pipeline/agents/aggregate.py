@@ -1,28 +1,29 @@
 """The aggregator: clean events -> per (site, window) state, exact under replays and crashes.
 
-Exactness (docs/aggregation.md): a window's counts and the ``(device_id, seq)`` pairs they
-include live in one table value, changed by one write per batch; Faust flushes the producer
-(changelogs included) before it commits offsets, so after a crash every clean event is either
-in the restored state (and recognised when delivered again) or delivered again (and counted).
-The publisher (``hito.pipeline.agents.publish``) writes the windows to InfluxDB.
+Exactness (docs/aggregation.md): a window's counts and the raw offsets they include live in
+one table value, written once per batch (one changelog record); the batch is acknowledged —
+its partition's watermark moves — only once those records are in Kafka, and Faust flushes
+the producer before it commits. After a crash every clean event is either in the restored
+state (and recognised when delivered again) or delivered again (and counted). The publisher
+(``hito.pipeline.agents.publish``) writes the windows to InfluxDB.
 """
 
 from __future__ import annotations
 
 import logging
-from collections import Counter, defaultdict
+from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any
 
 from pydantic import ValidationError
 
 from hito.pipeline.dead_letters import DeadLetters, Origin
 from hito.pipeline.delivery import Deliveries
-from hito.pipeline.faust.batches import last_event_per_partition
+from hito.pipeline.faust.lane import Record
 from hito.pipeline.metrics import LabelledChildren, PipelineMetrics
 from hito.pipeline.output import Send
+from hito.pipeline.raw_origin import raw_origin
 from hito.pipeline.sinks.influx import InfluxSink
 from hito.pipeline.stages import aggregate
 from hito.pipeline.stages.outcomes import Rejected
@@ -49,7 +50,7 @@ class WindowRules:
 @dataclass(eq=False, kw_only=True)
 class Aggregator:
     """State and collaborators of one worker's aggregate agent (``handle_batch`` is the agent's
-    body: a batch of clean events of any partitions, one outcome per event)."""
+    body: one lane batch, the records of one clean partition, one outcome per record)."""
 
     rules: WindowRules
     windows: VersionedWindows
@@ -63,48 +64,38 @@ class Aggregator:
     def __post_init__(self) -> None:
         self._crossings = LabelledChildren(self.metrics.crossings)  # (site, direction)
 
-    async def handle_batch(self, events: Sequence[Any]) -> list[str]:
-        """Count a batch into its windows; each window changed is written once, on behalf of
-        an event of its partition (a site's events all come from one clean partition)."""
+    async def handle_batch(self, records: Sequence[Record]) -> list[str]:
         if not self.sink.healthy:
             # Back-pressure: while InfluxDB fails, consumption pauses between retries.
             await self.sink.wait_ready()
+        if not records:
+            return []
         now = self.clock()
-        changed: dict[tuple[int, str], tuple[Any, aggregate.State]] = {}
-        cells: defaultdict[int, Cells] = defaultdict(Counter)
-        outcomes = []
+        partition = records[0].partition
         deliveries = Deliveries(self.send)
-        for event in events:
-            outcome = await self._count(event, now, changed, deliveries)
-            cells[event.message.partition][(aggregate.STAGE, outcome)] += 1
-            outcomes.append(outcome)
-        for refused in await deliveries.wait():  # dead letters only
+        outcomes = [await self._count(record, now, deliveries) for record in records]
+        cells: Cells = Counter((aggregate.STAGE, outcome) for outcome in outcomes)
+        self.counts.add(partition, now, cells)
+        if self.windows.eviction_due():
+            await self.windows.evict(deliveries, partition, now - self.rules.horizon)
+            await self.counts.windows.evict(deliveries, partition, now - self.rules.horizon)
+        await self.windows.write_changelog(deliveries)
+        await self.counts.windows.write_changelog(deliveries)
+        for refused in await deliveries.wait():
             self.dead_letters.refused(refused)
-        for (partition, name), (event, state) in changed.items():
-            # Counts and the events they include: one changelog record.
-            self.windows.put(partition, name, state, event)
-        evict = self.windows.eviction_due()
-        for partition, event in last_event_per_partition(events).items():
-            self.counts.add(partition, now, cells[partition], event)
-            if evict:
-                self.windows.evict(partition, now - self.rules.horizon, event)
-                self.counts.windows.evict(partition, now - self.rules.horizon, event)
         return outcomes
 
-    async def _count(
-        self,
-        event: Any,
-        now: datetime,
-        changed: dict[tuple[int, str], tuple[Any, Any]],
-        deliveries: Deliveries,
-    ) -> str:
-        data: bytes = event.value if isinstance(event.value, bytes) else b""
-        message = event.message
-        origin = Origin(message.topic, message.partition, message.offset, message.key)
+    async def _count(self, record: Record, now: datetime, deliveries: Deliveries) -> str:
+        data = record.value or b""
+        origin = Origin(record.topic, record.partition, record.offset, record.key)
+        raw = raw_origin(record)
         try:
             clean = CleanEvent.model_validate_json(data)
         except ValidationError:
-            rejected = Rejected(Reason.SCHEMA_VIOLATION, "not a clean event", stage=aggregate.STAGE)
+            clean = None
+        if clean is None or raw is None:
+            detail = "not a clean event" if clean is None else "no raw origin header"
+            rejected = Rejected(Reason.SCHEMA_VIOLATION, detail, stage=aggregate.STAGE)
             await self.dead_letters.reject(deliveries, rejected, data, origin)
             return Reason.SCHEMA_VIOLATION.value
         start = window_start(clean.event_time, self.rules.window_s)
@@ -120,18 +111,13 @@ class Aggregator:
             )
             await self.dead_letters.reject(deliveries, rejected, data, origin)
             return Reason.LATE_BEYOND_WINDOW.value
-        partition = message.partition
         name = aggregate.window_name(clean.site, start)
-        state = self.windows.get(partition, name)
+        state = self.windows.get(record.partition, name)
         if state is None:
             state = aggregate.new_state(clean.site, start)
-            # Into the table's store now (its changelog record follows at the end of the
-            # batch), so the rest of the batch and the flush timer see one state object.
-            self.windows.put(partition, name, state, event)
-        if not aggregate.add(state, clean):
+        if not aggregate.add(state, clean, raw):
             return "duplicate"
-        # The state object counted into is the one written, whatever the store holds by then.
-        changed[(partition, name)] = (event, state)
+        self.windows.put(record.partition, name, state)
         if clean.source == "checkpoint":
             self._crossings(clean.site, str(clean.payload["direction"])).inc()
         return "counted"

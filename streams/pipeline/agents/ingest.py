@@ -18,22 +18,25 @@ already counted by ``(device_id, seq)``. Nothing after ``anonymise`` ever sees a
 from __future__ import annotations
 
 import logging
+import os
+import signal
 import time
-from collections import Counter, defaultdict
+from collections import Counter
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import Any
 
 from hito.devices import RegistryWatcher
 from hito.pipeline.dead_letters import DEAD_LETTER, DeadLetters, Origin
 from hito.pipeline.delivery import Deliveries
-from hito.pipeline.faust.batches import last_event_per_partition, on_behalf_of
+from hito.pipeline.faust.lane import Record
 from hito.pipeline.metrics import LabelledChildren, PipelineMetrics
 from hito.pipeline.output import Send
 from hito.pipeline.pseudonyms import Keyring
+from hito.pipeline.raw_origin import raw_origin_header
 from hito.pipeline.stages import anonymise, dedup, validate
 from hito.pipeline.stages.outcomes import Accepted, Limits, Rejected
+from hito.pipeline.state.changelog import CHANGELOG, TableWriter
 from hito.pipeline.state.pipeline_counts import Cells, PipelineCounts
 from hito.schemas.privacy.policy import Policy
 from hito.schemas.reasons import Reason
@@ -43,8 +46,8 @@ log = logging.getLogger(__name__)
 PUBLISH_STAGE = "publish"  # sending a clean event to its topic
 
 
-def _origin(message: Any) -> Origin:
-    return Origin(message.topic, message.partition, message.offset, message.key)
+def _origin(record: Record) -> Origin:
+    return Origin(record.topic, record.partition, record.offset, record.key)
 
 
 def _event_outcome(outcome: str) -> str:
@@ -73,36 +76,41 @@ class Ingest:
     policy: Policy
     keyring: Keyring
     registry: RegistryWatcher
-    seq_table: Any  # Faust table: device_id -> dedup state (SeqState.to_json)
+    seq_table: TableWriter  # device_id -> dedup state (SeqState.to_json)
     counts: PipelineCounts
     send: Send
     dead_letters: DeadLetters
     metrics: PipelineMetrics
     clock: Callable[[], datetime]
     count_horizon: timedelta  # pipeline counts are forgotten this long after their minute
+    kill_after_publish: int | None = None  # a fault hook for tests (_fault_hook)
+    _batches: int = field(default=0, init=False)
 
     def __post_init__(self) -> None:
         self._events = LabelledChildren(self.metrics.events)  # (source, outcome)
         self.source_of = self.topics.source_of_raw
         self.clean_topics = self.topics.clean_by_source
 
-    async def handle_batch(self, events: Sequence[Any]) -> list[str]:
-        """One outcome per event, in order: ``accepted``, ``duplicate``, ``stale`` or the
-        reason code it was rejected with."""
+    async def handle_batch(self, records: Sequence[Record]) -> list[str]:
+        """One lane batch (the records of one raw partition, in order); one outcome per
+        record: ``accepted``, ``duplicate``, ``stale`` or the reason code it was rejected
+        with."""
+        if not records:
+            return []
         now = self.clock()
         registry = self.registry.current()
+        partition = records[0].partition
         outcomes: list[str] = []
         sources: list[str] = []
         states: dict[str, dedup.SeqState | None] = {}  # device -> state as of this batch
-        changed: dict[str, Any] = {}  # device -> an event of its partition (for the write)
+        changed: set[str] = set()  # devices whose state this batch moves on
         newest: dict[tuple[str, str], float] = {}
         deliveries = Deliveries(self.send)
         validate_s = anonymise_s = 0.0
         anonymised = 0
-        for i, event in enumerate(events):
-            message = event.message
-            raw: bytes = event.value if isinstance(event.value, bytes) else b""
-            source = self.source_of.get(message.topic, "unknown")
+        for i, record in enumerate(records):
+            raw = record.value or b""
+            source = self.source_of.get(record.topic, "unknown")
             sources.append(source)
             started = time.perf_counter()
             result = validate.validate(
@@ -110,10 +118,10 @@ class Ingest:
                 registry=registry,
                 limits=self.limits,
                 now=now,
-                expected_source=self.source_of.get(message.topic),
+                expected_source=self.source_of.get(record.topic),
             )
             validate_s += time.perf_counter() - started
-            if isinstance(result, Accepted) and event.key != result.event.device_id.encode():
+            if isinstance(result, Accepted) and record.key != result.event.device_id.encode():
                 # Dedup state is partitioned by the message key: it must be the device id.
                 result = Rejected(
                     Reason.SCHEMA_VIOLATION,
@@ -122,7 +130,7 @@ class Ingest:
                     site=result.device.site,
                 )
             if isinstance(result, Rejected):
-                await self.dead_letters.reject(deliveries, result, raw, _origin(message))
+                await self.dead_letters.reject(deliveries, result, raw, _origin(record))
                 outcomes.append(result.reason.value)
                 continue
             outcome = self._observe(result, states)
@@ -130,45 +138,62 @@ class Ingest:
             if outcome != "accepted":
                 continue
             ev = result.event
-            changed[result.device.device_id] = event
+            changed.add(result.device.device_id)
             started = time.perf_counter()
             clean = anonymise.anonymise(ev, self.policy, self.keyring)
             body = anonymise.encode(clean)
             anonymise_s += time.perf_counter() - started
             anonymised += 1
-            topic = self.clean_topics[clean.source]
-            await deliveries.add(topic, clean.site.encode(), body, tag=(i, raw, result))
+            await deliveries.add(
+                self.clean_topics[clean.source],
+                clean.site.encode(),
+                body,
+                (i, raw, result),
+                headers=[raw_origin_header(record.topic, record.partition, record.offset)],
+            )
             device = (result.device.site, result.device.device_id)
             newest[device] = max(newest.get(device, 0.0), ev.event_time.timestamp())
         # The clean events (and dead letters) must be in Kafka before the dedup state says
         # "seen": otherwise a crash in between could lose them for good.
-        await self._deliver(deliveries, events, outcomes)
-        for device_id, event in changed.items():
+        await self._deliver(deliveries, records, outcomes)
+        await self._fault_hook()
+        for device_id in changed:
             state = states[device_id]
             assert state is not None  # a device is "changed" only by an accepted event
-            with on_behalf_of(event):
-                self.seq_table[device_id] = state.to_json()
+            await self.seq_table.put(deliveries, partition, device_id, state.to_json())
+        self._count(partition, sources, outcomes, now)
+        if self.counts.windows.eviction_due():
+            # This agent is the only writer of its raw partitions' counts: it must forget
+            # their old minutes too.
+            await self.counts.windows.evict(deliveries, partition, now - self.count_horizon)
+        await self.counts.windows.write_changelog(deliveries)
+        await self._deliver(deliveries, records, outcomes)  # the state's changelog records
         self._mark_seen(newest)
-        self._count(events, sources, outcomes, now)
-        if events:
-            self.metrics.stage_seconds.labels(stage=validate.STAGE).observe(
-                validate_s / len(events)
-            )
+        self.metrics.stage_seconds.labels(stage=validate.STAGE).observe(validate_s / len(records))
         if anonymised:
             self.metrics.stage_seconds.labels(stage=anonymise.STAGE).observe(
                 anonymise_s / anonymised
             )
         return outcomes
 
+    async def _fault_hook(self) -> None:
+        """Tests kill the worker here (HITO_TEST_KILL_AFTER_PUBLISH=<n>: at the n-th batch),
+        between publishing a batch's clean events and writing its dedup state."""
+        if self.kill_after_publish is not None:
+            self._batches += 1
+            if self._batches >= self.kill_after_publish:
+                log.error("test fault hook: killed between publish and dedup state")
+                os.kill(os.getpid(), signal.SIGKILL)
+
     async def _deliver(
-        self, deliveries: Deliveries, events: Sequence[Any], outcomes: list[str]
+        self, deliveries: Deliveries, records: Sequence[Record], outcomes: list[str]
     ) -> None:
         """Wait for the batch's sends. A clean event Kafka refuses for good (never seen: they
         are a few hundred bytes) is dead-lettered as ``sink_rejected``; a refused dead letter
-        is counted. Nothing refused holds the partition."""
+        or changelog record is counted. Nothing refused holds the partition."""
         while refused := await deliveries.wait():
             for r in refused:
-                if r.record.tag == DEAD_LETTER:
+                if r.record.tag in (DEAD_LETTER, CHANGELOG):
                     self.dead_letters.refused(r)
                     continue
                 i, raw, accepted = r.record.tag
@@ -181,19 +206,17 @@ class Ingest:
                     stage=PUBLISH_STAGE,
                     site=accepted.device.site,
                 )
-                await self.dead_letters.reject(
-                    deliveries, rejected, raw, _origin(events[i].message)
-                )
+                await self.dead_letters.reject(deliveries, rejected, raw, _origin(records[i]))
 
     def _count(
-        self, events: Sequence[Any], sources: list[str], outcomes: list[str], now: datetime
+        self, partition: int, sources: list[str], outcomes: list[str], now: datetime
     ) -> None:
         """The batch's outcomes into hito_events_total and the pipeline counts."""
-        cells: defaultdict[int, Cells] = defaultdict(Counter)
-        for event, source, outcome in zip(events, sources, outcomes, strict=True):
-            cells[event.message.partition][_cell(outcome)] += 1
+        cells: Cells = Counter()
+        for source, outcome in zip(sources, outcomes, strict=True):
+            cells[_cell(outcome)] += 1
             self._events(source, _event_outcome(outcome)).inc()
-        self._write_counts(events, cells, now)
+        self.counts.add(partition, now, cells)
 
     def _observe(self, accepted: Accepted, states: dict[str, dedup.SeqState | None]) -> str:
         """The dedup stage for one event; moves ``states`` on when the event is new."""
@@ -235,12 +258,3 @@ class Ingest:
             # A late event is no sign of life now.
             if seen_at > (self.metrics.device_last_seen.get(*device) or 0.0):
                 self.metrics.device_last_seen.set(device[0], device[1], seen_at)
-
-    def _write_counts(self, events: Sequence[Any], cells: dict[int, Cells], now: datetime) -> None:
-        evict = self.counts.windows.eviction_due()
-        for partition, event in last_event_per_partition(events).items():
-            self.counts.add(partition, now, cells.get(partition, {}), event)
-            if evict:
-                # This agent is the only writer of some partitions' counts (raw topics are
-                # keyed by device, clean ones by site): it must forget its old minutes too.
-                self.counts.windows.evict(partition, now - self.count_horizon, event)

@@ -59,7 +59,7 @@ class Publisher:
         pending = self.windows.pending(owned)
         if not pending:
             return None
-        states = {key: self.windows.table[key] for key in pending}
+        states = {key: self.windows.state(key) for key in pending}
         by_window = {key: points_for(state, self.small_count_k) for key, state in states.items()}
         series = {key: {ln.split(" ", 1)[0] for ln in ls} for key, ls in by_window.items()}
 
@@ -78,7 +78,7 @@ class Publisher:
         if outcome is not Outcome.DEFERRED:
             self.windows.mark_written(pending)
             self.published.update(series)
-            for key in set(self.published) - set(self.windows.table.keys()):
+            for key in [k for k in self.published if self.windows.writer.get(k) is None]:
                 del self.published[key]  # evicted since
         return outcome
 
@@ -88,8 +88,10 @@ class Publisher:
         pending = self.counts.windows.pending(owned)
         if not pending:
             return None
-        table = self.counts.windows.table
-        by_minute = {key: pipeline_counts.points(partition_of(key), table[key]) for key in pending}
+        counts = self.counts.windows
+        by_minute = {
+            key: pipeline_counts.points(partition_of(key), counts.state(key)) for key in pending
+        }
 
         outcome = await self._write(by_minute, f"{len(pending)} minutes of pipeline counts")
         if outcome is not Outcome.DEFERRED:

@@ -31,8 +31,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Callable, Iterable, Set
+from collections.abc import Callable, Iterable, Iterator, Set
 from enum import Enum
+from functools import partial
 from typing import Any, ClassVar
 from weakref import WeakSet
 
@@ -42,6 +43,8 @@ from faust.transport.drivers.aiokafka import Consumer as AIOKafkaConsumer
 from faust.types import TP
 from faust.types.tuples import Message, ack_lock
 from mode.utils.futures import notify
+
+from hito.pipeline.faust.lane import LaneBatch, Lanes, lane_event
 
 log = logging.getLogger(__name__)
 
@@ -78,6 +81,9 @@ class GaplessConsumer(AIOKafkaConsumer):
     """aiokafka-backed Faust consumer; see the module docstring."""
 
     gapless_topics: ClassVar[frozenset[str]] = frozenset()
+    #: The batch lanes (hito.pipeline.faust.lane): input topics whose fetched records go to an
+    #: agent a partition's batch at a time; installed by the worker before the app starts.
+    lanes: ClassVar[Lanes | None] = None
     #: Called with the topic name on every seek back (a metric); set by the class factory.
     on_rewind: ClassVar[Callable[[str], None] | None] = None
     #: Called with the topic name for every record Faust acked unprocessed (a metric).
@@ -171,6 +177,13 @@ class GaplessConsumer(AIOKafkaConsumer):
         }
         for tp, start in self._log_start.items():
             self._next_offset.setdefault(tp, start)
+        lanes = type(self).lanes
+        if lanes is not None:
+            # Whatever a lane still holds was fetched before this seek: it comes again.
+            lanes.new_generation()
+            for tp, offset in self._next_offset.items():
+                if lanes.lane_for(tp.topic) is not None:
+                    lanes.watermarks.start(tp, offset)
 
     async def _log_starts(self, tps: set[TP]) -> dict[TP, int]:
         if not tps:
@@ -190,7 +203,30 @@ class GaplessConsumer(AIOKafkaConsumer):
         for tp in revoked:
             self._next_offset.pop(tp, None)
             self._rewound_at.pop(tp, None)
+        lanes = type(self).lanes
+        if lanes is not None:
+            lanes.new_generation()
+            for tp in revoked:
+                lanes.watermarks.forget(tp)
         await super().on_partitions_revoked(revoked)
+
+    async def wait_empty(self) -> None:
+        """Faust's, after the batch an agent has in hand (a rebalance must wait for it: its
+        table writes belong to partitions that may be leaving). At a stop Faust does not
+        wait, and neither does this: an unfinished batch is simply not committed."""
+        lanes = type(self).lanes
+        if lanes is not None and not self.should_stop:
+            await lanes.wait_idle()
+        await super().wait_empty()
+
+    def _filter_tps_with_pending_acks(self, topics: Any = None) -> Iterator[TP]:
+        """Faust's, plus the lane partitions (acknowledged by watermark, not per record)."""
+        yield from super()._filter_tps_with_pending_acks(topics)
+        lanes = type(self).lanes
+        if lanes is not None:
+            for tp in lanes.watermarks:
+                if tp not in self._acked and (topics is None or tp in topics or tp.topic in topics):
+                    yield tp
 
     async def _admit(self, tp: TP, offset: int) -> Admit:
         """The check at delivery of a record of an input topic (see the module docstring)."""
@@ -242,7 +278,15 @@ class GaplessConsumer(AIOKafkaConsumer):
             self._next_offset[tp] = offset + 1
 
     def _new_offset(self, tp: TP) -> int | None:
-        """Faust's, except that the commit never passes an unacknowledged first record."""
+        """Faust's, except that the commit never passes an unacknowledged first record; for a
+        lane's partition, its watermark (everything before it handled, in order)."""
+        lanes = type(self).lanes
+        if lanes is not None and lanes.lane_for(tp.topic) is not None:
+            handled = lanes.watermarks.get(tp)
+            committed = self._committed_offset[tp]
+            if handled is None or (committed is not None and handled <= committed):
+                return None
+            return handled
         if tp.topic in self.gapless_topics:
             acked = self._acked[tp]
             base = self._committed_offset[tp]  # the next offset to commit (Kafka's meaning)
@@ -302,9 +346,12 @@ class GaplessConsumer(AIOKafkaConsumer):
         read_offset = self._read_offset
         acks_enabled_for = self.app.topics.acks_enabled_for
         gapless = self.gapless_topics
+        lanes = type(self).lanes
+        to_lanes: dict[TP, list[Message]] = {}
+        generation = lanes.generation if lanes is not None else 0
         rewound: set[TP] = set()
         for i, (tp, message) in enumerate(batch):
-            if i % 100 == 99:  # as Faust: let other tasks run during a long batch
+            if i % 100 == 99 and lanes is None:  # as Faust: let other tasks run meanwhile
                 await asyncio.sleep(0)
             offset = message.offset
             if tp.topic in gapless:
@@ -314,6 +361,11 @@ class GaplessConsumer(AIOKafkaConsumer):
                 if admit is Admit.REWOUND:
                     rewound.add(tp)
                 if admit is not Admit.DELIVER:
+                    continue
+                if lanes is not None and lanes.lane_for(tp.topic) is not None:
+                    to_lanes.setdefault(tp, []).append(message)
+                    read_offset[tp] = offset
+                    self._delivered(tp, offset)
                     continue
             else:  # changelogs: Faust's own handling (compacted topics do have holes)
                 r_offset = read_offset.get(tp)
@@ -329,6 +381,29 @@ class GaplessConsumer(AIOKafkaConsumer):
             read_offset[tp] = offset
             if tp.topic in gapless:
                 self._delivered(tp, offset)
+        if to_lanes and lanes is not None and lanes.generation == generation:
+            await self._to_lanes(lanes, to_lanes, generation)
+
+    async def _to_lanes(
+        self, lanes: Lanes, records: dict[TP, list[Message]], generation: int
+    ) -> None:
+        """One LaneBatch per partition into its lane. Past the lane's high mark the partition
+        is paused like a full Faust buffer (``on_buffer_full``) and resumed when the lane
+        drains; a completely full lane makes the fetch loop wait (as Faust's does)."""
+        for fetched_tp, messages in records.items():
+            tp = TP(fetched_tp.topic, fetched_tp.partition)  # Faust's type, not aiokafka's
+            lane = lanes.lane_for(tp.topic)
+            assert lane is not None
+            event = lane_event(self.app, LaneBatch(tp, messages, generation))
+            for queue in lane.queues():
+                if queue.full():
+                    await queue.put(event)
+                else:
+                    queue.put_nowait_enhanced(
+                        event,
+                        on_pressure_high=partial(self.on_buffer_full, tp),
+                        on_pressure_drop=partial(self.on_buffer_drop, tp),
+                    )
 
     async def _deleted(self, tp: TP, offset: int) -> bool:
         """True when the log no longer starts at or before ``offset`` (retention removed it);

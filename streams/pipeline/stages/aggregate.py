@@ -1,16 +1,18 @@
 """Stage ``aggregate``: clean events -> per (site, window) aggregates, exact under replays.
 
-The state of one window of one site is a JSON-ready dict holding the counts *and* the
-``(device_id, seq)`` pairs already counted (as ranges, so it stays small). Both change in the
-same table write, so one changelog record carries them together: after a crash or rebalance,
-re-delivered events are recognised and never counted twice, and events whose count was lost
-are counted again. See docs/aggregation.md.
+The state of one window of one site is a JSON-ready dict holding the counts *and*, per raw
+partition, the highest raw offset whose event it counted (``hw``). Every clean event carries
+where it came from — its raw topic, partition and offset (``RawOrigin``, a Kafka header set
+by ingest) — and the events of one raw partition reach a window in raw-offset order, so an
+event at or below the window's mark for its raw partition was counted before: a replay (docs/
+aggregation.md, "Exactness without per-device state", has the argument). Counts and marks
+change in the same table write, so one changelog record carries them together. A window's
+state is bounded by the number of raw partitions, whatever the number of devices.
 """
 
 from __future__ import annotations
 
 import bisect
-import sys
 from datetime import datetime
 from typing import Any
 
@@ -56,7 +58,7 @@ def new_state(site: str, start: datetime) -> State:
         "start": format_start(start),
         "version": 0,
         "policy": "",
-        "seen": {},
+        "hw": {},
         "crossings": {},
         "nationality": {},
         "wait": {},
@@ -65,75 +67,21 @@ def new_state(site: str, start: datetime) -> State:
     }
 
 
-def seen_ranges(state: State, device_id: str) -> list[list[int]]:
-    """The device's counted ``seq`` numbers in this window, as sorted disjoint ``[lo, hi]``.
-
-    A window holds one entry per device that sent in it. Most devices' numbers form a single
-    range, stored as the text ``"lo-hi"`` (a third of the memory of nested lists, which were
-    most of a window's size at a million devices); a device with gaps keeps a list of ranges,
-    so that each event costs a bisection, not a re-parse. Text of several ranges
-    (``"lo-hi,lo-hi"``) is read too."""
-    stored = state["seen"].get(device_id)
-    if not stored:
-        return []
-    if isinstance(stored, list):
-        return [list(r) for r in stored]
-    return _parse(stored)
+RawOrigin = tuple[str, int]
+"""(``"<raw topic>|<partition>"``, raw offset): where a clean event's raw event was read."""
 
 
-def _parse(text: str) -> list[list[int]]:
-    out = []
-    for part in text.split(","):
-        lo, _, hi = part.partition("-")
-        out.append([int(lo), int(hi)])
-    return out
+def counted_before(state: State, origin: RawOrigin) -> bool:
+    source, offset = origin
+    mark: int | None = state["hw"].get(source)
+    return mark is not None and offset <= mark
 
 
-def already_counted(state: State, device_id: str, seq: int) -> bool:
-    stored = state["seen"].get(device_id)
-    if not stored:
-        return False
-    ranges = _parse(stored) if isinstance(stored, str) else stored
-    i = bisect.bisect_right(ranges, [seq, float("inf")]) - 1
-    return i >= 0 and ranges[i][0] <= seq <= ranges[i][1]
-
-
-def _mark_counted(state: State, device_id: str, seq: int) -> None:
-    seen = state["seen"]
-    stored = seen.get(device_id)
-    if not stored:
-        seen[device_id] = f"{seq}-{seq}"
-        return
-    if isinstance(stored, str):
-        ranges = _parse(stored)
-        if len(ranges) == 1:  # the common case: extend the single range
-            lo, hi = ranges[0]
-            if seq == hi + 1:
-                seen[device_id] = f"{lo}-{seq}"
-                return
-            if seq == lo - 1:
-                seen[device_id] = f"{seq}-{hi}"
-                return
-    else:
-        ranges = stored  # changed in place
-    i = bisect.bisect_right(ranges, [seq, float("inf")])
-    ranges.insert(i, [seq, seq])
-    # Merge with neighbours: an in-order stream keeps a single range per device.
-    if i + 1 < len(ranges) and ranges[i + 1][0] == seq + 1:
-        ranges[i][1] = ranges.pop(i + 1)[1]
-    if i > 0 and ranges[i - 1][1] == seq - 1:
-        ranges[i - 1][1] = ranges.pop(i)[1]
-    seen[device_id] = f"{ranges[0][0]}-{ranges[0][1]}" if len(ranges) == 1 else ranges
-
-
-def add(state: State, event: CleanEvent) -> bool:
+def add(state: State, event: CleanEvent, origin: RawOrigin) -> bool:
     """Count the event into the window's state (in place). False when it was counted before."""
-    # Interned: the window's entry shares the registry's device_id string (streams/devices.py)
-    # instead of holding a copy per device per window.
-    device_id = sys.intern(event.device_id)
-    if already_counted(state, device_id, event.seq):
+    if counted_before(state, origin):
         return False
-    _mark_counted(state, device_id, event.seq)
+    state["hw"][origin[0]] = origin[1]
     state["version"] += 1
     state["policy"] = max(state["policy"], event.policy)
     p = event.payload

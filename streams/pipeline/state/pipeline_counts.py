@@ -19,7 +19,6 @@ from __future__ import annotations
 from collections import Counter
 from collections.abc import Mapping
 from datetime import datetime
-from typing import Any
 
 from hito.pipeline.sinks.lines import line
 from hito.pipeline.stages.windows import format_start, parse_start, window_start
@@ -39,10 +38,9 @@ class PipelineCounts:
         partition: int,
         processed_at: datetime,
         cells: Mapping[tuple[str, str], int],
-        event: Any,
     ) -> None:
-        """Add a batch's events of ``partition`` to the current minute: one table write, on
-        behalf of ``event`` (an event of that partition)."""
+        """Add a batch's events of ``partition`` to the current minute (one changelog record
+        per minute and batch: VersionedWindows.write_changelog)."""
         if not cells:
             return
         start = format_start(window_start(processed_at, self.window_s))
@@ -52,7 +50,7 @@ class PipelineCounts:
             cell = f"{stage}|{outcome}"
             counts[cell] = counts.get(cell, 0) + n
         state["version"] += 1
-        self.windows.put(partition, start, state, event)
+        self.windows.put(partition, start, state)
 
 
 def points(partition: int, state: State) -> list[str]:

@@ -2,10 +2,12 @@
 
 A value is a JSON-ready dict with at least ``start`` (its window, as ``hito.pipeline.stages
 .windows`` formats it) and ``version`` (bumped by every change). The table key is
-``<partition>|<name>``: a window belongs to the input partition whose events fill it (a table
-write goes to the changelog partition of the event it is made for, and a worker owns whole
-partitions), so the partition lives in the key, and the window's own state knows nothing of
-Kafka.
+``<partition>|<name>``: a window belongs to the input partition whose events fill it (its
+changelog records go to that partition, and a worker owns whole partitions), so the partition
+lives in the key, and the window's own state knows nothing of Kafka.
+
+Changes are made in the store at once and marked dirty; :meth:`write_changelog` sends one
+changelog record per dirty window with the batch (``hito.pipeline.state.changelog``).
 
 Beside the table this keeps, for this process only, which version of each window InfluxDB
 has: a window is *pending* while its version is newer; after a restart nothing is known, so
@@ -20,8 +22,9 @@ from collections.abc import Callable, Iterator
 from datetime import datetime
 from typing import Any
 
-from hito.pipeline.faust.batches import on_behalf_of
+from hito.pipeline.delivery import Deliveries
 from hito.pipeline.stages.windows import format_start
+from hito.pipeline.state.changelog import TableWriter
 
 State = dict[str, Any]
 
@@ -42,24 +45,37 @@ class VersionedWindows:
         evict_every_s: float = 5.0,
         monotonic: Callable[[], float] = time.monotonic,
     ) -> None:
-        self.table = table
+        self.writer = TableWriter(table)
         self.written: dict[str, int] = {}  # key -> version InfluxDB has (this process)
+        self._dirty: dict[str, int] = {}  # key -> partition: changed since the last changelog
         self._evict_every_s = evict_every_s
         self._monotonic = monotonic
         self._last_evict = monotonic()
 
     def get(self, partition: int, name: str) -> State | None:
-        state: State | None = self.table.get(table_key(partition, name))
+        state: State | None = self.writer.get(table_key(partition, name))
         return state
 
-    def put(self, partition: int, name: str, state: State, event: Any) -> None:
-        """Write ``state`` (one changelog record) on behalf of ``event``, which must be an
-        event of ``partition``."""
-        with on_behalf_of(event):
-            self.table[table_key(partition, name)] = state
+    def state(self, key: str) -> State:
+        value: State = self.writer.store[key]
+        return value
+
+    def put(self, partition: int, name: str, state: State) -> None:
+        """``state`` is the window's value now (its changelog record follows with the batch)."""
+        key = table_key(partition, name)
+        self.writer.store[key] = state
+        self._dirty[key] = partition
+
+    async def write_changelog(self, deliveries: Deliveries) -> None:
+        """One changelog record per window changed since the last call (its latest value)."""
+        dirty, self._dirty = self._dirty, {}
+        for key, partition in dirty.items():
+            value = self.writer.get(key)
+            if value is not None:
+                await self.writer.changelog(deliveries, partition, key, value)
 
     def owned(self, partitions: set[int]) -> Iterator[tuple[str, State]]:
-        for key, state in list(self.table.items()):
+        for key, state in self.writer.items():
             if partition_of(key) in partitions:
                 yield key, state
 
@@ -82,18 +98,17 @@ class VersionedWindows:
         self._last_evict = now
         return True
 
-    def evict(self, partition: int, before: datetime, event: Any) -> list[str]:
+    async def evict(self, deliveries: Deliveries, partition: int, before: datetime) -> list[str]:
         """Forget ``partition``'s windows that start before ``before`` and are in InfluxDB
-        (deletes go to the changelog on behalf of ``event``, an event of that partition).
-        Returns the keys forgotten."""
+        (a tombstone each, with the batch). Returns the keys forgotten."""
         cutoff = format_start(before)
         gone = [
             key
             for key, state in self.owned({partition})
             if state["start"] < cutoff and self.written.get(key) == state["version"]
         ]
-        with on_behalf_of(event):
-            for key in gone:
-                del self.table[key]
-                self.written.pop(key, None)
+        for key in gone:
+            await self.writer.delete(deliveries, partition, key)
+            self.written.pop(key, None)
+            self._dirty.pop(key, None)
         return gone

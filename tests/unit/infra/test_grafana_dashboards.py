@@ -89,7 +89,7 @@ def _written() -> dict[str, tuple[set[str], set[str]]]:
                 "payload": payload,
             }
         )
-        assert aggregate.add(state, event)
+        assert aggregate.add(state, event, ("hito.raw.sensor|0", seq))
     lines = points_for(state, k=1)
     lines.append(
         line(

@@ -10,13 +10,27 @@ from typing import Any
 from aiokafka.errors import KafkaTimeoutError, MessageSizeTooLargeError, NotLeaderForPartitionError
 
 from hito.pipeline.delivery import Deliveries
+from hito.pipeline.output import Outgoing
+
+
+class ScriptedSend:
+    """A Send whose answer per record is scripted by the record's value."""
+
+    def __init__(self, answer: Any) -> None:
+        self.answer = answer
+
+    async def __call__(self, record: Outgoing) -> Any:
+        return await self.answer(record.value)
+
+    async def flush(self) -> None:
+        return None
 
 
 def test_retryable_failures_are_sent_again_until_delivered() -> None:
     attempts: dict[bytes, int] = {}
     failures = {b"a": [NotLeaderForPartitionError(), KafkaTimeoutError()], b"b": []}
 
-    async def send(topic: str, key: bytes | None, value: bytes) -> Any:
+    async def answer(value: bytes) -> Any:
         attempts[value] = attempts.get(value, 0) + 1
         future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         if failures[value]:
@@ -26,7 +40,7 @@ def test_retryable_failures_are_sent_again_until_delivered() -> None:
         return future
 
     async def scenario() -> list[Any]:
-        deliveries = Deliveries(send, first_backoff_s=0.01)
+        deliveries = Deliveries(ScriptedSend(answer), first_backoff_s=0.01)
         await deliveries.add("t", None, b"a")
         await deliveries.add("t", None, b"b")
         return await deliveries.wait()
@@ -38,14 +52,14 @@ def test_retryable_failures_are_sent_again_until_delivered() -> None:
 def test_a_refusal_before_sending_is_reported_without_retrying() -> None:
     calls: list[bytes] = []
 
-    async def send(topic: str, key: bytes | None, value: bytes) -> Any:
+    async def answer(value: bytes) -> Any:
         calls.append(value)
         if len(value) > 3:
             raise MessageSizeTooLargeError()  # the producer's own size check
         return None
 
     async def scenario() -> list[Any]:
-        deliveries = Deliveries(send)
+        deliveries = Deliveries(ScriptedSend(answer))
         await deliveries.add("t", None, b"big!", tag="the big one")
         await deliveries.add("t", None, b"ok")
         return await deliveries.wait()

@@ -94,7 +94,10 @@ def test_silence_pages_once_is_forwarded_and_resolves_when_the_watchdog_returns(
             assert list(log.read()) == []  # a heartbeat is never a page
             await until(lambda: bool(silence_pages(log)))
             silent_after = time.monotonic() - seen
-            assert pager.registry.get_sample_value("hito_pager_alert_path_silent") == 1
+            # The gauge is set once the page is on disk (the log is read before that).
+            await until(
+                lambda: pager.registry.get_sample_value("hito_pager_alert_path_silent") == 1
+            )
             await asyncio.sleep(3 * TIMEOUT_S)
             assert len(silence_pages(log)) == 1  # one page per silence, not one per check
             r = await client.post("/alerts/watchdog", data=orjson.dumps(watchdog()), headers=AUTH)

@@ -21,44 +21,38 @@ from hito.pipeline.state.versioned import VersionedWindows
 from hito.schemas.reasons import Reason
 from hito.schemas.topics import TopicNames
 from hito.settings import SurgeSettings
+from tests.agents.conftest import RecordingSend
 from tests.unit.pipeline.sinks.test_errors import influx_answering, sink_on
+from tests.unit.pipeline.state.test_versioned import Table
 
 START = datetime(2026, 12, 3, 12, 0, tzinfo=UTC)
-
-
-class Event:
-    pass
 
 
 async def _no_history(*_: Any) -> list[Any]:
     return []
 
 
-def publisher_with_one_window(port: int) -> tuple[Publisher, list[tuple[str, bytes | None, bytes]]]:
-    sent: list[tuple[str, bytes | None, bytes]] = []
-
-    async def send(topic: str, key: bytes | None, value: bytes) -> None:
-        sent.append((topic, key, value))
-
+def publisher_with_one_window(port: int) -> tuple[Publisher, RecordingSend]:
+    send = RecordingSend()
     sink = sink_on(port)
-    windows = VersionedWindows({})
+    windows = VersionedWindows(Table())
     state = aggregate.new_state("chacalluta", START)
     state["sensor"] = {
         "ground|6mk4bb": {"detections": 3, "readings": 2, "value_sum": 0.0, "values": 0}
     }
     state["version"] = 2
-    windows.put(0, aggregate.window_name("chacalluta", START), state, Event())
+    windows.put(0, aggregate.window_name("chacalluta", START), state)
     publisher = Publisher(
         sink=sink,
         windows=windows,
-        counts=PipelineCounts(VersionedWindows({}), 60),
+        counts=PipelineCounts(VersionedWindows(Table()), 60),
         detector=SurgeDetector(SurgeSettings(), 60, sink.metrics, _no_history),
         send=send,
         dead_letters=DeadLetters(TopicNames(), sink.metrics, lambda: START),
         small_count_k=5,
         clock=lambda: START,
     )
-    return publisher, sent
+    return publisher, send
 
 
 @pytest.mark.parametrize("status", [400, 422])
@@ -70,12 +64,13 @@ def test_a_permanent_refusal_goes_to_the_dlq_once(status: int) -> None:
             assert await publisher.flush_windows({0}) is Outcome.DEAD_LETTERED
             assert await publisher.flush_windows({0}) is None  # not retried
             await publisher.sink.close()
-        [(topic, key, value), (originals_topic, _, original)] = sent
-        record = decode_record(value)
-        assert (topic, originals_topic, key) == ("hito.dlq", "hito.dlq.originals", None)
+        [operators, originals] = sent.sent
+        record = decode_record(operators.value or b"")
+        assert (operators.topic, originals.topic) == ("hito.dlq", "hito.dlq.originals")
+        assert operators.key is None
         assert (record.reason, record.stage) == (Reason.SINK_REJECTED, "sink")
         assert record.detail == f"HTTP {status} for 0|chacalluta|2026-12-03T12:00:00Z"
-        assert decode_original(original).original == (
+        assert decode_original(originals.value or b"").original == (
             b"sensor,geohash=6mk4bb,policy=unknown,sensor_type=ground,site=chacalluta "
             b"detections=3i,readings=2i 1796299200"
         )
@@ -90,7 +85,7 @@ def test_a_retryable_failure_keeps_the_window_pending() -> None:
             publisher, sent = publisher_with_one_window(port)
             publisher.sink.delete = _no_delete  # type: ignore[method-assign,assignment]
             assert await publisher.flush_windows({0}) is Outcome.DEFERRED
-            assert sent == []
+            assert sent.sent == []
             assert publisher.windows.pending({0}) == {"0|chacalluta|2026-12-03T12:00:00Z": 2}
             await publisher.sink.close()
 

@@ -1,6 +1,5 @@
 from __future__ import annotations
 
-import itertools
 import re
 from datetime import UTC, datetime
 from typing import Any
@@ -43,34 +42,66 @@ def _crossing(seq: int, device: str = "cl-chacalluta-ckpt-01", **payload: Any) -
     )
 
 
-def test_each_device_seq_counts_once_and_ranges_stay_compact() -> None:
-    state = aggregate.new_state("chacalluta", START)
-    for seq in [0, 1, 2, 5, 4, 3, 2, 9]:
-        aggregate.add(state, _crossing(seq))
-    assert state["crossings"] == {"entry|car|admitted": 7}
-    assert state["seen"] == {"cl-chacalluta-ckpt-01": [[0, 5], [9, 9]]}
-    assert aggregate.seen_ranges(state, "cl-chacalluta-ckpt-01") == [[0, 5], [9, 9]]
-    assert state["version"] == 7
+RAW = "hito.raw.checkpoint|0"
 
 
-@given(seqs=st.lists(st.integers(0, 200), max_size=300))
-def test_count_equals_distinct_seqs_whatever_the_order(seqs: list[int]) -> None:
+def test_each_raw_offset_counts_once_and_state_stays_per_partition() -> None:
     state = aggregate.new_state("chacalluta", START)
-    added = [aggregate.add(state, _crossing(s)) for s in seqs]
-    assert sum(added) == len(set(seqs))
-    assert sum(state["crossings"].values()) == len(set(seqs))
-    ranges = aggregate.seen_ranges(state, "cl-chacalluta-ckpt-01")
-    assert all(a[1] + 1 < b[0] for a, b in itertools.pairwise(ranges))
-    assert sum(hi - lo + 1 for lo, hi in ranges) == len(set(seqs))
+    # In order per raw partition, with a replay of a suffix (an ingest restart) in between.
+    deliveries = [(RAW, 0), (RAW, 1), (RAW, 2), ("hito.raw.checkpoint|1", 7), (RAW, 1), (RAW, 2),
+                  (RAW, 3), ("hito.raw.checkpoint|1", 7), ("hito.raw.checkpoint|1", 9)]  # fmt: skip
+    added = [aggregate.add(state, _crossing(i), origin) for i, origin in enumerate(deliveries)]
+    assert added == [True, True, True, True, False, False, True, False, True]
+    assert state["crossings"] == {"entry|car|admitted": 6}
+    assert state["hw"] == {RAW: 3, "hito.raw.checkpoint|1": 9}  # one mark per raw partition
+    assert state["version"] == 6
+
+
+@given(
+    offsets=st.dictionaries(
+        st.integers(0, 3), st.lists(st.integers(0, 500), min_size=1, max_size=60), max_size=4
+    ),
+    replays=st.lists(st.tuples(st.integers(0, 3), st.integers(0, 60)), max_size=10),
+    data=st.data(),
+)
+def test_count_equals_distinct_raw_records_under_any_replay(
+    offsets: dict[int, list[int]], replays: list[tuple[int, int]], data: st.DataObject
+) -> None:
+    """Each raw partition's events arrive in offset order; a replay re-sends a suffix of what
+    was sent, in order (an ingest restart from its committed offset). Partitions interleave
+    arbitrarily. Whatever happens, each raw record counts exactly once."""
+    streams = {p: sorted(set(o)) for p, o in offsets.items()}
+    sent: dict[int, list[int]] = {p: [] for p in streams}
+    arrivals: list[tuple[int, int]] = []
+    cursors = dict.fromkeys(streams, 0)
+    pending_replays = list(replays)
+    while any(cursors[p] < len(streams[p]) for p in streams) or pending_replays:
+        choices = [p for p in streams if cursors[p] < len(streams[p])]
+        if pending_replays and (not choices or data.draw(st.booleans())):
+            p, back = pending_replays.pop()
+            if sent.get(p):
+                arrivals += [(p, o) for o in sent[p][-min(back, len(sent[p])) :]]
+            continue
+        p = data.draw(st.sampled_from(choices))
+        offset = streams[p][cursors[p]]
+        cursors[p] += 1
+        sent[p].append(offset)
+        arrivals.append((p, offset))
+    state = aggregate.new_state("chacalluta", START)
+    added = sum(aggregate.add(state, _crossing(0), (f"raw|{p}", o)) for p, o in arrivals)
+    assert added == sum(len(o) for o in streams.values())
+    assert sum(state["crossings"].values()) == added
 
 
 def test_points_are_typed_tagged_and_suppressed() -> None:
     state = aggregate.new_state("chacalluta", START)
     for seq in range(12):
-        aggregate.add(state, _crossing(seq, processing_seconds=20 if seq % 2 else 16.1))
+        aggregate.add(state, _crossing(seq, processing_seconds=20 if seq % 2 else 16.1), (RAW, seq))
     for seq in range(3):  # a small cell: 3 trucks
         aggregate.add(
-            state, _crossing(seq, device="cl-chacalluta-ckpt-02", mode="truck", nationality="BOL")
+            state,
+            _crossing(seq, device="cl-chacalluta-ckpt-02", mode="truck", nationality="BOL"),
+            (RAW, 100 + seq),
         )
     lines = points_for(state, k=5)
     assert all(",policy=p1," in ln and ",site=chacalluta" in ln for ln in lines)
@@ -85,25 +116,3 @@ def test_points_are_typed_tagged_and_suppressed() -> None:
     assert len(wait) == 1
     assert re.search(r"max_s=20(\.0)?,p50_s=20(\.0)?,p95_s=20(\.0)? ", wait[0])
     assert "i," not in wait[0].split(" ")[1] and not wait[0].split(" ")[1].endswith("i")
-
-
-def test_ranges_stored_by_earlier_versions_still_count() -> None:
-    # Window states restored from a changelog written before the ranges became text.
-    state = aggregate.new_state("chacalluta", START)
-    state["seen"]["cl-chacalluta-ckpt-01"] = [[0, 5]]
-    assert not aggregate.add(state, _crossing(3))
-    assert aggregate.add(state, _crossing(6))
-    assert state["seen"]["cl-chacalluta-ckpt-01"] == "0-6"
-
-
-def test_a_single_range_is_kept_as_text() -> None:
-    state = aggregate.new_state("chacalluta", START)
-    for seq in [4, 5, 3, 7]:
-        aggregate.add(state, _crossing(seq))
-    assert state["seen"]["cl-chacalluta-ckpt-01"] == [[3, 5], [7, 7]]
-    aggregate.add(state, _crossing(6))  # fills the gap: one range again, stored as text
-    assert state["seen"]["cl-chacalluta-ckpt-01"] == "3-7"
-    state["seen"]["cl-chacalluta-ckpt-01"] = "3-5,9-9"  # several ranges as text: read too
-    assert not aggregate.add(state, _crossing(9))
-    assert aggregate.add(state, _crossing(8))
-    assert aggregate.seen_ranges(state, "cl-chacalluta-ckpt-01") == [[3, 5], [8, 9]]

@@ -1,0 +1,221 @@
+"""The batch lane: each partition's fetched records reach an agent as *one* Faust event.
+
+Faust delivers every record through its conductor, a queue per topic and the stream iterator,
+and acknowledges each one: about 45 µs of CPU per record and per hop (NOTES-perf.md), more
+than the work Hito does on it. For the input topics (raw and clean) the consumer
+(``hito.pipeline.faust.consumer``) hands a partition's fetched records to a lane instead: a
+:class:`LaneBatch` goes into an in-memory Faust channel, and an agent on that channel (a thin
+adapter, ``hito.pipeline.worker``) handles the whole batch. Changelog partitions keep Faust's
+own path, so tables, recovery, the assignor, consumer groups and Faust's commit timer stay
+Faust's.
+
+Invariants (tests/unit/pipeline/faust/test_lane.py):
+
+- a batch is *acknowledged* as a per-partition watermark: when the agent has handled it and
+  it continues exactly where the last handled batch ended, the partition's next offset to
+  commit moves to the batch's end; the commit never passes a record no agent handled;
+- a batch fetched in an earlier generation (before a seek or a rebalance), or of a partition
+  this worker no longer owns, is dropped unhandled: its records come again from the
+  committed offset;
+- a rebalance and a stop wait for the batch in hand (:meth:`Lanes.wait_idle`) before Faust
+  commits, and the queued batches are dropped (Faust clears its flow-controlled queues);
+- the lane is bounded: past a few batches the partition is paused like a full Faust buffer
+  (``Consumer.on_buffer_full``), so a flood on one partition holds the others back by a few
+  batches' work at most.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+from faust.types import TP
+from faust.types.tuples import Message
+
+log = logging.getLogger(__name__)
+
+# A few batches per lane (each up to a fetch: 512 KiB, some 750 events): enough to keep the
+# agent busy while the next fetch arrives, few enough that a flood waits its turn.
+LANE_BATCHES = 8
+
+
+class Record(Protocol):
+    """What a handler reads of a fetched record (Faust's ConsumerMessage has all of it)."""
+
+    topic: str
+    partition: int
+    offset: int
+    key: bytes | None
+    value: bytes | None
+    headers: Any
+
+
+@dataclass(slots=True)
+class LaneBatch:
+    """Records of one partition, consecutive offsets, in order."""
+
+    tp: TP
+    records: Sequence[Record]
+    generation: int
+
+    @property
+    def first(self) -> int:
+        return self.records[0].offset
+
+    @property
+    def end(self) -> int:
+        """The offset after the last record (what a commit after this batch says)."""
+        return self.records[-1].offset + 1
+
+
+@dataclass
+class Watermarks:
+    """Per input partition: the next offset after everything handled, in order.
+
+    ``start(tp, offset)`` sets where a partition reads from (its committed offset, or the log
+    start), ``handled(batch)`` moves it on when the batch continues exactly there. A batch that
+    does not (records skipped by a seek, a stale batch) leaves it where it is: the commit only
+    ever covers records handled without a hole before them.
+    """
+
+    _next: dict[TP, int] = field(default_factory=dict)
+
+    def start(self, tp: TP, offset: int) -> None:
+        self._next[tp] = offset
+
+    def forget(self, tp: TP) -> None:
+        self._next.pop(tp, None)
+
+    def handled(self, batch: LaneBatch) -> bool:
+        expected = self._next.get(batch.tp)
+        if expected is None or batch.first != expected:
+            return False
+        self._next[batch.tp] = batch.end
+        return True
+
+    def get(self, tp: TP) -> int | None:
+        return self._next.get(tp)
+
+    def __iter__(self) -> Iterator[TP]:
+        return iter(list(self._next))
+
+
+class Lane:
+    """One agent's input: a bounded in-memory channel of LaneBatch events."""
+
+    def __init__(self, name: str, channel: Any, topics: frozenset[str]) -> None:
+        self.name = name
+        self.channel = channel  # faust Channel; its clone's queue feeds the agent
+        self.topics = topics
+
+    def queues(self) -> list[Any]:
+        """The queues of the agents iterating the channel (Faust clones a channel for each
+        iterator; ``Channel.put`` puts on each clone's queue: so do we, with Faust's own
+        pressure callbacks, which ``put`` does not take)."""
+        root = self.channel._root or self.channel
+        return [subscriber.queue for subscriber in root._subscribers]
+
+
+class Lanes:
+    """The lanes of one consumer, and the bookkeeping they share with it."""
+
+    def __init__(self, lanes: Sequence[Lane]) -> None:
+        self._by_topic = {topic: lane for lane in lanes for topic in lane.topics}
+        # Whether this worker owns a partition now (the worker points it at the consumer's
+        # assignment; agent tests own everything).
+        self.assigned: Callable[[TP], bool] = lambda tp: True
+        self.lanes = list(lanes)
+        self.generation = 0
+        self.watermarks = Watermarks()
+        self._in_hand = 0
+        self._idle = asyncio.Event()
+        self._idle.set()
+
+    def lane_for(self, topic: str) -> Lane | None:
+        return self._by_topic.get(topic)
+
+    @property
+    def topics(self) -> frozenset[str]:
+        return frozenset(self._by_topic)
+
+    def new_generation(self) -> None:
+        """Everything queued before now is stale (a seek, a rebalance)."""
+        self.generation += 1
+
+    def take(self, batch: LaneBatch) -> bool:
+        """An agent takes ``batch`` from its lane: False when it must be dropped unhandled
+        (stale or revoked); True when it is now *in hand* until :meth:`done`."""
+        if batch.generation != self.generation or not self.assigned(batch.tp):
+            log.debug("dropping a stale batch of %s at %d", batch.tp, batch.first)
+            return False
+        self._in_hand += 1
+        self._idle.clear()
+        return True
+
+    def done(self, batch: LaneBatch, handled: bool) -> None:
+        """The agent finished the batch it took (``handled``: completely)."""
+        if handled and batch.generation == self.generation and not self.watermarks.handled(batch):
+            log.warning(
+                "batch %s %d..%d handled, but it does not continue at %s: not committed",
+                batch.tp,
+                batch.first,
+                batch.end - 1,
+                self.watermarks.get(batch.tp),
+            )
+        self._in_hand -= 1
+        if self._in_hand == 0:
+            self._idle.set()
+
+    async def wait_idle(self) -> None:
+        """Until no batch is in an agent's hands."""
+        await self._idle.wait()
+
+
+def lane_event(app: Any, batch: LaneBatch) -> Any:
+    """A Faust event carrying ``batch`` (for the lane's channel). It carries the consumer's
+    generation: Faust's stream skips events of another generation (and while flow is
+    suspended), which drops a batch fetched before a rebalance: it is fetched again."""
+    message = Message(
+        topic=f"hito-lane:{batch.tp.topic}",
+        partition=batch.tp.partition,
+        offset=batch.end - 1,
+        timestamp=0.0,
+        timestamp_type=0,
+        headers=None,
+        key=None,
+        value=None,
+        checksum=None,
+        tp=batch.tp,
+        generation_id=app.consumer_generation_id,
+    )
+    return app.create_event(None, batch, None, message)
+
+
+HandleBatch = Callable[[Sequence[Record]], Awaitable[list[str]]]
+
+
+def lane_agent(lanes: Lanes, handle: HandleBatch) -> Callable[[Any], AsyncIterator[list[str]]]:
+    """The body of a lane's agent: take each batch, handle it, mark it done (its watermark);
+    yields each batch's outcomes (agent tests read them; Faust needs no per-record value)."""
+
+    async def agent(stream: Any) -> AsyncIterator[list[str]]:
+        async for batch in stream:
+            if not lanes.take(batch):
+                continue
+            handled = False
+            try:
+                outcomes = await handle(batch.records)
+                handled = True
+            finally:
+                lanes.done(batch, handled)
+            yield outcomes
+
+    return agent
+
+
+def install_lanes(app: Any, lanes: Lanes) -> None:
+    """Give the app's consumer class the lanes (Faust makes the consumer when it starts)."""
+    app.transport.Consumer.lanes = lanes
