@@ -69,6 +69,7 @@ def worker_for_tests(runtime: Runtime, app_id: str, now: datetime, send: Recordi
     and it owns every partition (there is no consumer to ask)."""
     worker = build_worker(runtime, app_id=app_id, clock=lambda: now, send=send)
     worker.lanes.assigned = lambda tp: True
+    worker.lanes.resume({})
     return worker
 
 

@@ -160,6 +160,12 @@ class GaplessConsumer(AIOKafkaConsumer):
         return _ConsumerThread(self, loop=self.loop, beacon=self.beacon)
 
     async def perform_seek(self) -> None:
+        lanes = type(self).lanes
+        if lanes is not None:
+            # Until the seek is done, nothing fetched may reach an agent: a batch fetched from
+            # aiokafka's own position while the tables recovered, handled now, would count
+            # records whose committed offset the seek is about to restore.
+            lanes.pause()
         # Where the log starts, asked before the seek: a partition without a committed offset
         # starts there (auto.offset.reset is "earliest"), and the check above needs to know it.
         self._log_start = await self._log_starts(
@@ -177,13 +183,8 @@ class GaplessConsumer(AIOKafkaConsumer):
         }
         for tp, start in self._log_start.items():
             self._next_offset.setdefault(tp, start)
-        lanes = type(self).lanes
         if lanes is not None:
-            # Whatever a lane still holds was fetched before this seek: it comes again.
-            lanes.new_generation()
-            for tp, offset in self._next_offset.items():
-                if lanes.lane_for(tp.topic) is not None:
-                    lanes.watermarks.start(tp, offset)
+            lanes.resume({tp: o for tp, o in self._next_offset.items() if lanes.lane_for(tp.topic)})
 
     async def _log_starts(self, tps: set[TP]) -> dict[TP, int]:
         if not tps:
@@ -205,10 +206,16 @@ class GaplessConsumer(AIOKafkaConsumer):
             self._rewound_at.pop(tp, None)
         lanes = type(self).lanes
         if lanes is not None:
-            lanes.new_generation()
+            lanes.pause()  # until the seek that ends the rebalance
             for tp in revoked:
                 lanes.watermarks.forget(tp)
         await super().on_partitions_revoked(revoked)
+
+    async def on_partitions_assigned(self, assigned: Set[TP], generation_id: int = 0) -> None:
+        lanes = type(self).lanes
+        if lanes is not None:
+            lanes.pause()  # until the seek that ends the rebalance
+        await super().on_partitions_assigned(assigned, generation_id)
 
     async def wait_empty(self) -> None:
         """Faust's, after the batch an agent has in hand (a rebalance must wait for it: its
@@ -355,14 +362,16 @@ class GaplessConsumer(AIOKafkaConsumer):
                 await asyncio.sleep(0)
             offset = message.offset
             if tp.topic in gapless:
-                if tp in rewound:
-                    continue
+                if tp in rewound or (lanes is not None and not lanes.ready):
+                    continue  # (a lane's records before the seek: fetched again after it)
                 admit = await self._admit(tp, offset)
                 if admit is Admit.REWOUND:
                     rewound.add(tp)
                 if admit is not Admit.DELIVER:
                     continue
                 if lanes is not None and lanes.lane_for(tp.topic) is not None:
+                    if not lanes.ready:
+                        continue  # fetched before the seek: it comes again from there
                     to_lanes.setdefault(tp, []).append(message)
                     read_offset[tp] = offset
                     self._delivered(tp, offset)

@@ -129,6 +129,7 @@ class Lanes:
         self.assigned: Callable[[TP], bool] = lambda tp: True
         self.lanes = list(lanes)
         self.generation = 0
+        self.ready = False  # between a rebalance's start and the seek that ends it: False
         self.watermarks = Watermarks()
         self._in_hand = 0
         self._idle = asyncio.Event()
@@ -141,14 +142,23 @@ class Lanes:
     def topics(self) -> frozenset[str]:
         return frozenset(self._by_topic)
 
-    def new_generation(self) -> None:
-        """Everything queued before now is stale (a seek, a rebalance)."""
+    def pause(self) -> None:
+        """A rebalance or a seek began: everything queued is stale, and nothing more goes in
+        until :meth:`resume`."""
         self.generation += 1
+        self.ready = False
+
+    def resume(self, positions: dict[TP, int]) -> None:
+        """The seek is done: each lane partition reads (and commits) from ``positions``."""
+        self.generation += 1
+        for tp, offset in positions.items():
+            self.watermarks.start(tp, offset)
+        self.ready = True
 
     def take(self, batch: LaneBatch) -> bool:
         """An agent takes ``batch`` from its lane: False when it must be dropped unhandled
         (stale or revoked); True when it is now *in hand* until :meth:`done`."""
-        if batch.generation != self.generation or not self.assigned(batch.tp):
+        if not self.ready or batch.generation != self.generation or not self.assigned(batch.tp):
             log.debug("dropping a stale batch of %s at %d", batch.tp, batch.first)
             return False
         self._in_hand += 1
