@@ -31,9 +31,16 @@ from hito.pipeline.faust.lag import report_consumer_lag
 from hito.pipeline.metrics import PipelineMetrics
 from hito.pipeline.output import Send
 from hito.pipeline.sinks.influx import InfluxSink
+from hito.pipeline.stages.repeat import MEASUREMENT as REPEAT_CROSSINGS
+from hito.pipeline.stages.repeat import RepeatRules
 from hito.pipeline.state.pipeline_counts import PipelineCounts
+from hito.pipeline.state.repeat_days import RepeatDays
 from hito.pipeline.state.versioned import VersionedWindows
 from hito.runtime import Runtime
+from hito.schemas.privacy.retention import (
+    PERSON_STATE_TABLE,
+    person_state_changelog_configs,
+)
 
 log = logging.getLogger(__name__)
 
@@ -52,6 +59,7 @@ class Worker:
     aggregate: Any
     windows: Any
     counts_table: Any
+    repeat_table: Any
     sink: InfluxSink
     metrics: PipelineMetrics
     publisher: Publisher
@@ -103,6 +111,13 @@ def build_worker(
         partitions=p.topic_partitions,
         help="Per partition, site and window: counts and the events they include",
     )
+    repeat_table = app.Table(
+        PERSON_STATE_TABLE,
+        default=None,
+        partitions=p.topic_partitions,
+        help="Per partition, site, day and pseudonym: the person's crossings (repeat_crossings)",
+        extra_topic_configs=person_state_changelog_configs(runtime.policy),
+    )
     # The sink writes with the bucket-scoped pipeline token, never the admin token; checked
     # here so a worker without one fails at start, and read again whenever InfluxDB refuses it.
     influx = runtime.settings.influxdb
@@ -115,6 +130,8 @@ def build_worker(
     rules = WindowRules(window_s=p.window_s, allowed_lateness_s=p.allowed_lateness_s)
     counts = PipelineCounts(VersionedWindows(counts_table), p.window_s)
     windows = VersionedWindows(windows_table)
+    repeat_days = RepeatDays(repeat_table)
+    repeat_rules = repeat_rules_of(runtime)
     # Revocations and new devices apply without a restart (hito.devices).
     registry = RegistryWatcher(
         runtime.registry, *p.registry_files(), interval_s=p.registry_reload_s
@@ -124,7 +141,7 @@ def build_worker(
         limits=runtime.limits,
         dedup_window=p.dedup_window,
         policy=runtime.policy,
-        keyring=runtime.keyring,
+        keys=runtime.key_store.lookup,
         registry=registry,
         seq_table=seq_table,
         counts=counts,
@@ -138,6 +155,8 @@ def build_worker(
         rules=rules,
         windows=windows,
         counts=counts,
+        repeat_days=repeat_days,
+        repeat_rules=repeat_rules,
         sink=sink,
         dead_letters=dead_letters,
         metrics=metrics,
@@ -152,6 +171,9 @@ def build_worker(
         dead_letters=dead_letters,
         small_count_k=runtime.policy.small_count_k,
         clock=clock,
+        repeat_days=repeat_days,
+        repeat_rules=repeat_rules,
+        on_day_published=lambda site: metrics.repeat_days_published.labels(site=site).inc(),
     )
 
     def batch_agent(handle: HandleBatch) -> Callable[[Any], AsyncIterator[list[str]]]:
@@ -174,6 +196,14 @@ def build_worker(
     async def publish() -> None:
         await publisher.flush({tp.partition for tp in app.assignor.assigned_actives()})
 
+    @app.timer(interval=runtime.settings.privacy.key_refresh_s)  # type: ignore[untyped-decorator]
+    async def destroy_expired_keys() -> None:
+        # Keys of closed epochs go (from the shared store file too); rotations made with
+        # `hito policy keys rotate` are read in.
+        runtime.key_store.destroy_expired(clock(), runtime.key_grace_s)
+        for purpose, chain in runtime.key_store.chains.items():
+            metrics.key_first_epoch.labels(purpose=purpose).set(chain.first_epoch)
+
     inputs = set(topics.inputs)
     lag_reported: set[tuple[str, int]] = set()
 
@@ -188,7 +218,22 @@ def build_worker(
         aggregate=aggregate,
         windows=windows_table,
         counts_table=counts_table,
+        repeat_table=repeat_table,
         sink=sink,
         metrics=metrics,
         publisher=publisher,
+    )
+
+
+def repeat_rules_of(runtime: Runtime) -> RepeatRules:
+    """The repeat_crossings output's rules: the purpose that feeds it (the policy loader
+    guarantees exactly one, with a horizon), its epochs, the grace and k."""
+    policy = runtime.policy
+    (purpose,) = (p for p in policy.purposes.values() if REPEAT_CROSSINGS in p.outputs)
+    assert purpose.epoch_s is not None
+    return RepeatRules(
+        purpose=purpose.name,
+        epoch_s=purpose.epoch_s,
+        grace_s=runtime.key_grace_s,
+        k=policy.small_count_k,
     )

@@ -22,10 +22,12 @@ from hito.pipeline.dead_letters import DeadLetters, Origin
 from hito.pipeline.faust.batches import last_event_per_partition
 from hito.pipeline.metrics import LabelledChildren, PipelineMetrics
 from hito.pipeline.sinks.influx import InfluxSink
-from hito.pipeline.stages import aggregate
+from hito.pipeline.stages import aggregate, repeat
 from hito.pipeline.stages.outcomes import Rejected
+from hito.pipeline.stages.repeat import Crossings, RepeatRules
 from hito.pipeline.stages.windows import format_start, window_start
 from hito.pipeline.state.pipeline_counts import Cells, PipelineCounts
+from hito.pipeline.state.repeat_days import RepeatDays
 from hito.pipeline.state.versioned import VersionedWindows
 from hito.schemas.clean import CleanEvent
 from hito.schemas.reasons import Reason
@@ -52,6 +54,8 @@ class Aggregator:
     rules: WindowRules
     windows: VersionedWindows
     counts: PipelineCounts
+    repeat_days: RepeatDays  # per-person days of repeat_crossings
+    repeat_rules: RepeatRules
     sink: InfluxSink  # read for back-pressure only: the publisher writes
     dead_letters: DeadLetters
     metrics: PipelineMetrics
@@ -68,25 +72,35 @@ class Aggregator:
             await self.sink.wait_ready()
         now = self.clock()
         changed: dict[tuple[int, str], tuple[Any, aggregate.State]] = {}
+        people: dict[tuple[int, str], tuple[Any, Crossings, str]] = {}
         cells: defaultdict[int, Cells] = defaultdict(Counter)
         outcomes = []
         for event in events:
-            outcome = await self._count(event, now, changed)
+            outcome = await self._count(event, now, changed, people)
             cells[event.message.partition][(aggregate.STAGE, outcome)] += 1
             outcomes.append(outcome)
         for (partition, name), (event, state) in changed.items():
             # Counts and the events they include: one changelog record.
             self.windows.put(partition, name, state, event)
+        for (partition, name), (event, crossings, policy) in people.items():
+            # A person's crossings of the day and the events they are: one changelog record.
+            self.repeat_days.put(partition, name, crossings, policy, event)
         evict = self.windows.eviction_due()
         for partition, event in last_event_per_partition(events).items():
             self.counts.add(partition, now, cells[partition], event)
             if evict:
                 self.windows.evict(partition, now - self.rules.horizon, event)
                 self.counts.windows.evict(partition, now - self.rules.horizon, event)
+                # Days the publisher has written: their per-person state goes now.
+                self.repeat_days.delete_published(partition, event)
         return outcomes
 
     async def _count(
-        self, event: Any, now: datetime, changed: dict[tuple[int, str], tuple[Any, Any]]
+        self,
+        event: Any,
+        now: datetime,
+        changed: dict[tuple[int, str], tuple[Any, Any]],
+        people: dict[tuple[int, str], tuple[Any, Crossings, str]],
     ) -> str:
         data: bytes = event.value if isinstance(event.value, bytes) else b""
         message = event.message
@@ -111,6 +125,7 @@ class Aggregator:
             await self.dead_letters.reject(rejected, data, origin)
             return Reason.LATE_BEYOND_WINDOW.value
         partition = message.partition
+        self._sight(clean, event, now, people)
         name = aggregate.window_name(clean.site, start)
         state = self.windows.get(partition, name)
         if state is None:
@@ -125,3 +140,28 @@ class Aggregator:
         if clean.source == "checkpoint":
             self._crossings(clean.site, str(clean.payload["direction"])).inc()
         return "counted"
+
+    def _sight(
+        self,
+        clean: CleanEvent,
+        event: Any,
+        now: datetime,
+        people: dict[tuple[int, str], tuple[Any, Crossings, str]],
+    ) -> None:
+        """Add the event's crossing to its person-day of ``repeat_crossings``: exact by itself
+        (the person-day holds the crossings it includes), whatever the window's state says."""
+        seen = repeat.sighting(clean, self.repeat_rules)
+        if seen is None or self.repeat_rules.closed(seen.epoch, now):
+            return  # no pseudonym, or a day already published (its state may be gone)
+        partition = event.message.partition
+        key = (partition, seen.name)
+        if key in people:
+            before: Crossings | None = people[key][1]
+            policy = people[key][2]
+        else:
+            stored = self.repeat_days.get(partition, seen.name)
+            before = stored["c"] if stored else None
+            policy = stored["p"] if stored else ""
+        after = repeat.record(before, seen.crossing)
+        if after is not None:
+            people[key] = (event, after, max(policy, clean.policy))

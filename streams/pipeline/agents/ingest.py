@@ -31,7 +31,7 @@ from hito.pipeline.dead_letters import DeadLetters, Origin
 from hito.pipeline.faust.batches import last_event_per_partition, on_behalf_of
 from hito.pipeline.metrics import LabelledChildren, PipelineMetrics
 from hito.pipeline.output import Send
-from hito.pipeline.pseudonyms import Keyring
+from hito.pipeline.pseudonyms import KeyLookup
 from hito.pipeline.stages import anonymise, dedup, validate
 from hito.pipeline.stages.outcomes import Accepted, Limits, Rejected
 from hito.pipeline.state.pipeline_counts import Cells, PipelineCounts
@@ -50,7 +50,7 @@ class Ingest:
     limits: Limits
     dedup_window: int
     policy: Policy
-    keyring: Keyring
+    keys: KeyLookup  # (purpose, epoch) -> key: the key store's view, no I/O
     registry: RegistryWatcher
     seq_table: Any  # Faust table: device_id -> dedup state (SeqState.to_json)
     counts: PipelineCounts
@@ -111,10 +111,13 @@ class Ingest:
                 ev = result.event
                 changed[result.device.device_id] = event
                 started = time.perf_counter()
-                clean = anonymise.anonymise(ev, self.policy, self.keyring)
+                made = anonymise.anonymise(ev, self.policy, self.keys)
+                clean = made.clean
                 body = anonymise.encode(clean)
                 anonymise_s += time.perf_counter() - started
                 anonymised += 1
+                if made.withheld:
+                    self._withheld(made, cells[message.partition])
                 delivered = await self.send(
                     self.clean_topics[clean.source], clean.site.encode(), body
                 )
@@ -182,6 +185,12 @@ class Ingest:
             log.warning("dedup state of %s unreadable; starting it afresh", device_id)
             self.metrics.dedup_state_resets.inc()
             return None
+
+    def _withheld(self, made: anonymise.Anonymised, cells: Cells) -> None:
+        """Count an event a purpose could not pseudonymise (its epoch key is destroyed)."""
+        cells[(anonymise.STAGE, "pseudonym_withheld")] += 1
+        for purpose in made.withheld:
+            self.metrics.pseudonyms_withheld.labels(purpose=purpose).inc()
 
     def _count_event(self, source: str, outcome: str) -> None:
         self._events(source, outcome).inc()

@@ -16,7 +16,9 @@ from hito.pipeline.agents.surge import SurgeDetector
 from hito.pipeline.dead_letters import DeadLetters
 from hito.pipeline.sinks.errors import Outcome
 from hito.pipeline.stages import aggregate
+from hito.pipeline.stages.repeat import RepeatRules
 from hito.pipeline.state.pipeline_counts import PipelineCounts
+from hito.pipeline.state.repeat_days import RepeatDays
 from hito.pipeline.state.versioned import VersionedWindows
 from hito.schemas.reasons import Reason
 from hito.settings import SurgeSettings
@@ -55,6 +57,8 @@ def publisher_with_one_window(port: int) -> tuple[Publisher, list[tuple[str, byt
         dead_letters=DeadLetters("hito.dlq", send, sink.metrics, lambda: START),
         small_count_k=5,
         clock=lambda: START,
+        repeat_days=RepeatDays({}),
+        repeat_rules=RepeatRules("repeat_crossings", 86400, 360, 5),
     )
     return publisher, sent
 

@@ -1,0 +1,89 @@
+"""Per-person, per-day state of ``repeat_crossings`` in a Faust table, and its deletion.
+
+The table key is ``<partition>|<site>|<epoch>|<pseudonym>`` (the partition of the clean events
+that fill it, as in ``hito.pipeline.state.versioned``), the value ``{"c": [crossings], "p":
+policy version}``. One record per person and day, so a batch writes small records and a day
+of a busy site is never one huge value.
+
+Which days InfluxDB has is known to this process only (``published``); after a restart every
+closed day still in the table is published again (the same values: a closed day no longer
+changes) and then deleted. Deletion is a table write, so it needs an event of the partition
+(the aggregate agent's batches); the changelog's compaction settings (policy
+``retention_hours.person_state``) bound how long a deleted record stays in Kafka.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from typing import Any
+
+from hito.pipeline.faust.batches import on_behalf_of
+from hito.pipeline.stages.repeat import Crossings, day_of
+
+Day = tuple[int, str, int]  # (partition, site, epoch)
+
+
+def table_key(partition: int, name: str) -> str:
+    return f"{partition}|{name}"
+
+
+class RepeatDays:
+    def __init__(
+        self,
+        table: Any,
+        *,
+        scan_every_s: float = 5.0,
+        monotonic: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.table = table
+        self.published: set[Day] = set()  # days InfluxDB has (this process)
+        self._scan_every_s = scan_every_s
+        self._monotonic = monotonic
+        self._last_scan = -float("inf")
+
+    def get(self, partition: int, name: str) -> dict[str, Any] | None:
+        value: dict[str, Any] | None = self.table.get(table_key(partition, name))
+        return value
+
+    def put(self, partition: int, name: str, crossings: Crossings, policy: str, event: Any) -> None:
+        """Write a person-day (one changelog record) on behalf of ``event``, an event of
+        ``partition``."""
+        with on_behalf_of(event):
+            self.table[table_key(partition, name)] = {"c": crossings, "p": policy}
+
+    def scan_due(self) -> bool:
+        """True at most once every ``scan_every_s`` (a scan reads the whole table)."""
+        now = self._monotonic()
+        if now - self._last_scan < self._scan_every_s:
+            return False
+        self._last_scan = now
+        return True
+
+    def days(self, partitions: set[int]) -> dict[Day, list[dict[str, Any]]]:
+        """Every day of ``partitions`` in the table, with its person records."""
+        out: dict[Day, list[dict[str, Any]]] = {}
+        for key, value in list(self.table.items()):
+            partition, name = key.split("|", 1)
+            if int(partition) in partitions:
+                site, epoch = day_of(name)
+                out.setdefault((int(partition), site, epoch), []).append(value)
+        return out
+
+    def delete_published(self, partition: int, event: Any) -> int:
+        """Delete the person records of ``partition``'s published days (on behalf of
+        ``event``, an event of that partition); returns how many were deleted."""
+        days = {(site, epoch) for p, site, epoch in self.published if p == partition}
+        if not days:
+            return 0
+        prefix = f"{partition}|"
+        gone = [
+            key
+            for key in list(self.table.keys())
+            if key.startswith(prefix) and day_of(key[len(prefix) :]) in days
+        ]
+        with on_behalf_of(event):
+            for key in gone:
+                del self.table[key]
+        self.published -= {(partition, site, epoch) for site, epoch in days}
+        return len(gone)
