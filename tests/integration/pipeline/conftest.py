@@ -8,6 +8,7 @@ import socket
 import uuid
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
+from datetime import datetime
 from typing import Any
 
 import pytest
@@ -16,9 +17,9 @@ from influxdb_client import InfluxDBClient
 from hito.access.influx_tokens import ensure_bucket_tokens
 from hito.access.topics import ensure_topics
 from hito.credentials import tokens_path
-from hito.pipeline.worker import Worker, build_worker
+from hito.pipeline.worker import Worker, build_worker, utc_now
 from hito.runtime import Runtime
-from hito.settings import HitoSettings, PipelineSettings
+from hito.settings import HitoSettings
 
 
 @pytest.fixture
@@ -29,15 +30,18 @@ def isolated(stack: HitoSettings) -> HitoSettings:
 def make_isolated(stack: HitoSettings) -> HitoSettings:
     """The stack's settings with topics and a bucket of their own (created here)."""
     run = uuid.uuid4().hex[:8]
-    pipeline = PipelineSettings(
-        raw_topics={
-            "checkpoint": f"hito.test-{run}.raw.checkpoint",
-            "sensor": f"hito.test-{run}.raw.sensor",
-            "drone": f"hito.test-{run}.raw.drone",
-        },
-        dlq_topic=f"hito.test-{run}.dlq",
-        clean_topic_prefix=f"hito.test-{run}.clean.",
-        topic_partitions=2,
+    # A copy of the stack's pipeline settings (the registry files among them), own topics.
+    pipeline = stack.pipeline.model_copy(
+        update={
+            "raw_topics": {
+                "checkpoint": f"hito.test-{run}.raw.checkpoint",
+                "sensor": f"hito.test-{run}.raw.sensor",
+                "drone": f"hito.test-{run}.raw.drone",
+            },
+            "dlq_topic": f"hito.test-{run}.dlq",
+            "clean_topic_prefix": f"hito.test-{run}.clean.",
+            "topic_partitions": 2,
+        }
     )
     influx = stack.influxdb.model_copy(update={"bucket": f"hito-test-{run}"})
     with InfluxDBClient(
@@ -58,8 +62,10 @@ def isolated_runtime(isolated: HitoSettings, runtime: Runtime) -> Runtime:
 
 
 @asynccontextmanager
-async def running_worker(runtime: Runtime) -> AsyncIterator[Worker]:
-    worker = build_worker(runtime, app_id=f"hito-test-{uuid.uuid4().hex[:8]}")
+async def running_worker(
+    runtime: Runtime, clock: Callable[[], datetime] = utc_now
+) -> AsyncIterator[Worker]:
+    worker = build_worker(runtime, app_id=f"hito-test-{uuid.uuid4().hex[:8]}", clock=clock)
     await worker.app.start()
     try:
         yield worker
