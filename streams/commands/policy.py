@@ -3,6 +3,7 @@ officer."""
 
 from __future__ import annotations
 
+import itertools
 import json
 from datetime import datetime, timedelta
 from typing import Annotated, Any
@@ -76,11 +77,16 @@ def show(
     for p in doc["purposes"]:
         hours = p["linkability_horizon_hours"]
         horizon = (
-            f"{hours} h epochs (UTC); keys destroyed {doc['key_grace_s']} s after each"
+            f"{hours} h epochs (UTC); each epoch's key destroyed {doc['key_grace_s']} s "
+            "after the epoch ends"
             if hours
             else "none: nothing links one person's records"
         )
-        fields = "\n".join(f"{f['schema']} {f['field']}: {f['rule']}" for f in p["fields"])
+        fields = "\n".join(
+            line
+            for schema, group in itertools.groupby(p["fields"], key=lambda f: f["schema"])
+            for line in (schema, *(f"  {f['field']}: {f['rule']}" for f in group))
+        )
         purposes.add_row(p["name"], fields, horizon, ", ".join(p["outputs"]), p["description"])
     console.print(purposes)
     rules = Table(title="Every payload field: its rule and the purposes it serves")
