@@ -47,6 +47,7 @@ def build(devices: int, identities: int) -> dict[str, Any]:
     from hito.pipeline.metrics import PipelineMetrics
     from hito.pipeline.pseudonyms import epoch_of, pseudonym
     from hito.pipeline.stages import aggregate, dedup, repeat
+    from hito.pipeline.state import repeat_days
     from hito.settings import PipelineSettings
 
     steps: list[dict[str, Any]] = []
@@ -82,8 +83,8 @@ def build(devices: int, identities: int) -> dict[str, Any]:
         person = pseudonym(bytes(32), "repeat_crossings", "document_number", f"P{i:09d}", epoch)
         device = ids[i % devices] if devices else "dev-0"
         seen = repeat.Sighting(_SITES[i % 4], epoch, person, f"entry|{device}|{i}")
-        crossings = repeat.record(None, seen.crossing)
-        repeat_table[f"{i % 4}|{seen.name}"] = {"c": crossings, "p": "2026-12-03.1"}
+        crossings = repeat.record(None, seen.crossing) or []
+        repeat_table[f"{i % 4}|{seen.name}"] = repeat_days.pack(crossings, "2026-12-03.1")
     step("identities pseudonymised and recorded for the day")
 
     window = PipelineSettings().dedup_window

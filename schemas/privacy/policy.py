@@ -25,6 +25,7 @@ OTHER = "other"  # what a value outside a generalisation's vocabulary becomes
 RuleKind = Literal["keep", "pseudonymise", "drop", "year_band", "geohash", "vocabulary"]
 _NAME = r"^[a-z][a-z0-9_]{0,47}$"
 _VOCABULARY_WORD = r"^[A-Za-z0-9_-]{1,32}$"
+_VERSION = r"^[A-Za-z0-9._:-]{1,64}$"
 
 # Data zones and what each retention covers (policy.yaml ``retention_hours``).
 RETENTION_ZONES: Mapping[str, str] = {
@@ -225,8 +226,8 @@ def load_policy(path: Path = POLICY_FILE) -> Policy:
     resolution = doc["event_time_resolution_s"]
     if not isinstance(resolution, int) or not 1 <= resolution <= 3600:
         raise PolicyError("event_time_resolution_s must be an integer from 1 to 3600")
-    if not isinstance(version, str) or not version:
-        raise PolicyError("version must be a non-empty string")
+    if not isinstance(version, str) or not re.match(_VERSION, version):
+        raise PolicyError("version must be 1 to 64 of A-Z a-z 0-9 . _ : - (a tag on every point)")
     if not isinstance(k, int) or k < 2:
         raise PolicyError("small_count_k must be an integer >= 2")
     if not isinstance(schemas, dict):

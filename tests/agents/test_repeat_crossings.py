@@ -17,6 +17,7 @@ from hito.device import sdk
 from hito.pipeline.keystore import KeyStore
 from hito.pipeline.pseudonyms import epoch_of
 from hito.pipeline.stages import repeat
+from hito.pipeline.state.repeat_days import unpack
 from hito.pipeline.worker import build_worker
 from hito.runtime import Runtime
 from hito.schemas.clean import CleanEvent
@@ -113,8 +114,9 @@ def test_repeat_crossings_exact_published_once_closed_then_forgotten(
     (outcomes, people), later = asyncio.run(scenario())
     assert outcomes == ["counted"] * 60 + ["duplicate"] * 60
     assert len(people) == 7 + 3 + 20  # one record per person and day
-    assert repeat.day_cells(v["c"] for v in people.values()) == {"entry": 7, "exit": 3}
-    assert all(key.startswith(f"0|chacalluta|{DAY}|e{DAY}:") for key in people)
+    assert repeat.day_cells(unpack(v)[0] for v in people.values()) == {"entry": 7, "exit": 3}
+    assert all(key.startswith(f"0|chacalluta|e{DAY}:") for key in people)
+    assert {unpack(v)[1] for v in people.values()} == {runtime.policy.version}
     # The exit cell (3 people) is under k = 5: not published at all.
     policy = runtime.policy.version
     assert written == [

@@ -160,8 +160,7 @@ class Aggregator:
             policy = people[key][2]
         else:
             stored = self.repeat_days.get(partition, seen.name)
-            before = stored["c"] if stored else None
-            policy = stored["p"] if stored else ""
+            before, policy = stored if stored else (None, "")
         after = repeat.record(before, seen.crossing)
         if after is not None:
             people[key] = (event, after, max(policy, clean.policy))

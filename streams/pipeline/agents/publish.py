@@ -139,8 +139,8 @@ class Publisher:
             f"repeat {site} epoch {epoch}": repeat_points(
                 site,
                 rules.day_start(epoch),
-                repeat.day_cells(p["c"] for p in people),
-                max(p["p"] for p in people) or "unknown",
+                repeat.day_cells(crossings for crossings, _ in people),
+                max(policy for _, policy in people) or "unknown",
                 rules.k,
             )
             for (_, site, epoch), people in sorted(due.items())

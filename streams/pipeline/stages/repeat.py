@@ -56,8 +56,9 @@ class Sighting:
 
     @property
     def name(self) -> str:
-        """The person-day's name in the state table: ``<site>|<epoch>|<pseudonym>``."""
-        return f"{self.site}|{self.epoch}|{self.person}"
+        """The person-day's name in the state table: ``<site>|<pseudonym>`` (the pseudonym
+        names its epoch)."""
+        return f"{self.site}|{self.person}"
 
 
 def sighting(event: CleanEvent, rules: RepeatRules) -> Sighting | None:
@@ -68,15 +69,19 @@ def sighting(event: CleanEvent, rules: RepeatRules) -> Sighting | None:
     person = event.pseudonyms.get(rules.purpose, {}).get(FIELD)
     if person is None:
         return None
-    epoch = int(person[1 : person.index(":")])  # "e<epoch>:<hex>": the epoch it links within
     crossing = f"{event.payload['direction']}|{event.device_id}|{event.seq}"
-    return Sighting(event.site, epoch, person, crossing)
+    return Sighting(event.site, epoch_of_pseudonym(person), person, crossing)
+
+
+def epoch_of_pseudonym(person: str) -> int:
+    """``"e<epoch>:<hex>"``: the epoch a pseudonym links within."""
+    return int(person[1 : person.index(":")])
 
 
 def day_of(name: str) -> tuple[str, int]:
     """(site, epoch) of a person-day's name."""
-    site, epoch, _ = name.split("|", 2)
-    return site, int(epoch)
+    site, person = name.split("|", 1)
+    return site, epoch_of_pseudonym(person)
 
 
 def record(crossings: Crossings | None, crossing: str) -> Crossings | None:

@@ -1,9 +1,10 @@
 """Per-person, per-day state of ``repeat_crossings`` in a Faust table, and its deletion.
 
-The table key is ``<partition>|<site>|<epoch>|<pseudonym>`` (the partition of the clean events
-that fill it, as in ``hito.pipeline.state.versioned``), the value ``{"c": [crossings], "p":
-policy version}``. One record per person and day, so a batch writes small records and a day
-of a busy site is never one huge value.
+The table key is ``<partition>|<site>|<pseudonym>`` (the partition of the clean events that
+fill it, as in ``hito.pipeline.state.versioned``; the pseudonym names its epoch, the day), the
+value one text: the policy version, then the person's crossings, a line each. One record per
+person and day, so a batch writes small records and a day of a busy site is never one huge
+value; one string per person keeps memory near 300 bytes a person (bench/state_rss.py).
 
 Which days InfluxDB has is known to this process only (``published``); after a restart every
 closed day still in the table is published again (the same values: a closed day no longer
@@ -22,6 +23,16 @@ from hito.pipeline.faust.batches import on_behalf_of
 from hito.pipeline.stages.repeat import Crossings, day_of
 
 Day = tuple[int, str, int]  # (partition, site, epoch)
+PersonDay = tuple[Crossings, str]  # (crossings, policy version)
+
+
+def pack(crossings: Crossings, policy: str) -> str:
+    return "\n".join([policy, *crossings])
+
+
+def unpack(value: str) -> PersonDay:
+    policy, *crossings = value.split("\n")
+    return crossings, policy
 
 
 def table_key(partition: int, name: str) -> str:
@@ -42,15 +53,16 @@ class RepeatDays:
         self._monotonic = monotonic
         self._last_scan = -float("inf")
 
-    def get(self, partition: int, name: str) -> dict[str, Any] | None:
-        value: dict[str, Any] | None = self.table.get(table_key(partition, name))
-        return value
+    def get(self, partition: int, name: str) -> PersonDay | None:
+        """(crossings, policy version) of a person-day, or None."""
+        value = self.table.get(table_key(partition, name))
+        return None if value is None else unpack(value)
 
     def put(self, partition: int, name: str, crossings: Crossings, policy: str, event: Any) -> None:
         """Write a person-day (one changelog record) on behalf of ``event``, an event of
         ``partition``."""
         with on_behalf_of(event):
-            self.table[table_key(partition, name)] = {"c": crossings, "p": policy}
+            self.table[table_key(partition, name)] = pack(crossings, policy)
 
     def scan_due(self) -> bool:
         """True at most once every ``scan_every_s`` (a scan reads the whole table)."""
@@ -60,14 +72,14 @@ class RepeatDays:
         self._last_scan = now
         return True
 
-    def days(self, partitions: set[int]) -> dict[Day, list[dict[str, Any]]]:
+    def days(self, partitions: set[int]) -> dict[Day, list[PersonDay]]:
         """Every day of ``partitions`` in the table, with its person records."""
-        out: dict[Day, list[dict[str, Any]]] = {}
+        out: dict[Day, list[PersonDay]] = {}
         for key, value in list(self.table.items()):
             partition, name = key.split("|", 1)
             if int(partition) in partitions:
                 site, epoch = day_of(name)
-                out.setdefault((int(partition), site, epoch), []).append(value)
+                out.setdefault((int(partition), site, epoch), []).append(unpack(value))
         return out
 
     def delete_published(self, partition: int, event: Any) -> int:

@@ -35,7 +35,7 @@ def test_a_sighting_is_the_persons_crossing_in_the_pseudonyms_epoch() -> None:
     person = f"e{E}:" + "ab" * 16
     seen = repeat.sighting(_clean(4, person, "exit"), RULES)
     assert seen == repeat.Sighting("santa-rosa", E, person, "exit|pe-santarosa-ckpt-01|4")
-    assert seen.name == f"santa-rosa|{E}|{person}"
+    assert seen.name == f"santa-rosa|{person}"
     assert repeat.day_of(seen.name) == ("santa-rosa", E)
     # No pseudonym (no document, or its key destroyed): nothing to recognise.
     assert repeat.sighting(_clean(5, None), RULES) is None
