@@ -60,8 +60,8 @@ def init(
         console.print(f"new key store {path} for {', '.join(sorted(epochs))}")
         console.print(
             "More hosts: copy this file now, over a secure channel, to each one and run "
-            "`hito policy keys init --from <copy>` there (it deletes the copy). Do it before "
-            "the current epoch closes, or the copy's first key is already due for deletion."
+            "`hito policy keys init --from <copy>` there (it deletes the copy). A copy holds "
+            "the key of every later epoch: keep none."
         )
         return
     chains = read_chain_file(from_copy)
