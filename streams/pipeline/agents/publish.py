@@ -128,10 +128,13 @@ class Publisher:
             return None
         now = self.clock()
         rules = self.repeat_rules
+        days, marked = self.repeat_days.days(owned)
         due = {
             day: people
-            for day, people in self.repeat_days.days(owned).items()
-            if day not in self.repeat_days.published and rules.closed(day[2], now)
+            for day, people in days.items()
+            if day not in self.repeat_days.published
+            and day not in marked
+            and rules.closed(day[2], now)
         }
         if not due:
             return None

@@ -75,7 +75,7 @@ def sighting(event: CleanEvent, rules: RepeatRules) -> Sighting | None:
 
 def epoch_of_pseudonym(person: str) -> int:
     """``"e<epoch>:<hex>"``: the epoch a pseudonym links within."""
-    return int(person[1 : person.index(":")])
+    return int(person[person.index("e") + 1 : person.index(":")])
 
 
 def day_of(name: str) -> tuple[str, int]:

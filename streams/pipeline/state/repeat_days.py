@@ -39,6 +39,15 @@ def table_key(partition: int, name: str) -> str:
     return f"{partition}|{name}"
 
 
+def marker_name(site: str, epoch: int) -> str:
+    """The name of a day's deletion marker: ``<site>|#e<epoch>`` (a pseudonym starts "e")."""
+    return f"{site}|#e{epoch}:"
+
+
+def is_marker(name: str) -> bool:
+    return name.split("|", 1)[1].startswith("#")
+
+
 class RepeatDays:
     def __init__(
         self,
@@ -72,30 +81,45 @@ class RepeatDays:
         self._last_scan = now
         return True
 
-    def days(self, partitions: set[int]) -> dict[Day, list[PersonDay]]:
-        """Every day of ``partitions`` in the table, with its person records."""
+    def days(self, partitions: set[int]) -> tuple[dict[Day, list[PersonDay]], set[Day]]:
+        """Every day of ``partitions`` in the table with its person records, and the days
+        whose deletion had begun (marked: never to be published again)."""
         out: dict[Day, list[PersonDay]] = {}
+        marked: set[Day] = set()
         for key, value in list(self.table.items()):
             partition, name = key.split("|", 1)
             if int(partition) in partitions:
                 site, epoch = day_of(name)
-                out.setdefault((int(partition), site, epoch), []).append(unpack(value))
-        return out
+                day = (int(partition), site, epoch)
+                if is_marker(name):
+                    marked.add(day)
+                else:
+                    out.setdefault(day, []).append(unpack(value))
+        return out, marked
 
     def delete_published(self, partition: int, event: Any) -> int:
         """Delete the person records of ``partition``'s published days (on behalf of
-        ``event``, an event of that partition); returns how many were deleted."""
+        ``event``, an event of that partition); returns how many were deleted.
+
+        A day's deletion is a marker, the records' tombstones, then the marker's: one
+        changelog partition keeps their order, so a crash part-way leaves the marker with
+        the records not deleted yet. A marked day is never published again (what is left of
+        it would be too small a count), only deleted, here, next time."""
+        prefix = f"{partition}|"
+        keys = [key for key in list(self.table.keys()) if key.startswith(prefix)]
         days = {(site, epoch) for p, site, epoch in self.published if p == partition}
+        days |= {day_of(key[len(prefix) :]) for key in keys if is_marker(key[len(prefix) :])}
         if not days:
             return 0
-        prefix = f"{partition}|"
-        gone = [
-            key
-            for key in list(self.table.keys())
-            if key.startswith(prefix) and day_of(key[len(prefix) :]) in days
-        ]
+        gone = [key for key in keys if day_of(key[len(prefix) :]) in days]
+        markers = [table_key(partition, marker_name(site, epoch)) for site, epoch in days]
         with on_behalf_of(event):
+            for key in markers:
+                self.table[key] = "deleting"
             for key in gone:
+                if key not in markers:
+                    del self.table[key]
+            for key in markers:
                 del self.table[key]
         self.published -= {(partition, site, epoch) for site, epoch in days}
-        return len(gone)
+        return len(gone) - sum(1 for key in gone if key in markers)
