@@ -58,6 +58,7 @@ def topic_set(settings: HitoSettings, name: str, partitions: int) -> HitoSetting
                 "drone": f"{prefix}.raw.drone",
             },
             "dlq_topic": f"{prefix}.dlq",
+            "dlq_originals_topic": f"{prefix}.dlq.originals",
             "clean_topic_prefix": f"{prefix}.clean.",
             "topic_partitions": partitions,
             "allowed_lateness_s": BENCH_LATENESS_S,

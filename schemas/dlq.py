@@ -1,33 +1,74 @@
-"""The DLQ record: what a rejected event becomes on ``hito.dlq``.
+"""Dead letters: what a rejected event becomes, in two records on two topics.
 
-``detail`` is for humans and never repeats the event's values (only field paths and error kinds),
-so it cannot leak personal data; the original bytes stay in ``original_b64`` inside the raw zone.
+- :class:`DlqRecord` on ``hito.dlq``, for operators (SPEC.md: the DLQ never repeats raw PII nor
+  any input-controlled text): why, where, which device and site, how big — never the bytes.
+  ``detail`` names schema fields and error kinds only.
+- :class:`DlqOriginal` on ``hito.dlq.originals``, in the raw zone (pipeline and admins only,
+  the raw topics' retention): the rejected bytes and key, for ``hito dlq replay``. Above
+  ``MAX_ORIGINAL_BYTES`` only a prefix is kept, with the full length and SHA-256, so that
+  every record fits the topic's size limit whatever a device sent.
+
+Both carry the rejected record's coordinates (source topic, partition, offset) and the
+original's SHA-256, which pair them.
 """
 
 from __future__ import annotations
 
 import base64
+import hashlib
 from typing import Annotated
 
 from pydantic import AwareDatetime, Field
 
-from hito.schemas.envelope import DEVICE_ID_PATTERN, StrictModel
+from hito.schemas.envelope import DEVICE_ID_PATTERN, SITE_PATTERN, StrictModel
 from hito.schemas.reasons import Reason
+
+# The originals record keeps at most this many bytes of what was rejected (base64 makes it a
+# third more): with the envelope around it, far below the default 1 MiB of a Kafka record, and
+# four times the largest event the pipeline accepts (64 KiB), so anything that could be valid
+# after a fix is kept whole and can be replayed.
+MAX_ORIGINAL_BYTES = 256 * 1024
+
+Stage = Annotated[str, Field(pattern=r"^[a-z_]{1,32}$")]
+DeviceId = Annotated[str | None, Field(pattern=DEVICE_ID_PATTERN)]
+Sha256 = Annotated[str, Field(pattern=r"^[0-9a-f]{64}$")]
 
 
 class DlqRecord(StrictModel):
+    """One rejection, as operators see it (``hito.dlq``)."""
+
     reason: Reason
-    stage: Annotated[str, Field(pattern=r"^[a-z_]{1,32}$")]
+    stage: Stage
     detail: Annotated[str, Field(max_length=500)]
     retryable: bool = Field(
         default=False, description="True when the same bytes may succeed later (e.g. sink down)"
     )
-    device_id: Annotated[str | None, Field(pattern=DEVICE_ID_PATTERN)] = None
+    device_id: DeviceId = Field(default=None, description="Only a registered device's id")
+    site: Annotated[str | None, Field(pattern=SITE_PATTERN)] = Field(
+        default=None, description="The registered device's site"
+    )
     source_topic: str
     source_partition: int | None = None
     source_offset: int | None = None
     received_at: AwareDatetime
-    original_b64: str = Field(description="The rejected bytes exactly as received, base64")
+    original_bytes: int = Field(ge=0, description="Size of what was rejected")
+    original_sha256: Sha256 = Field(description="SHA-256 of what was rejected (pairs records)")
+
+
+class DlqOriginal(StrictModel):
+    """The bytes of one rejection (``hito.dlq.originals``: raw zone, never for operators)."""
+
+    reason: Reason
+    stage: Stage
+    device_id: DeviceId = None
+    source_topic: str
+    source_partition: int | None = None
+    source_offset: int | None = None
+    received_at: AwareDatetime
+    original_bytes: int = Field(ge=0)
+    original_sha256: Sha256
+    cut: bool = Field(description=f"Only the first {MAX_ORIGINAL_BYTES} bytes are kept")
+    original_b64: str = Field(description="The rejected bytes (or their prefix), base64")
     original_key_b64: str | None = Field(
         default=None, description="The Kafka message key as received, base64 (for replay)"
     )
@@ -40,6 +81,12 @@ class DlqRecord(StrictModel):
     def original_key(self) -> bytes | None:
         return None if self.original_key_b64 is None else base64.b64decode(self.original_key_b64)
 
-    @staticmethod
-    def encode_original(raw: bytes) -> str:
-        return base64.b64encode(raw).decode("ascii")
+
+def kept_original(raw: bytes) -> tuple[str, bool]:
+    """(base64 of what the originals record keeps, whether it was cut)."""
+    cut = len(raw) > MAX_ORIGINAL_BYTES
+    return base64.b64encode(raw[:MAX_ORIGINAL_BYTES]).decode("ascii"), cut
+
+
+def sha256_hex(raw: bytes) -> str:
+    return hashlib.sha256(raw).hexdigest()

@@ -15,7 +15,9 @@ from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
 
 DEVICE_ID_PATTERN = r"^[a-z0-9-]{3,64}$"
 SITE_PATTERN = r"^[a-z0-9-]{2,64}$"
-MAX_SEQ = 2**63 - 1
+# A signed envelope is RFC 8785 JSON, whose numbers are doubles: integers are exact up to 2**53 - 1
+# (I-JSON), so a larger seq could not be signed as written.
+MAX_SEQ = 2**53 - 1
 
 PII = {"pii": True}
 
@@ -30,7 +32,7 @@ Percent = Annotated[float, Field(ge=0.0, le=100.0, allow_inf_nan=False)]
 Count = Annotated[int, Field(ge=0, le=1_000_000)]
 # The unit of a sensor's `value`: a closed vocabulary, so that no text a device sends in it can
 # carry an identifier.
-SensorUnit = Literal["degC", "percent", "hPa", "mm", "m", "m/s", "lux", "dB", "ppm", "V"]
+SensorUnit = Literal["degC", "percent", "hPa", "mm", "m", "m/s", "lux", "W/m2", "dB", "ppm", "V"]
 
 
 class CheckpointCrossingV1(StrictModel):

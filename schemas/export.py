@@ -10,7 +10,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from hito.schemas.dlq import DlqRecord
+from hito.schemas.dlq import DlqOriginal, DlqRecord
 from hito.schemas.registry import REGISTRY
 
 EXPORT_DIR = Path(__file__).resolve().parent / "jsonschema"
@@ -28,12 +28,14 @@ def rendered_schemas() -> dict[str, str]:
         }
         doc["title"] = entry.name
         out[f"{entry.file_stem}.schema.json"] = _dump(doc)
-    dlq: dict[str, Any] = {
-        "$schema": "https://json-schema.org/draft/2020-12/schema",
-        "$id": f"{ID_BASE}dlq.record/1",
-        **DlqRecord.model_json_schema(by_alias=True, mode="serialization"),
-    }
-    out["dlq.record.v1.schema.json"] = _dump(dlq)
+    # /2: since the DLQ was split, operators' records carry no original bytes.
+    for name, model in (("dlq.record/2", DlqRecord), ("dlq.original/1", DlqOriginal)):
+        doc = {
+            "$schema": "https://json-schema.org/draft/2020-12/schema",
+            "$id": f"{ID_BASE}{name}",
+            **model.model_json_schema(by_alias=True, mode="serialization"),
+        }
+        out[f"{name.replace('/', '.v')}.schema.json"] = _dump(doc)
     return out
 
 

@@ -17,16 +17,20 @@ DEFAULT_RAW_TOPICS: Mapping[Source, str] = MappingProxyType(
     {"checkpoint": "hito.raw.checkpoint", "sensor": "hito.raw.sensor", "drone": "hito.raw.drone"}
 )
 DEFAULT_DLQ_TOPIC = "hito.dlq"
+# The rejected bytes themselves: raw-zone data (pipeline and admins only, raw retention).
+DEFAULT_DLQ_ORIGINALS_TOPIC = "hito.dlq.originals"
 DEFAULT_CLEAN_PREFIX = "hito.clean."
 
 
 @dataclass(frozen=True)
 class TopicNames:
-    """The raw topics by source, the DLQ, and the clean topics (``<prefix><source>``)."""
+    """The raw topics by source, the DLQ (operators' records and, apart, the rejected bytes),
+    and the clean topics (``<prefix><source>``)."""
 
     raw: Mapping[Source, str] = field(default_factory=lambda: dict(DEFAULT_RAW_TOPICS))
     dlq: str = DEFAULT_DLQ_TOPIC
     clean_prefix: str = DEFAULT_CLEAN_PREFIX
+    dlq_originals: str = DEFAULT_DLQ_ORIGINALS_TOPIC
 
     def clean(self, source: Source) -> str:
         return f"{self.clean_prefix}{source}"

@@ -89,7 +89,8 @@ def load_runtime(settings: HitoSettings, now: datetime | None = None) -> Runtime
     """Fails fast: a registry without keys, a policy that misses a field or purpose, a key
     store that does not fit the policy."""
     p, priv = settings.pipeline, settings.privacy
-    settings.require(*REGISTRY)
+    # Every missing secret named at once (the development profile makes its own key store).
+    settings.require(*REGISTRY, *(() if settings.development_secrets else (PSEUDONYM_KEYS,)))
     policy = load_policy(priv.policy_file)
     return Runtime(
         settings=settings,

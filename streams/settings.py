@@ -21,6 +21,7 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 from hito.schemas.registry import Source
 from hito.schemas.topics import (
     DEFAULT_CLEAN_PREFIX,
+    DEFAULT_DLQ_ORIGINALS_TOPIC,
     DEFAULT_DLQ_TOPIC,
     DEFAULT_RAW_TOPICS,
     TopicNames,
@@ -150,6 +151,10 @@ class PipelineSettings(_Frozen):
 
     raw_topics: dict[Source, str] = Field(default_factory=lambda: dict(DEFAULT_RAW_TOPICS))
     dlq_topic: str = DEFAULT_DLQ_TOPIC
+    dlq_originals_topic: str = Field(
+        default=DEFAULT_DLQ_ORIGINALS_TOPIC,
+        description="Rejected events' bytes: raw zone (pipeline and admins only)",
+    )
     clean_topic_prefix: str = DEFAULT_CLEAN_PREFIX
     topic_partitions: int = Field(default=4, ge=1, le=256)
     max_event_bytes: int = Field(default=64 * 1024, ge=1024, le=1024 * 1024)
@@ -213,7 +218,10 @@ class PipelineSettings(_Frozen):
     def topics(self) -> TopicNames:
         """Every topic name, derived in one place (hito.schemas.topics)."""
         return TopicNames(
-            raw=self.raw_topics, dlq=self.dlq_topic, clean_prefix=self.clean_topic_prefix
+            raw=self.raw_topics,
+            dlq=self.dlq_topic,
+            clean_prefix=self.clean_topic_prefix,
+            dlq_originals=self.dlq_originals_topic,
         )
 
 

@@ -30,7 +30,8 @@ _VERSION = r"^[A-Za-z0-9._:-]{1,64}$"
 # Data zones and what each retention covers (policy.yaml ``retention_hours``).
 RETENTION_ZONES: Mapping[str, str] = {
     "raw_events": "Kafka raw topics (personal data)",
-    "dlq_originals": "Kafka DLQ: original bytes of rejected events (raw zone)",
+    "dlq_records": "Kafka DLQ records: why events were rejected (no event bytes)",
+    "dlq_originals": "Kafka DLQ originals: the rejected events' bytes (raw zone)",
     "clean_events": "Kafka clean topics (pseudonymised events)",
     "person_state": "a deleted per-person record in the workers' changelog, until compacted",
     "aggregates": "InfluxDB bucket (k-suppressed aggregates)",

@@ -34,7 +34,8 @@ def deleting_topic_configs(hours: int) -> dict[str, str]:
 def topic_zones(topics: TopicNames) -> dict[str, str]:
     """Every data topic -> its zone of the policy's ``retention_hours``."""
     zones = {topic: "raw_events" for topic in topics.raw.values()}
-    zones[topics.dlq] = "dlq_originals"
+    zones[topics.dlq] = "dlq_records"
+    zones[topics.dlq_originals] = "dlq_originals"
     zones |= {topic: "clean_events" for topic in topics.clean_by_source.values()}
     return zones
 

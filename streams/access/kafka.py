@@ -65,7 +65,8 @@ def grants(settings: HitoSettings) -> list[Grant]:
     # The pipeline's rights on its internal topics are by prefix: a data topic under that prefix
     # would silently become writable (and creatable) by it.
     internal = f"{k.pipeline_group_prefix}-"
-    clashing = [t for t in (*raw, p.dlq_topic, p.clean_topic_prefix) if t.startswith(internal)]
+    data = (*raw, p.dlq_topic, p.dlq_originals_topic, p.clean_topic_prefix)
+    clashing = [t for t in data if t.startswith(internal)]
     if clashing:
         raise ValueError(
             f"topics {clashing} start with {internal!r}, the prefix of the pipeline's internal "
@@ -88,6 +89,9 @@ def grants(settings: HitoSettings) -> list[Grant]:
                 Grant(u, "topic", p.clean_topic_prefix, "prefixed", "describe"),
                 Grant(u, "topic", p.dlq_topic, "literal", "write"),
                 Grant(u, "topic", p.dlq_topic, "literal", "describe"),
+                # The rejected bytes: written by the pipeline, read by nobody but admins.
+                Grant(u, "topic", p.dlq_originals_topic, "literal", "write"),
+                Grant(u, "topic", p.dlq_originals_topic, "literal", "describe"),
             }
             # Faust's own topics ("<app id>-<table>-changelog", "<app id>-__assignor…"), which
             # it creates, and its consumer groups (= app ids).

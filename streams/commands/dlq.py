@@ -45,7 +45,8 @@ def dlq_replay(
     ] = None,
     yes: bool = typer.Option(False, "--yes", help="Do it without asking"),
 ) -> None:
-    """Re-submit DLQ records to their raw topic, through the same validation (after a fix)."""
+    """Re-submit rejected events to their raw topic, through the same validation (after a fix).
+    Reads the rejected bytes from the raw zone: needs the admin's Kafka user."""
     from hito.ops.dlq import reason_filter, replay
 
     settings = load_settings()
@@ -53,5 +54,7 @@ def dlq_replay(
         typer.confirm(
             f"replay {', '.join(r.value for r in reason or []) or 'all'} records?", abort=True
         )
-    sent = replay(settings, reason_filter([r.value for r in reason or []]))
-    Console().print(f"re-submitted {sent} records")
+    done = replay(settings, reason_filter([r.value for r in reason or []]))
+    Console().print(f"re-submitted {done.sent} records")
+    if done.cut:
+        Console().print(f"not re-submitted: {done.cut} whose bytes were cut (too large to keep)")

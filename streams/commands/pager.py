@@ -1,17 +1,31 @@
-"""``hito pager serve|show``: the Alertmanager webhook receiver and its durable page log."""
+"""``hito pager serve|show``: the Alertmanager webhook receiver and its durable page log.
+
+The pager's own options are read from the command line or the environment (``HITO_PAGER_*``,
+shown by ``--help``), not from the settings object: only the pager and `hito up`, which
+passes its environment on, need them.
+"""
 
 from __future__ import annotations
 
 import logging
+import time
+from datetime import UTC, datetime
+from pathlib import Path
 from typing import Annotated
 
 import typer
 from rich.console import Console
 from rich.table import Table
+from rich.text import Text
 
+from hito.ops.pager.auth import TOKEN_FILE_ENV, TokenError, ensure_token, read_token, token_path
 from hito.ops.pager.diskspace import DEFAULT_MIN_FREE_MB, DiskNearlyFull, require_free_space
+from hito.ops.pager.outbox import Backoff
+from hito.ops.pager.pages import PageLog
 from hito.ops.pager.paths import page_log_path
-from hito.ops.pager.server import PageLog, serve
+from hito.ops.pager.safe_text import printable
+from hito.ops.pager.server import DEFAULT_WATCHDOG_TIMEOUT_S, MAX_BODY_BYTES, Pager, serve
+from hito.ops.pager.watchdog import LastSeenFile
 from hito.settings import load_settings
 
 log = logging.getLogger(__name__)
@@ -27,8 +41,43 @@ def serve_command(
     port: Annotated[int, typer.Option(help="Listen port (0: the settings' pager_port)")] = 0,
     forward_url: Annotated[
         str | None,
-        typer.Option(help="Also POST every notification, unchanged, to this URL"),
+        typer.Option(
+            envvar="HITO_PAGER_FORWARD_URL",
+            help="The real paging service: every notification is queued on disk and POSTed "
+            "there, unchanged, until it answers 2xx. Unset: pages go nowhere but the log",
+        ),
     ] = None,
+    token_file: Annotated[
+        Path | None,
+        typer.Option(
+            help="Bearer token every POST must carry, created with a random token when "
+            f"missing (default: ${TOKEN_FILE_ENV}, else <state_dir>/pager/token)",
+        ),
+    ] = None,
+    watchdog_timeout: Annotated[
+        float,
+        typer.Option(
+            envvar="HITO_PAGER_WATCHDOG_TIMEOUT",
+            min=1.0,
+            help="Seconds without a watchdog notification before the pager pages "
+            "AlertPathSilent itself",
+        ),
+    ] = DEFAULT_WATCHDOG_TIMEOUT_S,
+    watchdog_grace: Annotated[
+        float | None,
+        typer.Option(
+            min=0.0,
+            help="Seconds after start before a silence can page (default: 120, at most the "
+            "timeout): time for Alertmanager to reach a restarted pager",
+        ),
+    ] = None,
+    forward_retry_max: Annotated[
+        float,
+        typer.Option(min=0.01, help="Longest wait (s) between forward attempts (back-off cap)"),
+    ] = 60.0,
+    max_body_kb: Annotated[
+        int, typer.Option(min=1, help="Largest webhook body accepted (KiB); larger: 413")
+    ] = MAX_BODY_BYTES // 1024,
     min_free_mb: Annotated[
         float,
         typer.Option(
@@ -49,7 +98,24 @@ def serve_command(
         log.error("pager not started: %s", exc)
         raise typer.Exit(code=1) from None
     log.info("page log %s (%.0f MB free)", path, space.free_mb)
-    serve("127.0.0.1", port or settings.pager_port, PageLog(path), forward_url)
+    tokens = token_file or token_path(settings.state_dir)
+    if ensure_token(tokens):
+        log.info("created a new random bearer token in %s (mode 0600)", tokens)
+    try:
+        token = read_token(tokens)
+    except TokenError as exc:
+        log.error("pager not started: %s", exc)
+        raise typer.Exit(code=1) from None
+    pager = Pager(
+        PageLog(path),
+        token,
+        forward_url=forward_url or None,
+        watchdog_timeout_s=watchdog_timeout,
+        watchdog_grace_s=watchdog_grace,
+        backoff=Backoff(initial_s=min(1.0, forward_retry_max), max_s=forward_retry_max),
+        max_body_bytes=max_body_kb * 1024,
+    )
+    serve("127.0.0.1", port or settings.pager_port, pager)
 
 
 @pager_app.command("show")
@@ -64,13 +130,19 @@ def show(
     for column in ("received (UTC)", "urgency", "state", "alert", "site", "summary", "runbook"):
         table.add_column(column)
     for p in pages[-last:]:
+        # Text, not str: a page's fields come from whoever posted the alert, and a str cell
+        # would be read as Rich markup ("[link=…]"); printable() escapes terminal controls.
         table.add_row(
             p.received_at.strftime("%Y-%m-%d %H:%M:%S"),
             p.urgency,
             p.status,
-            p.alertname,
-            p.site or "",
-            p.summary,
-            p.runbook_url,
+            *(Text(printable(value)) for value in (p.alertname, p.site, p.summary, p.runbook_url)),
         )
-    Console().print(table)
+    console = Console()
+    console.print(table)
+    seen = LastSeenFile(page_log_path(settings).parent / "watchdog-last-seen").read()
+    if seen is None:
+        console.print("watchdog: no notification recorded yet")
+    else:
+        when = datetime.fromtimestamp(seen, UTC).strftime("%Y-%m-%d %H:%M:%S")
+        console.print(f"watchdog: last notification {when} UTC ({time.time() - seen:.0f} s ago)")

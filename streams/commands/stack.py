@@ -8,7 +8,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from hito.settings import HitoSettings, load_settings
+from hito.settings import INFLUX_ADMIN, KAFKA_USERS, HitoSettings, load_settings
 from hito.stack import manager, overview
 from hito.stack.progress import make_runner
 
@@ -24,6 +24,9 @@ def up(
     """Install what is missing and start Kafka, InfluxDB, Prometheus, Alertmanager and the pager
     locally."""
     settings = _settings()
+    # The local stack needs the Kafka users (its admin formats the broker) and InfluxDB's
+    # admin credentials (its setup): checked before anything starts.
+    settings.require(KAFKA_USERS, *INFLUX_ADMIN)
     console = Console(stderr=True)
     try:
         started = manager.up(settings, make_runner(console), timeout_s=timeout)

@@ -1,5 +1,10 @@
-"""`hito dlq inspect|replay`: the DLQ topic read by operators and admins (records are built by
-``hito.pipeline.dead_letters``)."""
+"""`hito dlq inspect|replay`: the DLQ read by operators, and replay by an admin.
+
+Operators read ``hito.dlq`` (reasons, never bytes) as the ``operator`` role. Replay reads the
+rejected bytes from ``hito.dlq.originals``, which only the pipeline and admins may read (raw
+zone), so ``hito dlq replay`` runs as the admin. Records are built by
+``hito.pipeline.dead_letters``.
+"""
 
 from __future__ import annotations
 
@@ -7,35 +12,51 @@ import time
 from collections import Counter
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from typing import Generic, TypeVar
 
 from kafka import KafkaConsumer, KafkaProducer, TopicPartition
+from pydantic import BaseModel
 
-from hito.credentials import client_config
-from hito.schemas.dlq import DlqRecord
+from hito.credentials import Role, client_config
+from hito.schemas.dlq import DlqOriginal, DlqRecord
 from hito.schemas.reasons import Reason
 from hito.settings import HitoSettings
+
+R = TypeVar("R", bound=BaseModel)
 
 
 def decode_record(data: bytes) -> DlqRecord:
     return DlqRecord.model_validate_json(data)
 
 
+def decode_original(data: bytes) -> DlqOriginal:
+    return DlqOriginal.model_validate_json(data)
+
+
 @dataclass(frozen=True)
-class DlqEntry:
+class Entry(Generic[R]):
     partition: int
     offset: int
-    record: DlqRecord
+    record: R
 
 
-def read_all(settings: HitoSettings, *, timeout_s: float = 60.0) -> Iterator[DlqEntry]:
-    """Every record now on the DLQ topic, from the beginning (no consumer group, no commits).
+DlqEntry = Entry[DlqRecord]
+
+
+def read_topic(
+    settings: HitoSettings,
+    topic: str,
+    model: type[R],
+    role: Role,
+    *,
+    timeout_s: float = 60.0,
+) -> Iterator[Entry[R]]:
+    """Every record now on ``topic``, from the beginning (no consumer group, no commits).
 
     Reads each partition up to its end offset as of the call; raises TimeoutError rather than
     return a partial view when the broker is too slow.
     """
-    topic = settings.pipeline.dlq_topic
-    # The operator user: it may read the DLQ (and clean topics), never the raw topics.
-    consumer = KafkaConsumer(**client_config(settings.kafka, "operator"), enable_auto_commit=False)
+    consumer = KafkaConsumer(**client_config(settings.kafka, role), enable_auto_commit=False)
     try:
         partitions = consumer.partitions_for_topic(topic) or set()
         tps = [TopicPartition(topic, p) for p in sorted(partitions)]
@@ -51,13 +72,27 @@ def read_all(settings: HitoSettings, *, timeout_s: float = 60.0) -> Iterator[Dlq
             for tp, messages in consumer.poll(timeout_ms=500).items():
                 for msg in messages:
                     if msg.offset < end[tp]:
-                        yield DlqEntry(msg.partition, msg.offset, decode_record(msg.value))
+                        yield Entry(msg.partition, msg.offset, model.model_validate_json(msg.value))
     finally:
         consumer.close()
 
 
+def read_all(settings: HitoSettings, *, timeout_s: float = 60.0) -> Iterator[DlqEntry]:
+    """Every operator record of the DLQ, as the operator reads it."""
+    topic = settings.pipeline.topics.dlq
+    return read_topic(settings, topic, DlqRecord, "operator", timeout_s=timeout_s)
+
+
+def read_originals(
+    settings: HitoSettings, *, timeout_s: float = 60.0
+) -> Iterator[Entry[DlqOriginal]]:
+    """Every rejected event's bytes (raw zone): as the admin."""
+    topic = settings.pipeline.topics.dlq_originals
+    return read_topic(settings, topic, DlqOriginal, "admin", timeout_s=timeout_s)
+
+
 def redacted_view(entry: DlqEntry) -> dict[str, object]:
-    """What `hito dlq inspect` shows of a record: never the original bytes (they may hold PII)."""
+    """What `hito dlq inspect` shows of a record (the record holds no bytes to redact)."""
     r = entry.record
     return {
         "partition": entry.partition,
@@ -66,9 +101,10 @@ def redacted_view(entry: DlqEntry) -> dict[str, object]:
         "stage": r.stage,
         "detail": r.detail,
         "device_id": r.device_id,
+        "site": r.site,
         "source": f"{r.source_topic}[{r.source_partition}]@{r.source_offset}",
         "received_at": r.received_at.isoformat(),
-        "bytes": len(r.original),
+        "bytes": r.original_bytes,
     }
 
 
@@ -76,31 +112,38 @@ def counts_by_reason(entries: Iterator[DlqEntry]) -> Counter[str]:
     return Counter(e.record.reason.value for e in entries)
 
 
-def replay(
-    settings: HitoSettings,
-    choose: Callable[[DlqEntry], bool],
-) -> int:
-    """Re-submit the chosen records' original bytes to the raw topic they came from.
+@dataclass(frozen=True)
+class Replayed:
+    sent: int
+    cut: int  # chosen, but only a prefix was kept: cannot be replayed
 
-    They go through the same validation again; a record still bad returns to the DLQ.
+
+def replay(settings: HitoSettings, choose: Callable[[DlqOriginal], bool]) -> Replayed:
+    """Re-submit the chosen rejections' original bytes to the raw topic they came from.
+
+    They go through the same validation again; a record still bad returns to the DLQ. A record
+    whose bytes were cut (larger than hito.schemas.dlq.MAX_ORIGINAL_BYTES) is not replayed.
     """
     raw_topics = set(settings.pipeline.raw_topics.values())
     # Writing to a raw topic is a device's right; an operator replaying is acting as admin.
     producer = KafkaProducer(**client_config(settings.kafka, "admin"), acks="all")
-    sent = 0
+    sent = cut = 0
     try:
-        for entry in read_all(settings):
+        for entry in read_originals(settings):
             r = entry.record
-            if r.source_topic not in raw_topics or not choose(entry):
+            if r.source_topic not in raw_topics or not choose(r):
+                continue
+            if r.cut:
+                cut += 1
                 continue
             producer.send(r.source_topic, key=r.original_key, value=r.original)
             sent += 1
         producer.flush()
     finally:
         producer.close()
-    return sent
+    return Replayed(sent, cut)
 
 
-def reason_filter(reasons: list[str]) -> Callable[[DlqEntry], bool]:
+def reason_filter(reasons: list[str]) -> Callable[[DlqOriginal], bool]:
     wanted = {Reason(r) for r in reasons}
-    return lambda e: not wanted or e.record.reason in wanted
+    return lambda r: not wanted or r.reason in wanted

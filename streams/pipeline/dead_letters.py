@@ -1,21 +1,28 @@
-"""The one dead-letter path: build a DLQ record from a rejection, send it, count it.
+"""The one dead-letter path: a rejection becomes two records, sent with the batch, counted.
 
 Used by ingest (validation), the aggregator (clean events it cannot count) and the publisher
-(points InfluxDB refuses for good). A record is keyed by the device when it is a registered
-one (SPEC.md: "device_id if known"), so one device's rejections stay in order.
+(points InfluxDB refuses for good). Operators get the reason without the bytes on
+``hito.dlq``; the bytes go to ``hito.dlq.originals`` in the raw zone (hito.schemas.dlq). Both
+are keyed by the device when it is a registered one (SPEC.md: "device_id if known"), so one
+device's rejections stay in order, and both fit the topics' size limit whatever was rejected.
 """
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
 
+from hito.pipeline.delivery import Deliveries, Refused
 from hito.pipeline.metrics import PipelineMetrics
-from hito.pipeline.output import Send
 from hito.pipeline.stages.outcomes import Rejected
-from hito.schemas.dlq import DlqRecord
+from hito.schemas.dlq import DlqOriginal, DlqRecord, kept_original, sha256_hex
+from hito.schemas.topics import TopicNames
+
+log = logging.getLogger(__name__)
+
+DEAD_LETTER = "dead letter"  # the tag of a dead letter's records in a batch's Deliveries
 
 
 @dataclass(frozen=True)
@@ -28,43 +35,75 @@ class Origin:
     key: bytes | None = None
 
 
-def make_record(
+def make_records(
     rejected: Rejected, original: bytes, origin: Origin, *, now: datetime, retryable: bool = False
-) -> DlqRecord:
-    return DlqRecord(
+) -> tuple[DlqRecord, DlqOriginal]:
+    digest = sha256_hex(original)
+    kept, cut = kept_original(original)
+    where = {
+        "source_topic": origin.topic,
+        "source_partition": origin.partition,
+        "source_offset": origin.offset,
+        "received_at": now,
+        "original_bytes": len(original),
+        "original_sha256": digest,
+    }
+    record = DlqRecord(
         reason=rejected.reason,
         stage=rejected.stage,
         detail=rejected.detail,
         retryable=retryable,
         device_id=rejected.device_id,
-        source_topic=origin.topic,
-        source_partition=origin.partition,
-        source_offset=origin.offset,
-        received_at=now,
-        original_b64=DlqRecord.encode_original(original),
-        original_key_b64=None if origin.key is None else DlqRecord.encode_original(origin.key),
+        site=rejected.site,
+        **where,
     )
-
-
-def encode_record(record: DlqRecord) -> bytes:
-    return record.model_dump_json().encode()
+    keeps = DlqOriginal(
+        reason=rejected.reason,
+        stage=rejected.stage,
+        device_id=rejected.device_id,
+        cut=cut,
+        original_b64=kept,
+        original_key_b64=kept_original(origin.key)[0] if origin.key is not None else None,
+        **where,
+    )
+    return record, keeps
 
 
 class DeadLetters:
     def __init__(
-        self, topic: str, send: Send, metrics: PipelineMetrics, clock: Callable[[], datetime]
+        self, topics: TopicNames, metrics: PipelineMetrics, clock: Callable[[], datetime]
     ) -> None:
-        self.topic = topic
-        self._send = send
+        self.topics = topics
         self._metrics = metrics
         self._clock = clock
 
     async def reject(
-        self, rejected: Rejected, original: bytes, origin: Origin, *, retryable: bool = False
-    ) -> Any:
-        """Send one record; returns the delivery future (the caller waits with its batch)."""
-        record = make_record(rejected, original, origin, now=self._clock(), retryable=retryable)
+        self,
+        deliveries: Deliveries,
+        rejected: Rejected,
+        original: bytes,
+        origin: Origin,
+        *,
+        retryable: bool = False,
+    ) -> None:
+        """Send the two records with the batch (``deliveries``), and count the rejection."""
+        record, keeps = make_records(
+            rejected, original, origin, now=self._clock(), retryable=retryable
+        )
         key = rejected.device_id.encode() if rejected.device_id else None
-        delivered = await self._send(self.topic, key, encode_record(record))
+        await deliveries.add(self.topics.dlq, key, record.model_dump_json().encode(), DEAD_LETTER)
+        await deliveries.add(
+            self.topics.dlq_originals, key, keeps.model_dump_json().encode(), DEAD_LETTER
+        )
         self._metrics.dlq.labels(reason=rejected.reason.value, stage=rejected.stage).inc()
-        return delivered
+
+    def refused(self, refused: Refused) -> None:
+        """A dead letter the broker refused: nothing is left to send it to, so it is counted
+        (hito_dlq_refused_total) and logged, and the batch goes on."""
+        self._metrics.dlq_refused.labels(topic=refused.record.topic).inc()
+        log.error(
+            "Kafka refused a dead letter for %s (%d bytes): %r",
+            refused.record.topic,
+            len(refused.record.value),
+            refused.error,
+        )

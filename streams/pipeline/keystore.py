@@ -14,7 +14,8 @@ workers on several hosts each hold a copy made from the same file at provisionin
 the same keys by epoch number (docs/privacy.md, "Keys").
 
 The file is a secret: whoever holds it can recompute the pseudonyms of every epoch from its
-first one on (until a rotation). Errors name the file and the problem, never its content.
+first one on (until a rotation). Errors name the file and the problem, never its content (an
+unreadable store is a ``SecretFileError``, like every secret file's).
 """
 
 from __future__ import annotations
@@ -30,7 +31,7 @@ from typing import Annotated
 import orjson
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from hito.files import exclusive_lock
+from hito.files import SecretFileError, exclusive_lock
 from hito.pipeline.pseudonyms import KEY_BYTES, epoch_of, first_open_epoch, ratchet_forward
 
 FORMAT = "hito.pseudonym-keys/1"
@@ -248,14 +249,14 @@ def _read(path: Path) -> dict[str, Chain]:
         doc = _StoreDoc.model_validate_json(data)
     except ValidationError as exc:  # never repeat the input: it holds the keys
         where = sorted({".".join(map(str, e["loc"])) for e in exc.errors(include_input=False)})
-        raise KeyStoreError(f"{path}: not a key store ({', '.join(where[:5])})") from None
+        raise SecretFileError(f"{path}: not a key store ({', '.join(where[:5])})") from None
     if doc.format != FORMAT:
-        raise KeyStoreError(f"{path}: format {doc.format!r}, expected {FORMAT!r}")
+        raise SecretFileError(f"{path}: not a key store of format {FORMAT}")
     chains = {}
     for purpose, chain in doc.purposes.items():
         segments = tuple(Segment(s.from_epoch, bytes.fromhex(s.key)) for s in chain.chain)
         if [s.from_epoch for s in segments] != sorted({s.from_epoch for s in segments}):
-            raise KeyStoreError(f"{path}: purpose {purpose}: segments out of order")
+            raise SecretFileError(f"{path}: purpose {purpose}: segments out of order")
         chains[purpose] = Chain(chain.epoch_s, segments)
     return chains
 

@@ -76,6 +76,19 @@ class PipelineMetrics:
         self.dlq = Counter(
             "hito_dlq", "Events sent to the DLQ by reason", ["reason", "stage"], registry=r
         )
+        self.dlq_refused = Counter(
+            "hito_dlq_refused",
+            "Dead letters Kafka refused for good (counted here: there is nowhere else to send "
+            "them)",
+            ["topic"],
+            registry=r,
+        )
+        self.send_refused = Counter(
+            "hito_send_refused",
+            "Records Kafka refused for good (too large, invalid); their events are dead-lettered",
+            ["topic"],
+            registry=r,
+        )
         self.seq_gaps = Counter(
             "hito_seq_gaps",
             "Sequence numbers skipped when a higher one arrived (lost unless they arrive later)",

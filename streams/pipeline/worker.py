@@ -86,7 +86,7 @@ def build_worker(
     clean = app.topic(*topics.clean_by_source.values(), partitions=p.topic_partitions)
     out_topics = {
         name: app.topic(name, partitions=p.topic_partitions)
-        for name in [topics.dlq, *topics.clean_by_source.values()]
+        for name in [topics.dlq, topics.dlq_originals, *topics.clean_by_source.values()]
     }
 
     async def send_to_topic(topic: str, key: bytes | None, value: bytes) -> Any:
@@ -126,7 +126,7 @@ def build_worker(
         metrics,
         token_source=lambda: pipeline_token(runtime.settings),
     )
-    dead_letters = DeadLetters(topics.dlq, emit, metrics, clock)
+    dead_letters = DeadLetters(topics, metrics, clock)
     rules = WindowRules(window_s=p.window_s, allowed_lateness_s=p.allowed_lateness_s)
     counts = PipelineCounts(VersionedWindows(counts_table), p.window_s)
     windows = VersionedWindows(windows_table)
@@ -158,6 +158,7 @@ def build_worker(
         repeat_days=repeat_days,
         repeat_rules=repeat_rules,
         sink=sink,
+        send=emit,
         dead_letters=dead_letters,
         metrics=metrics,
         clock=clock,
@@ -168,6 +169,7 @@ def build_worker(
         windows=windows,
         counts=counts,
         detector=detector,
+        send=emit,
         dead_letters=dead_letters,
         small_count_k=runtime.policy.small_count_k,
         clock=clock,

@@ -132,6 +132,9 @@ def corpus(registry: DeviceRegistry, now: datetime, first_seq: int = 1_000_000) 
         Hostile("negative seq", key, signed(seq=-1), "schema_violation"),
         Hostile("seq of 2^63 (past the limit)", key, signed(seq=2**63), "schema_violation"),
         Hostile(
+            "seq of 2^53 (past JSON's exact integers)", key, signed(seq=2**53), "schema_violation"
+        ),
+        Hostile(
             "unknown schema version", key, signed(schema="checkpoint.crossing/9"), "unknown_schema"
         ),
         Hostile("an extra field", key, signed(extra="x"), "schema_violation"),

@@ -6,9 +6,10 @@ from __future__ import annotations
 import asyncio
 from datetime import UTC, datetime
 
-from hito.ops.dlq import decode_record
+from hito.ops.dlq import decode_original, decode_record
 from hito.pipeline.worker import build_worker
 from hito.runtime import Runtime
+from hito.schemas.dlq import MAX_ORIGINAL_BYTES
 from tests.abuse.corpus import corpus
 from tests.agents.conftest import put_all
 
@@ -34,6 +35,12 @@ def test_every_hostile_input_gets_its_outcome(runtime: Runtime) -> None:
     }
     # Every rejection is one DLQ record with its reason, holding the exact bytes.
     dlq = [decode_record(v) for t, _, v in sent if t == "hito.dlq"]
+    originals = [decode_original(v) for t, _, v in sent if t == "hito.dlq.originals"]
     rejected = [h for h in hostile if h.expected not in ("accepted", "duplicate")]
-    assert [(r.reason.value, r.original) for r in dlq] == [(h.expected, h.value) for h in rejected]
+    assert [r.reason.value for r in dlq] == [h.expected for h in rejected]
+    # The bytes are in the raw zone's records, whole up to MAX_ORIGINAL_BYTES, else a prefix.
+    assert [(o.original, o.cut, o.original_bytes) for o in originals] == [
+        (h.value[:MAX_ORIGINAL_BYTES], len(h.value) > MAX_ORIGINAL_BYTES, len(h.value))
+        for h in rejected
+    ]
     assert worker.metrics.events_by_outcome()["accepted"] == 1

@@ -6,7 +6,7 @@ import asyncio
 from datetime import UTC, datetime
 
 from hito.device.simulate.fleet import DUPLICATE, VALID, Fleet, FleetPlan
-from hito.ops.dlq import decode_record
+from hito.ops.dlq import decode_original, decode_record
 from hito.pipeline.worker import build_worker
 from hito.runtime import Runtime
 from hito.schemas.clean import CleanEvent
@@ -36,13 +36,22 @@ def test_agent_routes_every_message_to_its_outcome(runtime: Runtime) -> None:
     assert outcomes == expected
     assert worker.metrics.events_by_outcome()["duplicate"] == expected.count(DUPLICATE)
 
-    dlq = [(k, v) for t, k, v in sent if t == "hito.dlq"]
+    dlq = [decode_record(v) for t, _, v in sent if t == "hito.dlq"]
+    originals = [decode_original(v) for t, _, v in sent if t == "hito.dlq.originals"]
     rejected = [m for m in messages if m.expected not in (VALID, DUPLICATE)]
-    assert [decode_record(v).reason.value for _, v in dlq] == [m.expected for m in rejected]
-    assert [decode_record(v).original for _, v in dlq] == [m.value for m in rejected]
+    assert [r.reason.value for r in dlq] == [m.expected for m in rejected]
+    # Operators' records hold no bytes; the originals (raw zone) hold them exactly, paired by
+    # the source coordinates and digest.
+    assert [o.original for o in originals] == [m.value for m in rejected]
+    assert [(r.source_offset, r.original_sha256) for r in dlq] == [
+        (o.source_offset, o.original_sha256) for o in originals
+    ]
+    assert [r.original_bytes for r in dlq] == [len(m.value) for m in rejected]
 
     # One clean event per accepted event, on its source's clean topic, keyed by site.
-    clean = [(t, k, CleanEvent.model_validate_json(v)) for t, k, v in sent if t != "hito.dlq"]
+    clean = [
+        (t, k, CleanEvent.model_validate_json(v)) for t, k, v in sent if t.startswith("hito.clean.")
+    ]
     valid = [m for m in messages if m.expected == VALID]
     assert [(c.device_id, c.site) for _, _, c in clean] == [(m.device_id, m.site) for m in valid]
     assert all(t == f"hito.clean.{c.source}" and k == c.site.encode() for t, k, c in clean)

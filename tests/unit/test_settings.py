@@ -1,11 +1,22 @@
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
 from pydantic import ValidationError
 
-from hito.settings import DEV_ONLY_INFLUX_TOKEN, HitoSettings
+from hito.runtime import load_runtime
+from hito.settings import (
+    DEV_DIR,
+    DEV_ONLY_INFLUX_TOKEN,
+    HitoSettings,
+    MissingSecret,
+    SettingsError,
+    load_settings,
+)
 
 
 def test_defaults_are_loopback_and_dev_marked() -> None:
@@ -37,3 +48,123 @@ def test_settings_are_frozen() -> None:
         s.pager_port = 1  # type: ignore[misc]
     with pytest.raises(ValidationError):
         s.kafka.port = 1  # type: ignore[misc]
+
+
+# --- Secrets fail closed (issue #18) ---------------------------------------------------------
+
+SECRET_VARIABLES = [
+    "HITO_KAFKA__USERS_FILE",
+    "HITO_INFLUXDB__TOKEN",
+    "HITO_INFLUXDB__PASSWORD",
+    "HITO_PIPELINE__DEVICES_FILE",
+    "HITO_PIPELINE__DEVICE_KEYS_FILE",
+    "HITO_PRIVACY__KEY_STORE_FILE",
+]
+
+
+@pytest.fixture
+def production(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("HITO_PROFILE", raising=False)
+    for name in SECRET_VARIABLES:
+        monkeypatch.delenv(name, raising=False)
+
+
+def test_outside_development_no_secret_falls_back(production: None) -> None:
+    s = HitoSettings()
+    assert s.profile == "production" and not s.development_secrets
+    with pytest.raises(MissingSecret, match="HITO_KAFKA__USERS_FILE"):
+        s.kafka.users_path()
+    with pytest.raises(MissingSecret, match="HITO_INFLUXDB__TOKEN"):
+        s.influxdb.admin_token()
+    with pytest.raises(MissingSecret, match="HITO_INFLUXDB__PASSWORD"):
+        s.influxdb.admin_password()
+    with pytest.raises(MissingSecret) as missing:
+        load_runtime(s)
+    assert missing.value.variables == [
+        "HITO_PIPELINE__DEVICES_FILE",
+        "HITO_PIPELINE__DEVICE_KEYS_FILE",
+        "HITO_PRIVACY__KEY_STORE_FILE",
+    ]
+
+
+def test_the_development_profile_fills_in_the_public_files(
+    production: None, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("HITO_PROFILE", "development")
+    s = HitoSettings()
+    assert s.development_secrets
+    assert s.kafka.users_path() == DEV_DIR / "kafka-users.dev.yaml"
+    assert s.pipeline.registry_files() == (
+        DEV_DIR / "devices.dev.yaml",
+        DEV_DIR / "device-keys.dev.yaml",
+    )
+    assert s.influxdb.admin_token().get_secret_value() == DEV_ONLY_INFLUX_TOKEN
+    # A secret that is set stays what it is set to.
+    monkeypatch.setenv("HITO_INFLUXDB__TOKEN", "my-own-token")
+    assert HitoSettings().influxdb.admin_token().get_secret_value() == "my-own-token"
+
+
+@pytest.mark.parametrize(
+    ("variable", "value"),
+    [
+        ("HITO_KAFKA__USERS_FILE", str(DEV_DIR / "kafka-users.dev.yaml")),
+        ("HITO_PIPELINE__DEVICE_KEYS_FILE", str(DEV_DIR / "device-keys.dev.yaml")),
+        ("HITO_PIPELINE__DEVICES_FILE", str(DEV_DIR / ".." / "dev" / "devices.dev.yaml")),
+        ("HITO_INFLUXDB__TOKEN", DEV_ONLY_INFLUX_TOKEN),
+    ],
+)
+def test_a_development_secret_is_refused_in_production(
+    production: None, monkeypatch: pytest.MonkeyPatch, variable: str, value: str
+) -> None:
+    monkeypatch.setenv(variable, value)
+    with pytest.raises(SettingsError, match=variable) as refused:
+        load_settings()
+    assert DEV_ONLY_INFLUX_TOKEN not in str(refused.value)  # named, never repeated
+
+
+def _cli(args: list[str], env: dict[str, str], cwd: Path) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "hito.cli", *args],
+        env=env,
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+
+
+def _production_env() -> dict[str, str]:
+    return {
+        k: v for k, v in os.environ.items() if k != "HITO_PROFILE" and k not in SECRET_VARIABLES
+    }
+
+
+@pytest.mark.parametrize(
+    ("args", "named"),
+    [
+        (
+            ["worker"],
+            [
+                "HITO_KAFKA__USERS_FILE",
+                "HITO_PIPELINE__DEVICES_FILE",
+                "HITO_PIPELINE__DEVICE_KEYS_FILE",
+                "HITO_PRIVACY__KEY_STORE_FILE",
+            ],
+        ),
+        (["dlq", "inspect"], ["HITO_KAFKA__USERS_FILE"]),
+        (["up"], ["HITO_KAFKA__USERS_FILE"]),
+        (["influx", "tokens"], ["HITO_INFLUXDB__TOKEN"]),
+    ],
+)
+def test_commands_refuse_to_start_without_their_secrets(
+    tmp_path: Path, args: list[str], named: list[str]
+) -> None:
+    env = {**_production_env(), "HITO_STATE_DIR": str(tmp_path / "state")}
+    done = _cli(args, env, tmp_path)
+    assert done.returncode == 1
+    assert done.stdout == ""
+    [line] = done.stderr.splitlines()  # one clear line, no traceback
+    assert line.startswith("hito: error: not set: ")
+    assert all(name in line for name in named)
+    assert "Traceback" not in done.stderr
+    assert not (tmp_path / "state" / "kafka").exists()  # nothing was started

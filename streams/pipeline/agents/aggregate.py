@@ -19,8 +19,10 @@ from typing import Any
 from pydantic import ValidationError
 
 from hito.pipeline.dead_letters import DeadLetters, Origin
+from hito.pipeline.delivery import Deliveries
 from hito.pipeline.faust.batches import last_event_per_partition
 from hito.pipeline.metrics import LabelledChildren, PipelineMetrics
+from hito.pipeline.output import Send
 from hito.pipeline.sinks.influx import InfluxSink
 from hito.pipeline.stages import aggregate, repeat
 from hito.pipeline.stages.outcomes import Rejected
@@ -57,6 +59,7 @@ class Aggregator:
     repeat_days: RepeatDays  # per-person days of repeat_crossings
     repeat_rules: RepeatRules
     sink: InfluxSink  # read for back-pressure only: the publisher writes
+    send: Send
     dead_letters: DeadLetters
     metrics: PipelineMetrics
     clock: Callable[[], datetime]
@@ -75,10 +78,13 @@ class Aggregator:
         people: dict[tuple[int, str], tuple[Any, Crossings, str]] = {}
         cells: defaultdict[int, Cells] = defaultdict(Counter)
         outcomes = []
+        deliveries = Deliveries(self.send)
         for event in events:
-            outcome = await self._count(event, now, changed, people)
+            outcome = await self._count(event, now, changed, deliveries, people)
             cells[event.message.partition][(aggregate.STAGE, outcome)] += 1
             outcomes.append(outcome)
+        for refused in await deliveries.wait():  # dead letters only
+            self.dead_letters.refused(refused)
         for (partition, name), (event, state) in changed.items():
             # Counts and the events they include: one changelog record.
             self.windows.put(partition, name, state, event)
@@ -100,6 +106,7 @@ class Aggregator:
         event: Any,
         now: datetime,
         changed: dict[tuple[int, str], tuple[Any, Any]],
+        deliveries: Deliveries,
         people: dict[tuple[int, str], tuple[Any, Crossings, str]],
     ) -> str:
         data: bytes = event.value if isinstance(event.value, bytes) else b""
@@ -109,7 +116,7 @@ class Aggregator:
             clean = CleanEvent.model_validate_json(data)
         except ValidationError:
             rejected = Rejected(Reason.SCHEMA_VIOLATION, "not a clean event", stage=aggregate.STAGE)
-            await self.dead_letters.reject(rejected, data, origin)
+            await self.dead_letters.reject(deliveries, rejected, data, origin)
             return Reason.SCHEMA_VIOLATION.value
         start = window_start(clean.event_time, self.rules.window_s)
         closed_for = now - start - timedelta(seconds=self.rules.window_s)
@@ -122,7 +129,7 @@ class Aggregator:
             rejected = Rejected(
                 Reason.LATE_BEYOND_WINDOW, detail, clean.device_id, stage=aggregate.STAGE
             )
-            await self.dead_letters.reject(rejected, data, origin)
+            await self.dead_letters.reject(deliveries, rejected, data, origin)
             return Reason.LATE_BEYOND_WINDOW.value
         partition = message.partition
         self._sight(clean, event, now, people)

@@ -17,17 +17,17 @@ already counted by ``(device_id, seq)``. Nothing after ``anonymise`` ever sees a
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import time
 from collections import Counter, defaultdict
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
 from hito.devices import RegistryWatcher
-from hito.pipeline.dead_letters import DeadLetters, Origin
+from hito.pipeline.dead_letters import DEAD_LETTER, DeadLetters, Origin
+from hito.pipeline.delivery import Deliveries
 from hito.pipeline.faust.batches import last_event_per_partition, on_behalf_of
 from hito.pipeline.metrics import LabelledChildren, PipelineMetrics
 from hito.pipeline.output import Send
@@ -40,6 +40,27 @@ from hito.schemas.reasons import Reason
 from hito.schemas.topics import TopicNames
 
 log = logging.getLogger(__name__)
+PUBLISH_STAGE = "publish"  # sending a clean event to its topic
+
+
+def _origin(message: Any) -> Origin:
+    return Origin(message.topic, message.partition, message.offset, message.key)
+
+
+def _event_outcome(outcome: str) -> str:
+    """hito_events_total's outcome: accepted, duplicate, stale, or rejected (any reason)."""
+    return outcome if outcome in ("accepted", "duplicate", "stale") else "rejected"
+
+
+def _cell(outcome: str) -> tuple[str, str]:
+    """The pipeline measurement's (stage, outcome) of an event's outcome."""
+    if outcome == "accepted":
+        return anonymise.STAGE, "published"
+    if outcome in ("duplicate", "stale"):
+        return dedup.STAGE, outcome
+    if outcome == Reason.SINK_REJECTED.value:
+        return PUBLISH_STAGE, outcome
+    return validate.STAGE, outcome
 
 
 @dataclass(eq=False, kw_only=True)
@@ -71,16 +92,19 @@ class Ingest:
         now = self.clock()
         registry = self.registry.current()
         outcomes: list[str] = []
+        sources: list[str] = []
         states: dict[str, dedup.SeqState | None] = {}  # device -> state as of this batch
         changed: dict[str, Any] = {}  # device -> an event of its partition (for the write)
         newest: dict[tuple[str, str], float] = {}
-        cells: defaultdict[int, Cells] = defaultdict(Counter)
-        deliveries: list[Awaitable[Any]] = []
+        deliveries = Deliveries(self.send)
+        withheld: Counter[int] = Counter()  # partition -> events a purpose could not link
         validate_s = anonymise_s = 0.0
         anonymised = 0
-        for event in events:
+        for i, event in enumerate(events):
             message = event.message
             raw: bytes = event.value if isinstance(event.value, bytes) else b""
+            source = self.source_of.get(message.topic, "unknown")
+            sources.append(source)
             started = time.perf_counter()
             result = validate.validate(
                 raw,
@@ -96,51 +120,42 @@ class Ingest:
                     Reason.SCHEMA_VIOLATION,
                     "kafka message key is not the envelope's device_id",
                     result.event.device_id,
+                    site=result.device.site,
                 )
             if isinstance(result, Rejected):
-                origin = Origin(message.topic, message.partition, message.offset, message.key)
-                delivered = await self.dead_letters.reject(result, raw, origin)
-                if delivered is not None:
-                    deliveries.append(delivered)
-                self._count_event(self.source_of.get(message.topic, "unknown"), "rejected")
-                cells[message.partition][(result.stage, result.reason.value)] += 1
+                await self.dead_letters.reject(deliveries, result, raw, _origin(message))
                 outcomes.append(result.reason.value)
                 continue
             outcome = self._observe(result, states)
-            if outcome == "accepted":
-                ev = result.event
-                changed[result.device.device_id] = event
-                started = time.perf_counter()
-                made = anonymise.anonymise(ev, self.policy, self.keys)
-                clean = made.clean
-                body = anonymise.encode(clean)
-                anonymise_s += time.perf_counter() - started
-                anonymised += 1
-                if made.withheld:
-                    self._withheld(made, cells[message.partition])
-                delivered = await self.send(
-                    self.clean_topics[clean.source], clean.site.encode(), body
-                )
-                if delivered is not None:
-                    deliveries.append(delivered)
-                device = (result.device.site, result.device.device_id)
-                newest[device] = max(newest.get(device, 0.0), ev.event_time.timestamp())
-                cells[message.partition][(anonymise.STAGE, "published")] += 1
-            else:
-                cells[message.partition][(dedup.STAGE, outcome)] += 1
-            self._count_event(result.source, outcome)
             outcomes.append(outcome)
-        if deliveries:
-            # The clean events must be in Kafka before the dedup state says "seen": otherwise
-            # a crash in between could lose them for good.
-            await asyncio.gather(*deliveries)
+            if outcome != "accepted":
+                continue
+            ev = result.event
+            changed[result.device.device_id] = event
+            started = time.perf_counter()
+            made = anonymise.anonymise(ev, self.policy, self.keys)
+            clean = made.clean
+            body = anonymise.encode(clean)
+            anonymise_s += time.perf_counter() - started
+            anonymised += 1
+            if made.withheld:
+                withheld[message.partition] += 1
+                for purpose in made.withheld:
+                    self.metrics.pseudonyms_withheld.labels(purpose=purpose).inc()
+            topic = self.clean_topics[clean.source]
+            await deliveries.add(topic, clean.site.encode(), body, tag=(i, raw, result))
+            device = (result.device.site, result.device.device_id)
+            newest[device] = max(newest.get(device, 0.0), ev.event_time.timestamp())
+        # The clean events (and dead letters) must be in Kafka before the dedup state says
+        # "seen": otherwise a crash in between could lose them for good.
+        await self._deliver(deliveries, events, outcomes)
         for device_id, event in changed.items():
             state = states[device_id]
             assert state is not None  # a device is "changed" only by an accepted event
             with on_behalf_of(event):
                 self.seq_table[device_id] = state.to_json()
         self._mark_seen(newest)
-        self._write_counts(events, cells, now)
+        self._count(events, sources, outcomes, now, withheld)
         if events:
             self.metrics.stage_seconds.labels(stage=validate.STAGE).observe(
                 validate_s / len(events)
@@ -150,6 +165,49 @@ class Ingest:
                 anonymise_s / anonymised
             )
         return outcomes
+
+    async def _deliver(
+        self, deliveries: Deliveries, events: Sequence[Any], outcomes: list[str]
+    ) -> None:
+        """Wait for the batch's sends. A clean event Kafka refuses for good (never seen: they
+        are a few hundred bytes) is dead-lettered as ``sink_rejected``; a refused dead letter
+        is counted. Nothing refused holds the partition."""
+        while refused := await deliveries.wait():
+            for r in refused:
+                if r.record.tag == DEAD_LETTER:
+                    self.dead_letters.refused(r)
+                    continue
+                i, raw, accepted = r.record.tag
+                self.metrics.send_refused.labels(topic=r.record.topic).inc()
+                outcomes[i] = Reason.SINK_REJECTED.value
+                rejected = Rejected(
+                    Reason.SINK_REJECTED,
+                    f"the clean event was refused by Kafka ({type(r.error).__name__})",
+                    accepted.device.device_id,
+                    stage=PUBLISH_STAGE,
+                    site=accepted.device.site,
+                )
+                await self.dead_letters.reject(
+                    deliveries, rejected, raw, _origin(events[i].message)
+                )
+
+    def _count(
+        self,
+        events: Sequence[Any],
+        sources: list[str],
+        outcomes: list[str],
+        now: datetime,
+        withheld: Counter[int],
+    ) -> None:
+        """The batch's outcomes into hito_events_total and the pipeline counts, with the
+        events whose epoch key was destroyed (anonymise/pseudonym_withheld)."""
+        cells: defaultdict[int, Cells] = defaultdict(Counter)
+        for event, source, outcome in zip(events, sources, outcomes, strict=True):
+            cells[event.message.partition][_cell(outcome)] += 1
+            self._events(source, _event_outcome(outcome)).inc()
+        for partition, n in withheld.items():
+            cells[partition][(anonymise.STAGE, "pseudonym_withheld")] += n
+        self._write_counts(events, cells, now)
 
     def _observe(self, accepted: Accepted, states: dict[str, dedup.SeqState | None]) -> str:
         """The dedup stage for one event; moves ``states`` on when the event is new."""
@@ -185,15 +243,6 @@ class Ingest:
             log.warning("dedup state of %s unreadable; starting it afresh", device_id)
             self.metrics.dedup_state_resets.inc()
             return None
-
-    def _withheld(self, made: anonymise.Anonymised, cells: Cells) -> None:
-        """Count an event a purpose could not pseudonymise (its epoch key is destroyed)."""
-        cells[(anonymise.STAGE, "pseudonym_withheld")] += 1
-        for purpose in made.withheld:
-            self.metrics.pseudonyms_withheld.labels(purpose=purpose).inc()
-
-    def _count_event(self, source: str, outcome: str) -> None:
-        self._events(source, outcome).inc()
 
     def _mark_seen(self, newest: dict[tuple[str, str], float]) -> None:
         for device, seen_at in newest.items():

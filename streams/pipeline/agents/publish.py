@@ -15,6 +15,8 @@ from datetime import datetime
 
 from hito.pipeline.agents.surge import SurgeDetector
 from hito.pipeline.dead_letters import DeadLetters, Origin
+from hito.pipeline.delivery import Deliveries
+from hito.pipeline.output import Send
 from hito.pipeline.sinks.errors import Outcome, PermanentSinkError, write_or_dead_letter
 from hito.pipeline.sinks.influx import InfluxSink
 from hito.pipeline.sinks.lines import points_for, repeat_points, series_predicate
@@ -40,6 +42,7 @@ class Publisher:
     windows: VersionedWindows
     counts: PipelineCounts
     detector: SurgeDetector
+    send: Send
     dead_letters: DeadLetters
     small_count_k: int
     clock: Callable[[], datetime]
@@ -170,11 +173,14 @@ class Publisher:
             await self.sink.write([ln for lines in lines_by_key.values() for ln in lines])
 
         async def dead_letter(exc: PermanentSinkError) -> None:
+            deliveries = Deliveries(self.send)
             for key, lines in lines_by_key.items():
                 rejected = Rejected(
                     Reason.SINK_REJECTED, f"HTTP {exc.status} for {key}", None, stage="sink"
                 )
                 original = "\n".join(lines).encode()
-                await self.dead_letters.reject(rejected, original, Origin("influxdb"))
+                await self.dead_letters.reject(deliveries, rejected, original, Origin("influxdb"))
+            for refused in await deliveries.wait():
+                self.dead_letters.refused(refused)
 
         return await write_or_dead_letter(write, what=what, dead_letter=dead_letter)

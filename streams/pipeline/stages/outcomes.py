@@ -22,12 +22,13 @@ class Accepted:
 class Rejected:
     """An event the pipeline will not count: the reason code of SPEC.md, the stage that
     decided, a ``detail`` naming schema fields and error kinds only (never input values), and
-    the device when it is a registered one (the DLQ record's key)."""
+    the device (and its site) when it is a registered one (the DLQ record's key)."""
 
     reason: Reason
     detail: str
     device_id: str | None = None
     stage: str = "validate"
+    site: str | None = None  # the registered device's site, when the device is known
 
 
 @dataclass(frozen=True)

@@ -8,22 +8,21 @@ kinds only, never the event's values (they may be personal data).
 from __future__ import annotations
 
 import json
-import re
+from dataclasses import replace
 from datetime import datetime, timedelta
 from typing import Any
 
 import orjson
-from pydantic import ValidationError
+from pydantic import BaseModel, ValidationError
 
 from hito.devices import DeviceRegistry
 from hito.pipeline.stages.outcomes import Accepted, Limits, Rejected
 from hito.schemas.reasons import Reason
-from hito.schemas.registry import Source, lookup
+from hito.schemas.registry import REGISTRY, Source, lookup
 from hito.schemas.signing import signature_valid
 
 STAGE = "validate"
 __all__ = ["STAGE", "Accepted", "Limits", "Rejected", "validate"]
-_SAFE_KEY = re.compile(r"^[a-z_][a-z0-9_]{0,31}$")
 _MAX_DETAIL_ERRORS = 5
 
 
@@ -34,6 +33,21 @@ def validate(
     limits: Limits,
     now: datetime,
     expected_source: Source | None = None,
+) -> Accepted | Rejected:
+    result = _validate(raw, registry, limits, now, expected_source)
+    if isinstance(result, Rejected) and result.device_id is not None:
+        device = registry.get(result.device_id)
+        if device is not None:  # a registered device: operators see its site
+            return replace(result, site=device.site)
+    return result
+
+
+def _validate(
+    raw: bytes,
+    registry: DeviceRegistry,
+    limits: Limits,
+    now: datetime,
+    expected_source: Source | None,
 ) -> Accepted | Rejected:
     if len(raw) > limits.max_event_bytes:
         return Rejected(Reason.OVERSIZED, f"{len(raw)} bytes > limit {limits.max_event_bytes}")
@@ -120,14 +134,31 @@ def _known_device_id(obj: dict[str, Any], registry: DeviceRegistry) -> str | Non
     return None
 
 
+def _schema_names() -> frozenset[str]:
+    """Every field name of every registered schema (envelope and payloads, by alias)."""
+    names: set[str] = set()
+    models: list[type[BaseModel]] = [entry.model for entry in REGISTRY.values()]
+    while models:
+        model = models.pop()
+        for name, info in model.model_fields.items():
+            names.add(info.alias or name)
+            nested = info.annotation
+            if isinstance(nested, type) and issubclass(nested, BaseModel):
+                models.append(nested)
+    return frozenset(names)
+
+
+SCHEMA_NAMES = _schema_names()
+
+
 def _describe(exc: ValidationError) -> str:
-    """Field paths and error kinds only: pydantic's messages and inputs may echo values."""
+    """Field paths and error kinds only. Pydantic's messages and inputs may echo values, and a
+    path may hold a name the *device* chose (an unknown field named after a document number):
+    only names of the published schemas are echoed, anything else is ``<unknown>``."""
     parts = []
     for err in exc.errors(include_input=False, include_url=False)[:_MAX_DETAIL_ERRORS]:
         path = ".".join(
-            p
-            if isinstance(p, str) and _SAFE_KEY.match(p)
-            else ("<key>" if isinstance(p, str) else str(p))
+            (p if p in SCHEMA_NAMES else "<unknown>") if isinstance(p, str) else str(p)
             for p in err["loc"]
         )
         parts.append(f"{path or '<root>'}: {err['type']}")

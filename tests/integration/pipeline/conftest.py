@@ -30,7 +30,6 @@ def isolated(stack: HitoSettings) -> HitoSettings:
 def make_isolated(stack: HitoSettings) -> HitoSettings:
     """The stack's settings with topics and a bucket of their own (created here)."""
     run = uuid.uuid4().hex[:8]
-    # A copy of the stack's pipeline settings (the registry files among them), own topics.
     pipeline = stack.pipeline.model_copy(
         update={
             "raw_topics": {
@@ -39,6 +38,7 @@ def make_isolated(stack: HitoSettings) -> HitoSettings:
                 "drone": f"hito.test-{run}.raw.drone",
             },
             "dlq_topic": f"hito.test-{run}.dlq",
+            "dlq_originals_topic": f"hito.test-{run}.dlq.originals",
             "clean_topic_prefix": f"hito.test-{run}.clean.",
             "topic_partitions": 2,
         }

@@ -12,7 +12,7 @@ from kafka import KafkaProducer
 from hito.credentials import client_config
 from hito.device.simulate.fleet import DUPLICATE, INJECTABLE, VALID, Fleet, FleetPlan
 from hito.device.simulate.runner import send_messages
-from hito.ops.dlq import read_all
+from hito.ops.dlq import read_all, read_originals
 from hito.runtime import Runtime
 from hito.settings import HitoSettings
 from tests.integration.pipeline.conftest import query_points, running_worker, wait_until
@@ -68,12 +68,17 @@ def test_valid_dlq_and_duplicates_add_up_to_what_was_sent(isolated_runtime: Runt
     assert dlq == bad
     assert sum(outcomes.values()) == N
 
-    # The DLQ topic holds one record per bad event, with its reason and its exact bytes.
+    # The DLQ topic holds one record per bad event, with its reason; the raw zone's originals
+    # topic holds its exact bytes.
     records = list(read_all(isolated))
     assert Counter(e.record.reason.value for e in records) == Counter(bad)
-    sent_bad = Counter((m.expected, m.value) for m in messages if m.expected in bad)
-    assert Counter((e.record.reason.value, e.record.original) for e in records) == sent_bad
     assert all(e.record.stage == "validate" for e in records)
+    originals = [e.record for e in read_originals(isolated)]
+    sent_bad = Counter((m.expected, m.value) for m in messages if m.expected in bad)
+    assert Counter((o.reason.value, o.original) for o in originals) == sent_bad
+    assert {(e.record.source_offset, e.record.original_sha256) for e in records} == {
+        (o.source_offset, o.original_sha256) for o in originals
+    }
 
 
 def pipeline_totals(settings: HitoSettings) -> dict[tuple[str, str], int]:

@@ -54,6 +54,7 @@ def test_the_retention_audit_fails_on_a_planted_drift(isolated_runtime: Runtime)
             "COLUMNS": "200",
             "HITO_PIPELINE__RAW_TOPICS": json.dumps(dict(p.raw_topics)),
             "HITO_PIPELINE__DLQ_TOPIC": p.dlq_topic,
+            "HITO_PIPELINE__DLQ_ORIGINALS_TOPIC": p.dlq_originals_topic,
             "HITO_PIPELINE__CLEAN_TOPIC_PREFIX": p.clean_topic_prefix,
             "HITO_INFLUXDB__BUCKET": settings.influxdb.bucket,
         }

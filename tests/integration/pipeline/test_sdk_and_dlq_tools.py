@@ -148,7 +148,9 @@ def test_dlq_inspect_redacts_and_replay_resubmits_after_a_fix(
             _write_registry(devices_file, keys_file, everyone)
             await asyncio.sleep(pipeline.registry_reload_s + 1)
             dlq_before = len(list(read_all(isolated)))
-            sent = await asyncio.to_thread(replay, isolated, reason_filter(["unknown_device"]))
+            replayed = await asyncio.to_thread(replay, isolated, reason_filter(["unknown_device"]))
+            assert replayed.cut == 0
+            sent = replayed.sent
             total = len(messages) + sent
             await wait_until(lambda: worker.metrics.total_events() >= total, 60, "replay")
             assert len(list(read_all(isolated))) == dlq_before + sent - from_newcomer

@@ -122,6 +122,12 @@ def running_pager(state_dir: Path, log_file: Path, min_free_mb: float) -> Iterat
             process.wait()
 
 
+def bearer(state_dir: Path) -> dict[str, str]:
+    """The header Alertmanager sends: the token the pager created in its state directory."""
+    token = (state_dir / "pager" / "token").read_text().strip()
+    return {"Authorization": f"Bearer {token}"}
+
+
 def device_silent(n: int) -> dict[str, Any]:
     """Alertmanager 0.25's webhook body (receiver pager-low) for ``n`` sensors gone quiet at
     Chacalluta: grouped by alertname and site, so one notification carries all of them."""
@@ -176,7 +182,9 @@ def test_a_full_disk_refuses_the_page_cleanly_and_the_retry_records_it(tmp_path:
     ):
         page_log = state / "pager" / "pages.jsonl"
         first = device_silent(1)
-        r = httpx.post(f"{url}/alerts/low", content=orjson.dumps(first), timeout=10)
+        r = httpx.post(
+            f"{url}/alerts/low", content=orjson.dumps(first), headers=bearer(state), timeout=10
+        )
         assert (r.status_code, r.json()) == (200, {"recorded": 1})
         before = page_log.read_bytes()
 
@@ -185,7 +193,7 @@ def test_a_full_disk_refuses_the_page_cleanly_and_the_retry_records_it(tmp_path:
         assert free_bytes(state) == 8192
         body = orjson.dumps(device_silent(40))
 
-        r = httpx.post(f"{url}/alerts/low", content=body, timeout=10)
+        r = httpx.post(f"{url}/alerts/low", content=body, headers=bearer(state), timeout=10)
         assert r.status_code == 503  # 5xx: Alertmanager keeps the page and retries
         assert r.json() == {
             "error": f"page log {page_log}: no space left on device",
@@ -204,7 +212,7 @@ def test_a_full_disk_refuses_the_page_cleanly_and_the_retry_records_it(tmp_path:
         )
 
         filler.unlink()  # the operator frees space; Alertmanager retries the same body
-        r = httpx.post(f"{url}/alerts/low", content=body, timeout=10)
+        r = httpx.post(f"{url}/alerts/low", content=body, headers=bearer(state), timeout=10)
         assert (r.status_code, r.json()) == (200, {"recorded": 40})
 
         raw = page_log.read_bytes()

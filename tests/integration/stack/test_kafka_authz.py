@@ -40,12 +40,13 @@ def _own_topics(stack: HitoSettings) -> HitoSettings:
                 "drone": f"hito.test-authz-{run}.raw.drone",
             },
             "dlq_topic": f"hito.test-authz-{run}.dlq",
+            "dlq_originals_topic": f"hito.test-authz-{run}.dlq.originals",
             "clean_topic_prefix": f"hito.test-authz-{run}.clean.",
             "topic_partitions": 1,
         }
     )
     settings = stack.model_copy(update={"pipeline": pipeline})
-    assert len(ensure_topics(settings)) == 7
+    assert len(ensure_topics(settings)) == 8
     return settings
 
 
@@ -63,7 +64,7 @@ def secured(stack: HitoSettings) -> HitoSettings:
 def _topics(settings: HitoSettings) -> dict[str, str]:
     p = settings.pipeline
     return {"raw": p.raw_topics["checkpoint"], "clean": f"{p.clean_topic_prefix}checkpoint",
-            "dlq": p.dlq_topic}  # fmt: skip
+            "dlq": p.dlq_topic, "originals": p.dlq_originals_topic}  # fmt: skip
 
 
 def _send(settings: HitoSettings, role: Role, topic: str) -> None:
@@ -137,6 +138,23 @@ def test_operator_reads_clean_and_dlq_never_raw(
     assert _read(secured, "operator", t["clean"])[0] == b"v"
     assert _read(secured, "operator", t["dlq"])[0] == b"v"
     assert _read_denied(secured, "operator", t["raw"], caplog)
+
+
+def test_the_rejected_bytes_stay_in_the_raw_zone(
+    secured: HitoSettings, caplog: pytest.LogCaptureFixture
+) -> None:
+    """hito.dlq.originals (issue #18): the pipeline writes it, the admin (hito dlq replay)
+    reads it, operators and devices cannot read it; operators read hito.dlq."""
+    t = _topics(secured)
+    assert _read(secured, "operator", t["dlq"])[0] == b"v"  # the operators' records: yes
+    assert _read_denied(secured, "operator", t["originals"], caplog)  # the bytes: no
+    assert _read_denied(secured, "device", t["originals"], caplog)
+    assert _read(secured, "admin", t["originals"])[0] == b"v"
+    _send(secured, "pipeline", t["originals"])  # allowed: no exception
+    with pytest.raises(TopicDenied):
+        _send(secured, "operator", t["originals"])
+    with pytest.raises(TopicDenied):
+        _send(secured, "device", t["originals"])
     with pytest.raises(TopicDenied):
         _send(secured, "operator", t["clean"])
 

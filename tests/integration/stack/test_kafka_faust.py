@@ -22,6 +22,7 @@ def test_faust_agent_consumes_kafka_python_messages(stack: HitoSettings) -> None
         update={
             "raw_topics": raw,
             "dlq_topic": f"hito.test-smoke-{run}.dlq",
+            "dlq_originals_topic": f"hito.test-smoke-{run}.dlq.originals",
             "clean_topic_prefix": f"hito.test-smoke-{run}.clean.",
             "topic_partitions": 2,
         }

@@ -20,13 +20,25 @@ def _compose() -> dict[str, Any]:
 
 
 def _bind_mounts() -> list[tuple[str, Path, str]]:
+    """Mounts of repository files (short syntax); secrets from the environment are not."""
     out = []
     for name, svc in _compose()["services"].items():
         for volume in svc.get("volumes", []):
+            if isinstance(volume, dict):
+                continue
             source, target = volume.split(":")[:2]
             if source.startswith((".", "/")):
                 out.append((name, (REPO_ROOT / source).resolve(), target))
     return out
+
+
+def _secret_mounts() -> list[tuple[str, dict[str, Any]]]:
+    return [
+        (name, volume)
+        for name, svc in _compose()["services"].items()
+        for volume in svc.get("volumes", [])
+        if isinstance(volume, dict)
+    ]
 
 
 def test_services_and_pinned_images() -> None:
@@ -54,7 +66,7 @@ def test_named_volumes_are_declared() -> None:
         v.split(":")[0]
         for s in data["services"].values()
         for v in s.get("volumes", [])
-        if not v.startswith((".", "/"))
+        if isinstance(v, str) and not v.startswith((".", "/"))
     }
     assert used == declared
 
@@ -101,3 +113,21 @@ def test_compose_dev_admin_is_the_dev_users_file_admin() -> None:
 def test_grafana_reads_with_the_dashboards_token_not_the_admin_token() -> None:
     env = _compose()["services"]["grafana"]["environment"]
     assert env["HITO_INFLUXDB_TOKEN"] == "${HITO_INFLUXDB_DASHBOARDS_TOKEN:-}"
+
+
+def test_prometheus_has_no_lifecycle_api() -> None:
+    """/-/quit and /-/reload would let anything on the machine stop every alert."""
+    assert "--web.enable-lifecycle" not in _compose()["services"]["prometheus"]["command"]
+
+
+def test_alertmanager_gets_the_pager_token_from_the_host_not_the_repository() -> None:
+    [(name, mount)] = _secret_mounts()
+    assert name == "alertmanager"
+    # Required: compose refuses to start without it rather than page unauthenticated.
+    assert mount["source"].startswith("${HITO_PAGER_TOKEN_FILE:?")
+    assert (mount["type"], mount["read_only"]) == ("bind", True)
+    # Next to the config, where its relative credentials_file points.
+    config_target = next(
+        target for svc, _, target in _bind_mounts() if target.endswith("alertmanager.yml")
+    )
+    assert mount["target"] == str(Path(config_target).parent / "pager.token")

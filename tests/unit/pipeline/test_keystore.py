@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 
+from hito.files import SecretFileError
 from hito.pipeline.keystore import Chain, KeyStore, KeyStoreError, Segment, new_key
 from hito.pipeline.pseudonyms import epoch_of, pseudonym, ratchet_forward
 
@@ -135,7 +136,7 @@ def test_a_damaged_store_is_refused_without_quoting_it(tmp_path: Path) -> None:
     store = store_at(path)
     secret = (store.lookup(PURPOSE, E) or b"").hex()
     path.write_text(path.read_text().replace('"epoch_s": 86400', '"epoch_s": "x"'))
-    with pytest.raises(KeyStoreError) as err:
+    with pytest.raises(SecretFileError) as err:
         KeyStore.open(path)
     assert "not a key store" in str(err.value) and secret not in str(err.value)
     with pytest.raises(KeyStoreError, match="hito policy keys init"):

@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from hito.ops.dlq import decode_record
+from hito.ops.dlq import decode_original, decode_record
 from hito.pipeline.agents.publish import Publisher
 from hito.pipeline.agents.surge import SurgeDetector
 from hito.pipeline.dead_letters import DeadLetters
@@ -21,6 +21,7 @@ from hito.pipeline.state.pipeline_counts import PipelineCounts
 from hito.pipeline.state.repeat_days import RepeatDays
 from hito.pipeline.state.versioned import VersionedWindows
 from hito.schemas.reasons import Reason
+from hito.schemas.topics import TopicNames
 from hito.settings import SurgeSettings
 from tests.unit.pipeline.sinks.test_errors import influx_answering, sink_on
 
@@ -54,7 +55,8 @@ def publisher_with_one_window(port: int) -> tuple[Publisher, list[tuple[str, byt
         windows=windows,
         counts=PipelineCounts(VersionedWindows({}), 60),
         detector=SurgeDetector(SurgeSettings(), 60, sink.metrics, _no_history),
-        dead_letters=DeadLetters("hito.dlq", send, sink.metrics, lambda: START),
+        send=send,
+        dead_letters=DeadLetters(TopicNames(), sink.metrics, lambda: START),
         small_count_k=5,
         clock=lambda: START,
         repeat_days=RepeatDays({}),
@@ -72,12 +74,12 @@ def test_a_permanent_refusal_goes_to_the_dlq_once(status: int) -> None:
             assert await publisher.flush_windows({0}) is Outcome.DEAD_LETTERED
             assert await publisher.flush_windows({0}) is None  # not retried
             await publisher.sink.close()
-        [(topic, key, value)] = sent
+        [(topic, key, value), (originals_topic, _, original)] = sent
         record = decode_record(value)
-        assert topic == "hito.dlq" and key is None
+        assert (topic, originals_topic, key) == ("hito.dlq", "hito.dlq.originals", None)
         assert (record.reason, record.stage) == (Reason.SINK_REJECTED, "sink")
         assert record.detail == f"HTTP {status} for 0|chacalluta|2026-12-03T12:00:00Z"
-        assert record.original == (
+        assert decode_original(original).original == (
             b"sensor,geohash=6mk4bb,policy=unknown,sensor_type=ground,site=chacalluta "
             b"detections=3i,readings=2i 1796299200"
         )
