@@ -52,6 +52,8 @@ class Publisher:
     # window key -> the series written for it (a cell suppression hides must be deleted)
     published: dict[str, set[str]] = field(default_factory=dict, init=False)
     surge_backlog: list[str] = field(default_factory=list, init=False)
+    # The partitions owned at the last scan of repeat_crossings' days (None: never scanned).
+    repeat_scanned_for: set[int] | None = field(default=None, init=False)
 
     async def flush(self, owned: set[int]) -> None:
         """One tick: windows, then pipeline counts, surge scores and closed days of
@@ -127,18 +129,23 @@ class Publisher:
     async def flush_repeat(self, owned: set[int]) -> Outcome | None:
         """Write every closed day of repeat_crossings not written yet (once: a closed day no
         longer changes); the aggregate agent deletes their per-person state afterwards."""
-        if not self.sink.ready() or not self.repeat_days.scan_due():
-            return None
         now = self.clock()
         rules = self.repeat_rules
+        # A scan reads every person-day: only when a day may have closed, or the partitions
+        # owned changed (their days are unknown here), never more than once per scan_every_s.
+        closing = any(rules.closed(epoch, now) for epoch in self.repeat_days.epochs)
+        if owned == self.repeat_scanned_for and not closing:
+            return None
+        if not self.sink.ready() or not self.repeat_days.scan_due():
+            return None
+        self.repeat_scanned_for = set(owned)
         days, marked = self.repeat_days.days(owned)
-        due = {
-            day: people
-            for day, people in days.items()
-            if day not in self.repeat_days.published
-            and day not in marked
-            and rules.closed(day[2], now)
+        todo = {day: people for day, people in days.items() if day not in marked}
+        todo = {
+            day: people for day, people in todo.items() if day not in self.repeat_days.published
         }
+        self.repeat_days.epochs = {epoch for _, _, epoch in todo}
+        due = {day: people for day, people in todo.items() if rules.closed(day[2], now)}
         if not due:
             return None
         by_day = {
@@ -154,6 +161,9 @@ class Publisher:
         outcome = await self._write(by_day, f"{len(due)} days of repeat_crossings")
         if outcome is not Outcome.DEFERRED:
             self.repeat_days.published |= set(due)
+            # Not a reassignment: the aggregate agent may have added a new day's epoch while
+            # this write awaited (a closed epoch gets no new records).
+            self.repeat_days.epochs -= {day[2] for day in due}
             for _, site, _ in due:
                 self.on_day_published(site)
         return outcome

@@ -58,6 +58,9 @@ class RepeatDays:
     ) -> None:
         self.table = table
         self.published: set[Day] = set()  # days InfluxDB has (this process)
+        # Epochs of days written since the last scan, or not yet published at it: a scan is
+        # needed only when one of them closes (or the partitions owned change).
+        self.epochs: set[int] = set()
         self._scan_every_s = scan_every_s
         self._monotonic = monotonic
         self._last_scan = -float("inf")
@@ -72,9 +75,11 @@ class RepeatDays:
         ``partition``."""
         with on_behalf_of(event):
             self.table[table_key(partition, name)] = pack(crossings, policy)
+        self.epochs.add(day_of(name)[1])
 
     def scan_due(self) -> bool:
-        """True at most once every ``scan_every_s`` (a scan reads the whole table)."""
+        """True at most once every ``scan_every_s`` (a scan reads the whole table; the
+        publisher also scans only when a day may have closed)."""
         now = self._monotonic()
         if now - self._last_scan < self._scan_every_s:
             return False
