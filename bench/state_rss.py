@@ -9,8 +9,10 @@ has sent one event in the current window, and measures its RSS after each step:
 - ``hito_device_last_seen_seconds{site,device_id}`` (the worker's ``PerDeviceGauge``: one
   float per device, keyed by the registry's own device_id string);
 - the aggregate window's ``seen`` ranges (one ``[seq, seq]`` per device);
-- M distinct identities pseudonymised (HMAC, ``streams.pseudonyms``): the worker keeps no
-  per-identity state, so this step shows whether anything grows with identities.
+- M distinct identities crossing once today: pseudonymised for ``repeat_crossings``
+  (``hito.pipeline.pseudonyms``) and recorded in that purpose's per-person day state (the
+  ``repeat-days`` table value the aggregate agent writes), the only state that grows with
+  identities; it is deleted once the day is published.
 
 It also sizes (``sys.getsizeof``) the dedup table value of a device after its first event and
 of a "mature" device whose mask is full (``dedup_window`` events seen: a hex mask of
@@ -43,8 +45,9 @@ def build(devices: int, identities: int) -> dict[str, Any]:
     import hito.pipeline.worker  # noqa: F401 - the worker's modules, as a worker imports them
     from hito.devices import Device, DeviceRegistry
     from hito.pipeline.metrics import PipelineMetrics
-    from hito.pipeline.pseudonyms import PseudonymKey, pseudonym
-    from hito.pipeline.stages import aggregate, dedup
+    from hito.pipeline.pseudonyms import epoch_of, pseudonym
+    from hito.pipeline.stages import aggregate, dedup, repeat
+    from hito.pipeline.state import repeat_days
     from hito.settings import PipelineSettings
 
     steps: list[dict[str, Any]] = []
@@ -75,10 +78,15 @@ def build(devices: int, identities: int) -> dict[str, Any]:
             f"hito.raw.{s}|{p}": 10**9 for s in ("checkpoint", "sensor", "drone") for p in range(4)
         }
     step("window raw-offset marks")
-    key = PseudonymKey("bench", bytes(32), start)
+    epoch = epoch_of(start, 86400)
+    repeat_table: dict[str, Any] = {}
     for i in range(identities):
-        pseudonym(key, "document_number", f"P{i:09d}")
-    step("identities pseudonymised")
+        person = pseudonym(bytes(32), "repeat_crossings", "document_number", f"P{i:09d}", epoch)
+        device = ids[i % devices] if devices else "dev-0"
+        seen = repeat.Sighting(_SITES[i % 4], epoch, person, f"entry|{device}|{i}")
+        crossings = repeat.record(None, seen.crossing) or []
+        repeat_table[f"{i % 4}|{seen.name}"] = repeat_days.pack(crossings, "2026-12-03.1")
+    step("identities pseudonymised and recorded for the day")
 
     window = PipelineSettings().dedup_window
     fresh_bytes = _deep_bytes(dedup.observe(None, 0, window)[0].to_json())

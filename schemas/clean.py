@@ -1,8 +1,10 @@
 """Clean (anonymised) events: what leaves the raw zone on ``hito.clean.<source>``.
 
-The payload is the raw payload transformed field by field by the privacy policy: kept values,
-pseudonyms (``"<key id>:<hex>"``, one per valid key), generalised values (``birth_year`` as
-``"1980-1989"``, ``lat``/``lon`` as one ``geohash``), dropped fields absent.
+The payload holds the fields some purpose of the privacy policy needs, transformed field by
+field: kept values, generalised values (``nationality`` as a listed group or ``"other"``,
+``lat``/``lon`` as one ``geohash``); everything else is gone. Pseudonyms are apart, by the
+purpose that needs them: ``{"repeat_crossings": {"document_number": "e20790:<hex>"}}`` links
+records of one person within that purpose and one epoch of its horizon, and nothing more.
 """
 
 from __future__ import annotations
@@ -14,7 +16,9 @@ from pydantic import AwareDatetime, Field
 from hito.schemas.envelope import DEVICE_ID_PATTERN, SITE_PATTERN, StrictModel
 from hito.schemas.registry import Source
 
-CleanValue = str | int | float | list[str] | None
+CleanValue = str | int | float | None
+PSEUDONYM_PATTERN = r"^e[0-9]{1,9}:[0-9a-f]{32}$"
+Pseudonym = Annotated[str, Field(pattern=PSEUDONYM_PATTERN)]
 
 
 class CleanEvent(StrictModel):
@@ -26,3 +30,7 @@ class CleanEvent(StrictModel):
     seq: int
     event_time: AwareDatetime = Field(description="Generalised to the policy's time resolution")
     payload: dict[str, CleanValue]
+    pseudonyms: dict[str, dict[str, Pseudonym]] = Field(
+        default_factory=dict,
+        description="purpose -> field -> pseudonym (per purpose and epoch of its horizon)",
+    )

@@ -30,6 +30,9 @@ Latitude = Annotated[float, Field(ge=-90.0, le=90.0, allow_inf_nan=False)]
 Longitude = Annotated[float, Field(ge=-180.0, le=180.0, allow_inf_nan=False)]
 Percent = Annotated[float, Field(ge=0.0, le=100.0, allow_inf_nan=False)]
 Count = Annotated[int, Field(ge=0, le=1_000_000)]
+# The unit of a sensor's `value`: a closed vocabulary, so that no text a device sends in it can
+# carry an identifier.
+SensorUnit = Literal["degC", "percent", "hPa", "mm", "m", "m/s", "lux", "W/m2", "dB", "ppm", "V"]
 
 
 class CheckpointCrossingV1(StrictModel):
@@ -37,12 +40,16 @@ class CheckpointCrossingV1(StrictModel):
 
     direction: Literal["entry", "exit"]
     mode: Literal["pedestrian", "car", "bus", "truck"]
-    lane: Annotated[str, Field(pattern=r"^[A-Za-z0-9-]{1,16}$")]
+    lane: Annotated[
+        str, Field(pattern=r"^L[0-9]{1,2}$", max_length=3, description="Booth lane, L1 to L99")
+    ]
     document_type: Literal["passport", "national_id", "tvf", "other"] = Field(
         description="Travel document kind; `tvf` is the Chile-Peru Tarjeta Vecinal Fronteriza"
     )
     document_number: Annotated[str, Field(pattern=r"^[A-Z0-9<]{4,20}$", json_schema_extra=PII)]
-    nationality: Annotated[str, Field(pattern=r"^[A-Z]{3}$", description="ISO 3166-1 alpha-3")]
+    nationality: Annotated[
+        str, Field(pattern=r"^[A-Z]{3}$", max_length=3, description="ISO 3166-1 alpha-3")
+    ]
     birth_year: Annotated[int, Field(ge=1900, le=2100, json_schema_extra=PII)]
     vehicle_plate: Annotated[
         str | None, Field(pattern=r"^[A-Z0-9-]{2,12}$", json_schema_extra=PII)
@@ -59,7 +66,7 @@ class SensorReadingV1(StrictModel):
     lon: Longitude
     detections: Count
     value: Annotated[float | None, Field(allow_inf_nan=False)] = None
-    unit: Annotated[str | None, Field(pattern=r"^[A-Za-z0-9_%/.-]{1,16}$")] = None
+    unit: SensorUnit | None = None
     battery_pct: Percent
 
 

@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import UTC, datetime
+from pathlib import Path
 
 from hito.devices import DeviceRegistry
-from hito.pipeline.pseudonyms import Keyring
+from hito.pipeline.keystore import KeyStore, KeyStoreError
 from hito.pipeline.stages.outcomes import Limits
 from hito.schemas.privacy.policy import Policy, load_policy
 from hito.settings import PSEUDONYM_KEYS, REGISTRY, HitoSettings, PipelineSettings
@@ -17,11 +18,15 @@ class Runtime:
     settings: HitoSettings
     registry: DeviceRegistry
     policy: Policy
-    keyring: Keyring
+    key_store: KeyStore
 
     @property
     def limits(self) -> Limits:
         return limits_of(self.settings.pipeline)
+
+    @property
+    def key_grace_s(self) -> int:
+        return key_grace_s(self.settings.pipeline)
 
 
 def limits_of(pipeline: PipelineSettings) -> Limits:
@@ -33,18 +38,63 @@ def limits_of(pipeline: PipelineSettings) -> Limits:
     )
 
 
-def load_runtime(settings: HitoSettings) -> Runtime:
-    """Fails fast: a registry without keys, a policy that misses a field, no active key."""
+def key_grace_s(pipeline: PipelineSettings) -> int:
+    """How long after its epoch ends an epoch's pseudonym key lives, and a day of
+    ``repeat_crossings`` stays open: as long as the minute windows still count a late event of
+    the epoch's last minute. After that nothing of the epoch can be counted anywhere."""
+    return pipeline.window_s + pipeline.allowed_lateness_s
+
+
+def key_store_path(settings: HitoSettings) -> Path:
+    """The key store file: the setting, or in the development profile a file of the state
+    directory (never a shared, public one: each machine draws its own keys)."""
+    chosen = settings.privacy.key_store_file
+    if chosen is not None:
+        return chosen
+    if not settings.development_secrets:
+        settings.require(PSEUDONYM_KEYS)
+    return settings.state_dir / "privacy" / "pseudonym-keys.dev.json"
+
+
+def open_key_store(settings: HitoSettings, policy: Policy, now: datetime) -> KeyStore:
+    """The key store, checked against the policy, with every closed epoch's key destroyed.
+
+    Development: a missing store, or a purpose without keys, gets fresh random keys.
+    Otherwise both are refused: keys of several hosts must come from one provisioning."""
+    path = key_store_path(settings)
+    grace = key_grace_s(settings.pipeline)
+    epochs = {p.name: p.epoch_s for p in policy.linking_purposes if p.epoch_s is not None}
+    if settings.development_secrets and not path.exists():
+        KeyStore.provision(path, epochs, now, grace)
+    store = KeyStore.open(path)
+    if settings.development_secrets:
+        store.add_missing(epochs, now, grace)
+    problems = []
+    for purpose, epoch_s in sorted(epochs.items()):
+        chain = store.chains.get(purpose)
+        if chain is None:
+            problems.append(f"no keys for purpose {purpose} (hito policy keys init --purpose)")
+        elif chain.epoch_s != epoch_s:
+            problems.append(
+                f"purpose {purpose}: keys for epochs of {chain.epoch_s} s, the policy's horizon "
+                f"is {epoch_s} s (provision new keys for it)"
+            )
+    if problems:
+        raise KeyStoreError(f"{path}: " + "; ".join(problems))
+    store.destroy_expired(now, grace)
+    return store
+
+
+def load_runtime(settings: HitoSettings, now: datetime | None = None) -> Runtime:
+    """Fails fast: a registry without keys, a policy that misses a field or purpose, a key
+    store that does not fit the policy."""
     p, priv = settings.pipeline, settings.privacy
-    keys_json = priv.keys_json.get_secret_value() if priv.keys_json else None
-    settings.require(*REGISTRY, *(() if keys_json else (PSEUDONYM_KEYS,)))
+    # Every missing secret named at once (the development profile makes its own key store).
+    settings.require(*REGISTRY, *(() if settings.development_secrets else (PSEUDONYM_KEYS,)))
+    policy = load_policy(priv.policy_file)
     return Runtime(
         settings=settings,
         registry=DeviceRegistry.load(*p.registry_files()),
-        policy=load_policy(priv.policy_file),
-        keyring=Keyring.load(
-            path=priv.keys_file,
-            json_text=keys_json,
-            overlap=timedelta(hours=priv.rotation_overlap_hours),
-        ),
+        policy=policy,
+        key_store=open_key_store(settings, policy, now or datetime.now(UTC)),
     )

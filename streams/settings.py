@@ -112,7 +112,6 @@ class InfluxSettings(_Frozen):
         default=None,
         description="Read+write on the bucket only; default: <state_dir>/influxdb/tokens.json",
     )
-    retention_seconds: int = Field(default=0, ge=0, description="0 keeps data forever")
 
     @property
     def url(self) -> str:
@@ -158,8 +157,6 @@ class PipelineSettings(_Frozen):
     )
     clean_topic_prefix: str = DEFAULT_CLEAN_PREFIX
     topic_partitions: int = Field(default=4, ge=1, le=256)
-    raw_retention_hours: int = Field(default=24, ge=1, description="Raw topics hold PII")
-    clean_retention_hours: int = Field(default=7 * 24, ge=1)
     max_event_bytes: int = Field(default=64 * 1024, ge=1024, le=1024 * 1024)
     max_future_skew_s: float = Field(default=300.0, ge=0.0, description="SPEC: 5 minutes")
     max_event_age_s: float = Field(
@@ -249,14 +246,21 @@ class SurgeSettings(_Frozen):
 
 
 class PrivacySettings(_Frozen):
-    """The privacy policy file and the pseudonymisation keys (a secret)."""
+    """The privacy policy file and the pseudonym key store (a secret)."""
 
     policy_file: Path = REPO_ROOT / "schemas" / "privacy" / "policy.yaml"
-    keys_file: Path | None = Field(default=None, description="Pseudonymisation keys: a secret")
-    keys_json: SecretStr | None = Field(
-        default=None, description="The keys as JSON ({keys: [...]}), instead of keys_file"
+    key_store_file: Path | None = Field(
+        default=None,
+        description="Pseudonym key store: a secret (0600 file the workers rewrite as keys are "
+        "destroyed; provision with `hito policy keys init`). Development profile: "
+        "<state_dir>/privacy/pseudonym-keys.dev.json, created on first use",
     )
-    rotation_overlap_hours: float = Field(default=720.0, ge=0.0)
+    key_refresh_s: float = Field(
+        default=10.0,
+        gt=0.0,
+        le=60.0,
+        description="How often a worker destroys keys whose epoch closed and re-reads the store",
+    )
 
 
 class HitoSettings(BaseSettings):
@@ -348,7 +352,6 @@ DEVELOPMENT_SECRETS: tuple[tuple[str, str, Path | str], ...] = (
     ("influxdb", "password", DEV_ONLY_INFLUX_PASSWORD),
     ("pipeline", "devices_file", DEV_DIR / "devices.dev.yaml"),
     ("pipeline", "device_keys_file", DEV_DIR / "device-keys.dev.yaml"),
-    ("privacy", "keys_file", DEV_DIR / "pseudonym-keys.dev.yaml"),
 )
 
 
@@ -368,7 +371,7 @@ def _same_secret(given: object, development: Path | str) -> bool:
 KAFKA_USERS = ("kafka", "users_file")
 INFLUX_ADMIN = (("influxdb", "token"), ("influxdb", "password"))
 REGISTRY = (("pipeline", "devices_file"), ("pipeline", "device_keys_file"))
-PSEUDONYM_KEYS = ("privacy", "keys_file")
+PSEUDONYM_KEYS = ("privacy", "key_store_file")  # required outside the development profile
 
 
 def load_settings() -> HitoSettings:

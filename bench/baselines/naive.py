@@ -88,7 +88,7 @@ def run(group: str, expected: int, max_s: float, token: str) -> dict[str, Any]:
                 state, seen = dedup.observe(seqs.get(ev.device_id), ev.seq, p.dedup_window)
                 if seen is dedup.SeqOutcome.NEW:
                     seqs[ev.device_id] = state
-                    clean = anonymise.anonymise(ev, runtime.policy, runtime.keyring)
+                    clean = anonymise.anonymise(ev, runtime.policy, runtime.key_store.lookup).clean
                     write_api.write(bucket=i.bucket, org=i.org, record=to_point(clean))
                     stats["points"] += 1
                 else:

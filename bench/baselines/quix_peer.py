@@ -151,7 +151,7 @@ def build(app: Application, runtime: Runtime, sink: InfluxWindowSink, stats: Sta
 
     def clean(event: Any) -> dict[str, Any]:
         stats.published += 1
-        out = anonymise.anonymise(event, runtime.policy, runtime.keyring)
+        out = anonymise.anonymise(event, runtime.policy, runtime.key_store.lookup).clean
         return out.model_dump(mode="json", by_alias=True)
 
     def first(value: dict[str, Any]) -> aggregate.State:

@@ -1,5 +1,6 @@
-"""Kafka topics the project creates, each with its retention (raw topics hold personal data),
-and the ACLs that let each role use them (streams/kafka_security.py)."""
+"""Kafka topics the project creates, each with the retention the privacy policy gives its zone
+(raw topics hold personal data), and the ACLs that let each role use them
+(hito.access.kafka)."""
 
 from __future__ import annotations
 
@@ -10,61 +11,57 @@ from kafka.admin import NewTopic
 from kafka.errors import TopicAlreadyExistsError
 
 from hito.access.kafka import admin_client, apply_grants
+from hito.access.retention import apply_to_topics
+from hito.schemas.privacy.policy import Policy, load_policy
+from hito.schemas.privacy.retention import topic_configs
 from hito.settings import HitoSettings
 
 log = logging.getLogger(__name__)
-_HOUR_MS = 3_600_000
 
 
 @dataclass(frozen=True)
 class TopicSpec:
     name: str
     partitions: int
-    retention_ms: int
+    configs: dict[str, str]  # the policy's retention (hito.schemas.privacy.retention)
 
 
-def topic_specs(settings: HitoSettings) -> list[TopicSpec]:
+def topic_specs(settings: HitoSettings, policy: Policy | None = None) -> list[TopicSpec]:
+    """Every data topic with the configs that apply the policy's retention of its zone (raw
+    events, DLQ originals, clean events)."""
     p = settings.pipeline
-    raw_ms = p.raw_retention_hours * _HOUR_MS
-    specs = [TopicSpec(t, p.topic_partitions, raw_ms) for t in p.raw_topics.values()]
-    # The rejected bytes are raw-zone data: the raw topics' short retention. The operators'
-    # records hold no bytes, but they name devices and sites: the same retention.
-    specs.append(TopicSpec(p.dlq_topic, p.topic_partitions, raw_ms))
-    specs.append(TopicSpec(p.dlq_originals_topic, p.topic_partitions, raw_ms))
-    clean_ms = p.clean_retention_hours * _HOUR_MS
-    specs += [
-        TopicSpec(f"{p.clean_topic_prefix}{s}", p.topic_partitions, clean_ms) for s in p.raw_topics
-    ]
-    return specs
+    policy = policy or load_policy(settings.privacy.policy_file)
+    configs = topic_configs(policy, p.topics)
+    return [TopicSpec(name, p.topic_partitions, configs[name]) for name in configs]
 
 
 def ensure_topics(settings: HitoSettings) -> list[str]:
-    """Create missing topics with their retention and grant each role its ACLs on them.
+    """Create missing topics with the policy's retention, set it on existing topics that
+    drifted from it, and grant each role its ACLs on them.
 
     Needs the admin user (run by `hito up` and by tests for their own topics); returns the
     names of the topics it created.
     """
+    policy = load_policy(settings.privacy.policy_file)
     admin = admin_client(settings.kafka)
     created = []
     try:
         existing = set(admin.list_topics())
-        for spec in topic_specs(settings):
+        for spec in topic_specs(settings, policy):
             if spec.name in existing:
                 continue
-            topic = NewTopic(
-                spec.name,
-                spec.partitions,
-                1,
-                topic_configs={"retention.ms": str(spec.retention_ms)},
-            )
+            topic = NewTopic(spec.name, spec.partitions, 1, topic_configs=spec.configs)
             try:
                 admin.create_topics([topic])
                 created.append(spec.name)
             except TopicAlreadyExistsError:
                 pass  # another worker created it first
+        altered = apply_to_topics(settings, policy, admin)
         apply_grants(settings, admin)
     finally:
         admin.close()
     if created:
         log.info("created topics %s", created)
+    if altered:
+        log.warning("retention set to the policy's on topics %s", altered)
     return created

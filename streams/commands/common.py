@@ -30,7 +30,8 @@ def load_with_logging() -> Runtime:
     # kafka-python narrates every connection at INFO.
     logging.getLogger("kafka").setLevel(logging.WARNING)
     settings = load_settings()
-    settings.require(KAFKA_USERS, *REGISTRY, PSEUDONYM_KEYS)
+    key_store = () if settings.development_secrets else (PSEUDONYM_KEYS,)
+    settings.require(KAFKA_USERS, *REGISTRY, *key_store)
     log_secrets_in_use(settings)
     return load_runtime(settings)
 

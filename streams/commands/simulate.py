@@ -44,6 +44,12 @@ def simulate(
     manifest: Annotated[
         Path | None, typer.Option(help="Write expected outcomes as JSON here")
     ] = None,
+    travellers: int = typer.Option(
+        0,
+        min=0,
+        help="Crossings made by this many returning travellers (0: a new person each time); "
+        "feeds repeat_crossings",
+    ),
 ) -> None:
     """Run the simulated fleet of the reference crossing against Kafka."""
     from hito.device.simulate.fleet import Fleet, FleetPlan
@@ -69,6 +75,7 @@ def simulate(
         silent_devices=frozenset(silent or []),
         silent_after_s=silent_after,
         raw_topics=dict(settings.pipeline.raw_topics),
+        travellers=travellers,
     )
     # At a set rate the run is live: event times, rhythm, surge and silences follow the clock.
     live_clock = (lambda: datetime.now(UTC)) if rate else None

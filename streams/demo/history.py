@@ -3,8 +3,9 @@
 A new install has no history: its surge scores would start on the cold-start basis (the last
 minutes only). The demo writes four weeks of *synthetic* per-minute crossings around the
 current time of the week, at exactly the volume the simulated fleet sends (same device
-weights and daily rhythm), tagged ``policy=synthetic-history`` so it is never mistaken for
-real data.
+weights and daily rhythm), and four weeks of closed days of ``repeat_crossings`` (a demo run
+is too short to close a day of its own), all tagged ``policy=synthetic-history`` so they are
+never mistaken for real data.
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ from datetime import datetime, timedelta
 
 from hito.device.simulate.patterns import traffic_multiplier
 from hito.devices import DeviceRegistry
-from hito.pipeline.sinks.lines import line
+from hito.pipeline.sinks.lines import line, repeat_points
 
 HISTORY_POLICY = "synthetic-history"
 
@@ -68,4 +69,21 @@ def history_lines(
                     "policy": HISTORY_POLICY,
                 }
                 lines.append(line("crossings", tags, {"count": count}, at))
+    return lines
+
+
+def repeat_history_lines(
+    registry: DeviceRegistry, now: datetime, *, days: int = 28, k: int = 5, seed: int = 2
+) -> list[str]:
+    """``repeat_crossings`` for each of the ``days`` closed UTC days before ``now``, per
+    checkpoint site and direction (cells under ``k`` left out, as the pipeline does)."""
+    rng = random.Random(seed)  # noqa: S311 - synthetic data
+    sites = sorted({d.site for d in registry.devices.values() if d.kind == "checkpoint"})
+    today = now.replace(hour=0, minute=0, second=0, microsecond=0)
+    lines = []
+    for back in range(days, 0, -1):
+        day = today - timedelta(days=back)
+        for site in sites:
+            cells = {d: max(0, round(rng.gauss(40, 12))) for d in ("entry", "exit")}
+            lines += repeat_points(site, day, cells, HISTORY_POLICY, k)
     return lines

@@ -25,7 +25,7 @@ from rich.console import Console
 
 from hito.access.topics import ensure_topics
 from hito.credentials import client_config
-from hito.demo.history import history_lines
+from hito.demo.history import history_lines, repeat_history_lines
 from hito.device.simulate.fleet import Fleet, FleetPlan, SimMessage
 from hito.device.simulate.runner import send_messages
 from hito.runtime import Runtime
@@ -104,7 +104,8 @@ def run_demo(
             bucket=i.bucket,
             record=history_lines(
                 runtime.registry, plan.rate, started, valid_fraction=valid_fraction
-            ),
+            )
+            + repeat_history_lines(runtime.registry, started, k=runtime.policy.small_count_k),
             write_precision=WritePrecision.S,
         )
     port = free_metrics_port(settings.worker_metrics_ports)

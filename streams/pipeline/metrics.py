@@ -194,6 +194,26 @@ class PipelineMetrics:
             ["site"],
             registry=r,
         )
+        self.pseudonyms_withheld = Counter(
+            "hito_pseudonyms_withheld",
+            "Events a purpose could not pseudonymise: the epoch's key was already destroyed",
+            ["purpose"],
+            registry=r,
+        )
+        self.key_first_epoch = Gauge(
+            "hito_pseudonym_key_first_epoch",
+            "The oldest epoch whose pseudonym key this worker still holds, per purpose (every "
+            "earlier key is destroyed)",
+            ["purpose"],
+            registry=r,
+        )
+        self.repeat_days_published = Counter(
+            "hito_repeat_days_published",
+            "Days of repeat_crossings published once closed (per site), their per-person state "
+            "then deleted",
+            ["site"],
+            registry=r,
+        )
         self.stage_seconds = Histogram(
             "hito_stage_seconds",
             "Time a pipeline stage spends per event, seconds (one observation per batch: the "

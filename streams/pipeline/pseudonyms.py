@@ -1,93 +1,73 @@
-"""Pseudonymisation keys: keyed HMAC-SHA256 with key ids, rotation with an overlap.
+"""Pseudonyms per purpose and epoch, and the forward-secure ratchet their keys come from.
 
-Keys come from a secret file (YAML) or the ``HITO_PRIVACY__KEYS_JSON`` environment variable,
-never from the repository (``infra/dev/`` holds a marked development set). A key is *current*
-from its ``active_from`` until the next key's; the previous key stays valid for the configured
-overlap after a rotation, and during that time every pseudonym is given under both keys, so
-identifiers seen before, during and after the rotation still link.
+A purpose with a linkability horizon of ``h`` hours cuts time into epochs of ``h`` hours
+(aligned to the Unix epoch, so in UTC; 24 h gives UTC days). Each purpose has its own chain of
+keys, one per epoch, made by a one-way ratchet: ``K(e + 1) = HMAC-SHA256(K(e), "hito-ratchet")``.
+Knowing ``K(e)`` gives every later key and no earlier one, so destroying ``K(e)`` (keeping only
+``K(e + 1)``) makes epoch ``e``'s pseudonyms unrecomputable for everyone, including whoever
+holds every secret the system still has. Workers on several hosts started from the same key
+agree on every epoch without talking to each other.
+
+A pseudonym is ``"e<epoch>:<32 hex>"``, an HMAC under the epoch's key of the purpose, field and
+value: the same person links within one purpose and one epoch, never across either. Pure: the
+stages get keys through a :data:`KeyLookup`; the key store (``hito.pipeline.keystore``) is the
+only thing that reads or writes them.
 """
 
 from __future__ import annotations
 
 import hashlib
 import hmac
-from dataclasses import dataclass, field
-from datetime import datetime, timedelta
-from pathlib import Path
-from typing import Annotated
-
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, ValidationError
-
-from hito.files import SecretFileError, read_secret_yaml
+from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
 
 PSEUDONYM_HEX_CHARS = 32  # 128 bits
+KEY_BYTES = 32
+RATCHET_LABEL = b"hito-ratchet"
+
+# (purpose, epoch) -> that epoch's key of the purpose, or None once it is destroyed (or was
+# never held).
+KeyLookup = Callable[[str, int], bytes | None]
 
 
-class _KeyEntry(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
-    id: Annotated[str, Field(pattern=r"^k[0-9]{1,6}$")]
-    secret: Annotated[str, Field(pattern=r"^[0-9a-f]{32,128}$")]
-    active_from: AwareDatetime
+def epoch_of(at: datetime, epoch_s: int) -> int:
+    """The epoch holding ``at`` (an aware datetime): epochs are ``epoch_s`` long from 1970 UTC."""
+    return int(at.astimezone(UTC).timestamp()) // epoch_s
 
 
-class _KeysFile(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-    keys: list[_KeyEntry] = Field(min_length=1)
+def epoch_start(epoch: int, epoch_s: int) -> datetime:
+    return datetime.fromtimestamp(epoch * epoch_s, tz=UTC)
 
 
-@dataclass(frozen=True)
-class PseudonymKey:
-    key_id: str
-    secret: bytes = field(repr=False)
-    active_from: datetime
+def epoch_closed_at(epoch: int, epoch_s: int, grace_s: int) -> datetime:
+    """When nothing of ``epoch`` may be pseudonymised or counted any more: its end plus the
+    grace late events get (the key is destroyed and the day's per-person state published and
+    deleted then). The one place this moment is defined."""
+    return epoch_start(epoch + 1, epoch_s) + timedelta(seconds=grace_s)
 
 
-@dataclass(frozen=True)
-class Keyring:
-    keys: tuple[PseudonymKey, ...]  # by active_from, oldest first
-    overlap: timedelta
-
-    @classmethod
-    def from_entries(cls, entries: list[_KeyEntry], overlap: timedelta) -> Keyring:
-        ids = [e.id for e in entries]
-        if len(set(ids)) != len(ids):
-            raise ValueError("pseudonym key ids must be unique")
-        keys = sorted(
-            (PseudonymKey(e.id, bytes.fromhex(e.secret), e.active_from) for e in entries),
-            key=lambda k: k.active_from,
-        )
-        return cls(tuple(keys), overlap)
-
-    @classmethod
-    def load(cls, *, path: Path | None, json_text: str | None, overlap: timedelta) -> Keyring:
-        if json_text:
-            try:
-                entries = _KeysFile.model_validate_json(json_text).keys
-            except ValidationError as exc:  # never repeat the input: it holds the keys
-                kinds = sorted({e["type"] for e in exc.errors(include_input=False)})
-                raise SecretFileError(f"HITO_PRIVACY__KEYS_JSON: {', '.join(kinds)}") from None
-        elif path is not None:
-            entries = read_secret_yaml(path, _KeysFile).keys
-        else:
-            raise ValueError("no pseudonymisation keys: set a keys file or HITO_PRIVACY__KEYS_JSON")
-        return cls.from_entries(entries, overlap)
-
-    def valid_at(self, at: datetime) -> tuple[PseudonymKey, ...]:
-        """The key current at ``at`` first, then the previous one while the overlap lasts."""
-        current_index = None
-        for i, key in enumerate(self.keys):
-            if key.active_from <= at:
-                current_index = i
-        if current_index is None:
-            raise ValueError(f"no pseudonymisation key is active at {at.isoformat()}")
-        current = self.keys[current_index]
-        if current_index > 0 and at < current.active_from + self.overlap:
-            return (current, self.keys[current_index - 1])
-        return (current,)
+def first_open_epoch(now: datetime, epoch_s: int, grace_s: int) -> int:
+    """The oldest epoch not closed at ``now`` (by :func:`epoch_closed_at`): every earlier
+    epoch's key must be gone."""
+    return epoch_of(now - timedelta(seconds=grace_s), epoch_s)
 
 
-def pseudonym(key: PseudonymKey, domain: str, value: str) -> str:
-    """``"<key id>:<hex>"``; the domain (field name) keeps equal strings in different fields
-    from linking."""
-    mac = hmac.new(key.secret, f"{domain}\x00{value}".encode(), hashlib.sha256).hexdigest()
-    return f"{key.key_id}:{mac[:PSEUDONYM_HEX_CHARS]}"
+def ratchet(key: bytes) -> bytes:
+    """The next epoch's key: one-way (HMAC-SHA256 keyed by the current key)."""
+    return hmac.new(key, RATCHET_LABEL, hashlib.sha256).digest()
+
+
+def ratchet_forward(key: bytes, steps: int) -> bytes:
+    if steps < 0:
+        raise ValueError("the ratchet only moves forward")
+    for _ in range(steps):
+        key = ratchet(key)
+    return key
+
+
+def pseudonym(key: bytes, purpose: str, field: str, value: str, epoch: int) -> str:
+    """``"e<epoch>:<hex>"``. Purpose and field are in the MAC's input too, so equal strings in
+    two fields, or a key mistakenly shared by two purposes, still give different pseudonyms."""
+    message = f"{purpose}\x00{field}\x00{value}".encode()
+    mac = hmac.new(key, message, hashlib.sha256).hexdigest()
+    return f"e{epoch}:{mac[:PSEUDONYM_HEX_CHARS]}"

@@ -33,10 +33,17 @@ from hito.pipeline.faust.produce import BatchSend
 from hito.pipeline.metrics import PipelineMetrics
 from hito.pipeline.output import Send
 from hito.pipeline.sinks.influx import InfluxSink
+from hito.pipeline.stages.repeat import MEASUREMENT as REPEAT_CROSSINGS
+from hito.pipeline.stages.repeat import RepeatRules
 from hito.pipeline.state.changelog import TableWriter
 from hito.pipeline.state.pipeline_counts import PipelineCounts
+from hito.pipeline.state.repeat_days import RepeatDays
 from hito.pipeline.state.versioned import VersionedWindows
 from hito.runtime import Runtime
+from hito.schemas.privacy.retention import (
+    PERSON_STATE_TABLE,
+    person_state_changelog_configs,
+)
 
 log = logging.getLogger(__name__)
 
@@ -55,6 +62,7 @@ class Worker:
     aggregate: Any
     windows: Any
     counts_table: Any
+    repeat_table: Any
     sink: InfluxSink
     metrics: PipelineMetrics
     publisher: Publisher
@@ -101,6 +109,13 @@ def build_worker(
             ("agg-windows", "Per partition, site and window: counts and the raw offsets in them"),
         )
     }
+    tables[PERSON_STATE_TABLE] = app.Table(
+        PERSON_STATE_TABLE,
+        default=None,
+        partitions=p.topic_partitions,
+        help="Per partition, site, day and pseudonym: the person's crossings (repeat_crossings)",
+        extra_topic_configs=person_state_changelog_configs(runtime.policy),
+    )
     # The sink writes with the bucket-scoped pipeline token, never the admin token; checked
     # here so a worker without one fails at start, and read again whenever InfluxDB refuses it.
     influx = runtime.settings.influxdb
@@ -113,6 +128,8 @@ def build_worker(
     rules = WindowRules(window_s=p.window_s, allowed_lateness_s=p.allowed_lateness_s)
     counts = PipelineCounts(VersionedWindows(tables["pipeline-counts"]), p.window_s)
     windows = VersionedWindows(tables["agg-windows"])
+    repeat_days = RepeatDays(tables[PERSON_STATE_TABLE])
+    repeat_rules = repeat_rules_of(runtime)
     # Revocations and new devices apply without a restart (hito.devices).
     registry = RegistryWatcher(
         runtime.registry, *p.registry_files(), interval_s=p.registry_reload_s
@@ -123,7 +140,7 @@ def build_worker(
         limits=runtime.limits,
         dedup_window=p.dedup_window,
         policy=runtime.policy,
-        keyring=runtime.keyring,
+        keys=runtime.key_store.lookup,
         registry=registry,
         seq_table=TableWriter(tables["dedup-seq"]),
         counts=counts,
@@ -138,6 +155,8 @@ def build_worker(
         rules=rules,
         windows=windows,
         counts=counts,
+        repeat_days=repeat_days,
+        repeat_rules=repeat_rules,
         sink=sink,
         send=emit,
         dead_letters=dead_letters,
@@ -154,6 +173,9 @@ def build_worker(
         dead_letters=dead_letters,
         small_count_k=runtime.policy.small_count_k,
         clock=clock,
+        repeat_days=repeat_days,
+        repeat_rules=repeat_rules,
+        on_day_published=lambda site: metrics.repeat_days_published.labels(site=site).inc(),
     )
     # concurrency=1: one batch at a time per lane (the tables are written in batch order).
     ingest = app.agent(raw_lane.channel, name="ingest", concurrency=1)(
@@ -166,6 +188,14 @@ def build_worker(
     @app.timer(interval=p.flush_interval_s)  # type: ignore[untyped-decorator]
     async def publish() -> None:
         await publisher.flush({tp.partition for tp in app.assignor.assigned_actives()})
+
+    @app.timer(interval=runtime.settings.privacy.key_refresh_s)  # type: ignore[untyped-decorator]
+    async def destroy_expired_keys() -> None:
+        # Keys of closed epochs go (from the shared store file too); rotations made with
+        # `hito policy keys rotate` are read in.
+        runtime.key_store.destroy_expired(clock(), runtime.key_grace_s)
+        for purpose, chain in runtime.key_store.chains.items():
+            metrics.key_first_epoch.labels(purpose=purpose).set(chain.first_epoch)
 
     inputs = set(topics.inputs)
     lag_reported: set[tuple[str, int]] = set()
@@ -182,8 +212,23 @@ def build_worker(
         aggregate=aggregate,
         windows=tables["agg-windows"],
         counts_table=tables["pipeline-counts"],
+        repeat_table=tables[PERSON_STATE_TABLE],
         sink=sink,
         metrics=metrics,
         publisher=publisher,
         lanes=lanes,
+    )
+
+
+def repeat_rules_of(runtime: Runtime) -> RepeatRules:
+    """The repeat_crossings output's rules: the purpose that feeds it (the policy loader
+    guarantees exactly one, with a horizon), its epochs, the grace and k."""
+    policy = runtime.policy
+    (purpose,) = (p for p in policy.purposes.values() if REPEAT_CROSSINGS in p.outputs)
+    assert purpose.epoch_s is not None
+    return RepeatRules(
+        purpose=purpose.name,
+        epoch_s=purpose.epoch_s,
+        grace_s=runtime.key_grace_s,
+        k=policy.small_count_k,
     )

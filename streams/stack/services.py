@@ -310,7 +310,9 @@ class InfluxDB(Service):
         """Create org, bucket, user and admin token once (POST /api/v2/setup; no CLI needed),
         then the bucket's scoped pipeline and dashboards tokens (streams/sinks/influx_tokens)."""
         from hito.access.influx_tokens import ensure_bucket_tokens
+        from hito.access.retention import apply_to_bucket
         from hito.credentials import tokens_path
+        from hito.schemas.privacy.policy import load_policy
 
         i = settings.influxdb
         allowed = httpx.get(f"{i.url}/api/v2/setup", timeout=5.0).json().get("allowed")
@@ -323,8 +325,14 @@ class InfluxDB(Service):
                 f"InfluxDB refused the admin token (HTTP {exc.status}) while creating the "
                 "scoped tokens: is HITO_INFLUXDB__TOKEN the token InfluxDB was set up with?"
             ) from exc
+        # The bucket keeps aggregates as long as the privacy policy says.
+        if apply_to_bucket(settings, load_policy(settings.privacy.policy_file)):
+            log.warning("bucket %s: retention set to the privacy policy's", i.bucket)
 
     def _setup(self, settings: HitoSettings) -> None:
+        from hito.schemas.privacy.policy import load_policy
+        from hito.schemas.privacy.retention import bucket_retention_s
+
         i = settings.influxdb
         r = httpx.post(
             f"{i.url}/api/v2/setup",
@@ -334,7 +342,9 @@ class InfluxDB(Service):
                 "org": i.org,
                 "bucket": i.bucket,
                 "token": i.admin_token().get_secret_value(),
-                "retentionPeriodSeconds": i.retention_seconds,
+                "retentionPeriodSeconds": bucket_retention_s(
+                    load_policy(settings.privacy.policy_file)
+                ),
             },
             timeout=10.0,
         )

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, cast
@@ -64,10 +64,13 @@ class RecordingSend:
         return [r for r in self.sent if r.topic.startswith(prefix)]
 
 
-def worker_for_tests(runtime: Runtime, app_id: str, now: datetime, send: RecordingSend) -> Worker:
-    """A worker for the test context: records go to ``send``, the clock stands at ``now``,
-    and it owns every partition (there is no consumer to ask)."""
-    worker = build_worker(runtime, app_id=app_id, clock=lambda: now, send=send)
+def worker_for_tests(
+    runtime: Runtime, app_id: str, now: datetime | Callable[[], datetime], send: RecordingSend
+) -> Worker:
+    """A worker for the test context: records go to ``send``, the clock stands at ``now`` (or
+    is ``now()``), and it owns every partition (there is no consumer to ask)."""
+    clock = now if callable(now) else (lambda: now)
+    worker = build_worker(runtime, app_id=app_id, clock=clock, send=send)
     worker.lanes.assigned = lambda tp: True
     worker.lanes.resume({})
     return worker

@@ -17,7 +17,7 @@ import pytest
 from hito.credentials import load_users
 from hito.devices import DeviceRegistry
 from hito.files import SecretFileError
-from hito.pipeline.pseudonyms import Keyring
+from hito.pipeline.keystore import KeyStore
 
 KEY = secrets.token_hex(32)  # a fresh "secret" per run: it cannot be in any fixture text
 
@@ -33,13 +33,14 @@ def leaked(text: str, secret: str = KEY) -> set[str]:
 
 # (file name, content with the planted key, loader)
 CASES: dict[str, tuple[str, Callable[[Path], object]]] = {
-    "pseudonym key with a stray character": (
-        f'keys:\n  - {{id: k1, active_from: "2025-01-01T00:00:00Z", secret: {KEY}Z}}\n',
-        lambda p: Keyring.load(path=p, json_text=None, overlap=__import__("datetime").timedelta()),
+    "pseudonym key store, a key with a stray character": (
+        '{"format": "hito.pseudonym-keys/1", "purposes": {"repeat_crossings": '
+        f'{{"epoch_s": 86400, "chain": [{{"from_epoch": 20790, "key": "{KEY}Z"}}]}}}}}}',
+        KeyStore.open,
     ),
-    "pseudonym keys file that is not YAML": (
-        f"keys:\n  - {{id: k1, secret: {KEY}\n   : : [\n",
-        lambda p: Keyring.load(path=p, json_text=None, overlap=__import__("datetime").timedelta()),
+    "pseudonym key store that is not JSON": (
+        f'{{"purposes": {{"repeat_crossings": {{"chain": [{{"key": "{KEY}',
+        KeyStore.open,
     ),
     "device key as a list": (
         f"keys:\n  cl-chacalluta-ckpt-01: [{KEY}]\n",
@@ -72,21 +73,9 @@ def test_a_broken_secret_file_error_never_quotes_the_key(
     assert leaked(caplog.text) == set()
 
 
-def test_keys_given_as_json_are_never_quoted() -> None:
-    from datetime import timedelta
-
-    with pytest.raises(SecretFileError) as error:
-        Keyring.load(
-            path=None,
-            json_text=f'{{"keys": [{{"id": "k1", "secret": "{KEY}Z"}}]}}',
-            overlap=timedelta(),
-        )
-    assert leaked(str(error.value)) == set()
-
-
 def test_a_worker_refusing_a_broken_key_file_prints_no_key(tmp_path: Path) -> None:
-    keys = tmp_path / "pseudonym-keys.yaml"
-    keys.write_text(CASES["pseudonym key with a stray character"][0])
+    keys = tmp_path / "pseudonym-keys.json"
+    keys.write_text(CASES["pseudonym key store, a key with a stray character"][0])
     devices = tmp_path / "devices.yaml"
     devices.write_text(Path("infra/dev/devices.dev.yaml").read_text())
     device_keys = tmp_path / "device-keys.yaml"
@@ -95,7 +84,7 @@ def test_a_worker_refusing_a_broken_key_file_prints_no_key(tmp_path: Path) -> No
     users.write_text(Path("infra/dev/kafka-users.dev.yaml").read_text())
     env = {
         **{k: v for k, v in os.environ.items() if k != "HITO_PROFILE"},
-        "HITO_PRIVACY__KEYS_FILE": str(keys),
+        "HITO_PRIVACY__KEY_STORE_FILE": str(keys),
         "HITO_PIPELINE__DEVICES_FILE": str(devices),
         "HITO_PIPELINE__DEVICE_KEYS_FILE": str(device_keys),
         "HITO_KAFKA__USERS_FILE": str(users),

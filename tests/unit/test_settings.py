@@ -58,7 +58,7 @@ SECRET_VARIABLES = [
     "HITO_INFLUXDB__PASSWORD",
     "HITO_PIPELINE__DEVICES_FILE",
     "HITO_PIPELINE__DEVICE_KEYS_FILE",
-    "HITO_PRIVACY__KEYS_FILE",
+    "HITO_PRIVACY__KEY_STORE_FILE",
 ]
 
 
@@ -83,7 +83,7 @@ def test_outside_development_no_secret_falls_back(production: None) -> None:
     assert missing.value.variables == [
         "HITO_PIPELINE__DEVICES_FILE",
         "HITO_PIPELINE__DEVICE_KEYS_FILE",
-        "HITO_PRIVACY__KEYS_FILE",
+        "HITO_PRIVACY__KEY_STORE_FILE",
     ]
 
 
@@ -109,7 +109,7 @@ def test_the_development_profile_fills_in_the_public_files(
     [
         ("HITO_KAFKA__USERS_FILE", str(DEV_DIR / "kafka-users.dev.yaml")),
         ("HITO_PIPELINE__DEVICE_KEYS_FILE", str(DEV_DIR / "device-keys.dev.yaml")),
-        ("HITO_PRIVACY__KEYS_FILE", str(DEV_DIR / ".." / "dev" / "pseudonym-keys.dev.yaml")),
+        ("HITO_PIPELINE__DEVICES_FILE", str(DEV_DIR / ".." / "dev" / "devices.dev.yaml")),
         ("HITO_INFLUXDB__TOKEN", DEV_ONLY_INFLUX_TOKEN),
     ],
 )
@@ -148,7 +148,7 @@ def _production_env() -> dict[str, str]:
                 "HITO_KAFKA__USERS_FILE",
                 "HITO_PIPELINE__DEVICES_FILE",
                 "HITO_PIPELINE__DEVICE_KEYS_FILE",
-                "HITO_PRIVACY__KEYS_FILE",
+                "HITO_PRIVACY__KEY_STORE_FILE",
             ],
         ),
         (["dlq", "inspect"], ["HITO_KAFKA__USERS_FILE"]),

@@ -10,7 +10,7 @@ import random
 import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
 import orjson
@@ -76,6 +76,11 @@ class FleetPlan:
     # test's mix of events (and the identifiers in it) does not depend on when it runs.
     daily_rhythm: bool = True
     raw_topics: dict[Source, str] = field(default_factory=lambda: dict(DEFAULT_RAW_TOPICS))
+    # 0: every crossing is a new person. N: crossings are made by N travellers who come back
+    # (the same document, nationality, birth year and plate each time; the frequent crossers
+    # between Arica and Tacna), each once per round of N crossings, a new round each UTC day.
+    # The pool depends on the seed and N only.
+    travellers: int = 0
 
 
 class Fleet:
@@ -97,6 +102,9 @@ class Fleet:
         if not [d for d in self._devices if d.device_id not in plan.silent_devices]:
             raise ValueError("no active, non-silent device in the registry")
         self._seq: dict[str, int] = {}
+        self._travellers = identities.travellers(plan.travellers, seed=plan.seed)
+        self._round: list[int] = []
+        self._round_day: date | None = None
         self._sent_valid: list[SimMessage] = []
         self._held: SimMessage | None = None  # out-of-order: held back one step
 
@@ -240,8 +248,13 @@ class Fleet:
                 "outcome": rng.choices(["admitted", "refused", "secondary"], [96, 1, 3])[0],
                 "processing_seconds": round(rng.lognormvariate(3.6, 0.5), 1),
             }
-            if mode in ("car", "truck"):
-                p["vehicle_plate"] = identities.vehicle_plate(rng)
+            plate = identities.vehicle_plate(rng) if mode in ("car", "truck") else None
+            if self._travellers:
+                person = self._next_traveller()
+                p.update(person.payload())
+                plate = person.vehicle_plate if plate else None
+            if plate:
+                p["vehicle_plate"] = plate
             return p
         lat0, lon0 = _SITE_COORDS.get(device.site, (-18.36, -70.37))
         lat = round(lat0 + rng.uniform(-0.01, 0.01), 6)
@@ -265,6 +278,16 @@ class Fleet:
             "detections": rng.randint(0, 2),
             "operator_id": f"op-{rng.randint(100, 999)}",
         }
+
+    def _next_traveller(self) -> identities.Traveller:
+        """Every traveller once per round, in a fresh random order each round, and a new day
+        (UTC) starts a new round: in a day of more crossings than travellers, every one of
+        them crosses."""
+        day = self._now.astimezone(UTC).date()
+        if not self._round or day != self._round_day:
+            self._round = self._rng.sample(range(len(self._travellers)), len(self._travellers))
+            self._round_day = day
+        return self._travellers[self._round.pop()]
 
     def _bad(self, reason: Reason) -> SimMessage:
         device = self._pick_device()

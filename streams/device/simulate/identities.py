@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import random
 import string
+from dataclasses import dataclass
+from typing import Any
 
 _ALNUM = string.ascii_uppercase + string.digits
 _WEIGHTS = (7, 3, 1)
@@ -59,3 +61,37 @@ def nationality(rng: random.Random) -> str:
 
 def birth_year(rng: random.Random, now_year: int) -> int:
     return max(1925, min(now_year - 1, int(rng.gauss(now_year - 38, 15))))
+
+
+@dataclass(frozen=True)
+class Traveller:
+    """A person who crosses again and again: what stays the same on each crossing."""
+
+    document_type: str
+    document_number: str
+    nationality: str
+    birth_year: int
+    vehicle_plate: str
+
+    def payload(self) -> dict[str, Any]:
+        return {
+            "document_type": self.document_type,
+            "document_number": self.document_number,
+            "nationality": self.nationality,
+            "birth_year": self.birth_year,
+        }
+
+
+def travellers(n: int, seed: int, now_year: int = 2026) -> list[Traveller]:
+    """``n`` synthetic travellers, the same for the same ``seed`` and ``n``."""
+    rng = random.Random(f"travellers-{seed}")  # noqa: S311 - reproducible synthetic data
+    return [
+        Traveller(
+            document_type=rng.choices(["passport", "national_id", "tvf"], [3, 5, 2])[0],
+            document_number=document_number(rng),
+            nationality=nationality(rng),
+            birth_year=birth_year(rng, now_year),
+            vehicle_plate=vehicle_plate(rng),
+        )
+        for _ in range(n)
+    ]

@@ -25,10 +25,12 @@ from hito.pipeline.metrics import LabelledChildren, PipelineMetrics
 from hito.pipeline.output import Send
 from hito.pipeline.raw_origin import raw_origin
 from hito.pipeline.sinks.influx import InfluxSink
-from hito.pipeline.stages import aggregate
+from hito.pipeline.stages import aggregate, repeat
 from hito.pipeline.stages.outcomes import Rejected
+from hito.pipeline.stages.repeat import RepeatRules
 from hito.pipeline.stages.windows import format_start, window_start
 from hito.pipeline.state.pipeline_counts import Cells, PipelineCounts
+from hito.pipeline.state.repeat_days import RepeatDays
 from hito.pipeline.state.versioned import VersionedWindows
 from hito.schemas.clean import CleanEvent
 from hito.schemas.reasons import Reason
@@ -55,6 +57,8 @@ class Aggregator:
     rules: WindowRules
     windows: VersionedWindows
     counts: PipelineCounts
+    repeat_days: RepeatDays  # per-person days of repeat_crossings
+    repeat_rules: RepeatRules
     sink: InfluxSink  # read for back-pressure only: the publisher writes
     send: Send
     dead_letters: DeadLetters
@@ -79,7 +83,10 @@ class Aggregator:
         if self.windows.eviction_due():
             await self.windows.evict(deliveries, partition, now - self.rules.horizon)
             await self.counts.windows.evict(deliveries, partition, now - self.rules.horizon)
+            # Days the publisher has written: their per-person state goes now.
+            await self.repeat_days.delete_published(deliveries, partition)
         await self.windows.write_changelog(deliveries)
+        await self.repeat_days.write_changelog(deliveries)
         await self.counts.windows.write_changelog(deliveries)
         for refused in await deliveries.wait():
             self.dead_letters.refused(refused)
@@ -111,6 +118,7 @@ class Aggregator:
             )
             await self.dead_letters.reject(deliveries, rejected, data, origin)
             return Reason.LATE_BEYOND_WINDOW.value
+        self._sight(clean, record.partition, now)
         name = aggregate.window_name(clean.site, start)
         state = self.windows.get(record.partition, name)
         if state is None:
@@ -121,3 +129,15 @@ class Aggregator:
         if clean.source == "checkpoint":
             self._crossings(clean.site, str(clean.payload["direction"])).inc()
         return "counted"
+
+    def _sight(self, clean: CleanEvent, partition: int, now: datetime) -> None:
+        """Add the event's crossing to its person-day of ``repeat_crossings``: exact by itself
+        (the person-day holds the crossings it includes), whatever the window's state says."""
+        seen = repeat.sighting(clean, self.repeat_rules)
+        if seen is None or self.repeat_rules.closed(seen.epoch, now):
+            return  # no pseudonym, or a day already published (its state may be gone)
+        stored = self.repeat_days.get(partition, seen.name)
+        before, policy = stored if stored else (None, "")
+        after = repeat.record(before, seen.crossing)
+        if after is not None:
+            self.repeat_days.put(partition, seen.name, after, max(policy, clean.policy))

@@ -32,7 +32,7 @@ from hito.pipeline.delivery import Deliveries
 from hito.pipeline.faust.lane import Record
 from hito.pipeline.metrics import LabelledChildren, PipelineMetrics
 from hito.pipeline.output import Send
-from hito.pipeline.pseudonyms import Keyring
+from hito.pipeline.pseudonyms import KeyLookup
 from hito.pipeline.raw_origin import raw_origin_header
 from hito.pipeline.stages import anonymise, dedup, validate
 from hito.pipeline.stages.outcomes import Accepted, Limits, Rejected
@@ -74,7 +74,7 @@ class Ingest:
     limits: Limits
     dedup_window: int
     policy: Policy
-    keyring: Keyring
+    keys: KeyLookup  # (purpose, epoch) -> key: the key store's view, no I/O
     registry: RegistryWatcher
     seq_table: TableWriter  # device_id -> dedup state (SeqState.to_json)
     counts: PipelineCounts
@@ -106,6 +106,7 @@ class Ingest:
         changed: set[str] = set()  # devices whose state this batch moves on
         newest: dict[tuple[str, str], float] = {}
         deliveries = Deliveries(self.send)
+        withheld = 0  # events a purpose could not link (their epoch key is destroyed)
         validate_s = anonymise_s = 0.0
         anonymised = 0
         for i, record in enumerate(records):
@@ -140,10 +141,15 @@ class Ingest:
             ev = result.event
             changed.add(result.device.device_id)
             started = time.perf_counter()
-            clean = anonymise.anonymise(ev, self.policy, self.keyring)
+            made = anonymise.anonymise(ev, self.policy, self.keys)
+            clean = made.clean
             body = anonymise.encode(clean)
             anonymise_s += time.perf_counter() - started
             anonymised += 1
+            if made.withheld:
+                withheld += 1
+                for purpose in made.withheld:
+                    self.metrics.pseudonyms_withheld.labels(purpose=purpose).inc()
             await deliveries.add(
                 self.clean_topics[clean.source],
                 clean.site.encode(),
@@ -161,7 +167,7 @@ class Ingest:
             state = states[device_id]
             assert state is not None  # a device is "changed" only by an accepted event
             await self.seq_table.put(deliveries, partition, device_id, state.to_json())
-        self._count(partition, sources, outcomes, now)
+        self._count(partition, sources, outcomes, now, withheld)
         if self.counts.windows.eviction_due():
             # This agent is the only writer of its raw partitions' counts: it must forget
             # their old minutes too.
@@ -209,13 +215,21 @@ class Ingest:
                 await self.dead_letters.reject(deliveries, rejected, raw, _origin(records[i]))
 
     def _count(
-        self, partition: int, sources: list[str], outcomes: list[str], now: datetime
+        self,
+        partition: int,
+        sources: list[str],
+        outcomes: list[str],
+        now: datetime,
+        withheld: int,
     ) -> None:
-        """The batch's outcomes into hito_events_total and the pipeline counts."""
+        """The batch's outcomes into hito_events_total and the pipeline counts, with the
+        events whose epoch key was destroyed (anonymise/pseudonym_withheld)."""
         cells: Cells = Counter()
         for source, outcome in zip(sources, outcomes, strict=True):
             cells[_cell(outcome)] += 1
             self._events(source, _event_outcome(outcome)).inc()
+        if withheld:
+            cells[(anonymise.STAGE, "pseudonym_withheld")] += withheld
         self.counts.add(partition, now, cells)
 
     def _observe(self, accepted: Accepted, states: dict[str, dedup.SeqState | None]) -> str:

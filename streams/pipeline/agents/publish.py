@@ -19,11 +19,14 @@ from hito.pipeline.delivery import Deliveries
 from hito.pipeline.output import Send
 from hito.pipeline.sinks.errors import Outcome, PermanentSinkError, write_or_dead_letter
 from hito.pipeline.sinks.influx import InfluxSink
-from hito.pipeline.sinks.lines import points_for, series_predicate
+from hito.pipeline.sinks.lines import points_for, repeat_points, series_predicate
+from hito.pipeline.stages import repeat
 from hito.pipeline.stages.outcomes import Rejected
+from hito.pipeline.stages.repeat import RepeatRules
 from hito.pipeline.stages.windows import parse_start
 from hito.pipeline.state import pipeline_counts
 from hito.pipeline.state.pipeline_counts import PipelineCounts
+from hito.pipeline.state.repeat_days import RepeatDays
 from hito.pipeline.state.versioned import VersionedWindows, partition_of
 from hito.schemas.reasons import Reason
 
@@ -43,15 +46,22 @@ class Publisher:
     dead_letters: DeadLetters
     small_count_k: int
     clock: Callable[[], datetime]
+    repeat_days: RepeatDays
+    repeat_rules: RepeatRules
+    on_day_published: Callable[[str], None] = lambda site: None
     # window key -> the series written for it (a cell suppression hides must be deleted)
     published: dict[str, set[str]] = field(default_factory=dict, init=False)
     surge_backlog: list[str] = field(default_factory=list, init=False)
+    # The partitions owned at the last scan of repeat_crossings' days (None: never scanned).
+    repeat_scanned_for: set[int] | None = field(default=None, init=False)
 
     async def flush(self, owned: set[int]) -> None:
-        """One tick: windows, then pipeline counts, then surge scores of owned partitions."""
+        """One tick: windows, then pipeline counts, surge scores and closed days of
+        repeat_crossings of owned partitions."""
         await self.flush_windows(owned)
         await self.flush_counts(owned)
         await self.flush_surge(owned)
+        await self.flush_repeat(owned)
 
     async def flush_windows(self, owned: set[int]) -> Outcome | None:
         if not self.sink.ready():
@@ -116,6 +126,48 @@ class Publisher:
                 del self.surge_backlog[:dropped]
         else:
             del self.surge_backlog[: len(backlog)]
+        return outcome
+
+    async def flush_repeat(self, owned: set[int]) -> Outcome | None:
+        """Write every closed day of repeat_crossings not written yet (once: a closed day no
+        longer changes); the aggregate agent deletes their per-person state afterwards."""
+        now = self.clock()
+        rules = self.repeat_rules
+        # A scan reads every person-day: only when a day may have closed, or the partitions
+        # owned changed (their days are unknown here), never more than once per scan_every_s.
+        closing = any(rules.closed(epoch, now) for epoch in self.repeat_days.epochs)
+        if owned == self.repeat_scanned_for and not closing:
+            return None
+        if not self.sink.ready() or not self.repeat_days.scan_due():
+            return None
+        self.repeat_scanned_for = set(owned)
+        days, marked = self.repeat_days.days(owned)
+        todo = {day: people for day, people in days.items() if day not in marked}
+        todo = {
+            day: people for day, people in todo.items() if day not in self.repeat_days.published
+        }
+        self.repeat_days.epochs = {epoch for _, _, epoch in todo}
+        due = {day: people for day, people in todo.items() if rules.closed(day[2], now)}
+        if not due:
+            return None
+        by_day = {
+            f"repeat {site} epoch {epoch}": repeat_points(
+                site,
+                rules.day_start(epoch),
+                repeat.day_cells(crossings for crossings, _ in people),
+                max(policy for _, policy in people) or "unknown",
+                rules.k,
+            )
+            for (_, site, epoch), people in sorted(due.items())
+        }
+        outcome = await self._write(by_day, f"{len(due)} days of repeat_crossings")
+        if outcome is not Outcome.DEFERRED:
+            self.repeat_days.published |= set(due)
+            # Not a reassignment: the aggregate agent may have added a new day's epoch while
+            # this write awaited (a closed epoch gets no new records).
+            self.repeat_days.epochs -= {day[2] for day in due}
+            for _, site, _ in due:
+                self.on_day_published(site)
         return outcome
 
     async def _write(

@@ -2,7 +2,8 @@
 
 Pure. Every point's time is the window start and every point carries the policy version, so
 writing a window again overwrites it. Aggregates over people (crossings, nationality, wait
-times) go through :func:`suppress`; merged cells are tagged ``other``.
+times) go through :func:`suppress`; merged cells are tagged ``other``. ``repeat_crossings`` is
+written per closed day (:func:`repeat_points`).
 """
 
 from __future__ import annotations
@@ -13,6 +14,8 @@ from typing import Any
 from influxdb_client import Point, WritePrecision
 
 from hito.pipeline.stages.aggregate import WAIT_EDGES, State, percentile
+from hito.pipeline.stages.repeat import MEASUREMENT as REPEAT
+from hito.pipeline.stages.repeat import publishable
 from hito.pipeline.stages.suppress import suppress
 from hito.pipeline.stages.windows import parse_start
 
@@ -56,6 +59,8 @@ def points_for(state: State, k: int) -> list[str]:
             )
     for direction, cells in _by_direction(state["nationality"]).items():
         published, other = suppress(cells, k)
+        # Nationalities outside the policy's groups arrive as "other" already: one point.
+        other += published.pop(OTHER, 0)
         for nationality, n in sorted(published.items()):
             point(
                 "crossings_by_nationality",
@@ -94,6 +99,17 @@ def points_for(state: State, k: int) -> list[str]:
             },
         )
     return out
+
+
+def repeat_points(
+    site: str, day: datetime, cells: dict[str, int], policy: str, k: int
+) -> list[str]:
+    """The ``repeat_crossings`` points of one closed day of one site: one per direction with at
+    least ``k`` people (hito.pipeline.stages.repeat: a smaller cell is not published)."""
+    return [
+        line(REPEAT, {"site": site, "direction": d, "policy": policy}, {"count": n}, day)
+        for d, n in sorted(publishable(cells, k).items())
+    ]
 
 
 def _by_direction(cells: dict[str, Any]) -> dict[str, dict[str, Any]]:

@@ -1,55 +1,83 @@
 """Stage ``anonymise``: a validated raw event -> a clean event, by the privacy policy.
 
-Pure and deterministic for a given policy and key set (pseudonyms depend on the event's own
-time, not the wall clock, so a replay gives the same output). Nothing it returns holds a raw
-identifier: pseudonymised fields become keyed HMACs, generalised ones lose precision, dropped
-ones are gone.
+Pure and deterministic for a given policy and key lookup: pseudonyms depend on the event's own
+time (the epoch of its ``event_time``), not the wall clock, so a replay gives the same output
+while the epoch's key lives. Nothing it returns holds a raw identifier or a field no purpose
+needs: kept values are numbers or bounded vocabularies (the policy loader refuses anything
+else), pseudonymised fields become per-purpose, per-epoch HMACs, generalised ones lose
+precision, dropped ones are gone.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import UTC, datetime
 
 import orjson
 import pygeohash
 
-from hito.pipeline.pseudonyms import Keyring, pseudonym
+from hito.pipeline.pseudonyms import KeyLookup, epoch_of, pseudonym
 from hito.schemas.clean import CleanEvent, CleanValue
 from hito.schemas.envelope import Event
-from hito.schemas.privacy.policy import Policy
+from hito.schemas.privacy.policy import OTHER, Policy
 from hito.schemas.registry import REGISTRY
 
 STAGE = "anonymise"
 
 
-def anonymise(event: Event, policy: Policy, keyring: Keyring) -> CleanEvent:
-    entry = REGISTRY[event.schema_]
-    rules = policy.rules[event.schema_]
+@dataclass(frozen=True, slots=True)
+class Anonymised:
+    clean: CleanEvent
+    # Purposes whose pseudonym could not be made: the epoch's key is destroyed (the event is
+    # older than its purpose's horizon plus the grace for late events).
+    withheld: tuple[str, ...] = ()
+
+
+def anonymise(event: Event, policy: Policy, keys: KeyLookup) -> Anonymised:
+    schema = event.schema_
+    entry = REGISTRY[schema]
+    rules = policy.rules[schema]
+    linking = policy.pseudonym_purposes(schema)
     raw = event.payload.__dict__  # the validated fields (strict models: no extras), no copy
-    keys = keyring.valid_at(event.event_time)
     out: dict[str, CleanValue] = {}
+    pseudonyms: dict[str, dict[str, str]] = {}
+    withheld: list[str] = []
     for name, value in raw.items():
         rule = rules[name]
-        if rule.kind == "keep":
+        kind = rule.kind
+        if kind == "keep":
             out[name] = value
-        elif rule.kind == "drop":
+        elif kind == "drop":
             continue
-        elif rule.kind == "pseudonymise":
-            out[name] = None if value is None else [pseudonym(k, name, str(value)) for k in keys]
-        elif rule.kind == "year_band":
+        elif kind == "vocabulary":
+            out[name] = None if value is None else value if value in rule.vocabulary else OTHER
+        elif kind == "pseudonymise":
+            if value is None:
+                continue  # an optional identifier not given: nothing to link
+            for purpose in linking[name]:
+                assert purpose.epoch_s is not None  # the loader refuses it otherwise
+                epoch = epoch_of(event.event_time, purpose.epoch_s)
+                key = keys(purpose.name, epoch)
+                if key is None:
+                    _without_key(purpose.name, withheld)
+                    continue
+                pseudonyms.setdefault(purpose.name, {})[name] = pseudonym(
+                    key, purpose.name, name, str(value), epoch
+                )
+        elif kind == "year_band":
             assert rule.param is not None
             start = (int(value) // rule.param) * rule.param
             out[name] = f"{start}-{start + rule.param - 1}"
-        elif rule.kind == "geohash" and name == "lat":
+        elif kind == "geohash" and name == "lat":
             assert rule.param is not None
             out["geohash"] = pygeohash.encode(
                 float(raw["lat"]), float(raw["lon"]), precision=rule.param
             )
     # Built without re-validation: every value comes from a validated event or from a rule of
-    # a checked policy (tests/unit/stages/test_anonymise.py proves the output validates), and
-    # the aggregator validates every clean event it reads anyway.
-    return CleanEvent.model_construct(
-        schema_=event.schema_,
+    # a checked policy (tests/unit/pipeline/stages/test_anonymise.py proves the output
+    # validates), and the aggregator validates every clean event it reads anyway.
+    clean = CleanEvent.model_construct(
+        schema_=schema,
         source=entry.source,
         policy=policy.version,
         device_id=event.device_id,
@@ -57,24 +85,40 @@ def anonymise(event: Event, policy: Policy, keyring: Keyring) -> CleanEvent:
         seq=event.seq,
         event_time=_floor(event.event_time, policy.event_time_resolution_s),
         payload=out,
+        pseudonyms=pseudonyms,
     )
+    return Anonymised(clean, tuple(withheld))
+
+
+def _without_key(purpose: str, withheld: list[str]) -> None:
+    """What becomes of an event a purpose cannot pseudonymise because the epoch's key is
+    destroyed: the one place this is decided (the late path may change).
+
+    Now the pseudonym is withheld and the clean event goes on without it: every other purpose
+    still gets its data (whether it counts an event that late is its own rule; the minute
+    windows refuse it as ``late_beyond_window``), and the purpose that needed the key cannot
+    recognise the person, which is what destroying the key is for. The ingest agent counts
+    the event as ``pseudonym_withheld`` (``hito_pseudonyms_withheld_total{purpose}``)."""
+    withheld.append(purpose)
 
 
 def encode(clean: CleanEvent) -> bytes:
     """The clean event as JSON for ``hito.clean.<source>`` (what ``model_dump_json`` gives,
-    by alias, in a fraction of its time; ``event_time`` with a ``+00:00`` offset)."""
-    return orjson.dumps(
-        {
-            "schema": clean.schema_,
-            "source": clean.source,
-            "policy": clean.policy,
-            "device_id": clean.device_id,
-            "site": clean.site,
-            "seq": clean.seq,
-            "event_time": clean.event_time,
-            "payload": clean.payload,
-        }
-    )
+    by alias, in a fraction of its time; ``event_time`` with a ``+00:00`` offset;
+    ``pseudonyms`` only when there are some)."""
+    doc = {
+        "schema": clean.schema_,
+        "source": clean.source,
+        "policy": clean.policy,
+        "device_id": clean.device_id,
+        "site": clean.site,
+        "seq": clean.seq,
+        "event_time": clean.event_time,
+        "payload": clean.payload,
+    }
+    if clean.pseudonyms:
+        doc["pseudonyms"] = clean.pseudonyms
+    return orjson.dumps(doc)
 
 
 def _floor(at: datetime, resolution_s: int) -> datetime:

@@ -8,6 +8,7 @@ import socket
 import uuid
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
+from datetime import datetime
 from typing import Any
 
 import pytest
@@ -16,7 +17,7 @@ from influxdb_client import InfluxDBClient
 from hito.access.influx_tokens import ensure_bucket_tokens
 from hito.access.topics import ensure_topics
 from hito.credentials import tokens_path
-from hito.pipeline.worker import Worker, build_worker
+from hito.pipeline.worker import Worker, build_worker, utc_now
 from hito.runtime import Runtime
 from hito.settings import HitoSettings
 
@@ -61,8 +62,10 @@ def isolated_runtime(isolated: HitoSettings, runtime: Runtime) -> Runtime:
 
 
 @asynccontextmanager
-async def running_worker(runtime: Runtime) -> AsyncIterator[Worker]:
-    worker = build_worker(runtime, app_id=f"hito-test-{uuid.uuid4().hex[:8]}")
+async def running_worker(
+    runtime: Runtime, clock: Callable[[], datetime] = utc_now
+) -> AsyncIterator[Worker]:
+    worker = build_worker(runtime, app_id=f"hito-test-{uuid.uuid4().hex[:8]}", clock=clock)
     await worker.app.start()
     try:
         yield worker

@@ -129,7 +129,7 @@ def test_influxdb_disk_full_mid_run_then_freed_is_exact(
             settings=settings,
             registry=isolated_runtime.registry,
             policy=isolated_runtime.policy,
-            keyring=isolated_runtime.keyring,
+            key_store=isolated_runtime.key_store,
         )
         filler = _fill(disk, leave_bytes=64 * 1024)
 

@@ -5,7 +5,12 @@ from __future__ import annotations
 from collections import Counter
 from datetime import UTC, datetime
 
-from hito.demo.history import HISTORY_POLICY, expected_crossings_per_minute, history_lines
+from hito.demo.history import (
+    HISTORY_POLICY,
+    expected_crossings_per_minute,
+    history_lines,
+    repeat_history_lines,
+)
 from hito.device.simulate.fleet import VALID, Fleet, FleetPlan
 from hito.devices import DeviceRegistry
 
@@ -43,3 +48,15 @@ def test_history_covers_four_previous_weeks_around_now_and_is_marked(
     assert all(ln.startswith("crossings,") and f"policy={HISTORY_POLICY}" in ln for ln in lines)
     newest = max(int(ln.rsplit(" ", 1)[1]) for ln in lines)
     assert newest == int(NOW.timestamp()) - 7 * 86400 + 600
+
+
+def test_repeat_history_is_closed_days_of_both_checkpoints_never_under_k(
+    registry: DeviceRegistry,
+) -> None:
+    lines = repeat_history_lines(registry, NOW, days=28, k=5)
+    days = {int(ln.rsplit(" ", 1)[1]) for ln in lines}
+    today = int(NOW.replace(hour=0).timestamp())
+    assert max(days) == today - 86400 and min(days) == today - 28 * 86400
+    assert {ln.split(" ")[0].split("site=")[1] for ln in lines} == {"chacalluta", "santa-rosa"}
+    assert all(f"policy={HISTORY_POLICY}" in ln for ln in lines)
+    assert all(int(ln.split("count=")[1].split("i")[0]) >= 5 for ln in lines)

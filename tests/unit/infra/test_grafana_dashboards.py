@@ -23,7 +23,7 @@ import pytest
 import yaml
 
 from hito.pipeline.metrics import PipelineMetrics
-from hito.pipeline.sinks.lines import line, points_for
+from hito.pipeline.sinks.lines import line, points_for, repeat_points
 from hito.pipeline.stages import aggregate
 from hito.pipeline.state import pipeline_counts
 from hito.schemas.clean import CleanEvent
@@ -55,7 +55,8 @@ def _panels(dashboard: dict[str, Any]) -> list[dict[str, Any]]:
 
 def _written() -> dict[str, tuple[set[str], set[str]]]:
     """measurement -> (fields, tags) of every point the pipeline writes, from the real point
-    builders fed with one event of each source, a surge point and a pipeline count."""
+    builders fed with one event of each source, a closed day of repeat crossings, a surge point
+    and a pipeline count."""
     start = datetime(2026, 11, 28, 12, 0, tzinfo=UTC)
     state = aggregate.new_state("chacalluta", start)
     when = "2026-11-28T12:00:00Z"
@@ -91,6 +92,7 @@ def _written() -> dict[str, tuple[set[str], set[str]]]:
         )
         assert aggregate.add(state, event, ("hito.raw.sensor|0", seq))
     lines = points_for(state, k=1)
+    lines += repeat_points("chacalluta", start, {"entry": 6}, "p", 5)
     lines.append(
         line(
             "surge",

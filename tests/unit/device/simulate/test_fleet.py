@@ -141,3 +141,34 @@ def test_event_times_follow_the_clock(registry: DeviceRegistry) -> None:
     msgs = list(Fleet(registry, FleetPlan(count=500), NOW, clock=clock).messages())
     times = [orjson.loads(m.value)["event_time"] for m in msgs if m.expected == VALID]
     assert min(times) < (NOW + timedelta(seconds=1)).isoformat() < max(times)
+
+
+def test_travellers_come_back_with_the_same_identity(registry: DeviceRegistry) -> None:
+    plain = FleetPlan(count=600, daily_rhythm=False)
+    pooled = FleetPlan(count=600, daily_rhythm=False, travellers=50)
+
+    def crossings(plan: FleetPlan) -> list[dict[str, object]]:
+        out = []
+        for m in Fleet(registry, plan, NOW).messages():
+            env = orjson.loads(m.value)
+            if env["schema"] == "checkpoint.crossing/1":
+                out.append(env["payload"])
+        return out
+
+    # Without a pool every crossing is a new person (as before the option existed).
+    assert len({p["document_number"] for p in crossings(plain)}) == len(crossings(plain))
+    pool = crossings(pooled)
+    by_document: dict[object, set[tuple[object, ...]]] = {}
+    for p in pool:
+        person = (p["nationality"], p["birth_year"], p["document_type"], p.get("vehicle_plate"))
+        by_document.setdefault(p["document_number"], set()).add(person[:3])
+    assert len(by_document) == 50 and len(pool) > 2 * len(by_document)  # everyone crossed
+    assert all(len(people) == 1 for people in by_document.values())
+    # The pool depends on the seed and its size only: another day, the same people.
+    later = Fleet(registry, pooled, NOW + timedelta(days=2)).messages()
+    documents = {
+        orjson.loads(m.value)["payload"]["document_number"]
+        for m in later
+        if m.topic == "hito.raw.checkpoint"
+    }
+    assert documents == set(by_document)

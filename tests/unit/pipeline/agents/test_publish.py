@@ -5,7 +5,7 @@ retryable one keeps them pending without a DLQ record."""
 from __future__ import annotations
 
 import asyncio
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
@@ -16,7 +16,9 @@ from hito.pipeline.agents.surge import SurgeDetector
 from hito.pipeline.dead_letters import DeadLetters
 from hito.pipeline.sinks.errors import Outcome
 from hito.pipeline.stages import aggregate
+from hito.pipeline.stages.repeat import RepeatRules
 from hito.pipeline.state.pipeline_counts import PipelineCounts
+from hito.pipeline.state.repeat_days import RepeatDays
 from hito.pipeline.state.versioned import VersionedWindows
 from hito.schemas.reasons import Reason
 from hito.schemas.topics import TopicNames
@@ -26,6 +28,7 @@ from tests.unit.pipeline.sinks.test_errors import influx_answering, sink_on
 from tests.unit.pipeline.state.test_versioned import Table
 
 START = datetime(2026, 12, 3, 12, 0, tzinfo=UTC)
+EPOCH = 20790  # START's UTC day
 
 
 async def _no_history(*_: Any) -> list[Any]:
@@ -51,6 +54,8 @@ def publisher_with_one_window(port: int) -> tuple[Publisher, RecordingSend]:
         dead_letters=DeadLetters(TopicNames(), sink.metrics, lambda: START),
         small_count_k=5,
         clock=lambda: START,
+        repeat_days=RepeatDays(Table()),
+        repeat_rules=RepeatRules("repeat_crossings", 86400, 360, 5),
     )
     return publisher, send
 
@@ -94,3 +99,38 @@ def test_a_retryable_failure_keeps_the_window_pending() -> None:
 
 async def _no_delete(*_: Any) -> None:
     return None
+
+
+def test_closed_days_are_scanned_for_only_when_one_may_have_closed() -> None:
+    """A scan reads every person-day: the publisher scans when the partitions it owns change
+    or a day it knows of closes, and writes each closed day once."""
+    clock = [START]
+
+    async def scenario() -> tuple[list[int], list[Any]]:
+        async with influx_answering(204) as (port, _):
+            publisher, _ = publisher_with_one_window(port)
+            publisher.clock = lambda: clock[0]
+            days = publisher.repeat_days
+            days.scan_due = lambda: True  # type: ignore[method-assign]
+            scans: list[int] = []
+            real_days = days.days
+
+            def counted(owned: set[int]) -> Any:
+                scans.append(len(scans))
+                return real_days(owned)
+
+            days.days = counted  # type: ignore[method-assign,assignment]
+            person = f"chacalluta|e{EPOCH}:" + "1" * 32
+            for n in range(5):  # five people crossed in twice: a cell of k
+                days.put(0, person[:-1] + str(n), [f"entry|d|{2 * n}", f"entry|d|{2 * n + 1}"],
+                         "p1")  # fmt: skip
+            assert await publisher.flush_repeat({0}) is None  # new partitions: one scan
+            assert await publisher.flush_repeat({0}) is None  # nothing closed: no scan
+            clock[0] = publisher.repeat_rules.day_start(EPOCH + 1) + timedelta(seconds=360)
+            assert await publisher.flush_repeat({0}) is Outcome.WRITTEN
+            assert await publisher.flush_repeat({0}) is None  # written: nothing to scan for
+            await publisher.sink.close()
+            return scans, sorted(days.published)
+
+    scans, published = asyncio.run(scenario())
+    assert scans == [0, 1] and published == [(0, "chacalluta", EPOCH)]

@@ -18,12 +18,7 @@ def _crossing(seq: int, device: str = "cl-chacalluta-ckpt-01", **payload: Any) -
     p = {
         "direction": "entry",
         "mode": "car",
-        "lane": "L1",
-        "document_type": "passport",
-        "document_number": ["k1:" + "0" * 32],
         "nationality": "PER",
-        "birth_year": "1980-1989",
-        "vehicle_plate": None,
         "outcome": "admitted",
         "processing_seconds": 16.1,
         **payload,
@@ -38,6 +33,7 @@ def _crossing(seq: int, device: str = "cl-chacalluta-ckpt-01", **payload: Any) -
             "seq": seq,
             "event_time": START,
             "payload": p,
+            "pseudonyms": {"repeat_crossings": {"document_number": "e20785:" + "0" * 32}},
         }
     )
 

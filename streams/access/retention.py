@@ -1,0 +1,142 @@
+"""The policy's retention on the live services: compare (``hito policy audit --retention``)
+and apply (``hito up``) it, for the Kafka topics and the InfluxDB bucket.
+
+What each resource should have comes from one translation of the policy
+(``hito.schemas.privacy.retention``); the live values are read with the admin's rights.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from hito.schemas.privacy.policy import Policy
+from hito.schemas.privacy.retention import (
+    PERSON_STATE_CHANGELOG_SUFFIX,
+    bucket_retention_s,
+    drifted,
+    person_state_changelog_configs,
+    topic_configs,
+)
+from hito.settings import HitoSettings
+
+
+@dataclass(frozen=True)
+class Drift:
+    resource: str  # "topic <name>" or "bucket <name>"
+    config: str
+    wanted: str
+    live: str
+
+    def describe(self) -> str:
+        return f"{self.resource}: {self.config} is {self.live}, the policy says {self.wanted}"
+
+
+def wanted_topic_configs(
+    settings: HitoSettings, policy: Policy, existing: set[str]
+) -> dict[str, dict[str, str]]:
+    """Every data topic, and every existing per-person state changelog of the pipeline's
+    apps, with the configs that apply the policy's retention."""
+    wanted = topic_configs(policy, settings.pipeline.topics)
+    prefix = settings.kafka.pipeline_group_prefix
+    changelog = person_state_changelog_configs(policy)
+    for topic in existing:
+        if topic.startswith(prefix) and topic.endswith(PERSON_STATE_CHANGELOG_SUFFIX):
+            wanted[topic] = changelog
+    return wanted
+
+
+def kafka_drift(settings: HitoSettings, policy: Policy, admin: Any) -> list[Drift]:
+    from kafka.admin import ConfigResource, ConfigResourceType
+
+    existing = set(admin.list_topics())
+    wanted = wanted_topic_configs(settings, policy, existing)
+    out = [Drift(f"topic {t}", "exists", "yes", "no") for t in sorted(set(wanted) - existing)]
+    present = sorted(set(wanted) & existing)
+    if not present:
+        return out
+    resources = [
+        ConfigResource(ConfigResourceType.TOPIC, t, configs=dict.fromkeys(wanted[t]))
+        for t in present
+    ]
+    described = admin.describe_configs(resources, config_filter="all")["topic"]
+    for topic in present:
+        live = {name: str(c["value"]) for name, c in described[topic].items()}
+        for name, (want, have) in sorted(drifted(wanted[topic], live).items()):
+            out.append(Drift(f"topic {topic}", name, want, have))
+    return out
+
+
+def bucket_drift(settings: HitoSettings, policy: Policy) -> list[Drift]:
+    bucket = _bucket(settings)
+    want = str(bucket_retention_s(policy))
+    if bucket is None:
+        return [Drift(f"bucket {settings.influxdb.bucket}", "exists", "yes", "no")]
+    have = str(_every_seconds(bucket))
+    if have == want:
+        return []
+    return [Drift(f"bucket {settings.influxdb.bucket}", "retention_s", want, have)]
+
+
+def audit(settings: HitoSettings, policy: Policy) -> list[Drift]:
+    """Every difference between the policy's retention and the live services."""
+    from hito.access.kafka import admin_client
+
+    admin = admin_client(settings.kafka)
+    try:
+        out = kafka_drift(settings, policy, admin)
+    finally:
+        admin.close()
+    return out + bucket_drift(settings, policy)
+
+
+def apply_to_topics(settings: HitoSettings, policy: Policy, admin: Any) -> list[str]:
+    """Set the policy's configs on every existing topic that drifted (incrementally: other
+    configs stay); returns the topics changed."""
+    from kafka.admin import ConfigResource, ConfigResourceType
+
+    wanted = wanted_topic_configs(settings, policy, set(admin.list_topics()))
+    changed = sorted({d.resource.split(" ", 1)[1] for d in kafka_drift(settings, policy, admin)
+                      if d.config != "exists"})  # fmt: skip
+    if changed:
+        resources = [
+            ConfigResource(ConfigResourceType.TOPIC, t, configs=wanted[t]) for t in changed
+        ]
+        result = admin.alter_configs(resources)
+        failed = {t: r for t, r in result.get("topic", {}).items() if r != "OK"}
+        if failed:
+            raise RuntimeError(f"Kafka refused the retention configs: {failed}")
+    return changed
+
+
+def apply_to_bucket(settings: HitoSettings, policy: Policy) -> bool:
+    """Set the bucket's retention to the policy's; True when it changed."""
+    from influxdb_client import BucketRetentionRules, InfluxDBClient
+
+    i = settings.influxdb
+    want = bucket_retention_s(policy)
+    with InfluxDBClient(url=i.url, token=i.admin_token().get_secret_value(), org=i.org) as client:
+        api = client.buckets_api()
+        bucket = api.find_bucket_by_name(i.bucket)
+        if bucket is None:
+            raise RuntimeError(f"InfluxDB has no bucket {i.bucket}")
+        if _every_seconds(bucket) == want:
+            return False
+        rule = BucketRetentionRules(type="expire", every_seconds=want)  # type: ignore[no-untyped-call]
+        bucket.retention_rules = [rule]
+        api.update_bucket(bucket=bucket)
+    return True
+
+
+def _bucket(settings: HitoSettings) -> Any:
+    from influxdb_client import InfluxDBClient
+
+    i = settings.influxdb
+    with InfluxDBClient(url=i.url, token=i.admin_token().get_secret_value(), org=i.org) as client:
+        return client.buckets_api().find_bucket_by_name(i.bucket)
+
+
+def _every_seconds(bucket: Any) -> int:
+    """A bucket's retention in seconds (0: kept for ever)."""
+    rules = [r for r in bucket.retention_rules or [] if r.type == "expire"]
+    return int(rules[0].every_seconds) if rules else 0

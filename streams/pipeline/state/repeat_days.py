@@ -1,0 +1,141 @@
+"""Per-person, per-day state of ``repeat_crossings`` in a Faust table, and its deletion.
+
+The table key is ``<partition>|<site>|<pseudonym>`` (the partition of the clean events that
+fill it, as in ``hito.pipeline.state.versioned``; the pseudonym names its epoch, the day), the
+value one text: the policy version, then the person's crossings, a line each. One record per
+person and day, so a batch writes small records and a day of a busy site is never one huge
+value; one string per person keeps memory near 300 bytes a person (bench/state_rss.py).
+
+Which days InfluxDB has is known to this process only (``published``); after a restart every
+closed day still in the table is published again (the same values: a closed day no longer
+changes) and then deleted. Writes go to the store at once and to the changelog with the
+aggregate agent's batch (``hito.pipeline.state.changelog``); the changelog's compaction
+settings (policy ``retention_hours.person_state``) bound how long a deleted record stays in
+Kafka.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from typing import Any
+
+from hito.pipeline.delivery import Deliveries
+from hito.pipeline.stages.repeat import Crossings, day_of
+from hito.pipeline.state.changelog import TableWriter
+
+Day = tuple[int, str, int]  # (partition, site, epoch)
+PersonDay = tuple[Crossings, str]  # (crossings, policy version)
+
+
+def pack(crossings: Crossings, policy: str) -> str:
+    return "\n".join([policy, *crossings])
+
+
+def unpack(value: str) -> PersonDay:
+    policy, *crossings = value.split("\n")
+    return crossings, policy
+
+
+def table_key(partition: int, name: str) -> str:
+    return f"{partition}|{name}"
+
+
+def marker_name(site: str, epoch: int) -> str:
+    """The name of a day's deletion marker: ``<site>|#e<epoch>`` (a pseudonym starts "e")."""
+    return f"{site}|#e{epoch}:"
+
+
+def is_marker(name: str) -> bool:
+    return name.split("|", 1)[1].startswith("#")
+
+
+class RepeatDays:
+    def __init__(
+        self,
+        table: Any,
+        *,
+        scan_every_s: float = 5.0,
+        monotonic: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.writer = TableWriter(table)
+        self._dirty: dict[str, int] = {}  # key -> partition: changed since the last changelog
+        self.published: set[Day] = set()  # days InfluxDB has (this process)
+        # Epochs of days written since the last scan, or not yet published at it: a scan is
+        # needed only when one of them closes (or the partitions owned change).
+        self.epochs: set[int] = set()
+        self._scan_every_s = scan_every_s
+        self._monotonic = monotonic
+        self._last_scan = -float("inf")
+
+    def get(self, partition: int, name: str) -> PersonDay | None:
+        """(crossings, policy version) of a person-day, or None."""
+        value = self.writer.get(table_key(partition, name))
+        return None if value is None else unpack(value)
+
+    def put(self, partition: int, name: str, crossings: Crossings, policy: str) -> None:
+        """A person-day's value now (its changelog record follows with the batch)."""
+        key = table_key(partition, name)
+        self.writer.store[key] = pack(crossings, policy)
+        self._dirty[key] = partition
+        self.epochs.add(day_of(name)[1])
+
+    async def write_changelog(self, deliveries: Deliveries) -> None:
+        """One changelog record per person-day changed since the last call."""
+        dirty, self._dirty = self._dirty, {}
+        for key, partition in dirty.items():
+            value = self.writer.get(key)
+            if value is not None:
+                await self.writer.changelog(deliveries, partition, key, value)
+
+    def scan_due(self) -> bool:
+        """True at most once every ``scan_every_s`` (a scan reads the whole table; the
+        publisher also scans only when a day may have closed)."""
+        now = self._monotonic()
+        if now - self._last_scan < self._scan_every_s:
+            return False
+        self._last_scan = now
+        return True
+
+    def days(self, partitions: set[int]) -> tuple[dict[Day, list[PersonDay]], set[Day]]:
+        """Every day of ``partitions`` in the table with its person records, and the days
+        whose deletion had begun (marked: never to be published again)."""
+        out: dict[Day, list[PersonDay]] = {}
+        marked: set[Day] = set()
+        for key, value in self.writer.items():
+            partition, name = key.split("|", 1)
+            if int(partition) in partitions:
+                site, epoch = day_of(name)
+                day = (int(partition), site, epoch)
+                if is_marker(name):
+                    marked.add(day)
+                else:
+                    out.setdefault(day, []).append(unpack(value))
+        return out, marked
+
+    async def delete_published(self, deliveries: Deliveries, partition: int) -> int:
+        """Delete the person records of ``partition``'s published days (with the batch in
+        ``deliveries``); returns how many were deleted.
+
+        A day's deletion is a marker, the records' tombstones, then the marker's: one
+        changelog partition keeps their order, so a crash part-way leaves the marker with
+        the records not deleted yet. A marked day is never published again (what is left of
+        it would be too small a count), only deleted, here, next time."""
+        prefix = f"{partition}|"
+        keys = [key for key, _ in self.writer.items() if key.startswith(prefix)]
+        days = {(site, epoch) for p, site, epoch in self.published if p == partition}
+        days |= {day_of(key[len(prefix) :]) for key in keys if is_marker(key[len(prefix) :])}
+        if not days:
+            return 0
+        gone = [key for key in keys if day_of(key[len(prefix) :]) in days]
+        markers = [table_key(partition, marker_name(site, epoch)) for site, epoch in days]
+        for key in markers:
+            await self.writer.put(deliveries, partition, key, "deleting")
+        for key in gone:
+            if key not in markers:
+                await self.writer.delete(deliveries, partition, key)
+                self._dirty.pop(key, None)
+        for key in markers:
+            await self.writer.delete(deliveries, partition, key)
+        self.published -= {(partition, site, epoch) for site, epoch in days}
+        return len(gone) - sum(1 for key in gone if key in markers)

@@ -1,0 +1,56 @@
+"""Where the pseudonym key store comes from, and what a worker refuses to start with."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pytest
+
+from hito.pipeline.keystore import KeyStore, KeyStoreError
+from hito.runtime import key_store_path, open_key_store
+from hito.schemas.privacy.policy import load_policy
+from hito.settings import HitoSettings, MissingSecret, PrivacySettings, Profile
+
+NOW = datetime(2026, 12, 3, 12, 0, tzinfo=UTC)
+
+
+def _settings(tmp_path: Path, profile: Profile, store: Path | None) -> HitoSettings:
+    return HitoSettings(
+        profile=profile,
+        state_dir=tmp_path / "state",
+        privacy=PrivacySettings(key_store_file=store),
+    )
+
+
+def test_development_draws_its_own_store_in_the_state_directory(tmp_path: Path) -> None:
+    settings = _settings(tmp_path, "development", None)
+    path = tmp_path / "state" / "privacy" / "pseudonym-keys.dev.json"
+    assert key_store_path(settings) == path
+    store = open_key_store(settings, load_policy(), NOW)
+    assert path.stat().st_mode & 0o777 == 0o600
+    assert store.lookup("repeat_crossings", 20790) is not None
+    other = tmp_path / "other"
+    again = open_key_store(_settings(other, "development", None), load_policy(), NOW)
+    assert again.lookup("repeat_crossings", 20790) != store.lookup("repeat_crossings", 20790)
+
+
+def test_production_needs_a_provisioned_store(tmp_path: Path) -> None:
+    with pytest.raises(MissingSecret, match="HITO_PRIVACY__KEY_STORE_FILE"):
+        key_store_path(_settings(tmp_path, "production", None))
+    missing = tmp_path / "keys.json"
+    with pytest.raises(KeyStoreError, match="hito policy keys init"):
+        open_key_store(_settings(tmp_path, "production", missing), load_policy(), NOW)
+    assert not missing.exists()  # never made up outside development
+
+
+def test_a_store_without_the_policys_purpose_or_horizon_is_refused(tmp_path: Path) -> None:
+    store = tmp_path / "keys.json"
+    KeyStore.provision(store, {"another_purpose": 86400}, NOW, 360)
+    settings = _settings(tmp_path, "production", store)
+    with pytest.raises(KeyStoreError, match="no keys for purpose repeat_crossings"):
+        open_key_store(settings, load_policy(), NOW)
+    twelve_hours = tmp_path / "short.json"
+    KeyStore.provision(twelve_hours, {"repeat_crossings": 12 * 3600}, NOW, 360)
+    with pytest.raises(KeyStoreError, match="the policy's horizon is 86400 s"):
+        open_key_store(_settings(tmp_path, "production", twelve_hours), load_policy(), NOW)
