@@ -28,7 +28,7 @@ from hito.pipeline.agents.surge import SurgeDetector
 from hito.pipeline.dead_letters import DeadLetters
 from hito.pipeline.faust.app import create_app
 from hito.pipeline.faust.lag import report_consumer_lag
-from hito.pipeline.faust.lane import LANE_BATCHES, Lane, Lanes, install_lanes, lane_agent
+from hito.pipeline.faust.lane import CHANNEL_SIZE, Lane, Lanes, install_lanes, lane_agent
 from hito.pipeline.faust.produce import BatchSend
 from hito.pipeline.metrics import PipelineMetrics
 from hito.pipeline.output import Send
@@ -91,10 +91,10 @@ def build_worker(
     # agents of their own: registered with Faust so that it subscribes and assigns them.
     app.topics.add(app.topic(*topics.raw.values(), partitions=p.topic_partitions))
     app.topics.add(app.topic(*topics.clean_by_source.values(), partitions=p.topic_partitions))
-    raw_lane = Lane("ingest", app.channel(maxsize=LANE_BATCHES), frozenset(topics.raw.values()))
+    raw_lane = Lane("ingest", app.channel(maxsize=CHANNEL_SIZE), frozenset(topics.raw.values()))
     clean_lane = Lane(
         "aggregate",
-        app.channel(maxsize=LANE_BATCHES),
+        app.channel(maxsize=CHANNEL_SIZE),
         frozenset(topics.clean_by_source.values()),
     )
     lanes = Lanes([raw_lane, clean_lane])

@@ -51,12 +51,12 @@ def create_app(
         # A dead worker's partitions move on after 10 s instead of Faust's default 60 s.
         broker_session_timeout=10.0,
         broker_heartbeat_interval=3.0,
-        # Fairness: at most 512 KiB (~750 events) per partition per fetch, and at most 1,024
-        # fetched events waiting for an agent (Faust's default: 4,096), so a device flooding one
-        # partition holds the others back by about a second's work, whatever the flood's size.
-        # Measured with a 20,000-event flood (test_flood.py, docs/security.md): other
-        # partitions' worst lag 0.9 s (4,096 waiting: 1.5-3.1 s; 1 MiB fetches: 2.4 s).
-        consumer_max_fetch_size=512 * 1024,
+        # Fairness: at most 256 KiB (~380 events) per partition per fetch: a lane batch is one
+        # partition's fetch, and a quiet partition's batch waits behind at most LANE_BATCHES of
+        # a flooding one (hito.pipeline.faust.lane). With 512 KiB a quiet device behind a
+        # 30,000-event flood waited 0.66 s (test_flood.py); Faust's own buffer (changelogs
+        # only, now) keeps at most 1,024 records waiting (its default: 4,096).
+        consumer_max_fetch_size=256 * 1024,
         stream_buffer_maxsize=1024,
         # Agents send a batch at a time (streams/acks.py): let the producer gather it into few
         # requests instead of one request per event (aiokafka's default linger is 0 and

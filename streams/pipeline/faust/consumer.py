@@ -33,7 +33,6 @@ import contextlib
 import logging
 from collections.abc import Callable, Iterable, Iterator, Set
 from enum import Enum
-from functools import partial
 from typing import Any, ClassVar
 from weakref import WeakSet
 
@@ -396,23 +395,19 @@ class GaplessConsumer(AIOKafkaConsumer):
     async def _to_lanes(
         self, lanes: Lanes, records: dict[TP, list[Message]], generation: int
     ) -> None:
-        """One LaneBatch per partition into its lane. Past the lane's high mark the partition
-        is paused like a full Faust buffer (``on_buffer_full``) and resumed when the lane
-        drains; a completely full lane makes the fetch loop wait (as Faust's does)."""
+        """One LaneBatch per partition into its lane (hito.pipeline.faust.lane, "bounded")."""
         for fetched_tp, messages in records.items():
             tp = TP(fetched_tp.topic, fetched_tp.partition)  # Faust's type, not aiokafka's
             lane = lanes.lane_for(tp.topic)
             assert lane is not None
             event = lane_event(self.app, LaneBatch(tp, messages, generation))
             for queue in lane.queues():
-                if queue.full():
+                if queue.full():  # never with the lane's pausing; as Faust would, wait
                     await queue.put(event)
                 else:
-                    queue.put_nowait_enhanced(
-                        event,
-                        on_pressure_high=partial(self.on_buffer_full, tp),
-                        on_pressure_drop=partial(self.on_buffer_drop, tp),
-                    )
+                    queue.put_nowait(event)
+            if lanes.queued(tp, lane):
+                self.on_buffer_full(tp)  # fetch no more of it until its batches are handled
 
     async def _deleted(self, tp: TP, offset: int) -> bool:
         """True when the log no longer starts at or before ``offset`` (retention removed it);
