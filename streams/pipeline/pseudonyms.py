@@ -69,5 +69,5 @@ def pseudonym(key: bytes, purpose: str, field: str, value: str, epoch: int) -> s
     """``"e<epoch>:<hex>"``. Purpose and field are in the MAC's input too, so equal strings in
     two fields, or a key mistakenly shared by two purposes, still give different pseudonyms."""
     message = f"{purpose}\x00{field}\x00{value}".encode()
-    mac = hmac.new(key, message, hashlib.sha256).hexdigest()
+    mac = hmac.digest(key, message, "sha256").hex()
     return f"e{epoch}:{mac[:PSEUDONYM_HEX_CHARS]}"

@@ -142,8 +142,7 @@ class Ingest:
             changed.add(result.device.device_id)
             started = time.perf_counter()
             made = anonymise.anonymise(ev, self.policy, self.keys)
-            clean = made.clean
-            body = anonymise.encode(clean)
+            body = anonymise.encode(made)
             anonymise_s += time.perf_counter() - started
             anonymised += 1
             if made.withheld:
@@ -151,8 +150,8 @@ class Ingest:
                 for purpose in made.withheld:
                     self.metrics.pseudonyms_withheld.labels(purpose=purpose).inc()
             await deliveries.add(
-                self.clean_topics[clean.source],
-                clean.site.encode(),
+                self.clean_topics[made.source],
+                made.site.encode(),
                 body,
                 (i, raw, result),
                 headers=[raw_origin_header(record.topic, record.partition, record.offset)],

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from typing import Any
 
 import orjson
 import pygeohash
@@ -20,24 +21,88 @@ from hito.pipeline.pseudonyms import KeyLookup, epoch_of, pseudonym
 from hito.schemas.clean import CleanEvent, CleanValue
 from hito.schemas.envelope import Event
 from hito.schemas.privacy.policy import OTHER, Policy
-from hito.schemas.registry import REGISTRY
+from hito.schemas.registry import REGISTRY, Source
 
 STAGE = "anonymise"
 
 
 @dataclass(frozen=True, slots=True)
 class Anonymised:
-    clean: CleanEvent
-    # Purposes whose pseudonym could not be made: the epoch's key is destroyed (the event is
-    # older than its purpose's horizon plus the grace for late events).
+    """A clean event as the JSON-ready document that is published (``encode``), and the
+    purposes whose pseudonym could not be made (the epoch's key is destroyed: the event is
+    older than its purpose's horizon plus the grace for late events)."""
+
+    doc: dict[str, Any]
     withheld: tuple[str, ...] = ()
+
+    @property
+    def source(self) -> Source:
+        source: Source = self.doc["source"]
+        return source
+
+    @property
+    def site(self) -> str:
+        return str(self.doc["site"])
+
+    @property
+    def clean(self) -> CleanEvent:
+        """The document as the contract's model (for tools and tests; the worker publishes
+        ``doc`` as it is)."""
+        d = self.doc
+        return CleanEvent.model_construct(
+            schema_=d["schema"],
+            source=d["source"],
+            policy=d["policy"],
+            device_id=d["device_id"],
+            site=d["site"],
+            seq=d["seq"],
+            event_time=d["event_time"],
+            payload=d["payload"],
+            pseudonyms=d.get("pseudonyms", {}),
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class _FieldRule:
+    """One payload field's rule, resolved once per policy and schema (the stage runs for every
+    event: no rule lookups, no string compares of rule kinds per field)."""
+
+    name: str
+    kind: str
+    param: int | None
+    vocabulary: frozenset[str]
+    purposes: tuple[Any, ...]  # for pseudonymise: the purposes that link this field
+
+
+_COMPILED: dict[tuple[int, str], tuple[Policy, Source, dict[str, _FieldRule]]] = {}
+
+
+def _compiled(policy: Policy, schema: str) -> tuple[Source, dict[str, _FieldRule]]:
+    """(source, field -> rule) of ``schema`` under ``policy``, made once per policy object (a
+    loaded policy is never changed; a reloaded one is a new object)."""
+    cached = _COMPILED.get((id(policy), schema))
+    if cached is not None and cached[0] is policy:
+        return cached[1], cached[2]
+    linking = policy.pseudonym_purposes(schema)
+    rules = {
+        name: _FieldRule(
+            name,
+            rule.kind,
+            rule.param,
+            rule.vocabulary,
+            tuple(linking.get(name, ())),
+        )
+        for name, rule in policy.rules[schema].items()
+    }
+    if len(_COMPILED) > 64:
+        _COMPILED.clear()
+    _COMPILED[(id(policy), schema)] = (policy, REGISTRY[schema].source, rules)
+    return REGISTRY[schema].source, rules
 
 
 def anonymise(event: Event, policy: Policy, keys: KeyLookup) -> Anonymised:
     schema = event.schema_
-    entry = REGISTRY[schema]
-    rules = policy.rules[schema]
-    linking = policy.pseudonym_purposes(schema)
+    source, rules = _compiled(policy, schema)
     raw = event.payload.__dict__  # the validated fields (strict models: no extras), no copy
     out: dict[str, CleanValue] = {}
     pseudonyms: dict[str, dict[str, str]] = {}
@@ -54,8 +119,7 @@ def anonymise(event: Event, policy: Policy, keys: KeyLookup) -> Anonymised:
         elif kind == "pseudonymise":
             if value is None:
                 continue  # an optional identifier not given: nothing to link
-            for purpose in linking[name]:
-                assert purpose.epoch_s is not None  # the loader refuses it otherwise
+            for purpose in rule.purposes:
                 epoch = epoch_of(event.event_time, purpose.epoch_s)
                 key = keys(purpose.name, epoch)
                 if key is None:
@@ -75,19 +139,20 @@ def anonymise(event: Event, policy: Policy, keys: KeyLookup) -> Anonymised:
             )
     # Built without re-validation: every value comes from a validated event or from a rule of
     # a checked policy (tests/unit/pipeline/stages/test_anonymise.py proves the output
-    # validates), and the aggregator validates every clean event it reads anyway.
-    clean = CleanEvent.model_construct(
-        schema_=schema,
-        source=entry.source,
-        policy=policy.version,
-        device_id=event.device_id,
-        site=event.site,
-        seq=event.seq,
-        event_time=_floor(event.event_time, policy.event_time_resolution_s),
-        payload=out,
-        pseudonyms=pseudonyms,
-    )
-    return Anonymised(clean, tuple(withheld))
+    # validates), and the aggregator checks every clean event it reads anyway.
+    doc: dict[str, Any] = {
+        "schema": schema,
+        "source": source,
+        "policy": policy.version,
+        "device_id": event.device_id,
+        "site": event.site,
+        "seq": event.seq,
+        "event_time": _floor(event.event_time, policy.event_time_resolution_s),
+        "payload": out,
+    }
+    if pseudonyms:
+        doc["pseudonyms"] = pseudonyms
+    return Anonymised(doc, tuple(withheld))
 
 
 def _without_key(purpose: str, withheld: list[str]) -> None:
@@ -102,22 +167,24 @@ def _without_key(purpose: str, withheld: list[str]) -> None:
     withheld.append(purpose)
 
 
-def encode(clean: CleanEvent) -> bytes:
+def encode(made: Anonymised | CleanEvent) -> bytes:
     """The clean event as JSON for ``hito.clean.<source>`` (what ``model_dump_json`` gives,
     by alias, in a fraction of its time; ``event_time`` with a ``+00:00`` offset;
     ``pseudonyms`` only when there are some)."""
-    doc = {
-        "schema": clean.schema_,
-        "source": clean.source,
-        "policy": clean.policy,
-        "device_id": clean.device_id,
-        "site": clean.site,
-        "seq": clean.seq,
-        "event_time": clean.event_time,
-        "payload": clean.payload,
+    if isinstance(made, Anonymised):
+        return orjson.dumps(made.doc)
+    doc: dict[str, Any] = {
+        "schema": made.schema_,
+        "source": made.source,
+        "policy": made.policy,
+        "device_id": made.device_id,
+        "site": made.site,
+        "seq": made.seq,
+        "event_time": made.event_time,
+        "payload": made.payload,
     }
-    if clean.pseudonyms:
-        doc["pseudonyms"] = clean.pseudonyms
+    if made.pseudonyms:
+        doc["pseudonyms"] = made.pseudonyms
     return orjson.dumps(doc)
 
 

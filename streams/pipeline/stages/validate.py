@@ -56,7 +56,7 @@ def _validate(
     except orjson.JSONDecodeError:
         # Also invalid UTF-8, NaN/Infinity literals and nesting deeper than orjson allows.
         return Rejected(Reason.MALFORMED_JSON, "not a single valid UTF-8 JSON document")
-    if _has_duplicate_keys(raw):
+    if _has_duplicate_keys(raw, obj):
         # Ambiguous JSON: parsers disagree on which value wins (orjson and pydantic keep the
         # last), so a device, a proxy and Hito could each read a different event.
         return Rejected(Reason.MALFORMED_JSON, "an object repeats a key")
@@ -113,9 +113,18 @@ def _unique_pairs(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
     return obj
 
 
-def _has_duplicate_keys(raw: bytes) -> bool:
+def _has_duplicate_keys(raw: bytes, parsed: Any) -> bool:
     """orjson cannot report repeated keys; the standard library's C scanner can, through
-    object_pairs_hook (called once per object). Runs only on bytes orjson already accepted."""
+    object_pairs_hook (called once per object), at ~10 µs an event. First the fast path: when
+    orjson writes the parsed value back to exactly the bytes received, no key was repeated
+    (a repeated key is parsed once, so writing back would not reproduce it): compact JSON as
+    most encoders and every Hito SDK write it takes 0.8 µs. Anything else (whitespace, key
+    order, escapes, number forms) takes the full check. Runs only on bytes orjson accepted."""
+    try:
+        if orjson.dumps(parsed) == raw:
+            return False
+    except (orjson.JSONEncodeError, TypeError):
+        pass  # e.g. an integer beyond 64 bits: the full check decides
     try:
         json.loads(raw, object_pairs_hook=_unique_pairs)
     except _RepeatedKey:

@@ -17,6 +17,8 @@ from __future__ import annotations
 from collections.abc import Iterator
 from typing import Any
 
+import orjson
+
 from hito.pipeline.delivery import Deliveries
 
 CHANGELOG = "changelog"  # the tag of changelog records in a batch's Deliveries
@@ -43,16 +45,31 @@ class TableWriter:
 
     async def changelog(self, deliveries: Deliveries, partition: int, key: str, value: Any) -> None:
         """The changelog record of ``key``'s value (already in the store)."""
-        topic = self.table.changelog_topic
-        raw_key, _ = topic.prepare_key(key, self.table.key_serializer)
-        raw_value, _ = topic.prepare_value(value, self.table.value_serializer)
         await deliveries.add(
-            topic.get_topic_name(), raw_key, raw_value, CHANGELOG, partition=partition
+            self._topic, self._key(key), self._value(value), CHANGELOG, partition=partition
         )
 
     async def delete(self, deliveries: Deliveries, partition: int, key: str) -> None:
         """Remove ``key``: from the store, and from the changelog (a tombstone)."""
         self.store.pop(key, None)
-        topic = self.table.changelog_topic
-        raw_key, _ = topic.prepare_key(key, self.table.key_serializer)
-        await deliveries.add(topic.get_topic_name(), raw_key, None, CHANGELOG, partition=partition)
+        await deliveries.add(self._topic, self._key(key), None, CHANGELOG, partition=partition)
+
+    @property
+    def _topic(self) -> str:
+        name: str = self.table.changelog_topic.get_topic_name()
+        return name
+
+    def _key(self, key: str) -> bytes:
+        # Faust's json codec goes through its codec registry per call (~20 µs, a third of an
+        # aggregated event in a profile); for the tables' JSON, orjson writes bytes Faust's
+        # recovery reads back unchanged (tests/integration/pipeline/test_changelog.py).
+        if self.table.key_serializer == "json":
+            return orjson.dumps(key)
+        raw, _ = self.table.changelog_topic.prepare_key(key, self.table.key_serializer)
+        return bytes(raw)
+
+    def _value(self, value: Any) -> bytes:
+        if self.table.value_serializer == "json":
+            return orjson.dumps(value)
+        raw, _ = self.table.changelog_topic.prepare_value(value, self.table.value_serializer)
+        return bytes(raw)
