@@ -152,19 +152,20 @@ def kafka_settings(
 
 def kafka_producer(config: Mapping[str, Any]) -> Producer:
     """A kafka-python producer for the outbox: acks=all and idempotence (a broker-side retry
-    never writes a second copy), and bounded waits, so an unreachable broker is a failure the
-    sender retries rather than a thread blocked for minutes."""
+    never writes a second copy), and bounded waits (``config`` may change them), so an
+    unreachable broker is a failure the sender retries rather than a thread blocked for
+    minutes."""
     from kafka import KafkaProducer
 
+    bounded_waits = {
+        "linger_ms": 5,
+        "max_block_ms": 10_000,
+        "request_timeout_ms": 10_000,
+        "delivery_timeout_ms": 30_000,
+        "bootstrap_timeout_ms": 10_000,
+    }
     producer: Producer = KafkaProducer(
-        **config,
-        acks="all",
-        enable_idempotence=True,
-        linger_ms=5,
-        max_block_ms=10_000,
-        request_timeout_ms=10_000,
-        delivery_timeout_ms=30_000,
-        bootstrap_timeout_ms=10_000,
+        **(bounded_waits | dict(config)), acks="all", enable_idempotence=True
     )
     return producer
 
