@@ -63,7 +63,7 @@ def upload_log(
         )
     if registered.kind != "drone":
         raise typer.BadParameter(f"{device} is a {registered.kind}, not a drone ground station")
-    key = bytes.fromhex(key_file.read_text().strip()) if key_file else registered.key
+    key = _read_key(key_file) if key_file else registered.key
     console = Console()
     client = DeviceClient(
         device_id=device,
@@ -92,6 +92,17 @@ def upload_log(
         console.print("delivered: the broker acknowledged every queued event")
     finally:
         client.close()
+
+
+def _read_key(path: Path) -> bytes:
+    """The device key from a file of hex; an error names the file, never its content."""
+    try:
+        key = bytes.fromhex(path.read_text().strip())
+    except ValueError:
+        key = b""
+    if len(key) < 16:
+        raise typer.BadParameter(f"{path} does not hold a hex key of at least 128 bits")
+    return key
 
 
 @device_app.command("status")
