@@ -128,9 +128,14 @@ def status(
     console = Console()
     console.print(f"outbox {folder}")
     console.print(f"  waiting: {s.pending_events} events, {s.pending_bytes} bytes")
-    console.print(f"  oldest event time: {at(s.oldest_event_ms)}")
     console.print(f"  queued since: {at(s.first_appended_ms)}")
     console.print(f"  next seq: {s.next_seq}")
+    if s.expired.events:
+        console.print(
+            f"  [red]expired:[/] {s.expired.events} events waited longer than the outbox's max "
+            f"age (seq {s.expired.first_seq} to {s.expired.last_seq}, last at "
+            f"{at(s.expired.at_ms)})"
+        )
     for problem in s.problems:
         console.print(f"  [red]recovery:[/] {problem}")
 

@@ -4,20 +4,23 @@ Layout of the outbox folder::
 
     lock                      flock: one process per outbox (its pid inside, for the message)
     seq-floor.json            every seq below it is used (hito.device.seq)
-    acked.json                {"segment": id, "offset": n}: everything before it was acknowledged
+    acked.json                {"segment": id, "offset": n}: everything before it is done with
+    expired.json              what expiry removed so far (counts and seqs; no event content)
     00000000000000000007.seg  segments of records (hito.device.records), appended in seq order
 
 Invariants:
 
 - :meth:`Outbox.append` returns only after the records are fsync'd; a reader never sees bytes
-  past that point (``_Segment.size`` is the durable end), so nothing is sent that a power cut
+  past that point (``Segment.size`` is the durable end), so nothing is sent that a power cut
   could take back, and a torn tail holds only records nobody saw.
-- Records are removed only from the head, and only when acknowledged (:meth:`Outbox.ack`) or
-  explicitly discarded (:meth:`Outbox.discard_expired`, which reports what it removed).
+- Records leave only from the head, in order: acknowledged by the broker (:meth:`ack`), or
+  expired (:meth:`expire`): waiting longer than ``max_age_s``, the privacy policy's retention
+  for device outboxes (``device_outbox``). Expiry is logged, counted in ``expired.json`` and
+  in :meth:`status`, and the pipeline counts the seqs as missing: never silent.
 - ``seq`` strictly increases across appends, and never goes back after a restart
-  (:meth:`Outbox.next_seq`, hito.device.seq).
-- Bounded: an append that would pass ``max_bytes``, or while the oldest waiting event is older
-  than ``max_age_s``, raises :class:`OutboxFull`; nothing already accepted is ever dropped.
+  (:attr:`next_seq`, hito.device.seq).
+- Bounded in bytes: an append that would pass ``max_bytes`` raises :class:`OutboxFull` and
+  stores nothing; nothing already stored is dropped to make room.
 """
 
 from __future__ import annotations
@@ -26,7 +29,8 @@ import logging
 import os
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from functools import cache
 from itertools import takewhile
 from pathlib import Path
 
@@ -47,32 +51,35 @@ __all__ = ["EventTooOld", "Outbox", "OutboxFull", "OutboxLocked", "OutboxStatus"
 
 log = logging.getLogger(__name__)
 
-DAY_S = 86_400.0
 _READ_CHUNK = 2 * 1024 * 1024
 
 
 class OutboxFull(RuntimeError):
-    """The outbox refused new events; ``reason`` is ``"bytes"`` or ``"age"``."""
-
-    def __init__(self, reason: str, message: str) -> None:
-        super().__init__(message)
-        self.reason = reason
+    """The outbox refused new events: they would pass ``max_bytes``."""
 
 
 class EventTooOld(ValueError):
-    """The event is already older than the outbox's ``max_age_s``."""
+    """The event is already older than the outbox's ``max_age_s``: it may not wait in it."""
 
 
 class OutboxCorrupt(OSError):
     """Bytes the outbox had fsync'd no longer read back (a disk error, not a power cut)."""
 
 
+@cache
+def policy_max_age_s() -> float:
+    """The privacy policy's retention for device outboxes (``device_outbox``), in seconds."""
+    from hito.schemas.privacy.policy import load_policy
+
+    return load_policy().retention_hours["device_outbox"] * 3600.0
+
+
 @dataclass(frozen=True)
 class OutboxLimits:
     max_bytes: int = 256 * 1024 * 1024
-    # A day below the pipeline's 7-day bound (clock_skew): whatever waits at the limit is still
-    # accepted if the uplink returns within that day.
-    max_age_s: float = 6 * DAY_S
+    # Each event waits at most this long, then expires. Above 3.5 days an event could reach
+    # the pipeline older than its 7-day bound (it may be that old when queued, then wait).
+    max_age_s: float = field(default_factory=policy_max_age_s)
     segment_bytes: int = 4 * 1024 * 1024
     # A segment whose events were all acknowledged is deleted once its first event is this old
     # (sooner would mean a new file, and a folder fsync, for nearly every event).
@@ -89,20 +96,23 @@ class Pending:
 
 
 @dataclass(frozen=True)
-class OutboxStatus:
-    pending_events: int
-    pending_bytes: int
-    oldest_event_ms: int | None  # event_time of the oldest waiting event
-    first_appended_ms: int | None  # when the head of the queue was appended
-    next_seq: int
-    problems: tuple[str, ...]  # what recovery found (torn tails, corrupt segments)
+class Expired:
+    """Events removed by expiry (this time, or in total in :class:`OutboxStatus`)."""
+
+    events: int = 0
+    first_seq: int | None = None
+    last_seq: int | None = None
+    at_ms: int | None = None  # when (the last time)
 
 
 @dataclass(frozen=True)
-class Discarded:
-    events: int
-    first_seq: int | None
-    last_seq: int | None
+class OutboxStatus:
+    pending_events: int
+    pending_bytes: int
+    first_appended_ms: int | None  # when the head of the queue was queued
+    next_seq: int
+    expired: Expired  # everything expiry removed from this outbox, ever
+    problems: tuple[str, ...]  # what recovery found (torn tails, corrupt segments)
 
 
 class Outbox:
@@ -120,22 +130,20 @@ class Outbox:
         durable.make_dirs(directory)
         self._lock_fd: int | None = take_lock(directory / "lock")
         self._floor = SeqFloor(directory / "seq-floor.json")
-        self._acked = self._load_acked()
-        self._first_pending = 0  # index into the head segment's records
-        self._write_fd: int | None = None
+        stored = durable.read_json(directory / "acked.json")
+        self._acked = (
+            Position(int(stored["segment"]), int(stored["offset"]))
+            if isinstance(stored, dict)
+            else Position(0, 0)
+        )
+        stored = durable.read_json(directory / "expired.json")
+        self._expired = Expired(**stored) if isinstance(stored, dict) else Expired()
         self._segments, self._problems = load_segments(directory, self._acked)
-        # Segments wholly acknowledged whose deletion a crash interrupted.
+        self._first_pending = 0  # index into the head segment's waiting records
+        self._write_fd: int | None = None
+        # Segments wholly done with, whose deletion a crash interrupted.
         while self._segments and self._head_done():
             self._drop_head()
-        self._oldest_ms = self._compute_oldest()
-
-    # -- opening -----------------------------------------------------------------------------
-
-    def _load_acked(self) -> Position:
-        stored = durable.read_json(self.dir / "acked.json")
-        if isinstance(stored, dict):
-            return Position(int(stored["segment"]), int(stored["offset"]))
-        return Position(0, 0)
 
     # -- state ---------------------------------------------------------------------------------
 
@@ -155,42 +163,18 @@ class Outbox:
     def now(self) -> float:
         return self._clock()
 
-    def drop_unsent_tail(self, first_seq: int) -> int:
-        """Recovery only, before the sender starts: cut the tail records from ``first_seq`` on
-        (those of a batch whose append never returned, hence never sent); returns how many."""
-        if not self._segments:
-            return 0
-        tail = self._segments[-1]
-        records = decode(tail.path.read_bytes()[: tail.size]).records
-        kept = [(offset, r) for offset, r in records if r.seq < first_seq]
-        dropped = len(records) - len(kept)
-        if not dropped:
-            return 0
-        cut = records[len(kept)][0]
-        if Position(tail.id, cut) < self._acked:
-            raise ValueError(f"seq {first_seq} was acknowledged: it was sent")
-        truncate(tail.path, cut)
-        self._close_writer()
-        tail.size = cut
-        del tail.event_ms[len(tail.event_ms) - dropped :]
-        tail.max_seq = kept[-1][1].seq if kept else -1
-        self._oldest_ms = self._compute_oldest()
-        return dropped
-
     def status(self) -> OutboxStatus:
-        head = self._segments[0] if self._segments else None
-        first_appended = head.appended_ms if head and self._pending_events() else None
         return OutboxStatus(
             pending_events=self._pending_events(),
             pending_bytes=self._pending_bytes(),
-            oldest_event_ms=self._oldest_ms,
-            first_appended_ms=first_appended,
+            first_appended_ms=self._head_appended_ms(),
             next_seq=self.next_seq,
+            expired=self._expired,
             problems=tuple(self._problems),
         )
 
     def _pending_events(self) -> int:
-        return sum(len(s.event_ms) for s in self._segments) - self._first_pending
+        return sum(len(s.appended) for s in self._segments) - self._first_pending
 
     def _pending_bytes(self) -> int:
         total = sum(s.size for s in self._segments)
@@ -198,13 +182,12 @@ class Outbox:
             total -= self._acked.offset
         return total
 
-    def _compute_oldest(self) -> int | None:
-        mins = [
-            min(waiting)
-            for i, s in enumerate(self._segments)
-            if (waiting := s.event_ms[self._first_pending :] if i == 0 else s.event_ms)
-        ]
-        return min(mins) if mins else None
+    def _head_appended_ms(self) -> int | None:
+        for i, seg in enumerate(self._segments):
+            start = self._first_pending if i == 0 else 0
+            if start < len(seg.appended):
+                return seg.appended[start]
+        return None
 
     # -- appending -----------------------------------------------------------------------------
 
@@ -213,8 +196,7 @@ class Outbox:
         returns once they are fsync'd."""
         if not records:
             return
-        now_ms = int(self._clock() * 1000)
-        self._check_bounds(records, now_ms)
+        self._check_bounds(records, int(self._clock() * 1000))
         expected = self.next_seq
         for r in records:
             if r.seq < expected:
@@ -234,12 +216,8 @@ class Outbox:
             os.fsync(self._write_fd)
             raise
         seg.size += len(data)
-        if seg.appended_ms is None:
-            seg.appended_ms = records[0].appended_ms
-        seg.event_ms.extend(r.event_time_ms for r in records)
+        seg.appended.extend(r.appended_ms for r in records)
         seg.max_seq = records[-1].seq
-        oldest = min(r.event_time_ms for r in records)
-        self._oldest_ms = oldest if self._oldest_ms is None else min(self._oldest_ms, oldest)
 
     def _check_bounds(self, records: Sequence[Record], now_ms: int) -> None:
         max_age_ms = int(self.limits.max_age_s * 1000)
@@ -247,23 +225,15 @@ class Outbox:
             if now_ms - r.event_time_ms > max_age_ms:
                 raise EventTooOld(
                     f"seq {r.seq}: event_time is {(now_ms - r.event_time_ms) / 3.6e6:.1f} h old, "
-                    f"over the outbox's max age of {max_age_ms / 3.6e6:.1f} h"
+                    f"over the outbox's max age of {max_age_ms / 3.6e6:.1f} h (the privacy "
+                    "policy's device_outbox retention)"
                 )
-        if self._oldest_ms is not None and now_ms - self._oldest_ms > max_age_ms:
-            raise OutboxFull(
-                "age",
-                f"outbox full: its oldest waiting event is "
-                f"{(now_ms - self._oldest_ms) / 3.6e6:.1f} h old, over the max age of "
-                f"{max_age_ms / 3.6e6:.1f} h; nothing was dropped; new events are refused "
-                f"until the broker takes the old ones (or discard_expired() is called)",
-            )
         size = sum(r.size for r in records)
         if self._pending_bytes() + size > self.limits.max_bytes:
             raise OutboxFull(
-                "bytes",
                 f"outbox full: {self._pending_bytes()} bytes of {self._pending_events()} "
                 f"events wait for the broker; {size} more would pass max_bytes "
-                f"({self.limits.max_bytes}); nothing was dropped",
+                f"({self.limits.max_bytes}); nothing was stored, nothing was dropped"
             )
 
     def _writable_segment(self) -> Segment:
@@ -286,13 +256,13 @@ class Outbox:
             os.close(self._write_fd)
             self._write_fd = None
 
-    # -- reading and acknowledging -------------------------------------------------------------
+    # -- reading, acknowledging, expiring -----------------------------------------------------
 
     def pending(
         self, max_records: int = 500, max_bytes: int = 1024 * 1024, after: Position | None = None
     ) -> list[Pending]:
-        """The next waiting records in order, from the acknowledged position (or ``after``):
-        at least one when any waits, then up to ``max_records`` and ``max_bytes``."""
+        """The next waiting records in order, from the head (or ``after``): at least one when
+        any waits, then up to ``max_records`` and ``max_bytes``."""
         cursor = after or self._acked
         out: list[Pending] = []
         budget = max_bytes
@@ -321,9 +291,46 @@ class Outbox:
     def ack(self, done: Sequence[Pending]) -> None:
         """``done``, the head of the queue in order (a prefix of what :meth:`pending` gave),
         was acknowledged by the broker: durably move past it, delete what is no longer needed."""
-        if not done:
-            return
-        self._advance(done[-1].end, len(done))
+        if done:
+            self._advance(done[-1].end, len(done))
+
+    def expire(self) -> Expired:
+        """Remove, from the head, the events that waited longer than ``max_age_s``; returns
+        what went (also logged, and added to ``expired.json``)."""
+        cutoff = int(self._clock() * 1000) - int(self.limits.max_age_s * 1000)
+        head = self._head_appended_ms()
+        if head is None or head >= cutoff:
+            return Expired()
+        first: Pending | None = None
+        last: Pending | None = None
+        count = 0
+        while batch := self.pending(max_records=1000, after=last.end if last else None):
+            # A prefix (the queue is in append order), so only the head ever leaves.
+            gone = list(takewhile(lambda p: p.record.appended_ms < cutoff, batch))
+            if gone:
+                first, last, count = first or gone[0], gone[-1], count + len(gone)
+            if len(gone) < len(batch):
+                break
+        assert first is not None and last is not None
+        self._advance(last.end, count)
+        now_ms = int(self._clock() * 1000)
+        total = Expired(
+            self._expired.events + count,
+            self._expired.first_seq if self._expired.first_seq is not None else first.record.seq,
+            last.record.seq,
+            now_ms,
+        )
+        durable.write_json_atomic(self.dir / "expired.json", total.__dict__)
+        self._expired = total
+        log.error(
+            "outbox: %d events waited longer than %.0f h and expired (seq %d to %d); the "
+            "pipeline counts them as missing",
+            count,
+            self.limits.max_age_s / 3600,
+            first.record.seq,
+            last.record.seq,
+        )
+        return Expired(count, first.record.seq, last.record.seq, now_ms)
 
     def _advance(self, end: Position, count: int) -> None:
         durable.write_json_atomic(
@@ -333,7 +340,7 @@ class Outbox:
         left = count
         while left and self._segments:
             head = self._segments[0]
-            take = min(left, len(head.event_ms) - self._first_pending)
+            take = min(left, len(head.appended) - self._first_pending)
             self._first_pending += take
             left -= take
             if self._head_done():
@@ -342,16 +349,15 @@ class Outbox:
                 break
         while self._segments and self._head_done():
             self._drop_head()
-        self._release_acked_tail()
-        self._oldest_ms = self._compute_oldest()
+        self.release_acked()
 
     def _head_done(self) -> bool:
-        """The head segment is closed (not the tail) and wholly acknowledged."""
+        """The head segment is closed (not the tail) and wholly done with."""
         head = self._segments[0]
-        acked_past = self._acked.segment > head.id or (
+        past = self._acked.segment > head.id or (
             self._acked.segment == head.id and self._acked.offset >= head.size
         )
-        return acked_past and len(self._segments) > 1
+        return past and len(self._segments) > 1
 
     def _drop_head(self) -> None:
         head = self._segments.pop(0)
@@ -361,44 +367,41 @@ class Outbox:
         if self._segments and self._acked.segment < self._segments[0].id:
             self._acked = Position(self._segments[0].id, 0)
 
-    def _release_acked_tail(self) -> None:
-        """Delete the last segment too once all of it is acknowledged and it is old enough:
+    def release_acked(self) -> None:
+        """Delete the last segment too once all of it is done with and it is old enough:
         acknowledged personal data does not linger on the device."""
         if len(self._segments) != 1:
             return
         tail = self._segments[0]
         done = self._acked == Position(tail.id, tail.size) and tail.size > 0
-        age_s = self._clock() - (tail.appended_ms or 0) / 1000
-        if done and age_s >= self.limits.release_acked_after_s:
+        first_ms = tail.appended[0] if tail.appended else 0
+        if done and self._clock() - first_ms / 1000 >= self.limits.release_acked_after_s:
             self._close_writer()
             self._floor.raise_to(tail.max_seq + 1)
             durable.remove(tail.path)
             self._segments.clear()
             self._first_pending = 0
 
-    def release_acked(self) -> None:
-        """Apply the release rule now (the sender calls it when idle)."""
-        self._release_acked_tail()
-
-    def discard_expired(self) -> Discarded:
-        """Remove waiting events from the head while they are older than ``max_age_s``: an
-        explicit decision of the device's operator (the pipeline counts their seqs as
-        missing), logged and returned, never done on its own."""
-        cutoff_ms = int(self._clock() * 1000) - int(self.limits.max_age_s * 1000)
-        gone: list[Pending] = []
-        after: Position | None = None
-        while batch := self.pending(max_records=1000, after=after):
-            expired = list(takewhile(lambda p: p.record.event_time_ms < cutoff_ms, batch))
-            gone += expired
-            if len(expired) < len(batch):
-                break
-            after = batch[-1].end
-        if not gone:
-            return Discarded(0, None, None)
-        self._advance(gone[-1].end, len(gone))
-        first, last = gone[0].record.seq, gone[-1].record.seq
-        log.error("outbox: discarded %d expired events, seq %d to %d", len(gone), first, last)
-        return Discarded(len(gone), first, last)
+    def drop_unsent_tail(self, first_seq: int) -> int:
+        """Recovery only, before the sender starts: cut the tail records from ``first_seq`` on
+        (those of a batch whose append never returned, hence never sent); returns how many."""
+        if not self._segments:
+            return 0
+        tail = self._segments[-1]
+        records = decode(tail.path.read_bytes()[: tail.size]).records
+        kept = [(offset, r) for offset, r in records if r.seq < first_seq]
+        dropped = len(records) - len(kept)
+        if not dropped:
+            return 0
+        cut = records[len(kept)][0]
+        if Position(tail.id, cut) < self._acked:
+            raise ValueError(f"seq {first_seq} was acknowledged: it was sent")
+        truncate(tail.path, cut)
+        self._close_writer()
+        tail.size = cut
+        del tail.appended[len(tail.appended) - dropped :]
+        tail.max_seq = kept[-1][1].seq if kept else -1
+        return dropped
 
     def close(self) -> None:
         self._close_writer()

@@ -35,7 +35,7 @@ from typing import Any
 import orjson
 
 from hito.device import durable, flightlog
-from hito.device.outbox import Discarded, Outbox, OutboxLimits, OutboxStatus
+from hito.device.outbox import Outbox, OutboxLimits, OutboxStatus
 from hito.device.records import Record
 from hito.device.sender import Producer, Sender, SenderConfig, SenderStatus
 from hito.schemas.registry import Source, lookup
@@ -240,7 +240,7 @@ class DeviceClient:
         event_id: uuid.UUID | None = None,
     ) -> int:
         """Build, validate, sign and durably queue one event; returns its ``seq``. Raises
-        ``OutboxFull`` or ``EventTooOld`` (hito.device.outbox) instead of dropping anything."""
+        ``OutboxFull`` or ``EventTooOld`` (hito.device.outbox): nothing is dropped quietly."""
         return self.send_many([Outgoing(schema, payload, event_time, event_id)])[0]
 
     def send_many(self, events: Iterable[Outgoing]) -> list[int]:
@@ -312,12 +312,6 @@ class DeviceClient:
     def status(self) -> DeviceStatus:
         with self._cond:
             return DeviceStatus(self._outbox.status(), self._sender.status())
-
-    def discard_expired(self) -> Discarded:
-        """Drop waiting events older than the outbox's max age (see ``Outbox.discard_expired``:
-        an explicit operator decision, reported, never automatic)."""
-        with self._cond:
-            return self._outbox.discard_expired()
 
     def close(self, timeout: float = 10.0) -> None:
         """Stop forwarding; what was not acknowledged stays in the outbox for the next start."""

@@ -32,15 +32,14 @@ class Position:
 
 @dataclass
 class Segment:
-    """A segment as the outbox tracks it: ``event_ms`` holds the event times of its records
-    from the first not yet acknowledged when it was loaded (the outbox counts acknowledgements
-    into it from there)."""
+    """A segment as the outbox tracks it. ``appended`` holds when each of its waiting records
+    was queued (ms), from the first not yet done with when it was loaded: the outbox counts
+    acknowledgements and expiries into it from there."""
 
     id: int
     path: Path
     size: int = 0  # durable end: fsync'd bytes
-    event_ms: array[int] = field(default_factory=lambda: array("q"))
-    appended_ms: int | None = None  # of the first record
+    appended: array[int] = field(default_factory=lambda: array("q"))
     max_seq: int = -1
 
 
@@ -61,9 +60,7 @@ def load_segments(directory: Path, acked: Position) -> tuple[list[Segment], list
         for offset, rec in decoded.records:
             if Position(segment_id, offset) < acked:
                 continue
-            seg.event_ms.append(rec.event_time_ms)
-            if seg.appended_ms is None:
-                seg.appended_ms = rec.appended_ms
+            seg.appended.append(rec.appended_ms)
         if decoded.records:
             seg.max_seq = decoded.records[-1][1].seq
         seg.size = decoded.end

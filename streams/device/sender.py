@@ -48,6 +48,7 @@ class SenderConfig:
     backoff_min_s: float = 0.5
     backoff_max_s: float = 30.0
     idle_wake_s: float = 5.0  # an idle sender still looks for acknowledged segments to delete
+    expire_every_s: float = 30.0  # how often events past the outbox's max age are expired
 
 
 class Sender:
@@ -74,6 +75,7 @@ class Sender:
         self._last_ack_at: float | None = None
         self._last_error: str | None = None
         self._last_error_at: float | None = None
+        self._expired_at = float("-inf")
         self._thread = threading.Thread(target=self._run, name="hito-outbox-sender", daemon=True)
 
     def start(self) -> None:
@@ -108,6 +110,9 @@ class Sender:
             with self._cond:
                 if self._stopping:
                     return
+                if time.monotonic() - self._expired_at >= self._config.expire_every_s:
+                    self._outbox.expire()  # logs and records what it removes
+                    self._expired_at = time.monotonic()
                 batch = self._outbox.pending(self._config.batch_records, self._config.batch_bytes)
                 if not batch:
                     self._outbox.release_acked()

@@ -18,6 +18,7 @@ from hito.device.outbox import (
     OutboxLocked,
 )
 from hito.device.records import Record, encode
+from hito.schemas.privacy.policy import load_policy
 
 T0 = 1_800_000_000.0  # the tests' clock, in seconds
 
@@ -124,28 +125,41 @@ def test_acknowledged_segments_are_deleted_and_their_seqs_stay_used(
 def test_full_by_bytes_refuses_new_events_and_drops_nothing(folder: Path, clock: Clock) -> None:
     box = opened(folder, clock, max_bytes=3 * rec(0).size)
     box.append([rec(0), rec(1), rec(2)])
-    with pytest.raises(OutboxFull, match="nothing was dropped") as full:
+    with pytest.raises(OutboxFull, match="nothing was stored, nothing was dropped"):
         box.append([rec(3)])
-    assert full.value.reason == "bytes"
     assert seqs(box) == [0, 1, 2] and box.next_seq == 3
     box.ack(box.pending(max_records=1))
     box.append([rec(3)])
     assert seqs(box) == [1, 2, 3]
 
 
-def test_full_by_age_until_delivered_or_explicitly_discarded(folder: Path, clock: Clock) -> None:
+def test_the_age_bound_is_the_policys_device_outbox_retention() -> None:
+    hours = load_policy().retention_hours["device_outbox"]
+    assert OutboxLimits().max_age_s == hours * 3600 == 24 * 3600
+
+
+def test_events_waiting_past_the_max_age_expire_reported(folder: Path, clock: Clock) -> None:
     box = opened(folder, clock, max_age_s=3600)
-    with pytest.raises(EventTooOld, match="over the outbox's max age"):
-        box.append([rec(0, age_s=3601)])
-    box.append([rec(0, age_s=3000), rec(1, age_s=10)])
-    clock.t += 700  # the oldest waiting event is now 3700 s old
-    with pytest.raises(OutboxFull, match=r"oldest waiting event is 1\.0 h old") as full:
-        box.append([rec(2, now=clock.t)])
-    assert full.value.reason == "age" and seqs(box) == [0, 1]
-    discarded = box.discard_expired()  # the operator's explicit decision, reported
-    assert (discarded.events, discarded.first_seq, discarded.last_seq) == (1, 0, 0)
-    box.append([rec(2, now=clock.t)])
-    assert seqs(box) == [1, 2]
+    with pytest.raises(EventTooOld, match=r"over the outbox.s max age of 1\.0 h"):
+        box.append([rec(0, age_s=3601)])  # too old to be queued at all
+    box.append([rec(0, age_s=3000), rec(1)])  # queued at T0
+    clock.t += 1800
+    box.append([rec(2, now=clock.t)])  # queued half an hour later
+    assert box.expire().events == 0
+    clock.t += 1801  # the first two waited longer than an hour; the third did not
+    gone = box.expire()
+    assert (gone.events, gone.first_seq, gone.last_seq) == (2, 0, 1)
+    assert seqs(box) == [2]
+    box.append([rec(3, now=clock.t)])  # the device keeps working
+    box.close()
+    again = opened(folder, clock, max_age_s=3600)  # the account survives a restart
+    expired = again.status().expired
+    assert (expired.events, expired.first_seq, expired.last_seq) == (2, 0, 1)
+    assert expired.at_ms == int(clock.t * 1000)
+    assert seqs(again) == [2, 3] and again.next_seq == 4
+    clock.t += 3601
+    assert again.expire().events == 2
+    assert again.status().expired.events == 4 and again.status().pending_events == 0
 
 
 def test_a_torn_tail_is_cut_and_reported(folder: Path, clock: Clock) -> None:

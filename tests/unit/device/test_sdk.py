@@ -175,3 +175,27 @@ def test_min_seq_moves_a_device_from_the_old_sdk_past_its_numbers(
 ) -> None:
     client = make_client(min_seq=1200)
     assert send(client, 2) == [1200, 1201]
+
+
+def test_the_sender_expires_what_waited_too_long_and_says_so(
+    make_client: Callable[..., DeviceClient],
+    broker: FakeBroker,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    broker.reachable = False
+    now = [time.time()]
+    client = make_client(
+        limits=OutboxLimits(max_age_s=3600),
+        clock=lambda: now[0],
+        sender=SenderConfig(backoff_min_s=0.01, backoff_max_s=0.02, expire_every_s=0.01),
+    )
+    send(client, 3)
+    now[0] += 3601  # an hour and a second offline
+    wait_for(lambda: client.status().outbox.expired.events == 3)
+    assert client.status().outbox.pending_events == 0
+    assert "3 events waited longer than 1 h and expired (seq 0 to 2)" in caplog.text
+    broker.reachable = True
+    later = datetime.fromtimestamp(now[0], UTC)
+    assert client.send("sensor.reading/1", SENSOR, event_time=later) == 3  # 0..2 stay used
+    client.flush(timeout=10)
+    assert broker.seqs() == [3]
