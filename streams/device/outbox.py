@@ -129,18 +129,25 @@ class Outbox:
         self._clock = clock
         durable.make_dirs(directory)
         self._lock_fd: int | None = take_lock(directory / "lock")
-        self._floor = SeqFloor(directory / "seq-floor.json")
-        stored = durable.read_json(directory / "acked.json")
+        self._write_fd: int | None = None
+        try:
+            self._open()
+        except BaseException:
+            self.close()
+            raise
+
+    def _open(self) -> None:
+        self._floor = SeqFloor(self.dir / "seq-floor.json")
+        stored = durable.read_json(self.dir / "acked.json")
         self._acked = (
             Position(int(stored["segment"]), int(stored["offset"]))
             if isinstance(stored, dict)
             else Position(0, 0)
         )
-        stored = durable.read_json(directory / "expired.json")
+        stored = durable.read_json(self.dir / "expired.json")
         self._expired = Expired(**stored) if isinstance(stored, dict) else Expired()
-        self._segments, self._problems = load_segments(directory, self._acked)
+        self._segments, self._problems = load_segments(self.dir, self._acked)
         self._first_pending = 0  # index into the head segment's waiting records
-        self._write_fd: int | None = None
         # Segments wholly done with, whose deletion a crash interrupted.
         while self._segments and self._head_done():
             self._drop_head()

@@ -206,16 +206,7 @@ class DeviceClient:
         self._key = key
         self._clock = clock
         self.state_dir = state_dir
-        _claim_state_dir(state_dir, device_id, site)
-        self._outbox = Outbox(state_dir / "outbox", limits, clock)
-        try:
-            self._uploads = flightlog.UploadJournal(state_dir / "uploads")
-            self._uploads.recover(self._outbox)  # before anything new takes a seq
-            self._outbox.raise_floor(min_seq)
-        except BaseException:
-            self._outbox.close()
-            raise
-        self._cond = threading.Condition()
+        self._closed = False
         if producer_factory is None:
             if producer_config is None:
                 if bootstrap is None:
@@ -226,6 +217,16 @@ class DeviceClient:
             settings = dict(producer_config)
             producer_factory = lambda: kafka_producer(settings)  # noqa: E731
         topics: dict[Source, str] = dict(topic_for_source or DEFAULT_RAW_TOPICS)
+        _claim_state_dir(state_dir, device_id, site)
+        self._outbox = Outbox(state_dir / "outbox", limits, clock)
+        try:
+            self._uploads = flightlog.UploadJournal(state_dir / "uploads")
+            self._uploads.recover(self._outbox)  # before anything new takes a seq
+            self._outbox.raise_floor(min_seq)
+        except BaseException:
+            self._outbox.close()
+            raise
+        self._cond = threading.Condition()
         self._sender = Sender(
             self._outbox, self._cond, producer_factory, topics, device_id.encode(), sender
         )
@@ -248,6 +249,8 @@ class DeviceClient:
         saves most of the fsync cost); returns their seqs."""
         items = list(events)
         with self._cond:
+            if self._closed:
+                raise RuntimeError("the device client is closed")
             first = self._outbox.next_seq
             records = [self._record(first + i, e) for i, e in enumerate(items)]
             self._outbox.append(records)
@@ -289,6 +292,8 @@ class DeviceClient:
             return self._record(seq, outgoing)
 
         with self._cond:
+            if self._closed:
+                raise RuntimeError("the device client is closed")
             report = self._uploads.queue(fixes, self._outbox, build)
             self._cond.notify_all()
         return report
@@ -317,6 +322,7 @@ class DeviceClient:
         """Stop forwarding; what was not acknowledged stays in the outbox for the next start."""
         self._sender.stop(timeout)
         with self._cond:
+            self._closed = True
             self._outbox.close()
 
     def __enter__(self) -> DeviceClient:

@@ -106,23 +106,33 @@ class Sender:
 
     def _run(self) -> None:
         backoff = self._config.backoff_min_s
-        while True:
-            with self._cond:
-                if self._stopping:
-                    return
-                if time.monotonic() - self._expired_at >= self._config.expire_every_s:
-                    self._outbox.expire()  # logs and records what it removes
-                    self._expired_at = time.monotonic()
-                batch = self._outbox.pending(self._config.batch_records, self._config.batch_bytes)
-                if not batch:
-                    self._outbox.release_acked()
-                    self._cond.wait(self._config.idle_wake_s)
-                    continue
-            if self._deliver(batch):
+        while not self._stopping:
+            try:
+                ok = self._step()
+            except Exception as exc:  # the outbox's own disk failed (full, an I/O error)
+                log.exception("outbox sender: the outbox failed (events stay; retrying)")
+                self._record_error(exc)
+                ok = False
+            if ok:
                 backoff = self._config.backoff_min_s
-                continue
-            self._back_off(backoff)
-            backoff = min(backoff * 2, self._config.backoff_max_s)
+            else:
+                self._back_off(backoff)
+                backoff = min(backoff * 2, self._config.backoff_max_s)
+
+    def _step(self) -> bool:
+        """Expire what is due, send the next batch (or wait for one); False after a failure."""
+        with self._cond:
+            if self._stopping:
+                return True
+            if time.monotonic() - self._expired_at >= self._config.expire_every_s:
+                self._outbox.expire()  # logs and records what it removes
+                self._expired_at = time.monotonic()
+            batch = self._outbox.pending(self._config.batch_records, self._config.batch_bytes)
+            if not batch:
+                self._outbox.release_acked()
+                self._cond.wait(self._config.idle_wake_s)
+                return True
+        return self._deliver(batch)
 
     def _back_off(self, seconds: float) -> None:
         """Wait, unless stopping: new events do not end the wait early, so a busy device does
@@ -160,11 +170,14 @@ class Sender:
         log.info("outbox sender connected")
         return self._producer
 
+    def _record_error(self, exc: Exception) -> None:
+        self._last_error = f"{type(exc).__name__}: {exc}"
+        self._last_error_at = time.time()
+
     def _failed(self, exc: Exception) -> None:
         if self._stopping:
             return
-        self._last_error = f"{type(exc).__name__}: {exc}"
-        self._last_error_at = time.time()
+        self._record_error(exc)
         log.warning("outbox sender: %s (events stay in the outbox; retrying)", self._last_error)
         # A fresh producer after any failure: kafka-python's idempotent producer can be left in
         # a state it does not leave by itself (an expired batch, a fenced producer id).

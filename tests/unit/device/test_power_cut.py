@@ -10,10 +10,11 @@ test that fails on that SDK.
 from __future__ import annotations
 
 import os
-import selectors
+import queue
 import signal
 import subprocess
 import sys
+import threading
 import time
 from collections import defaultdict
 from pathlib import Path
@@ -38,31 +39,41 @@ class Device:
         cmd = [sys.executable, "-m", "tests.unit.device.powercut_child"]
         cmd += ["--state", str(self.state), "--image", str(self.image)]
         cmd += ["--broker", str(self.broker), "--sdk", self.sdk, *args]
-        return subprocess.Popen(
+        proc = subprocess.Popen(
             cmd,
             cwd=ROOT,
             stdout=subprocess.PIPE,
             text=True,
             env={**os.environ, **(env or {})},
         )
+        # A thread reads the lines as they come (select() on a buffered pipe would miss lines
+        # already read into the buffer).
+        self.queue: queue.Queue[str | None] = queue.Queue()
+        threading.Thread(target=self._pump, args=(proc, self.queue), daemon=True).start()
+        return proc
 
-    def read_until(self, proc: subprocess.Popen[str], marker: str, timeout: float) -> bool:
-        """Collect output lines until ``marker`` (True) or the timeout (False)."""
+    @staticmethod
+    def _pump(proc: subprocess.Popen[str], lines: queue.Queue[str | None]) -> None:
         assert proc.stdout is not None
-        sel = selectors.DefaultSelector()
-        sel.register(proc.stdout, selectors.EVENT_READ)
+        for line in proc.stdout:
+            lines.put(line.strip())
+        lines.put(None)  # end of output
+
+    def read_until(self, marker: str, timeout: float) -> bool:
+        """Collect output lines until ``marker`` (True), the end of output or the timeout."""
         deadline = time.monotonic() + timeout
         while (left := deadline - time.monotonic()) > 0:
-            if not sel.select(left):
-                break
-            line = proc.stdout.readline()
-            if not line:
-                break
-            self.lines.append(line.strip())
+            try:
+                line = self.queue.get(timeout=left)
+            except queue.Empty:
+                return False
+            if line is None:
+                return False
+            self.lines.append(line)
             if line.startswith("ACCEPTED"):
                 _, seq, event_id = line.split()
                 self.accepted.append((int(seq), event_id))
-            if line.strip() == marker:
+            if line == marker:
                 return True
         return False
 
@@ -80,8 +91,8 @@ def crash_then_restart(
     device = Device(tmp, sdk)
     proc = device.run(*first, env=env)
     try:
-        assert device.read_until(proc, hang, timeout=60), device.lines
-        device.read_until(proc, "SENT-ALL", timeout=1.0)  # the outbox SDK is not blocked
+        assert device.read_until(hang, timeout=60), device.lines
+        device.read_until("SENT-ALL", timeout=1.0)  # the outbox SDK is not blocked
         os.kill(proc.pid, signal.SIGKILL)
         proc.wait(timeout=10)
     finally:
@@ -89,7 +100,7 @@ def crash_then_restart(
     power_cut(device.state, device.image, torn_fraction=torn)
     again = device.run("--send", "4", "--drain")
     try:
-        assert device.read_until(again, "SENT-ALL", timeout=60), device.lines
+        assert device.read_until("SENT-ALL", timeout=60), device.lines
         assert again.wait(timeout=30) == 0
     finally:
         again.kill()

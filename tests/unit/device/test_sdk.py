@@ -199,3 +199,32 @@ def test_the_sender_expires_what_waited_too_long_and_says_so(
     assert client.send("sensor.reading/1", SENSOR, event_time=later) == 3  # 0..2 stay used
     client.flush(timeout=10)
     assert broker.seqs() == [3]
+
+
+def test_a_failing_disk_does_not_stop_the_sender(
+    make_client: Callable[..., DeviceClient],
+    broker: FakeBroker,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from hito.device import durable
+
+    real = durable.write_json_atomic
+    failures = [OSError(28, "No space left on device")]
+
+    def flaky(path: Path, value: object) -> None:
+        if path.name == "acked.json" and failures:
+            raise failures.pop()
+        real(path, value)
+
+    monkeypatch.setattr(durable, "write_json_atomic", flaky)
+    client = make_client()
+    now = datetime.now(UTC)
+    client.send_many(Outgoing("sensor.reading/1", SENSOR, now) for _ in range(5))
+    client.flush(timeout=10)
+    # The broker took the batch, the outbox could not record it: sent again, same seqs (the
+    # pipeline counts the copies as duplicates), and the sender lives on.
+    assert broker.seqs() == [0, 1, 2, 3, 4] * 2
+    assert "No space left on device" in (client.status().sender.last_error or "")
+    send(client, 1)
+    client.flush(timeout=10)
+    assert broker.seqs()[-1] == 5
