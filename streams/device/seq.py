@@ -9,9 +9,9 @@ event; a skipped number is only a gap (counted as missing). The rule that preven
 - An event is appended to the outbox, and fsync'd, before it can be sent: its ``seq`` is
   durable with it, at no extra cost. A record torn by a power cut was never sent (the sender
   reads only what fsync made durable), so its number is free again.
-- Before the outbox deletes records (a fully acknowledged segment), it raises the floor past
-  their numbers (:meth:`SeqFloor.raise_to`, fsync'd), so their numbers stay used after they
-  are gone.
+- Before the outbox deletes records (a segment wholly acknowledged or expired), it raises the
+  floor past their numbers (:meth:`SeqFloor.raise_to`, fsync'd), so their numbers stay used
+  after they are gone.
 """
 
 from __future__ import annotations
