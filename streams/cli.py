@@ -17,6 +17,7 @@ import typer
 from hito.commands import (
     bench,
     demo,
+    device,
     dlq,
     influx,
     kafka,
@@ -72,6 +73,7 @@ app.command()(demo.demo)
 app.command()(bench.bench)
 app.add_typer(schema.schema_app, name="schema")
 app.add_typer(dlq.dlq_app, name="dlq")
+app.add_typer(device.device_app, name="device")
 app.add_typer(policy.policy_app, name="policy")
 app.add_typer(pager.pager_app, name="pager")
 app.add_typer(kafka.kafka_app, name="kafka")

@@ -50,6 +50,25 @@ def simulate(
         help="Crossings made by this many returning travellers (0: a new person each time); "
         "feeds repeat_crossings",
     ),
+    offline: Annotated[
+        list[str] | None,
+        typer.Option(
+            help="Device ids whose uplink goes down (repeatable): their events are held, as "
+            "their outbox holds them, and sent in one go when they reconnect"
+        ),
+    ] = None,
+    offline_after: float = typer.Option(
+        0.0, min=0.0, help="Seconds into the run the --offline devices lose their uplink"
+    ),
+    offline_for: float | None = typer.Option(
+        None, min=0.0, help="Seconds the uplink stays down (default: to the end of the run)"
+    ),
+    offline_span: float = typer.Option(
+        0.0,
+        min=0.0,
+        help="Spread the held events' times over this many seconds before the reconnection "
+        "(a compressed outage; 0: the times they were produced at)",
+    ),
 ) -> None:
     """Run the simulated fleet of the reference crossing against Kafka."""
     from hito.device.simulate.fleet import Fleet, FleetPlan
@@ -76,6 +95,10 @@ def simulate(
         silent_after_s=silent_after,
         raw_topics=dict(settings.pipeline.raw_topics),
         travellers=travellers,
+        offline_devices=frozenset(offline or []),
+        offline_after_s=offline_after,
+        offline_for_s=offline_for,
+        offline_span_s=offline_span,
     )
     # At a set rate the run is live: event times, rhythm, surge and silences follow the clock.
     live_clock = (lambda: datetime.now(UTC)) if rate else None

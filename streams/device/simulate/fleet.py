@@ -55,6 +55,8 @@ class SimMessage:
     # False for a surge's extra traffic: the runner paces the base stream only, so a surge
     # adds to the rate instead of slowing everyone else down.
     paced: bool = True
+    # True for an offline device's event, released with its backlog when it reconnects.
+    buffered: bool = False
 
 
 @dataclass(frozen=True)
@@ -81,6 +83,16 @@ class FleetPlan:
     # between Arica and Tacna), each once per round of N crossings, a new round each UTC day.
     # The pool depends on the seed and N only.
     travellers: int = 0
+    # Devices whose uplink is down from offline_after_s for offline_for_s (None: to the end of
+    # the run), by the fleet's clock (a batch fleet's clock stands still: the whole run). They
+    # keep producing (the same events as online, the same seed), held as their outbox holds
+    # them, and released in one go, in order, when they reconnect. offline_span_s > 0 spreads
+    # the held valid events' times evenly over that many seconds before the reconnection: a
+    # compressed outage (two hours of a terminal's crossings from a one-minute run).
+    offline_devices: frozenset[str] = frozenset()
+    offline_after_s: float = 0.0
+    offline_for_s: float | None = None
+    offline_span_s: float = 0.0
 
 
 class Fleet:
@@ -107,10 +119,13 @@ class Fleet:
         self._round_day: date | None = None
         self._sent_valid: list[SimMessage] = []
         self._held: SimMessage | None = None  # out-of-order: held back one step
+        self._backlog: list[tuple[SimMessage, Device]] = []  # offline devices' outboxes
+        self._by_id = {d.device_id: d for d in self._devices}
 
     def messages(self) -> Iterator[SimMessage]:
         reasons = list(INJECTABLE)
         for i in range(self._plan.count):
+            yield from self._reconnected()
             roll = self._rng.random()
             p = self._plan
             if roll < p.bad_fraction:
@@ -131,18 +146,69 @@ class Fleet:
                 msg = self._message(device, self._envelope(device, event_time=when), LATE)
             else:
                 msg = self._valid(self._pick_device())
-                if self._held is None and self._rng.random() < p.out_of_order_fraction:
+                offline = self._offline(msg.device_id)
+                if (
+                    self._held is None
+                    and self._rng.random() < p.out_of_order_fraction
+                    and not offline
+                ):
                     self._held = msg  # emitted after the device's next event
                     continue
-                self._sent_valid.append(msg)
-            yield msg
-            yield from self._surge_extras(msg)
+                if not offline:
+                    self._sent_valid.append(msg)
+            yield from self._out(msg)
+            for extra in self._surge_extras(msg):
+                yield from self._out(extra)
             if self._held is not None and self._held.device_id == msg.device_id:
                 self._sent_valid.append(self._held)
-                yield self._held
+                yield from self._out(self._held)
                 self._held = None
         if self._held is not None:
-            yield self._held
+            yield from self._out(self._held)
+        yield from self._release()  # offline to the end: they reconnect after the run
+
+    def _offline(self, device_id: str) -> bool:
+        p = self._plan
+        if device_id not in p.offline_devices:
+            return False
+        t = self._elapsed_s()
+        return t >= p.offline_after_s and (
+            p.offline_for_s is None or t < p.offline_after_s + p.offline_for_s
+        )
+
+    def _out(self, msg: SimMessage) -> Iterator[SimMessage]:
+        """``msg`` now, or into its device's backlog while the device is offline."""
+        if self._offline(msg.device_id):
+            self._backlog.append((msg, self._by_id[msg.device_id]))
+        else:
+            yield msg
+
+    def _reconnected(self) -> Iterator[SimMessage]:
+        if self._backlog and not any(self._offline(d) for d in self._plan.offline_devices):
+            yield from self._release()
+
+    def _release(self) -> Iterator[SimMessage]:
+        """The backlog in one go (unpaced), in the order it was produced; valid events re-timed
+        over ``offline_span_s`` before now when that is set."""
+        backlog, self._backlog = self._backlog, []
+        span = self._plan.offline_span_s
+        valid = [m for m, _ in backlog if m.expected == VALID]
+        start = self._now - timedelta(seconds=span)
+        k = 0
+        for msg, device in backlog:
+            value = msg.value
+            if span > 0 and msg.expected == VALID:
+                when = start + timedelta(seconds=span * (k + 0.5) / len(valid))
+                k += 1
+                env = orjson.loads(value)
+                env["event_time"] = when.isoformat()
+                value = orjson.dumps(sdk.with_signature(env, device.key))
+            released = SimMessage(
+                msg.topic, msg.key, value, msg.expected, msg.device_id, msg.site, False, True
+            )
+            if msg.expected == VALID:
+                self._sent_valid.append(released)
+            yield released
 
     @property
     def _now(self) -> datetime:
@@ -172,6 +238,10 @@ class Fleet:
         extra = p.surge_factor - 1.0
         n = int(extra) + (1 if self._rng.random() < extra - int(extra) else 0)
         site_devices = [d for d in self._live_devices() if d.site == p.surge_site]
+        if p.offline_devices:  # only with the option: without it, a seed draws as it always did
+            site_devices = [d for d in site_devices if not self._offline(d.device_id)]
+            if not site_devices:
+                return
         for _ in range(n):
             device = self._rng.choice(site_devices)
             valid = self._valid(device)

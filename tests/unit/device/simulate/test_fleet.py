@@ -1,11 +1,20 @@
 from __future__ import annotations
 
+import dataclasses
 from collections import Counter
 from datetime import UTC, datetime, timedelta
 
 import orjson
 
-from hito.device.simulate.fleet import DUPLICATE, INJECTABLE, LATE, VALID, Fleet, FleetPlan
+from hito.device.simulate.fleet import (
+    DUPLICATE,
+    INJECTABLE,
+    LATE,
+    VALID,
+    Fleet,
+    FleetPlan,
+    SimMessage,
+)
 from hito.devices import DeviceRegistry
 from hito.pipeline.stages.validate import Accepted, Rejected, validate
 from hito.runtime import limits_of
@@ -172,3 +181,62 @@ def test_travellers_come_back_with_the_same_identity(registry: DeviceRegistry) -
         if m.topic == "hito.raw.checkpoint"
     }
     assert documents == set(by_document)
+
+
+def test_an_offline_device_holds_its_events_and_releases_them_in_one_go(
+    registry: DeviceRegistry, settings: HitoSettings
+) -> None:
+    terminal = "cl-chacalluta-ckpt-01"
+    base = FleetPlan(count=2000, daily_rhythm=False)
+    offline = dataclasses.replace(
+        base, offline_devices=frozenset({terminal}), offline_span_s=7200.0
+    )
+    online = list(Fleet(registry, base, NOW).messages())
+    msgs = list(Fleet(registry, offline, NOW).messages())
+    # The same events (same seed), the terminal's held back to the end, unpaced, in seq order.
+    held = [m for m in msgs if m.buffered]
+    assert len(held) == sum(1 for m in online if m.device_id == terminal) > 50
+    assert msgs[-len(held) :] == held and all(not m.paced for m in held)
+    assert {m.device_id for m in held} == {terminal}
+    envs = [orjson.loads(m.value) for m in held]
+    assert [e["seq"] for e in envs] == list(range(len(held)))
+    others = [m for m in msgs if not m.buffered]
+    assert others == [m for m in online if m.device_id != terminal]
+    # Re-timed: spread evenly over the two hours before the reconnection, still valid.
+    times = [datetime.fromisoformat(e["event_time"]) for e in envs]
+    assert times == sorted(times)
+    assert NOW - timedelta(hours=2) < times[0] < NOW - timedelta(hours=1, minutes=58)
+    assert NOW - timedelta(minutes=2) < times[-1] < NOW
+    for m in held:
+        result = validate(m.value, registry=registry, limits=limits_of(settings.pipeline), now=NOW)
+        assert isinstance(result, Accepted)
+
+
+def test_an_outage_by_the_clock_ends_with_the_backlog_then_live_traffic(
+    registry: DeviceRegistry,
+) -> None:
+    clock = SteppingClock()
+    terminal = "cl-chacalluta-ckpt-01"
+    plan = FleetPlan(
+        count=3000,
+        daily_rhythm=False,
+        offline_devices=frozenset({terminal}),
+        offline_after_s=5,
+        offline_for_s=10,
+    )
+    seen: list[tuple[float, SimMessage]] = []
+    for m in Fleet(registry, plan, NOW, clock=clock).messages():
+        if m.device_id == terminal:
+            seen.append(((clock.t - NOW).total_seconds(), m))
+    before = [t for t, m in seen if not m.buffered]
+    held = [(t, m) for t, m in seen if m.buffered]
+    # Nothing from the terminal while offline; its backlog comes out at once at 15 s.
+    assert not [t for t in before if 5.01 < t < 15]
+    assert held and max(t for t, _ in held) - min(t for t, _ in held) < 0.1
+    assert 15 <= held[0][0] < 15.2
+    # The held events kept the times they were produced at (no offline_span_s): 5 s to 15 s,
+    # less the fleet's jitter of up to 2 s.
+    held_times = [datetime.fromisoformat(orjson.loads(m.value)["event_time"]) for _, m in held]
+    assert NOW + timedelta(seconds=3) < min(held_times)
+    assert max(held_times) < NOW + timedelta(seconds=15.1)
+    assert [t for t in before if t > 15]  # and it is back, live

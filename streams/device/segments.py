@@ -1,0 +1,110 @@
+"""An outbox's segment files: what a restart finds in them, and the lock on the folder.
+
+A segment is a file of records (hito.device.records) named by its id; ids only grow. On
+opening, each segment is read to the end of its good records: in the last one, bytes after
+that are a torn tail (an append the power cut short, never sent) and are cut; in an earlier
+one they would be corruption of fsync'd data, which is reported, never hidden.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import logging
+import os
+from array import array
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from hito.device.records import decode
+
+log = logging.getLogger("hito.device.outbox")
+
+
+class OutboxLocked(RuntimeError):
+    """Another process has this outbox open."""
+
+
+@dataclass(frozen=True, order=True)
+class Position:
+    segment: int
+    offset: int
+
+
+@dataclass
+class Segment:
+    """A segment as the outbox tracks it. ``appended`` holds when each of its waiting records
+    was queued (ms), from the first not yet done with when it was loaded: the outbox counts
+    acknowledgements and expiries into it from there."""
+
+    id: int
+    path: Path
+    size: int = 0  # durable end: fsync'd bytes
+    appended: array[int] = field(default_factory=lambda: array("q"))
+    max_seq: int = -1
+
+
+def segment_path(directory: Path, segment_id: int) -> Path:
+    return directory / f"{segment_id:020d}.seg"
+
+
+def load_segments(directory: Path, acked: Position) -> tuple[list[Segment], list[str]]:
+    """The segments in ``directory``, with their records after ``acked`` counted as waiting,
+    and what was wrong with them."""
+    segments: list[Segment] = []
+    problems: list[str] = []
+    ids = sorted(int(p.stem) for p in directory.glob("*.seg"))
+    for n, segment_id in enumerate(ids):
+        seg = Segment(segment_id, segment_path(directory, segment_id))
+        data = seg.path.read_bytes()
+        decoded = decode(data)
+        for offset, rec in decoded.records:
+            if Position(segment_id, offset) < acked:
+                continue
+            seg.appended.append(rec.appended_ms)
+        if decoded.records:
+            seg.max_seq = decoded.records[-1][1].seq
+        seg.size = decoded.end
+        if decoded.problem is not None:
+            problems.append(_short(seg, len(data), decoded.problem, last=n == len(ids) - 1))
+        segments.append(seg)
+    return segments, problems
+
+
+def _short(seg: Segment, length: int, problem: str, *, last: bool) -> str:
+    if last:
+        # A torn tail: the power went during an append that never returned, so nothing after
+        # this point was ever sent. Cut it, so appends continue after good data.
+        note = f"{seg.path.name}: cut a torn tail of {length - seg.size} bytes ({problem})"
+        truncate(seg.path, seg.size)
+        log.warning("outbox recovery: %s", note)
+        return note
+    # Corruption inside fsync'd data: not a power cut. The records after it cannot be read;
+    # say so loudly, keep the file for inspection, and carry on with the rest.
+    note = (
+        f"{seg.path.name}: unreadable after offset {seg.size} ({problem}); "
+        f"{length - seg.size} bytes kept, not sent"
+    )
+    log.error("outbox recovery: %s", note)
+    return note
+
+
+def truncate(path: Path, size: int) -> None:
+    fd = os.open(path, os.O_WRONLY)
+    try:
+        os.ftruncate(fd, size)
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def take_lock(path: Path) -> int:
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        holder = os.pread(fd, 32, 0).decode(errors="replace").strip() or "?"
+        os.close(fd)
+        raise OutboxLocked(f"{path.parent} is in use by another process (pid {holder})") from None
+    os.ftruncate(fd, 0)
+    os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
+    return fd

@@ -1,0 +1,267 @@
+"""The durable outbox on a real folder: order, acknowledgement, restart, bounds, torn tails,
+and fsync where the module says it happens."""
+
+from __future__ import annotations
+
+import os
+import stat
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from hito.device.outbox import (
+    EventTooOld,
+    Outbox,
+    OutboxFull,
+    OutboxLimits,
+    OutboxLocked,
+)
+from hito.device.records import Record, encode
+from hito.schemas.privacy.policy import load_policy
+
+T0 = 1_800_000_000.0  # the tests' clock, in seconds
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.t = T0
+
+    def __call__(self) -> float:
+        return self.t
+
+
+def rec(seq: int, *, age_s: float = 0.0, size: int = 100, now: float = T0) -> Record:
+    when = int((now - age_s) * 1000)
+    return Record(seq, when, int(now * 1000), "sensor", b"e%d-" % seq + b"x" * size)
+
+
+@pytest.fixture
+def clock() -> Clock:
+    return Clock()
+
+
+@pytest.fixture
+def folder(tmp_path: Path) -> Path:
+    return tmp_path / "outbox"
+
+
+def opened(folder: Path, clock: Clock, **limits: float) -> Outbox:
+    return Outbox(folder, OutboxLimits(**limits), clock)  # type: ignore[arg-type]
+
+
+def seqs(box: Outbox, n: int = 1000) -> list[int]:
+    return [p.record.seq for p in box.pending(max_records=n)]
+
+
+def test_append_pending_ack_in_order(folder: Path, clock: Clock) -> None:
+    box = opened(folder, clock)
+    assert box.next_seq == 0 and box.pending() == []
+    box.append([rec(0), rec(1)])
+    box.append([rec(2)])
+    assert seqs(box) == [0, 1, 2]
+    batch = box.pending(max_records=2)
+    assert [p.record for p in batch] == [rec(0), rec(1)]
+    box.ack(batch)
+    assert seqs(box) == [2]
+    status = box.status()
+    assert (status.pending_events, status.pending_bytes, status.next_seq) == (
+        1,
+        rec(2).size,
+        3,
+    )
+
+
+def test_seq_never_goes_back(folder: Path, clock: Clock) -> None:
+    box = opened(folder, clock)
+    box.append([rec(0), rec(1)])
+    with pytest.raises(ValueError, match="not above the last one used"):
+        box.append([rec(1)])
+    with pytest.raises(ValueError, match="not above"):
+        box.append([rec(5), rec(5)])
+    assert seqs(box) == [0, 1]
+
+
+def test_a_restart_resumes_the_queue_and_the_seq(folder: Path, clock: Clock) -> None:
+    box = opened(folder, clock)
+    box.append([rec(i) for i in range(5)])
+    box.ack(box.pending(max_records=2))
+    box.close()
+    again = opened(folder, clock)
+    assert seqs(again) == [2, 3, 4]
+    assert again.next_seq == 5
+    assert again.status().pending_events == 3
+
+
+def test_one_process_per_outbox(folder: Path, clock: Clock) -> None:
+    box = opened(folder, clock)
+    with pytest.raises(OutboxLocked, match=f"pid {os.getpid()}"):
+        opened(folder, clock)
+    box.close()
+    opened(folder, clock).close()
+
+
+def test_acknowledged_segments_are_deleted_and_their_seqs_stay_used(
+    folder: Path, clock: Clock
+) -> None:
+    box = opened(folder, clock, segment_bytes=1000, release_acked_after_s=60)
+    for i in range(30):
+        box.append([rec(i)])
+    assert len(list(folder.glob("*.seg"))) == 4  # a segment closes once past 1000 bytes: 8 records
+    box.ack(box.pending(max_records=20))
+    assert len(list(folder.glob("*.seg"))) == 2  # the two wholly acknowledged are gone
+    box.ack(box.pending())
+    assert len(list(folder.glob("*.seg"))) == 1  # the tail stays until it is old enough...
+    clock.t += 61
+    box.release_acked()
+    assert list(folder.glob("*.seg")) == []  # ...then acknowledged data leaves the device
+    box.close()
+    again = opened(folder, clock)
+    assert again.next_seq == 30 and again.pending() == []
+    again.append([rec(30)])
+    assert seqs(again) == [30]
+
+
+def test_full_by_bytes_refuses_new_events_and_drops_nothing(folder: Path, clock: Clock) -> None:
+    box = opened(folder, clock, max_bytes=3 * rec(0).size)
+    box.append([rec(0), rec(1), rec(2)])
+    with pytest.raises(OutboxFull, match="nothing was stored, nothing was dropped"):
+        box.append([rec(3)])
+    assert seqs(box) == [0, 1, 2] and box.next_seq == 3
+    box.ack(box.pending(max_records=1))
+    box.append([rec(3)])
+    assert seqs(box) == [1, 2, 3]
+
+
+def test_the_age_bound_is_the_policys_device_outbox_retention() -> None:
+    hours = load_policy().retention_hours["device_outbox"]
+    assert OutboxLimits().max_age_s == hours * 3600 == 24 * 3600
+
+
+def test_events_waiting_past_the_max_age_expire_reported(folder: Path, clock: Clock) -> None:
+    box = opened(folder, clock, max_age_s=3600)
+    with pytest.raises(EventTooOld, match=r"over the outbox.s max age of 1\.0 h"):
+        box.append([rec(0, age_s=3601)])  # too old to be queued at all
+    box.append([rec(0, age_s=3000), rec(1)])  # queued at T0
+    clock.t += 1800
+    box.append([rec(2, now=clock.t)])  # queued half an hour later
+    assert box.expire().events == 0
+    clock.t += 1801  # the first two waited longer than an hour; the third did not
+    gone = box.expire()
+    assert (gone.events, gone.first_seq, gone.last_seq) == (2, 0, 1)
+    assert seqs(box) == [2]
+    box.append([rec(3, now=clock.t)])  # the device keeps working
+    box.close()
+    again = opened(folder, clock, max_age_s=3600)  # the account survives a restart
+    expired = again.status().expired
+    assert (expired.events, expired.first_seq, expired.last_seq) == (2, 0, 1)
+    assert expired.at_ms == int(clock.t * 1000)
+    assert seqs(again) == [2, 3] and again.next_seq == 4
+    clock.t += 3601
+    assert again.expire().events == 2
+    assert again.status().expired.events == 4 and again.status().pending_events == 0
+
+
+def test_a_torn_tail_is_cut_and_reported(folder: Path, clock: Clock) -> None:
+    box = opened(folder, clock)
+    box.append([rec(0), rec(1), rec(2)])
+    box.close()
+    (segment,) = folder.glob("*.seg")
+    good = segment.stat().st_size
+    with segment.open("ab") as f:
+        f.write(encode(rec(3))[:-7])  # the power went during the 4th append
+    again = opened(folder, clock)
+    assert seqs(again) == [0, 1, 2]
+    (problem,) = again.status().problems
+    assert "torn tail of" in problem and "incomplete record" in problem
+    assert segment.stat().st_size == good
+    again.append([rec(3)])  # the torn record was never sent: its seq is free
+    again.close()
+    assert seqs(opened(folder, clock)) == [0, 1, 2, 3]
+
+
+def test_zeros_after_a_power_cut_are_a_torn_tail(folder: Path, clock: Clock) -> None:
+    box = opened(folder, clock)
+    box.append([rec(0)])
+    box.close()
+    (segment,) = folder.glob("*.seg")
+    with segment.open("ab") as f:
+        f.write(b"\0" * 4096)  # a file extended but its data never written
+    again = opened(folder, clock)
+    assert seqs(again) == [0] and "impossible record length 0" in again.status().problems[0]
+
+
+def test_corruption_inside_a_closed_segment_is_reported_not_fatal(
+    folder: Path, clock: Clock
+) -> None:
+    box = opened(folder, clock, segment_bytes=500)
+    for i in range(8):
+        box.append([rec(i)])
+    box.close()
+    first = sorted(folder.glob("*.seg"))[0]
+    data = bytearray(first.read_bytes())
+    data[rec(0).size + 20] ^= 0xFF  # inside the second record
+    first.write_bytes(bytes(data))
+    again = opened(folder, clock)
+    assert seqs(again) == [0, 4, 5, 6, 7]
+    assert f"unreadable after offset {rec(0).size}" in again.status().problems[0]
+    assert again.next_seq == 8
+
+
+class Fsyncs:
+    """Every os.fsync (and unlink) under ``folder``, in order, with the file's size at that
+    moment (0 for the folder)."""
+
+    def __init__(self, folder: Path) -> None:
+        self.folder = folder
+        self.calls: list[tuple[str, int]] = []
+
+    def record(self, fd: int) -> None:
+        path = Path(f"/proc/self/fd/{fd}").readlink()
+        if path == self.folder or self.folder in path.parents:
+            st = os.fstat(fd)
+            self.calls.append((path.name, 0 if stat.S_ISDIR(st.st_mode) else st.st_size))
+
+
+@pytest.fixture
+def fsyncs(folder: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Fsyncs]:
+    seen = Fsyncs(folder)
+    real = os.fsync
+
+    def fsync(fd: int) -> None:
+        seen.record(fd)
+        real(fd)
+
+    monkeypatch.setattr(os, "fsync", fsync)
+    unlink = os.unlink
+
+    def unlink_(path: str | os.PathLike[str], *, dir_fd: int | None = None) -> None:
+        seen.calls.append((f"unlink {Path(path).name}", 0))
+        unlink(path, dir_fd=dir_fd)
+
+    monkeypatch.setattr(os, "unlink", unlink_)
+    yield seen
+
+
+def test_fsync_where_the_module_says(folder: Path, clock: Clock, fsyncs: Fsyncs) -> None:
+    box = opened(folder, clock, segment_bytes=250, release_acked_after_s=0)
+    fsyncs.calls.clear()
+    box.append([rec(0), rec(1)])  # one fsync for the batch, after all of it is written
+    seg = "00000000000000000001.seg"
+    assert fsyncs.calls == [("outbox", 0), (seg, 2 * rec(0).size)]  # new segment: folder too
+    fsyncs.calls.clear()
+    box.append([rec(2)])  # rotation: a new segment, its name made durable
+    seg2 = "00000000000000000002.seg"
+    assert fsyncs.calls == [("outbox", 0), (seg2, rec(0).size)]
+    fsyncs.calls.clear()
+    box.ack(box.pending(max_records=2))
+    # acked.json replaced atomically; then the floor raised BEFORE the segment is unlinked.
+    names = [name for name, _ in fsyncs.calls]
+    assert names == [
+        "acked.json.tmp",
+        "outbox",
+        "seq-floor.json.tmp",
+        "outbox",
+        f"unlink {seg}",
+        "outbox",
+    ]
