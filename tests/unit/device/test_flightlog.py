@@ -228,7 +228,7 @@ def test_a_log_older_than_the_outbox_max_age_is_refused_whole(
     tmp_path: Path, client_for: Callable[[], DeviceClient]
 ) -> None:
     client = client_for()
-    old = fixes(5, takeoff=datetime.now(UTC) - timedelta(hours=25))  # the policy: 24 h
+    old = fixes(5, takeoff=datetime.now(UTC) - timedelta(hours=169))  # the policy: 168 h
     with pytest.raises(EventTooOld):
         client.upload_flight_log(log_file(tmp_path, old))
     assert client.status().outbox.pending_events == 0

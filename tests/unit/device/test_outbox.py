@@ -135,7 +135,7 @@ def test_full_by_bytes_refuses_new_events_and_drops_nothing(folder: Path, clock:
 
 def test_the_age_bound_is_the_policys_device_outbox_retention() -> None:
     hours = load_policy().retention_hours["device_outbox"]
-    assert OutboxLimits().max_age_s == hours * 3600 == 24 * 3600
+    assert OutboxLimits().max_age_s == hours * 3600 == 168 * 3600
 
 
 def test_events_waiting_past_the_max_age_expire_reported(folder: Path, clock: Clock) -> None:

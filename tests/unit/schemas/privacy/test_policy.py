@@ -189,7 +189,7 @@ def _variant(tmp_path: Path, *edits: tuple[str, str]) -> Path:
             "output surge: declared by crossing_counts, wait_times; one purpose each",
         ),
         # Retention of every zone.
-        ([("  device_outbox: 24 ", "  ")], "retention_hours.device_outbox: not given"),
+        ([("  device_outbox: 168 ", "  ")], "retention_hours.device_outbox: not given"),
         ([("  aggregates: 9600 ", "  aggregates: 0 ")], "retention_hours.aggregates: a whole"),
     ],
 )
