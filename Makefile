@@ -5,6 +5,11 @@ PYTHON ?= python3.11
 export HITO_PROFILE ?= development
 VENV ?= .venv
 BIN := $(VENV)/bin
+# Builds cached across clones (Kafka's jars, influxd, Prometheus, Alertmanager): its bin/ holds
+# promtool and amtool under their plain names, first on PATH for every target here.
+HITO_CACHE_DIR ?= $(HOME)/.cache/hito
+export HITO_CACHE_DIR
+export PATH := $(HITO_CACHE_DIR)/bin:$(PATH)
 STAMP := $(VENV)/.installed-stamp
 
 .PHONY: setup up down status demo bench bench-setup lint types test test-unit test-integration clean
@@ -30,11 +35,14 @@ $(LINKED): $(STAMP) FORCE
 .PHONY: FORCE
 FORCE:
 
-# Everything a fresh machine lacks: Debian packages (skipped when present), the venv, and
-# Grafana's dashboard JSON Schema for the offline dashboard tests (npm, cached).
-# Kafka jars and the InfluxDB build are fetched by `hito up` into ~/.cache/hito.
+# Everything a fresh machine lacks: Debian packages (skipped when present), the venv,
+# Prometheus 3 and Alertmanager from the Go module proxy (promtool and amtool check the configs
+# in the unit tests; seconds when cached), and Grafana's dashboard JSON Schema for the offline
+# dashboard tests (npm, cached). Kafka jars and the InfluxDB build are fetched by `hito up`.
 setup: $(STAMP) $(LINKED)
 	bash infra/install-debian.sh
+	bash infra/prometheus/build.sh
+	bash infra/alertmanager/build.sh
 	bash infra/grafana/schema/build.sh >/dev/null
 
 up: setup

@@ -38,6 +38,16 @@ def topic_specs(settings: HitoSettings) -> list[TopicSpec]:
     return specs
 
 
+def topic_configs(settings: HitoSettings, spec: TopicSpec) -> dict[str, str]:
+    """A topic's own configs: its retention, and on a cluster how many replicas must have a
+    write before an ``acks=all`` producer hears it succeeded (replication factor 3,
+    min.insync.replicas 2: any one broker may die without losing an acknowledged event)."""
+    return {
+        "retention.ms": str(spec.retention_ms),
+        "min.insync.replicas": str(settings.kafka.topic_min_insync),
+    }
+
+
 def ensure_topics(settings: HitoSettings) -> list[str]:
     """Create missing topics with their retention and grant each role its ACLs on them.
 
@@ -54,8 +64,8 @@ def ensure_topics(settings: HitoSettings) -> list[str]:
             topic = NewTopic(
                 spec.name,
                 spec.partitions,
-                1,
-                topic_configs={"retention.ms": str(spec.retention_ms)},
+                settings.kafka.topic_replication,
+                topic_configs=topic_configs(settings, spec),
             )
             try:
                 admin.create_topics([topic])

@@ -20,10 +20,21 @@ def _settings() -> HitoSettings:
 
 def up(
     timeout: float = typer.Option(180.0, help="Seconds to wait for each service to be healthy"),
+    brokers: int | None = typer.Option(
+        None,
+        min=1,
+        max=5,
+        help="Kafka nodes (each broker and controller); 3: replication factor 3, "
+        "min.insync.replicas 2 (default: HITO_KAFKA__BROKERS, or what the state directory "
+        "holds, else 1)",
+    ),
 ) -> None:
     """Install what is missing and start Kafka, InfluxDB, Prometheus, Alertmanager and the pager
     locally."""
     settings = _settings()
+    if brokers is not None:
+        kafka = settings.kafka.model_validate({**settings.kafka.model_dump(), "brokers": brokers})
+        settings = settings.model_copy(update={"kafka": kafka})
     # The local stack needs the Kafka users (its admin formats the broker) and InfluxDB's
     # admin credentials (its setup): checked before anything starts.
     settings.require(KAFKA_USERS, *INFLUX_ADMIN)
@@ -34,6 +45,12 @@ def up(
         console.print(f"[red]hito up failed:[/] {exc}")
         raise typer.Exit(1) from exc
     console.print(f"started: {', '.join(started) or 'nothing (all were running)'}")
+    settings = manager.stack_settings(settings)
+    if settings.kafka.brokers > 1:
+        console.print(
+            f"Kafka: {settings.kafka.brokers} brokers; give clients all of them with "
+            f"HITO_KAFKA__BROKERS={settings.kafka.brokers}"
+        )
     _print_status(settings, Console())
 
 
