@@ -12,25 +12,49 @@ export HITO_CACHE_DIR
 export PATH := $(HITO_CACHE_DIR)/bin:$(PATH)
 STAMP := $(VENV)/.installed-stamp
 
-.PHONY: setup up down status demo bench bench-setup lint types test test-unit test-integration clean
+.PHONY: setup lock up down status demo bench bench-setup lint types test test-unit test-integration clean
 
-# Python environment: pinned dependencies from pyproject.toml; pip's cache makes reruns fast.
+# Python environment: the locked dependency tree (lock/dev.txt); pip's cache makes reruns fast.
 # The install is editable in setuptools' strict mode: `hito` is a tree of links under build/
-# (streams/ -> hito, schemas/ -> hito.schemas, bench/ -> hito.bench) that mypy can read. A file
-# added or removed under those folders needs new links: LINKED lists them, and a change of the
-# list re-links (seconds, no downloads).
-SOURCES := $(shell find streams schemas bench -type f -not -path '*/__pycache__/*' 2>/dev/null | sort)
+# (streams/ -> hito, schemas/ -> hito.schemas, bench/ -> hito.bench, infra/ -> hito.infra,
+# package data only) that mypy can read. A file added or removed under those folders needs new
+# links: LINKED lists them, and a change of the list re-links (seconds, no downloads).
+SOURCES := $(shell find streams schemas bench infra -type f -not -path '*/__pycache__/*' 2>/dev/null | sort)
 LINKED := $(VENV)/.linked-files
 
-$(STAMP): pyproject.toml
+# The whole dependency tree, build backend included, comes from lock/dev.txt (exact versions
+# and hashes: pip refuses anything else); then hito itself, editable, with no dependency
+# resolution of its own. `make lock` regenerates the lock files after a pyproject.toml change.
+$(STAMP): pyproject.toml lock/dev.txt
 	$(PYTHON) -m venv $(VENV)
-	$(BIN)/pip install --quiet -e '.[dev]' --config-settings editable_mode=strict
+	$(BIN)/pip install --quiet --require-hashes --no-deps -r lock/dev.txt
+	$(BIN)/pip install --quiet --no-deps --no-build-isolation -e . \
+	  --config-settings editable_mode=strict
+	$(BIN)/pip check
 	touch $(STAMP)
 
 $(LINKED): $(STAMP) FORCE
 	@echo "$(SOURCES)" | cmp -s - $@ || { \
-	  $(BIN)/pip install --quiet --no-deps -e . --config-settings editable_mode=strict \
+	  $(BIN)/pip install --quiet --no-deps --no-build-isolation -e . \
+	    --config-settings editable_mode=strict \
 	  && echo "$(SOURCES)" > $@; }
+
+# Lock files (lock/*.txt): every package of the tree at one version, with its hashes, for
+# every platform (uv's universal resolution). runtime.txt is what the image installs,
+# build.txt the build backend, dev.txt both plus the dev tools (make setup). uv itself is
+# pinned and lives in the cache, outside the project's venv.
+UV_VERSION := 0.13.9
+UV := $(HITO_CACHE_DIR)/venv-uv/bin/uv
+LOCK := $(UV) pip compile --universal --python-version 3.11 --generate-hashes --quiet
+
+$(UV):
+	$(PYTHON) -m venv $(HITO_CACHE_DIR)/venv-uv
+	$(HITO_CACHE_DIR)/venv-uv/bin/pip install --quiet uv==$(UV_VERSION)
+
+lock: $(UV)
+	$(LOCK) pyproject.toml -o lock/runtime.txt
+	$(LOCK) lock/build.in -o lock/build.txt
+	$(LOCK) pyproject.toml lock/build.in --extra dev -o lock/dev.txt
 
 .PHONY: FORCE
 FORCE:

@@ -12,12 +12,14 @@ is not set stays unset, and whatever needs it refuses to start, naming the varia
 
 from __future__ import annotations
 
+from importlib.resources import files
 from pathlib import Path
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from hito.schemas.privacy.policy import POLICY_FILE
 from hito.schemas.registry import Source
 from hito.schemas.topics import (
     DEFAULT_CLEAN_PREFIX,
@@ -27,7 +29,11 @@ from hito.schemas.topics import (
     TopicNames,
 )
 
+# The source checkout (tests, the bench, the development files); in an installed wheel this is
+# site-packages, and nothing a command needs is read from it.
 REPO_ROOT = Path(__file__).resolve().parent.parent
+# Service configs and build scripts: package data of hito.infra (the repository's infra/).
+SHIPPED_INFRA = Path(str(files("hito.infra")))
 
 # Development credentials for the local loopback stack ONLY. They are public by being in the
 # repository; a real deployment sets HITO_INFLUXDB__TOKEN / HITO_INFLUXDB__PASSWORD from a secret.
@@ -308,7 +314,7 @@ class SurgeSettings(_Frozen):
 class PrivacySettings(_Frozen):
     """The privacy policy file and the pseudonymisation keys (a secret)."""
 
-    policy_file: Path = REPO_ROOT / "schemas" / "privacy" / "policy.yaml"
+    policy_file: Path = POLICY_FILE
     keys_file: Path | None = Field(default=None, description="Pseudonymisation keys: a secret")
     keys_json: SecretStr | None = Field(
         default=None, description="The keys as JSON ({keys: [...]}), instead of keys_file"
@@ -335,7 +341,9 @@ class HitoSettings(BaseSettings):
         default=Path.home() / ".cache" / "hito",
         description="Downloaded jars and built binaries, reused across runs",
     )
-    infra_dir: Path = Field(default=REPO_ROOT / "infra", description="Shipped service configs")
+    infra_dir: Path = Field(
+        default=SHIPPED_INFRA, description="Service configs and build scripts (package data)"
+    )
     kafka: KafkaSettings = KafkaSettings()
     influxdb: InfluxSettings = InfluxSettings()
     prometheus: PrometheusSettings = PrometheusSettings()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from importlib.resources import files
 from pathlib import Path
 from typing import Any, Literal
 
@@ -10,7 +11,8 @@ import yaml
 
 from hito.schemas.registry import REGISTRY
 
-POLICY_FILE = Path(__file__).resolve().parent / "policy.yaml"
+# Package data: the policy travels in the wheel next to this module.
+POLICY_FILE = Path(str(files("hito.schemas.privacy").joinpath("policy.yaml")))
 
 RuleKind = Literal["keep", "pseudonymise", "drop", "year_band", "geohash"]
 

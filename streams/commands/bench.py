@@ -72,7 +72,13 @@ def bench(
     settings = load_settings()
     manager.up(settings, make_runner(console))
     if "quix" in chosen or profile:
-        subprocess.run(["bash", str(REPO_ROOT / "bench" / "setup.sh")], check=True)
+        setup = REPO_ROOT / "bench" / "setup.sh"
+        if not setup.is_file():
+            raise typer.BadParameter(
+                "the Quix peer and --profile need a source checkout (bench/setup.sh); "
+                "leave them out with --only"
+            )
+        subprocess.run(["bash", str(setup)], check=True)
     options = BenchOptions(
         events=events,
         only=chosen,
