@@ -12,7 +12,7 @@ export HITO_CACHE_DIR
 export PATH := $(HITO_CACHE_DIR)/bin:$(PATH)
 STAMP := $(VENV)/.installed-stamp
 
-.PHONY: setup lock up down status demo bench bench-setup lint types test test-unit test-integration clean
+.PHONY: setup lock image-check up down status demo bench bench-setup lint types test test-unit test-integration clean
 
 # Python environment: the locked dependency tree (lock/dev.txt); pip's cache makes reruns fast.
 # The install is editable in setuptools' strict mode: `hito` is a tree of links under build/
@@ -62,12 +62,20 @@ FORCE:
 # Everything a fresh machine lacks: Debian packages (skipped when present), the venv,
 # Prometheus 3 and Alertmanager from the Go module proxy (promtool and amtool check the configs
 # in the unit tests; seconds when cached), and Grafana's dashboard JSON Schema for the offline
-# dashboard tests (npm, cached). Kafka jars and the InfluxDB build are fetched by `hito up`.
+# dashboard tests (npm, cached), and the Compose Specification's JSON Schema for the compose
+# file's test (Go module proxy, cached). Kafka jars and the InfluxDB build come with `hito up`.
 setup: $(STAMP) $(LINKED)
 	bash infra/install-debian.sh
 	bash infra/prometheus/build.sh
 	bash infra/alertmanager/build.sh
+	bash infra/image/compose-schema.sh >/dev/null
 	bash infra/grafana/schema/build.sh >/dev/null
+
+# The image's build without a Docker engine (Dockerfile; CI runs it too): its inputs exist,
+# the wheel builds from a clean copy of the tree and installs from the runtime lock into a
+# fresh venv, and `hito` answers from an empty directory.
+image-check:
+	bash infra/image/check.sh
 
 up: setup
 	$(BIN)/hito up

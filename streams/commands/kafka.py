@@ -15,7 +15,7 @@ import typer
 import yaml
 from rich.console import Console
 
-from hito.settings import load_settings
+from hito.settings import INFLUX_ADMIN, KAFKA_USERS, load_settings
 
 kafka_app = typer.Typer(help="Kafka users, topics and ACLs.", no_args_is_help=True)
 
@@ -32,6 +32,7 @@ def provision() -> None:
 
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     settings = load_settings()
+    settings.require(KAFKA_USERS)
     admin = admin_client(settings.kafka)
     try:
         users = upsert_users(settings.kafka, admin)
@@ -45,6 +46,23 @@ def provision() -> None:
     console.print(f"produce quotas: {', '.join(limited) or 'none'}")
     console.print(f"topics created: {', '.join(created) or 'none (all existed)'}")
     console.print(f"ACLs granted: {len(grants(settings))}")
+
+
+def provision_all() -> None:
+    """Prepare a deployment: Kafka users, quotas, topics and ACLs; InfluxDB's scoped tokens.
+
+    Idempotent, once per deployment before the first worker (docker-compose.yml's one-shot
+    job). The tokens go to the state directory's tokens.json (0600), where workers read
+    theirs; they are never printed."""
+    from hito.access.influx_tokens import ensure_bucket_tokens
+    from hito.credentials import tokens_path
+
+    settings = load_settings()
+    settings.require(KAFKA_USERS, *INFLUX_ADMIN)
+    provision()
+    path = tokens_path(settings)
+    ensure_bucket_tokens(settings.influxdb, path)
+    Console().print(f"InfluxDB tokens of bucket {settings.influxdb.bucket}: {path}")
 
 
 @kafka_app.command("users-file")
