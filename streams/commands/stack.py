@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 
 import typer
 from rich.console import Console
 from rich.table import Table
 
+from hito.commands.common import JSON_HELP, print_json
 from hito.settings import INFLUX_ADMIN, KAFKA_USERS, HitoSettings, load_settings
 from hito.stack import manager, overview
 from hito.stack.progress import make_runner
@@ -66,10 +68,29 @@ def down(
     )
 
 
-def status() -> None:
+def status(
+    as_json: bool = typer.Option(False, "--json", help=JSON_HELP),
+) -> None:
     """One screen for operators: services' health, workers, events/s, DLQ rate, lag, InfluxDB
     writes and open alerts. Exit 1 if a service is down."""
     settings = _settings()
+    if as_json:
+        rows = manager.status(settings)
+        view = overview.collect(settings)
+        print_json(
+            {
+                "state_dir": str(settings.state_dir),
+                "profile": settings.profile,
+                "healthy": all(row.healthy for row in rows),
+                "services": [dataclasses.asdict(row) for row in rows],
+                "pipeline": view.pipeline,
+                "alerts": view.alerts,
+                "problems": view.problems,
+            }
+        )
+        if not all(row.healthy for row in rows):
+            raise typer.Exit(1)
+        return
     console = Console()
     healthy = _print_status(settings, console)
     _print_overview(overview.collect(settings), console)
