@@ -2,8 +2,8 @@
 `hito pager`. A surge at one site pages CheckpointSurge for that site only, in time, and
 resolves when it ends; a silent device, a garbage flood and a stopped InfluxDB page too.
 
-One scenario (about 8 minutes) shared by the tests below; the worker is a real process on a
-metrics port Prometheus scrapes.
+One scenario (about 8 minutes) shared by the tests below; the worker is a real process that
+Prometheus discovers from its target file, as every `hito worker`.
 """
 
 from __future__ import annotations
@@ -33,7 +33,7 @@ from hito.runtime import Runtime
 from hito.settings import HitoSettings
 from hito.stack import manager, process
 from hito.stack.services import SERVICES
-from hito.stack.worker_process import WorkerProcess
+from hito.stack.worker_process import WorkerProcess, free_port
 from tests.integration.pipeline.conftest import make_isolated
 from tests.integration.pipeline.test_faults import make_runner_quiet
 
@@ -52,7 +52,7 @@ SILENT_DEVICE = random.SystemRandom().choice(
 )
 SILENT_AFTER_S = 30.0
 FLOOD_START_S, FLOOD_S, FLOOD_RATE = 60.0, 150.0, 30.0
-METRICS_PORT = 19101  # one of the worker ports Prometheus scrapes
+METRICS_PORT = free_port()  # any port: the worker registers itself for Prometheus
 SCRAPE_S = 5.0
 FOR_S = 60.0
 
