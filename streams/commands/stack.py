@@ -47,6 +47,8 @@ def up(
         console.print(f"[red]hito up failed:[/] {exc}")
         raise typer.Exit(1) from exc
     console.print(f"started: {', '.join(started) or 'nothing (all were running)'}")
+    for line in manager.outdated(settings):
+        console.print(f"[yellow]outdated:[/] {line}")
     settings = manager.stack_settings(settings)
     if settings.kafka.brokers > 1:
         console.print(
@@ -86,6 +88,7 @@ def status(
                 "pipeline": view.pipeline,
                 "alerts": view.alerts,
                 "problems": view.problems,
+                "outdated": manager.outdated(settings),
             }
         )
         if not all(row.healthy for row in rows):
@@ -94,6 +97,8 @@ def status(
     console = Console()
     healthy = _print_status(settings, console)
     _print_overview(overview.collect(settings), console)
+    for line in manager.outdated(settings):
+        console.print(f"[yellow]outdated:[/] {line}")
     if not healthy:
         raise typer.Exit(1)
 

@@ -59,6 +59,19 @@ class Service:
     def after_start(self, settings: HitoSettings) -> None:
         """One-time initialisation once the service is healthy (idempotent)."""
 
+    def versions(self, settings: HitoSettings) -> tuple[str, str] | None:
+        """(configured version, the running instance's version), for services that say."""
+        return None
+
+
+def http_json(url: str) -> object:
+    """The JSON an HTTP GET answers, or None when there is no readable answer."""
+    try:
+        r = httpx.get(url, timeout=2.0)
+        return r.json() if r.status_code == 200 else None
+    except (httpx.HTTPError, ValueError):
+        return None
+
 
 def http_ok(url: str) -> bool:
     try:

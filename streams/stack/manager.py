@@ -70,6 +70,21 @@ def status(settings: HitoSettings) -> list[ServiceStatus]:
     return out
 
 
+def outdated(settings: HitoSettings) -> list[str]:
+    """Services running another version than the settings name (a stack started by an older
+    Hito: `hito up` leaves a healthy service alone), each with what to do about it."""
+    settings = stack_settings(settings)
+    out = []
+    for svc in services(settings):
+        found = svc.versions(settings)
+        if found is not None and found[0] != found[1]:
+            out.append(
+                f"{svc.name} {found[1]} is running where {found[0]} is configured: "
+                f"`hito down` and `hito up` start {found[0]}"
+            )
+    return out
+
+
 def up(
     settings: HitoSettings,
     run: Runner,

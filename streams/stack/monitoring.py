@@ -21,7 +21,14 @@ import yaml
 from hito.files import write_private
 from hito.ops.pager.auth import ensure_token, token_path
 from hito.settings import REPO_ROOT, HitoSettings
-from hito.stack.base import Runner, Service, cached_binary, http_ok, require_toolchain
+from hito.stack.base import (
+    Runner,
+    Service,
+    cached_binary,
+    http_json,
+    http_ok,
+    require_toolchain,
+)
 from hito.stack.discovery import worker_targets_dir
 
 log = logging.getLogger(__name__)
@@ -162,6 +169,11 @@ class Prometheus(Service):
     def healthy(self, settings: HitoSettings) -> bool:
         return http_ok(f"{settings.prometheus.url}/-/ready")
 
+    def versions(self, settings: HitoSettings) -> tuple[str, str] | None:
+        info = http_json(f"{settings.prometheus.url}/api/v1/status/buildinfo")
+        running = info.get("data", {}).get("version") if isinstance(info, dict) else None
+        return None if running is None else (settings.prometheus.version, str(running))
+
 
 @dataclass(frozen=True)
 class Alertmanager(Service):
@@ -200,6 +212,11 @@ class Alertmanager(Service):
 
     def healthy(self, settings: HitoSettings) -> bool:
         return http_ok(f"{settings.alertmanager.url}/-/ready")
+
+    def versions(self, settings: HitoSettings) -> tuple[str, str] | None:
+        status = http_json(f"{settings.alertmanager.url}/api/v2/status")
+        running = status.get("versionInfo", {}).get("version") if isinstance(status, dict) else None
+        return None if running is None else (settings.alertmanager.version, str(running))
 
 
 def with_token_file(alertmanager_yml: str, token_file: Path, *, pager: str | None = None) -> str:
