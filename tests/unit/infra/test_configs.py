@@ -292,3 +292,36 @@ def test_kafka_version_in_pom_matches_settings() -> None:
     match = re.search(r"<kafka.version>(.+?)</kafka.version>", pom)
     assert match is not None
     assert match[1] == HitoSettings().kafka.version
+
+
+def test_setup_disables_debians_prometheus_units(tmp_path: Path) -> None:
+    """Nothing the setup leaves behind starts by itself at boot: where an earlier setup
+    installed Debian's prometheus packages (enabled units, all interfaces), the install script
+    disables them (stand-ins for dpkg-query and systemctl record what it asked)."""
+    import os
+    import stat
+
+    fake = tmp_path / "bin"
+    fake.mkdir()
+    calls = tmp_path / "calls"
+    scripts = {
+        "dpkg-query": 'case "$*" in *prometheus-node-exporter*) exit 1;; esac\n'
+        'printf "install ok installed"\n',
+        "systemctl": f'echo "$*" >> {calls}\ncase "$1" in is-enabled) exit 0;; *) exit 0;; esac\n',
+    }
+    for name, body in scripts.items():
+        path = fake / name
+        path.write_text("#!/usr/bin/env bash\n" + body)
+        path.chmod(path.stat().st_mode | stat.S_IXUSR)
+    env = {**os.environ, "PATH": f"{fake}:{os.environ['PATH']}"}
+    done = subprocess.run(
+        ["bash", str(INFRA / "install-debian.sh")], capture_output=True, text=True, env=env
+    )
+    assert done.returncode == 0, done.stderr
+    assert calls.read_text().splitlines() == [
+        "is-enabled prometheus",
+        "disable prometheus",
+        "is-enabled prometheus-alertmanager",
+        "disable prometheus-alertmanager",
+    ]
+    assert "prometheus" not in (INFRA / "install-debian.sh").read_text().split("declare -A need")[1]
