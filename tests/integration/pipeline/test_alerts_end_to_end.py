@@ -32,6 +32,7 @@ from hito.device.simulate.runner import send_messages
 from hito.runtime import Runtime
 from hito.settings import HitoSettings
 from hito.stack import manager, process
+from hito.stack.monitoring import runbook_base_url
 from hito.stack.services import SERVICES
 from hito.stack.worker_process import WorkerProcess, free_port
 from tests.integration.pipeline.conftest import make_isolated
@@ -223,7 +224,9 @@ def test_surge_pages_for_its_site_only_within_for_plus_two_scrapes(run: Run) -> 
     assert pages, "no CheckpointSurge page"
     assert {p["site"] for p in pages} == {SURGE_SITE}
     assert all(p["urgency"] == "critical" and p["severity"] == "critical" for p in pages)
-    assert all(p["runbook_url"] == "docs/runbooks/CheckpointSurge.md" for p in pages)
+    # A link under the configured base (the external label runbook_base), to that runbook.
+    runbook = f"{runbook_base_url(run.settings)}/CheckpointSurge.md"
+    assert all(p["runbook_url"] == runbook for p in pages)
     assert run.surge_visible_at is not None
     first = min(datetime.fromisoformat(p["received_at"]) for p in pages)
     delay = (first - run.surge_visible_at).total_seconds()
