@@ -97,3 +97,30 @@ def test_single_broker_data_from_before_the_record_counts_as_one(tmp_path: Path)
     (data / "meta.properties").write_text("node.id=1\n")
     with pytest.raises(StackError, match="holds a Kafka of 1 broker"):
         stack_settings(_cluster(tmp_path))
+
+
+def test_hito_up_brokers_3_asks_the_manager_for_three(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from typer.testing import CliRunner
+
+    from hito.cli import app
+    from hito.stack import manager
+
+    asked: list[HitoSettings] = []
+
+    def fake_up(settings: HitoSettings, run: object, **_: object) -> list[str]:
+        asked.append(settings)
+        return []
+
+    monkeypatch.setattr(manager, "up", fake_up)
+    monkeypatch.setattr(manager, "status", lambda settings: [])
+    monkeypatch.setattr(manager, "outdated", lambda settings: [])
+    monkeypatch.setenv("HITO_STATE_DIR", str(tmp_path))
+    monkeypatch.setenv("HITO_PROFILE", "development")
+    result = CliRunner().invoke(app, ["up", "--brokers", "3"])
+    assert result.exit_code == 0, result.output
+    [settings] = asked
+    assert (settings.kafka.brokers, settings.kafka.topic_replication) == (3, 3)
+    assert "brokers" in settings.kafka.model_fields_set  # explicit: checked against the data
+    assert "HITO_KAFKA__BROKERS=3" in result.output
