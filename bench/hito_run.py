@@ -89,7 +89,8 @@ def run_hito(
     settings = with_bucket(data, f"hito-bench-{run}-{workers}w")
     app_id = f"hito-bench-{run}-{workers}w"
     procs = [
-        WorkerProcess.start(settings, app_id, port, workdir / f"{name}-{i}.log")
+        # Measured workers stay out of the stack's Prometheus (no target file).
+        WorkerProcess.start(settings, app_id, port, workdir / f"{name}-{i}.log", register=False)
         for i, port in enumerate(ports)
     ]
     probe = InfluxTotal(settings, "hito")

@@ -56,7 +56,7 @@ def measure_latency(
     )
     fleet = Fleet(registry, plan, datetime.now(UTC), clock=lambda: datetime.now(UTC))
     worker = WorkerProcess.start(
-        live, f"hito-bench-{run}-lat", free_port(), workdir / "hito-latency.log"
+        live, f"hito-bench-{run}-lat", free_port(), workdir / "hito-latency.log", register=False
     )
     probe = InfluxTotal(live, "hito")
     observed: list[tuple[float, int]] = []

@@ -170,6 +170,19 @@ def _sig(value: float | None) -> str:
     return f"{value:,.0f}" if abs(value) >= 100 else f"{value:.3g}"
 
 
+def summary(report: dict[str, Any]) -> dict[str, Any]:
+    """What `hito bench --json` prints: the headline figures, each target's verdict, what
+    failed, and where the full report is."""
+    return {
+        "run": report["run"],
+        "report": report["out"],
+        "seconds": report["seconds"],
+        "figures": report["figures"],
+        "targets": report["targets"],
+        "errors": report["errors"],
+    }
+
+
 def render(report: dict[str, Any], console: Console) -> None:
     """The readable summary of a report (the JSON has every figure)."""
     data = report["data"]

@@ -7,13 +7,16 @@ drift from the models, so device makers always get what the validator enforces.
 from __future__ import annotations
 
 import json
+from importlib.resources import files
 from pathlib import Path
 from typing import Any
 
 from hito.schemas.dlq import DlqOriginal, DlqRecord
 from hito.schemas.registry import REGISTRY
 
-EXPORT_DIR = Path(__file__).resolve().parent / "jsonschema"
+# The committed copies, package data of hito.schemas (a unit test keeps them equal to the
+# models); `hito schema export` writes fresh ones wherever it is asked to.
+EXPORT_DIR = Path(str(files("hito.schemas").joinpath("jsonschema")))
 ID_BASE = "urn:hito:schema:"
 
 

@@ -10,6 +10,7 @@ never shows a device an event the validator would refuse. The key is a public te
 from __future__ import annotations
 
 import json
+from importlib.resources import files
 from pathlib import Path
 from typing import Any
 
@@ -18,7 +19,8 @@ import orjson
 from hito.schemas.registry import lookup
 from hito.schemas.signing import canonical_bytes, sign
 
-VECTORS_PATH = Path(__file__).resolve().parent / "signing-vectors.json"
+# Package data of hito.schemas: the committed vectors travel in the wheel.
+VECTORS_PATH = Path(str(files("hito.schemas").joinpath("signing-vectors.json")))
 # Public, for test vectors only: never provision it on a device. Its bytes spell out what it is.
 TEST_VECTOR_KEY = b"hito-test-vector-key-NOT-SECRET!"
 

@@ -23,6 +23,7 @@ from hito.commands import (
     kafka,
     pager,
     policy,
+    probe,
     schema,
     simulate,
     stack,
@@ -71,6 +72,8 @@ app.command()(worker.worker)
 app.command()(simulate.simulate)
 app.command()(demo.demo)
 app.command()(bench.bench)
+app.command()(probe.probe)
+app.command("provision")(kafka.provision_all)
 app.add_typer(schema.schema_app, name="schema")
 app.add_typer(dlq.dlq_app, name="dlq")
 app.add_typer(device.device_app, name="device")

@@ -12,12 +12,14 @@ is not set stays unset, and whatever needs it refuses to start, naming the varia
 
 from __future__ import annotations
 
+from importlib.resources import files
 from pathlib import Path
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from hito.schemas.privacy.policy import POLICY_FILE
 from hito.schemas.registry import Source
 from hito.schemas.topics import (
     DEFAULT_CLEAN_PREFIX,
@@ -27,7 +29,11 @@ from hito.schemas.topics import (
     TopicNames,
 )
 
+# The source checkout (tests, the bench, the development files); in an installed wheel this is
+# site-packages, and nothing a command needs is read from it.
 REPO_ROOT = Path(__file__).resolve().parent.parent
+# Service configs and build scripts: package data of hito.infra (the repository's infra/).
+SHIPPED_INFRA = Path(str(files("hito.infra")))
 
 # Development credentials for the local loopback stack ONLY. They are public by being in the
 # repository; a real deployment sets HITO_INFLUXDB__TOKEN / HITO_INFLUXDB__PASSWORD from a secret.
@@ -65,11 +71,34 @@ class _Frozen(BaseModel):
 
 
 class KafkaSettings(_Frozen):
-    version: str = "4.0.2"
+    version: str = "4.4.0"
     host: str = LOOPBACK
     port: int = Field(default=19092, ge=1, le=65535)
     controller_port: int = Field(default=19091, ge=1, le=65535)
     heap: str = "768m"
+    brokers: int = Field(
+        default=1,
+        ge=1,
+        le=5,
+        description="Local KRaft nodes (`hito up --brokers 3`): each is broker and controller",
+    )
+    port_step: int = Field(
+        default=100,
+        ge=2,
+        le=1000,
+        description="Node n (from 0) listens on port + n*step and controller_port + n*step",
+    )
+    cluster_heap: str = Field(default="512m", description="Heap of each node of a cluster")
+    replication_factor: int | None = Field(
+        default=None, ge=1, le=5, description="Of every topic; default: 3 on 3 brokers, else 1"
+    )
+    min_insync_replicas: int | None = Field(
+        default=None,
+        ge=1,
+        le=5,
+        description="Replicas that must have a write before acks=all succeeds; default: "
+        "replication factor - 1 (at least 1)",
+    )
     security_protocol: Literal["SASL_PLAINTEXT", "SASL_SSL"] = Field(
         default="SASL_PLAINTEXT",
         description="SASL_SSL for a listener reachable beyond loopback (docs/security.md)",
@@ -87,8 +116,30 @@ class KafkaSettings(_Frozen):
     operator_group_prefix: str = "hito-operator"
 
     @property
+    def addresses(self) -> list[str]:
+        """host:port of every broker's client listener, node 1 first."""
+        return [f"{self.host}:{self.port + n * self.port_step}" for n in range(self.brokers)]
+
+    @property
     def bootstrap(self) -> str:
-        return f"{self.host}:{self.port}"
+        """Every broker, comma-separated: a client still connects while one is down."""
+        return ",".join(self.addresses)
+
+    @property
+    def topic_replication(self) -> int:
+        return self.replication_factor or min(self.brokers, 3)
+
+    @property
+    def topic_min_insync(self) -> int:
+        return self.min_insync_replicas or max(1, self.topic_replication - 1)
+
+    @model_validator(mode="after")
+    def _replicas_fit_the_brokers(self) -> KafkaSettings:
+        if self.topic_replication > self.brokers:
+            raise ValueError("replication_factor: more replicas than brokers")
+        if self.topic_min_insync > self.topic_replication:
+            raise ValueError("min_insync_replicas: more than the replication factor")
+        return self
 
     def users_path(self) -> Path:
         if self.users_file is None:
@@ -129,8 +180,19 @@ class InfluxSettings(_Frozen):
 
 
 class PrometheusSettings(_Frozen):
+    version: str = Field(default="3.16.0", description="Built by infra/prometheus/build.sh")
     host: str = LOOPBACK
     port: int = Field(default=19090, ge=1, le=65535)
+    worker_targets_dir: Path | None = Field(
+        default=None,
+        description="Where each `hito worker` writes its scrape target (file service "
+        "discovery); default: <state_dir>/prometheus/targets/workers",
+    )
+    runbook_base_url: str | None = Field(
+        default=None,
+        description="Alerts' runbook_url is <this>/<alert>.md; default: this source "
+        "checkout's docs/runbooks as a file:// URL",
+    )
 
     @property
     def url(self) -> str:
@@ -138,6 +200,7 @@ class PrometheusSettings(_Frozen):
 
 
 class AlertmanagerSettings(_Frozen):
+    version: str = Field(default="0.35.0", description="Built by infra/alertmanager/build.sh")
     host: str = LOOPBACK
     port: int = Field(default=19093, ge=1, le=65535)
 
@@ -248,7 +311,7 @@ class SurgeSettings(_Frozen):
 class PrivacySettings(_Frozen):
     """The privacy policy file and the pseudonym key store (a secret)."""
 
-    policy_file: Path = REPO_ROOT / "schemas" / "privacy" / "policy.yaml"
+    policy_file: Path = POLICY_FILE
     key_store_file: Path | None = Field(
         default=None,
         description="Pseudonym key store: a secret (0600 file the workers rewrite as keys are "
@@ -282,7 +345,9 @@ class HitoSettings(BaseSettings):
         default=Path.home() / ".cache" / "hito",
         description="Downloaded jars and built binaries, reused across runs",
     )
-    infra_dir: Path = Field(default=REPO_ROOT / "infra", description="Shipped service configs")
+    infra_dir: Path = Field(
+        default=SHIPPED_INFRA, description="Service configs and build scripts (package data)"
+    )
     kafka: KafkaSettings = KafkaSettings()
     influxdb: InfluxSettings = InfluxSettings()
     prometheus: PrometheusSettings = PrometheusSettings()
@@ -291,10 +356,6 @@ class HitoSettings(BaseSettings):
     privacy: PrivacySettings = PrivacySettings()
     surge: SurgeSettings = SurgeSettings()
     pager_port: int = Field(default=19097, ge=1, le=65535, description="hito pager webhook")
-    worker_metrics_ports: tuple[int, ...] = Field(
-        default=(19100, 19101, 19102, 19103),
-        description="Ports Prometheus scrapes for workers (see infra/prometheus/prometheus.yml)",
-    )
 
     @model_validator(mode="before")
     @classmethod

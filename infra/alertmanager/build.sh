@@ -7,6 +7,8 @@
 # Pure Go: no cgo (`netgo`, as upstream).
 #
 # Usage: build.sh                                 -> $HITO_CACHE/bin/{alertmanager,amtool}-v<version>
+#        (and the stable names $HITO_CACHE/bin/{alertmanager,amtool} linked to them: the Makefile
+#        puts that bin/ on PATH)
 #        build.sh <out-dir>                       -> <out-dir>/alertmanager, <out-dir>/amtool
 #        build.sh <alertmanager-out> <amtool-out>
 # Skips the build when both binaries exist and print the expected version. Progress on stderr.
@@ -18,15 +20,23 @@ cache="${HITO_CACHE:-${HITO_CACHE_DIR:-$HOME/.cache/hito}}"
 work="$cache/build/alertmanager-$module_version"
 
 case $# in
-  0) am="$cache/bin/alertmanager-v$ALERTMANAGER_VERSION" tool="$cache/bin/amtool-v$ALERTMANAGER_VERSION" ;;
+  0) am="$cache/bin/alertmanager-v$ALERTMANAGER_VERSION" tool="$cache/bin/amtool-v$ALERTMANAGER_VERSION" link=1 ;;
   1) am="$1/alertmanager" tool="$1/amtool" ;;
   2) am="$1" tool="$2" ;;
   *) echo "usage: build.sh [<out-dir> | <alertmanager-out> <amtool-out>]" >&2; exit 2 ;;
 esac
 
+# Stable names for people and the PATH (`hito up` and the tests run the versioned files).
+link_stable() {
+  if [[ -n "${link:-}" ]]; then
+    ln -sfn "$(basename "$am")" "$cache/bin/alertmanager"
+    ln -sfn "$(basename "$tool")" "$cache/bin/amtool"
+  fi
+}
 built() { [[ -x "$1" ]] && "$1" --version 2>&1 | grep -q "version $ALERTMANAGER_VERSION "; }
 if built "$am" && built "$tool"; then
   echo "[alertmanager] $ALERTMANAGER_VERSION already built: $am $tool" >&2
+  link_stable
   exit 0
 fi
 
@@ -71,4 +81,5 @@ for pair in "alertmanager:$am" "amtool:$tool"; do
   mv "$out.tmp" "$out"
   "$out" --version 2>&1 | head -1 >&2
 done
+link_stable
 echo "[alertmanager] built $am $tool" >&2

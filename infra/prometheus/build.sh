@@ -8,6 +8,8 @@
 # API with no UI pages. Pure Go: no cgo (`netgo`, as upstream).
 #
 # Usage: build.sh                                 -> $HITO_CACHE/bin/{prometheus,promtool}-v<version>
+#        (and the stable names $HITO_CACHE/bin/{prometheus,promtool} linked to them: the Makefile
+#        puts that bin/ on PATH)
 #        build.sh <out-dir>                       -> <out-dir>/prometheus, <out-dir>/promtool
 #        build.sh <prometheus-out> <promtool-out>
 # Skips the build when both binaries exist and print the expected version. Progress on stderr.
@@ -20,15 +22,23 @@ cache="${HITO_CACHE:-${HITO_CACHE_DIR:-$HOME/.cache/hito}}"
 work="$cache/build/prometheus-$module_version"
 
 case $# in
-  0) prom="$cache/bin/prometheus-v$PROMETHEUS_VERSION" tool="$cache/bin/promtool-v$PROMETHEUS_VERSION" ;;
+  0) prom="$cache/bin/prometheus-v$PROMETHEUS_VERSION" tool="$cache/bin/promtool-v$PROMETHEUS_VERSION" link=1 ;;
   1) prom="$1/prometheus" tool="$1/promtool" ;;
   2) prom="$1" tool="$2" ;;
   *) echo "usage: build.sh [<out-dir> | <prometheus-out> <promtool-out>]" >&2; exit 2 ;;
 esac
 
+# Stable names for people and the PATH (`hito up` and the tests run the versioned files).
+link_stable() {
+  if [[ -n "${link:-}" ]]; then
+    ln -sfn "$(basename "$prom")" "$cache/bin/prometheus"
+    ln -sfn "$(basename "$tool")" "$cache/bin/promtool"
+  fi
+}
 built() { [[ -x "$1" ]] && "$1" --version 2>&1 | grep -q "version $PROMETHEUS_VERSION "; }
 if built "$prom" && built "$tool"; then
   echo "[prometheus] $PROMETHEUS_VERSION already built: $prom $tool" >&2
+  link_stable
   exit 0
 fi
 
@@ -69,4 +79,5 @@ for pair in "prometheus:$prom" "promtool:$tool"; do
   mv "$out.tmp" "$out"
   "$out" --version 2>&1 | head -1 >&2
 done
+link_stable
 echo "[prometheus] built $prom $tool" >&2

@@ -12,6 +12,7 @@ import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from functools import cached_property
+from importlib.resources import files
 from pathlib import Path
 from typing import Any, Literal
 
@@ -19,7 +20,8 @@ import yaml
 
 from hito.schemas.registry import REGISTRY
 
-POLICY_FILE = Path(__file__).resolve().parent / "policy.yaml"
+# Package data: the policy travels in the wheel next to this module.
+POLICY_FILE = Path(str(files("hito.schemas.privacy").joinpath("policy.yaml")))
 OTHER = "other"  # what a value outside a generalisation's vocabulary becomes
 
 RuleKind = Literal["keep", "pseudonymise", "drop", "year_band", "geohash", "vocabulary"]

@@ -35,6 +35,13 @@ def topic_specs(settings: HitoSettings, policy: Policy | None = None) -> list[To
     return [TopicSpec(name, p.topic_partitions, configs[name]) for name in configs]
 
 
+def created_configs(settings: HitoSettings, spec: TopicSpec) -> dict[str, str]:
+    """A new topic's configs: its zone's retention, and on a cluster how many replicas must
+    have a write before an ``acks=all`` producer hears it succeeded (replication factor 3,
+    min.insync.replicas 2: any one broker may die without losing an acknowledged event)."""
+    return {**spec.configs, "min.insync.replicas": str(settings.kafka.topic_min_insync)}
+
+
 def ensure_topics(settings: HitoSettings) -> list[str]:
     """Create missing topics with the policy's retention, set it on existing topics that
     drifted from it, and grant each role its ACLs on them.
@@ -50,7 +57,12 @@ def ensure_topics(settings: HitoSettings) -> list[str]:
         for spec in topic_specs(settings, policy):
             if spec.name in existing:
                 continue
-            topic = NewTopic(spec.name, spec.partitions, 1, topic_configs=spec.configs)
+            topic = NewTopic(
+                spec.name,
+                spec.partitions,
+                settings.kafka.topic_replication,
+                topic_configs=created_configs(settings, spec),
+            )
             try:
                 admin.create_topics([topic])
                 created.append(spec.name)

@@ -11,6 +11,7 @@ from typing import Annotated
 import typer
 from rich.console import Console
 
+from hito.commands.common import JSON_HELP, print_json
 from hito.settings import REPO_ROOT, load_settings
 
 
@@ -55,6 +56,10 @@ def bench(
         bool, typer.Option("--keep", help="Keep the run's topics and InfluxDB buckets")
     ] = False,
     timeout_s: Annotated[float, typer.Option(min=10.0, help="Per contender")] = 900.0,
+    as_json: Annotated[
+        bool,
+        typer.Option("--json", help=JSON_HELP + "; the tables and progress go to stderr"),
+    ] = False,
 ) -> None:
     """Measure Hito end to end (throughput with 1 and 2 workers, latency, CPU, memory) against
     the baselines on the same data; writes a JSON report and prints a summary."""
@@ -72,7 +77,13 @@ def bench(
     settings = load_settings()
     manager.up(settings, make_runner(console))
     if "quix" in chosen or profile:
-        subprocess.run(["bash", str(REPO_ROOT / "bench" / "setup.sh")], check=True)
+        setup = REPO_ROOT / "bench" / "setup.sh"
+        if not setup.is_file():
+            raise typer.BadParameter(
+                "the Quix peer and --profile need a source checkout (bench/setup.sh); "
+                "leave them out with --only"
+            )
+        subprocess.run(["bash", str(setup)], check=True)
     options = BenchOptions(
         events=events,
         only=chosen,
@@ -89,6 +100,10 @@ def bench(
         timeout_s=timeout_s,
         keep=keep,
     )
-    report = run_bench(settings, options, Console())
+    report = run_bench(settings, options, Console(stderr=as_json))
+    if as_json:
+        from hito.bench.report import summary
+
+        print_json(summary(report))
     if report["errors"]:
         raise typer.Exit(1)

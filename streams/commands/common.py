@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import json
 import logging
 from collections import Counter
+from typing import Any
 
 from rich.console import Console
 from rich.table import Table
@@ -44,6 +46,14 @@ def log_secrets_in_use(settings: HitoSettings) -> None:
         )
     else:
         log.info("production secrets: every secret comes from its own setting")
+
+
+JSON_HELP = "Print one JSON document on stdout instead of tables (for scripts)"
+
+
+def print_json(document: Any) -> None:
+    """The machine-readable form of a command's output: one JSON document on stdout."""
+    print(json.dumps(document, indent=2, default=str, ensure_ascii=False))  # noqa: T201
 
 
 def print_counts(title: str, counts: Counter[str]) -> None:

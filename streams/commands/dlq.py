@@ -9,7 +9,7 @@ from typing import Annotated
 import typer
 from rich.console import Console
 
-from hito.commands.common import print_counts
+from hito.commands.common import JSON_HELP, print_counts, print_json
 from hito.schemas.reasons import Reason
 from hito.settings import load_settings
 
@@ -21,20 +21,32 @@ dlq_app = typer.Typer(
 @dlq_app.command("inspect")
 def dlq_inspect(
     samples: int = typer.Option(3, min=0, help="Sample records shown per reason"),
+    as_json: bool = typer.Option(False, "--json", help=JSON_HELP),
 ) -> None:
     """Counts by reason and sample records (original bytes never shown: they may hold PII)."""
     from hito.ops.dlq import read_all, redacted_view
 
     settings = load_settings()
     counts: Counter[str] = Counter()
-    shown: Counter[str] = Counter()
+    kept: list[dict[str, object]] = []
     console = Console()
     for entry in read_all(settings):
         reason = entry.record.reason.value
         counts[reason] += 1
-        if shown[reason] < samples:
-            shown[reason] += 1
-            console.print_json(json.dumps(redacted_view(entry)))
+        if counts[reason] <= samples:
+            kept.append(redacted_view(entry))
+            if not as_json:
+                console.print_json(json.dumps(kept[-1]))
+    if as_json:
+        print_json(
+            {
+                "topic": settings.pipeline.dlq_topic,
+                "total": sum(counts.values()),
+                "by_reason": dict(sorted(counts.items())),
+                "samples": kept,
+            }
+        )
+        return
     print_counts(f"DLQ {settings.pipeline.dlq_topic}", counts)
 
 

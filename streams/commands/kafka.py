@@ -15,7 +15,7 @@ import typer
 import yaml
 from rich.console import Console
 
-from hito.settings import load_settings
+from hito.settings import INFLUX_ADMIN, KAFKA_USERS, load_settings
 
 kafka_app = typer.Typer(help="Kafka users, topics and ACLs.", no_args_is_help=True)
 
@@ -32,6 +32,7 @@ def provision() -> None:
 
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     settings = load_settings()
+    settings.require(KAFKA_USERS)
     admin = admin_client(settings.kafka)
     try:
         users = upsert_users(settings.kafka, admin)
@@ -45,6 +46,33 @@ def provision() -> None:
     console.print(f"produce quotas: {', '.join(limited) or 'none'}")
     console.print(f"topics created: {', '.join(created) or 'none (all existed)'}")
     console.print(f"ACLs granted: {len(grants(settings))}")
+
+
+def provision_all() -> None:
+    """Prepare a deployment: Kafka users, quotas, topics and ACLs; InfluxDB's scoped tokens;
+    the pseudonym key store, if this host has none yet.
+
+    Idempotent, once per deployment before the first worker (docker-compose.yml's one-shot
+    job). The tokens go to the state directory's tokens.json (0600), where workers read
+    theirs; the key store to HITO_PRIVACY__KEY_STORE_FILE (0600, on the workers' volume).
+    Neither is ever printed."""
+    from hito.access.influx_tokens import ensure_bucket_tokens
+    from hito.commands.policy_keys import init as init_key_store
+    from hito.credentials import tokens_path
+    from hito.runtime import key_store_path
+
+    settings = load_settings()
+    settings.require(KAFKA_USERS, *INFLUX_ADMIN)
+    provision()
+    path = tokens_path(settings)
+    ensure_bucket_tokens(settings.influxdb, path)
+    console = Console()
+    console.print(f"InfluxDB tokens of bucket {settings.influxdb.bucket}: {path}")
+    store = key_store_path(settings)
+    if store.exists():
+        console.print(f"pseudonym key store {store}: exists, left as it is")
+    else:
+        init_key_store(from_copy=None)
 
 
 @kafka_app.command("users-file")

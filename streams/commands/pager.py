@@ -18,6 +18,7 @@ from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
+from hito.commands.common import JSON_HELP, print_json
 from hito.ops.pager.auth import TOKEN_FILE_ENV, TokenError, ensure_token, read_token, token_path
 from hito.ops.pager.diskspace import DEFAULT_MIN_FREE_MB, DiskNearlyFull, require_free_space
 from hito.ops.pager.outbox import Backoff
@@ -122,10 +123,24 @@ def serve_command(
 def show(
     last: Annotated[int, typer.Option(help="How many of the newest pages to show")] = 20,
     alertname: Annotated[str | None, typer.Option(help="Only this alert")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help=JSON_HELP)] = False,
 ) -> None:
     """The pages received, newest last: when, urgency, state, alert, site, summary, runbook."""
     settings = load_settings()
     pages = [p for p in PageLog(page_log_path(settings)).read() if alertname in (None, p.alertname)]
+    seen = LastSeenFile(page_log_path(settings).parent / "watchdog-last-seen").read()
+    if as_json:
+        print_json(
+            {
+                "log": str(page_log_path(settings)),
+                "total": len(pages),
+                "pages": [p.model_dump(mode="json") for p in pages[-last:]],
+                "watchdog_last_seen": (
+                    None if seen is None else datetime.fromtimestamp(seen, UTC).isoformat()
+                ),
+            }
+        )
+        return
     table = Table(title=f"pages in {page_log_path(settings)} ({len(pages)} in all)")
     for column in ("received (UTC)", "urgency", "state", "alert", "site", "summary", "runbook"):
         table.add_column(column)
@@ -140,7 +155,6 @@ def show(
         )
     console = Console()
     console.print(table)
-    seen = LastSeenFile(page_log_path(settings).parent / "watchdog-last-seen").read()
     if seen is None:
         console.print("watchdog: no notification recorded yet")
     else:

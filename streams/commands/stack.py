@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 
 import typer
 from rich.console import Console
 from rich.table import Table
 
+from hito.commands.common import JSON_HELP, print_json
 from hito.settings import INFLUX_ADMIN, KAFKA_USERS, HitoSettings, load_settings
 from hito.stack import manager, overview
 from hito.stack.progress import make_runner
@@ -20,10 +22,21 @@ def _settings() -> HitoSettings:
 
 def up(
     timeout: float = typer.Option(180.0, help="Seconds to wait for each service to be healthy"),
+    brokers: int | None = typer.Option(
+        None,
+        min=1,
+        max=5,
+        help="Kafka nodes (each broker and controller); 3: replication factor 3, "
+        "min.insync.replicas 2 (default: HITO_KAFKA__BROKERS, or what the state directory "
+        "holds, else 1)",
+    ),
 ) -> None:
     """Install what is missing and start Kafka, InfluxDB, Prometheus, Alertmanager and the pager
     locally."""
     settings = _settings()
+    if brokers is not None:
+        kafka = settings.kafka.model_validate({**settings.kafka.model_dump(), "brokers": brokers})
+        settings = settings.model_copy(update={"kafka": kafka})
     # The local stack needs the Kafka users (its admin formats the broker) and InfluxDB's
     # admin credentials (its setup): checked before anything starts.
     settings.require(KAFKA_USERS, *INFLUX_ADMIN)
@@ -34,6 +47,14 @@ def up(
         console.print(f"[red]hito up failed:[/] {exc}")
         raise typer.Exit(1) from exc
     console.print(f"started: {', '.join(started) or 'nothing (all were running)'}")
+    for line in manager.outdated(settings):
+        console.print(f"[yellow]outdated:[/] {line}")
+    settings = manager.stack_settings(settings)
+    if settings.kafka.brokers > 1:
+        console.print(
+            f"Kafka: {settings.kafka.brokers} brokers; give clients all of them with "
+            f"HITO_KAFKA__BROKERS={settings.kafka.brokers}"
+        )
     _print_status(settings, Console())
 
 
@@ -49,13 +70,35 @@ def down(
     )
 
 
-def status() -> None:
+def status(
+    as_json: bool = typer.Option(False, "--json", help=JSON_HELP),
+) -> None:
     """One screen for operators: services' health, workers, events/s, DLQ rate, lag, InfluxDB
     writes and open alerts. Exit 1 if a service is down."""
     settings = _settings()
+    if as_json:
+        rows = manager.status(settings)
+        view = overview.collect(settings)
+        print_json(
+            {
+                "state_dir": str(settings.state_dir),
+                "profile": settings.profile,
+                "healthy": all(row.healthy for row in rows),
+                "services": [dataclasses.asdict(row) for row in rows],
+                "pipeline": view.pipeline,
+                "alerts": view.alerts,
+                "problems": view.problems,
+                "outdated": manager.outdated(settings),
+            }
+        )
+        if not all(row.healthy for row in rows):
+            raise typer.Exit(1)
+        return
     console = Console()
     healthy = _print_status(settings, console)
     _print_overview(overview.collect(settings), console)
+    for line in manager.outdated(settings):
+        console.print(f"[yellow]outdated:[/] {line}")
     if not healthy:
         raise typer.Exit(1)
 

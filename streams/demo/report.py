@@ -166,7 +166,7 @@ def where_to_look(s: HitoSettings) -> dict[str, str]:
             f'from(bucket: "{s.influxdb.bucket}") |> range(start: -1h) '
             '|> filter(fn: (r) => r._measurement == "surge" and r._field == "score")'
         ),
-        "prometheus": f"{s.prometheus.url}/graph?g0.expr=hito_surge_score",
+        "prometheus": f"{s.prometheus.url}/api/v1/query?query=hito_surge_score",
         "alertmanager": s.alertmanager.url,
         "pager_log": str(page_log_path(s)),
         "grafana": "docker compose up grafana: infra/grafana/dashboards/*.json on 127.0.0.1:13000",

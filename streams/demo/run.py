@@ -29,7 +29,7 @@ from hito.demo.history import history_lines, repeat_history_lines
 from hito.device.simulate.fleet import Fleet, FleetPlan, SimMessage
 from hito.device.simulate.runner import send_messages
 from hito.runtime import Runtime
-from hito.stack.worker_process import WorkerProcess, free_metrics_port
+from hito.stack.worker_process import WorkerProcess, free_port
 
 SURGE_SITE = "chacalluta"
 
@@ -108,7 +108,7 @@ def run_demo(
             + repeat_history_lines(runtime.registry, started, k=runtime.policy.small_count_k),
             write_precision=WritePrecision.S,
         )
-    port = free_metrics_port(settings.worker_metrics_ports)
+    port = free_port()
     say(f"starting a worker (metrics on 127.0.0.1:{port}, log {log_dir / 'worker.log'})")
     log_dir.mkdir(parents=True, exist_ok=True)
     worker = WorkerProcess.start(

@@ -10,7 +10,8 @@ from pathlib import Path
 
 from hito.settings import HitoSettings
 from hito.stack import process
-from hito.stack.services import SERVICES, Runner, Service
+from hito.stack.kafka import recorded_brokers
+from hito.stack.services import Runner, Service, services
 
 log = logging.getLogger(__name__)
 
@@ -30,10 +31,30 @@ class ServiceStatus:
     log_path: str
 
 
+def stack_settings(settings: HitoSettings) -> HitoSettings:
+    """The settings with the broker count the state directory's Kafka was formatted with
+    (`hito up --brokers 3` records it), so `hito status` and `hito down` see every node.
+    Raises StackError when the settings ask for another count explicitly: a cluster cannot
+    be made from a single broker's data, nor the reverse."""
+    recorded = recorded_brokers(settings)
+    kafka = settings.kafka
+    if recorded is None and (settings.state_dir / "kafka" / "data" / "meta.properties").exists():
+        recorded = 1  # formatted before the count was recorded
+    if recorded is None or recorded == kafka.brokers:
+        return settings
+    if "brokers" in kafka.model_fields_set:
+        raise StackError(
+            f"{settings.state_dir} holds a Kafka of {recorded} broker(s), not {kafka.brokers}: "
+            "use another HITO_STATE_DIR, or `hito down --wipe` first"
+        )
+    return settings.model_copy(update={"kafka": kafka.model_copy(update={"brokers": recorded})})
+
+
 def status(settings: HitoSettings) -> list[ServiceStatus]:
     """Health of every service, whoever started it."""
     out = []
-    for svc in SERVICES:
+    settings = stack_settings(settings)
+    for svc in services(settings):
         files = svc.files(settings)
         out.append(
             ServiceStatus(
@@ -49,24 +70,53 @@ def status(settings: HitoSettings) -> list[ServiceStatus]:
     return out
 
 
-def up(settings: HitoSettings, run: Runner, *, timeout_s: float = 180.0) -> list[str]:
+def outdated(settings: HitoSettings) -> list[str]:
+    """Services running another version than the settings name (a stack started by an older
+    Hito: `hito up` leaves a healthy service alone), each with what to do about it."""
+    settings = stack_settings(settings)
+    out = []
+    for svc in services(settings):
+        found = svc.versions(settings)
+        if found is not None and found[0] != found[1]:
+            out.append(
+                f"{svc.name} {found[1]} is running where {found[0]} is configured: "
+                f"`hito down` and `hito up` start {found[0]}"
+            )
+    return out
+
+
+def up(
+    settings: HitoSettings,
+    run: Runner,
+    *,
+    timeout_s: float = 180.0,
+    only: list[str] | None = None,
+) -> list[str]:
     """Install what is missing, start what is not running, wait until all are healthy.
 
     Idempotent: a healthy service is left alone. Returns the names of the services it started.
+    ``only`` limits it to the named services (a test's own Kafka cluster).
     """
     started: list[str] = []
+    settings = stack_settings(settings)
+    chosen = [s for s in services(settings) if only is None or s.name in only]
     with process.exclusive_lock(settings.state_dir / "stack.lock"):
-        for svc in SERVICES:
+        for svc in chosen:
             svc.install(settings, run)
-        for svc in SERVICES:
+        for svc in chosen:
             if svc.healthy(settings):
                 log.info("%s already healthy at %s", svc.name, svc.url(settings))
                 continue
             if process.read_pid(svc.files(settings)) is None:
                 svc.prepare(settings)
-                process.start(svc.argv(settings), svc.files(settings), cwd=svc.data_dir(settings))
+                process.start(
+                    svc.argv(settings),
+                    svc.files(settings),
+                    cwd=svc.data_dir(settings),
+                    env=svc.env(settings),
+                )
                 started.append(svc.name)
-        for svc in SERVICES:
+        for svc in chosen:
             _wait_healthy(svc, settings, timeout_s)
             svc.after_start(settings)
     return started
@@ -105,8 +155,9 @@ def down(settings: HitoSettings, *, wipe: bool = False, only: list[str] | None =
     ``only`` limits it to the named services (a test session stops just what it started).
     """
     stopped = []
+    settings = stack_settings(settings)
     with process.exclusive_lock(settings.state_dir / "stack.lock"):
-        for svc in reversed(SERVICES):
+        for svc in reversed(services(settings)):
             if only is not None and svc.name not in only:
                 continue
             if process.stop(svc.files(settings)):

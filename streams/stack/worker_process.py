@@ -15,15 +15,15 @@ from pathlib import Path
 import httpx
 
 from hito.settings import HitoSettings
+from hito.stack import discovery
 
 
-def free_metrics_port(ports: tuple[int, ...]) -> int:
-    """The first of the worker metrics ports (the ones Prometheus scrapes) nobody listens on."""
-    for port in ports:
-        with socket.socket() as s:
-            if s.connect_ex(("127.0.0.1", port)) != 0:
-                return port
-    raise RuntimeError(f"all worker metrics ports {ports} are taken")
+def free_port() -> int:
+    """A loopback port nobody listens on now (the OS's choice)."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port: int = s.getsockname()[1]
+        return port
 
 
 @dataclass
@@ -31,14 +31,33 @@ class WorkerProcess:
     proc: subprocess.Popen[bytes]
     metrics_port: int
     log_path: Path
+    target_file: Path | None  # its file for Prometheus' discovery (None: not registered)
 
     @classmethod
     def start(
-        cls, settings: HitoSettings, app_id: str, metrics_port: int, log_path: Path
+        cls,
+        settings: HitoSettings,
+        app_id: str,
+        metrics_port: int,
+        log_path: Path,
+        *,
+        register: bool = True,
     ) -> WorkerProcess:
+        """``register``: list it for the Prometheus of ``settings`` (file discovery); a
+        measured or throw-away worker may stay out of it."""
+        prometheus = settings.prometheus.model_copy(
+            update={"worker_targets_dir": discovery.worker_targets_dir(settings)}
+        )
+        # These sections go whole, as JSON: a variable for one of their fields in this
+        # process's environment (HITO_KAFKA__PORT=…) would override the JSON's value.
+        whole = ("HITO_KAFKA__", "HITO_PIPELINE__", "HITO_PROMETHEUS__")
         env = {
-            **os.environ,
+            **{k: v for k, v in os.environ.items() if not k.startswith(whole)},
+            # The state directory holds the bucket's scoped InfluxDB token (tokens.json).
+            "HITO_STATE_DIR": str(settings.state_dir),
             "HITO_PIPELINE": settings.pipeline.model_dump_json(),
+            "HITO_KAFKA": settings.kafka.model_dump_json(),
+            "HITO_PROMETHEUS": prometheus.model_dump_json(),
             "HITO_INFLUXDB__BUCKET": settings.influxdb.bucket,
         }
         with log_path.open("ab") as log:
@@ -52,13 +71,20 @@ class WorkerProcess:
                     app_id,
                     "--metrics-port",
                     str(metrics_port),
+                    "--register" if register else "--no-register",
                 ],
                 env=env,
                 stdout=log,
                 stderr=subprocess.STDOUT,
                 start_new_session=True,
             )
-        return cls(proc, metrics_port, log_path)
+        target = discovery.target_file(settings, f"127.0.0.1:{metrics_port}") if register else None
+        return cls(proc, metrics_port, log_path, target)
+
+    @property
+    def address(self) -> str:
+        """Its metrics endpoint, host:port: Prometheus' ``instance`` label for it."""
+        return f"127.0.0.1:{self.metrics_port}"
 
     def metric(self, name: str) -> float:
         """Sum of a metric's samples (0 when the worker does not answer yet)."""
@@ -112,6 +138,11 @@ class WorkerProcess:
                 self.proc.wait(timeout=30)
             except subprocess.TimeoutExpired:
                 self.kill9()
+
+    def forget(self) -> None:
+        """Remove the target file a killed worker left (a test cleaning up after itself)."""
+        if self.target_file is not None and not self.alive():
+            discovery.unregister(self.target_file)
 
     def crashes(self) -> int:
         return self.log_path.read_bytes().count(b"Crashed reason=")

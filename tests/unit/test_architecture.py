@@ -13,7 +13,12 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
 # Folder -> import name (pyproject.toml, [tool.setuptools.package-dir]).
-PACKAGES = {"streams": "hito", "schemas": "hito.schemas", "bench": "hito.bench"}
+PACKAGES = {
+    "streams": "hito",
+    "schemas": "hito.schemas",
+    "bench": "hito.bench",
+    "infra": "hito.infra",  # package data only: configs and scripts
+}
 CLIENT_LIBRARIES = (
     "faust",
     "mode",

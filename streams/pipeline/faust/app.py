@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
+from typing import Any
 
 import faust
 
@@ -33,7 +34,8 @@ def create_app(
     datadir.parent.mkdir(parents=True, exist_ok=True)
     app = faust.App(
         app_id,
-        broker=f"kafka://{settings.kafka.bootstrap}",
+        # Every broker of a cluster: the app still starts while one of them is down.
+        broker=[f"kafka://{address}" for address in settings.kafka.addresses],
         # The pipeline user: reads raw, writes clean and DLQ, owns its app's internal topics.
         broker_credentials=faust_credentials(settings.kafka, "pipeline"),
         value_serializer="raw",
@@ -44,7 +46,11 @@ def create_app(
         store="memory://",
         # Faust's working files go under the state directory, never the current directory.
         datadir=str(datadir),
+        # acks=all and (below) idempotence: a write counts once it is on min.insync.replicas
+        # brokers, and a retried send after a broker failure is never written twice.
         producer_acks=-1,
+        # The app's own topics (changelogs) are replicated like the data topics.
+        topic_replication_factor=settings.kafka.topic_replication,
         consumer_auto_offset_reset="earliest",
         # No standby copies: a worker holds (and writes to InfluxDB) only what it owns.
         table_standby_replicas=0,
@@ -67,4 +73,16 @@ def create_app(
     # Faust builds its consumer from the transport's Consumer class when the app starts.
     inputs = settings.pipeline.topics.inputs
     app.transport.Consumer = gapless_consumer_class(inputs, on_rewind, on_skip)  # type: ignore[misc]
+    app.transport.Producer = _idempotent(app.transport.Producer)  # type: ignore[misc]
     return app
+
+
+def _idempotent(base: type[Any]) -> type[Any]:
+    """Faust's aiokafka producer with ``enable_idempotence`` (Faust sets it only inside
+    transactions, which Hito does not use)."""
+
+    class IdempotentProducer(base):  # type: ignore[misc]
+        def _settings_extra(self) -> Mapping[str, Any]:
+            return {**super()._settings_extra(), "enable_idempotence": True}
+
+    return IdempotentProducer

@@ -2,8 +2,8 @@
 `hito pager`. A surge at one site pages CheckpointSurge for that site only, in time, and
 resolves when it ends; a silent device, a garbage flood and a stopped InfluxDB page too.
 
-One scenario (about 8 minutes) shared by the tests below; the worker is a real process on a
-metrics port Prometheus scrapes.
+One scenario (about 8 minutes) shared by the tests below; the worker is a real process that
+Prometheus discovers from its target file, as every `hito worker`.
 """
 
 from __future__ import annotations
@@ -32,8 +32,9 @@ from hito.device.simulate.runner import send_messages
 from hito.runtime import Runtime
 from hito.settings import HitoSettings
 from hito.stack import manager, process
+from hito.stack.monitoring import runbook_base_url
 from hito.stack.services import SERVICES
-from hito.stack.worker_process import WorkerProcess
+from hito.stack.worker_process import WorkerProcess, free_port
 from tests.integration.pipeline.conftest import make_isolated
 from tests.integration.pipeline.test_faults import make_runner_quiet
 
@@ -52,7 +53,7 @@ SILENT_DEVICE = random.SystemRandom().choice(
 )
 SILENT_AFTER_S = 30.0
 FLOOD_START_S, FLOOD_S, FLOOD_RATE = 60.0, 150.0, 30.0
-METRICS_PORT = 19101  # one of the worker ports Prometheus scrapes
+METRICS_PORT = free_port()  # any port: the worker registers itself for Prometheus
 SCRAPE_S = 5.0
 FOR_S = 60.0
 
@@ -223,7 +224,9 @@ def test_surge_pages_for_its_site_only_within_for_plus_two_scrapes(run: Run) -> 
     assert pages, "no CheckpointSurge page"
     assert {p["site"] for p in pages} == {SURGE_SITE}
     assert all(p["urgency"] == "critical" and p["severity"] == "critical" for p in pages)
-    assert all(p["runbook_url"] == "docs/runbooks/CheckpointSurge.md" for p in pages)
+    # A link under the configured base (the external label runbook_base), to that runbook.
+    runbook = f"{runbook_base_url(run.settings)}/CheckpointSurge.md"
+    assert all(p["runbook_url"] == runbook for p in pages)
     assert run.surge_visible_at is not None
     first = min(datetime.fromisoformat(p["received_at"]) for p in pages)
     delay = (first - run.surge_visible_at).total_seconds()

@@ -17,7 +17,7 @@ from hito.settings import HitoSettings
 from hito.stack import manager, process
 from hito.stack.progress import make_runner
 from hito.stack.services import SERVICES
-from hito.stack.worker_process import WorkerProcess
+from hito.stack.worker_process import WorkerProcess, free_port
 from tests.integration.pipeline.test_aggregation import (
     assert_exact,
     expected_from,
@@ -25,7 +25,7 @@ from tests.integration.pipeline.test_aggregation import (
     totals,
 )
 
-PORTS = (19102, 19103)
+PORTS = (free_port(), free_port())  # any ports: workers register themselves for Prometheus
 
 
 def _fleet(runtime: Runtime, count: int, seed: int) -> tuple[list[SimMessage], dict[str, Any]]:

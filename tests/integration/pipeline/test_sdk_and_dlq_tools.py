@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import json
 import os
 import subprocess
 import sys
@@ -194,7 +195,20 @@ def test_dlq_inspect_redacts_and_replay_resubmits_after_a_fix(
         **{r: str(n) for r, n in on_dlq.items()},
         "total": str(sum(on_dlq.values())),
     }
+    # The same for scripts: one JSON document with the counts and the redacted samples.
+    as_json = subprocess.run(
+        [sys.executable, "-m", "hito.cli", "dlq", "inspect", "--samples", "2", "--json"],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=120,
+    )
+    assert as_json.returncode == 0, as_json.stderr
+    doc = json.loads(as_json.stdout)
+    assert (doc["topic"], doc["total"]) == (isolated.pipeline.dlq_topic, sum(on_dlq.values()))
+    assert doc["by_reason"] == dict(sorted(on_dlq.items()))
+    assert Counter(s["reason"] for s in doc["samples"]) == {r: min(n, 2) for r, n in on_dlq.items()}
     for m in messages:  # no original bytes, hence no document numbers, in the output
         if m.expected != "valid" and b"document_number" in m.value:
-            doc = m.value.split(b'"document_number":"')[1].split(b'"')[0].decode()
-            assert doc not in out.stdout
+            number = m.value.split(b'"document_number":"')[1].split(b'"')[0].decode()
+            assert number not in out.stdout and number not in as_json.stdout

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -42,6 +43,22 @@ def test_up_twice_starts_nothing_and_status_is_healthy(stack: HitoSettings) -> N
     assert "Pipeline (Prometheus, last minute)" in status.stdout
     assert "Open alerts (" in status.stdout
     assert "not available" not in status.stdout, status.stdout
+
+    # The same for scripts: one JSON document.
+    as_json = _hito("status", "--json")
+    assert as_json.returncode == 0, as_json.stderr
+    doc = json.loads(as_json.stdout)
+    assert doc["healthy"] is True and doc["problems"] == []
+    by_name = {s["name"]: s for s in doc["services"]}
+    assert {n: (s["healthy"], s["url"].rsplit(":", 1)[1]) for n, s in by_name.items()} == {
+        "kafka": (True, str(stack.kafka.port)),
+        "influxdb": (True, str(stack.influxdb.port)),
+        "prometheus": (True, str(stack.prometheus.port)),
+        "alertmanager": (True, str(stack.alertmanager.port)),
+        "pager": (True, str(stack.pager_port)),
+    }
+    assert set(doc["pipeline"]) >= {"workers", "events_per_s", "dlq_per_s", "lag"}
+    assert "Watchdog" in {a["alertname"] for a in doc["alerts"]}  # the alert path works
 
 
 def _pids(settings: HitoSettings) -> dict[str, str]:

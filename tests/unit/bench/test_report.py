@@ -94,3 +94,27 @@ def test_verdicts_fail_short_figures_and_skip_missing_ones() -> None:
 def test_ahead_of_the_peer_means_strictly_ahead() -> None:
     f = figures_of({"hito-1w": _result("a", 10, 1.0), "quix": _result("b", 10, 1.0)}, None, None)
     assert {v["figure"]: v["passed"] for v in verdicts(f)}["hito_vs_quix"] is False
+
+
+def test_the_json_summary_is_the_headline_of_the_report() -> None:
+    """`hito bench --json`: figures, verdicts, errors and where the full report is."""
+    from hito.bench.report import summary
+
+    report = {
+        "run": "r1",
+        "out": "/state/bench/r1/report.json",
+        "seconds": 12.5,
+        "figures": {"events_per_s": 2200.0},
+        "targets": [{"target": "latency", "verdict": "pass"}],
+        "errors": {},
+        "results": {"hito-1w": {"events": 20000}},
+        "machine": {"nproc": 2},
+    }
+    assert summary(report) == {
+        "run": "r1",
+        "report": "/state/bench/r1/report.json",
+        "seconds": 12.5,
+        "figures": {"events_per_s": 2200.0},
+        "targets": [{"target": "latency", "verdict": "pass"}],
+        "errors": {},
+    }

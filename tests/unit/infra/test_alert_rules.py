@@ -4,7 +4,6 @@ labelled, and every metric a rule reads is one the worker or the pager exports."
 from __future__ import annotations
 
 import re
-import shutil
 import subprocess
 from pathlib import Path
 
@@ -14,6 +13,7 @@ from hito.ops.pager.pages import PageLog
 from hito.ops.pager.server import Pager
 from hito.pipeline.metrics import PipelineMetrics
 from hito.settings import REPO_ROOT
+from tests.unit.infra.tools import tool
 
 PROM = REPO_ROOT / "infra" / "prometheus"
 RULE_TESTS = PROM / "tests" / "hito_test.yml"
@@ -22,12 +22,11 @@ ALERT_PATH = {"Watchdog", "PagerForwardFailing", "PagerForwardUnset"}
 # Fires for as long as Prometheus runs: it has no silent case to test (the pager catches its
 # silence), and severity "none" (it is a heartbeat, never a page).
 ALWAYS_FIRING = {"Watchdog"}
+RUNBOOK = "{{{{ $externalLabels.runbook_base }}}}/{}.md"
 
 
 def _promtool(*args: str, cwd: Path = PROM) -> subprocess.CompletedProcess[str]:
-    tool = shutil.which("promtool")
-    assert tool, "promtool missing: run infra/install-debian.sh"
-    return subprocess.run([tool, *args], capture_output=True, text=True, cwd=cwd)
+    return subprocess.run([tool("promtool"), *args], capture_output=True, text=True, cwd=cwd)
 
 
 def _rules() -> list[dict[str, object]]:
@@ -71,9 +70,26 @@ def test_every_spec_alert_exists_with_severity_summary_and_a_runbook() -> None:
         allowed = {"none"} if rule["alert"] in ALWAYS_FIRING else {"critical", "warning"}
         assert labels["severity"] in allowed, rule["alert"]
         assert notes["summary"], rule["alert"]
-        runbook = REPO_ROOT / str(notes["runbook_url"])
+        # A URL under the configured base (the external label runbook_base), never a path.
+        assert notes["runbook_url"] == RUNBOOK.format(rule["alert"]), rule["alert"]
+        runbook = REPO_ROOT / "docs" / "runbooks" / f"{rule['alert']}.md"
         assert runbook.is_file(), f"{rule['alert']}: no runbook at {runbook}"
         assert f"# {rule['alert']}" in runbook.read_text()
+
+
+def test_runbook_urls_follow_the_configured_base(tmp_path: Path) -> None:
+    """The same rules with another base: promtool now expects the URLs under that base, so
+    the annotation really is built from the external label, not written out."""
+    (tmp_path / "tests").mkdir()
+    (tmp_path / "rules").symlink_to(PROM / "rules")
+    text = RULE_TESTS.read_text().replace("runbooks.example.org/hito", "ops.example.net/rb")
+    (tmp_path / "tests" / "hito_test.yml").write_text(text)
+    assert _promtool("test", "rules", "tests/hito_test.yml", cwd=tmp_path).returncode == 0
+    only_urls = RULE_TESTS.read_text().replace(
+        'runbook_url: "https://runbooks.example.org/hito/', 'runbook_url: "https://elsewhere/'
+    )
+    (tmp_path / "tests" / "hito_test.yml").write_text(only_urls)
+    assert _promtool("test", "rules", "tests/hito_test.yml", cwd=tmp_path).returncode != 0
 
 
 def test_every_alert_has_a_firing_and_a_silent_rule_test() -> None:

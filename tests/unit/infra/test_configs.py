@@ -2,24 +2,18 @@
 
 from __future__ import annotations
 
+import json
 import re
-import shutil
 import subprocess
 from pathlib import Path
 
 import pytest
 import yaml
 
-from hito.settings import REPO_ROOT, HitoSettings
+from hito.settings import REPO_ROOT, HitoSettings, PrometheusSettings
+from tests.unit.infra.tools import tool as _tool
 
 INFRA = REPO_ROOT / "infra"
-
-
-def _tool(name: str) -> str:
-    found = shutil.which(name)
-    # No skip: CI installs the Debian packages; a missing tool is a failed setup.
-    assert found, f"{name} missing: run infra/install-debian.sh"
-    return found
 
 
 def test_promtool_accepts_the_prometheus_config() -> None:
@@ -54,13 +48,74 @@ def test_promtool_rejects_a_broken_config(tmp_path: Path) -> None:
 def test_prometheus_targets_match_the_settings() -> None:
     s = HitoSettings()
     cfg = yaml.safe_load((INFRA / "prometheus" / "prometheus.yml").read_text())
-    jobs = {j["job_name"]: j["static_configs"][0]["targets"] for j in cfg["scrape_configs"]}
-    assert jobs["hito-worker"] == [f"127.0.0.1:{p}" for p in s.worker_metrics_ports]
-    assert jobs["hito-pager"] == [f"127.0.0.1:{s.pager_port}"]
-    assert jobs["influxdb"] == [f"{s.influxdb.host}:{s.influxdb.port}"]
-    assert jobs["prometheus"] == [f"{s.prometheus.host}:{s.prometheus.port}"]
+    jobs = {j["job_name"]: j for j in cfg["scrape_configs"]}
+    static = {
+        name: job["static_configs"][0]["targets"]
+        for name, job in jobs.items()
+        if "static_configs" in job
+    }
+    assert static == {
+        "hito-pager": [f"127.0.0.1:{s.pager_port}"],
+        "influxdb": [f"{s.influxdb.host}:{s.influxdb.port}"],
+        "prometheus": [f"{s.prometheus.host}:{s.prometheus.port}"],
+        "alertmanager": [f"{s.alertmanager.host}:{s.alertmanager.port}"],
+    }
+    # Workers are discovered from files, never listed: no fixed worker port anywhere.
+    assert jobs["hito-worker"] == {
+        "job_name": "hito-worker",
+        "file_sd_configs": [{"files": ["targets/workers/*.json"]}],
+    }
     am = cfg["alerting"]["alertmanagers"][0]["static_configs"][0]["targets"]
     assert am == [f"{s.alertmanager.host}:{s.alertmanager.port}"]
+
+
+def test_the_stack_copy_discovers_workers_in_the_state_directory(tmp_path: Path) -> None:
+    """`hito up` runs a copy with absolute rule files, the worker target directory of its
+    state directory, the settings' ports and the runbook base; promtool accepts it."""
+    from hito.stack.discovery import register
+    from hito.stack.monitoring import stack_prometheus_config
+
+    settings = HitoSettings(
+        state_dir=tmp_path / "state",
+        prometheus=PrometheusSettings(port=29090, runbook_base_url="https://wiki.example/rb/"),
+    )
+    shipped_dir = INFRA / "prometheus"
+    text = stack_prometheus_config(
+        (shipped_dir / "prometheus.yml").read_text(), shipped_dir, settings
+    )
+    cfg = yaml.safe_load(text)
+    targets = tmp_path / "state" / "prometheus" / "targets" / "workers"
+    [workers] = [j for j in cfg["scrape_configs"] if j["job_name"] == "hito-worker"]
+    assert workers["file_sd_configs"] == [{"files": [f"{targets}/*.json"]}]
+    assert cfg["rule_files"] == [f"{shipped_dir}/rules/*.yml"]
+    assert cfg["global"]["external_labels"]["runbook_base"] == "https://wiki.example/rb"
+    [own] = [j for j in cfg["scrape_configs"] if j["job_name"] == "prometheus"]
+    assert own["static_configs"] == [{"targets": ["127.0.0.1:29090"]}]
+    # A worker's file lands where the copy looks, in the format file discovery reads.
+    path = register(settings, "127.0.0.1:41234", {"app_id": "hito"})
+    assert path.parent == targets and path.match("*.json")
+    assert json.loads(path.read_text()) == [
+        {"targets": ["127.0.0.1:41234"], "labels": {"app_id": "hito"}}
+    ]
+    assert [p.name for p in targets.iterdir()] == [path.name]  # no temporary file left
+    copy = tmp_path / "prometheus.yml"
+    copy.write_text(text)
+    result = subprocess.run(
+        [_tool("promtool"), "check", "config", str(copy)], capture_output=True, text=True
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_the_stack_copy_refuses_a_config_without_worker_discovery(tmp_path: Path) -> None:
+    from hito.stack.monitoring import stack_prometheus_config
+
+    shipped_dir = INFRA / "prometheus"
+    cfg = yaml.safe_load((shipped_dir / "prometheus.yml").read_text())
+    [workers] = [j for j in cfg["scrape_configs"] if j["job_name"] == "hito-worker"]
+    del workers["file_sd_configs"]
+    workers["static_configs"] = [{"targets": ["127.0.0.1:19100"]}]
+    with pytest.raises(ValueError, match="must discover workers from files"):
+        stack_prometheus_config(yaml.safe_dump(cfg), shipped_dir, HitoSettings(state_dir=tmp_path))
 
 
 def test_alertmanager_pages_the_pager_port_with_its_bearer_token() -> None:
@@ -93,36 +148,30 @@ def test_the_watchdog_is_re_sent_every_minute_and_never_resolved() -> None:
     assert watchdog["webhook_configs"][0]["send_resolved"] is False
 
 
-@pytest.mark.parametrize("tool", ["amtool", "amtool-v0.35.0"])
-def test_the_config_the_stack_runs_names_the_state_directory_token(
-    tmp_path: Path, tool: str
-) -> None:
-    """`hito up` runs a copy whose webhooks read the token from the state directory; it is
-    valid for Debian's Alertmanager 0.25 and for the 0.35 build when that is cached."""
+def test_the_config_the_stack_runs_names_the_state_directory_token(tmp_path: Path) -> None:
+    """`hito up` runs a copy whose webhooks read the token from the state directory and reach
+    the settings' pager port; amtool accepts it."""
     from hito.stack.services import with_token_file
 
-    if tool == "amtool":
-        amtool = _tool("amtool")
-    else:
-        cached = HitoSettings().cache_dir / "bin" / tool
-        if not cached.exists():
-            pytest.skip(f"{cached} not built (infra/alertmanager/build.sh)")
-        amtool = str(cached)
     token = tmp_path / "state" / "pager" / "token"
-    rendered = with_token_file((INFRA / "alertmanager" / "alertmanager.yml").read_text(), token)
+    shipped = (INFRA / "alertmanager" / "alertmanager.yml").read_text()
+    rendered = with_token_file(shipped, token, pager="127.0.0.1:29097")
     copy = tmp_path / "alertmanager.yml"
     copy.write_text(rendered)
-    result = subprocess.run([amtool, "check-config", str(copy)], capture_output=True, text=True)
+    result = subprocess.run(
+        [_tool("amtool"), "check-config", str(copy)], capture_output=True, text=True
+    )
     assert result.returncode == 0, result.stdout + result.stderr
     cfg = yaml.safe_load(rendered)
-    files = [
-        w["http_config"]["authorization"]["credentials_file"]
-        for r in cfg["receivers"]
-        for w in r["webhook_configs"]
-    ]
+    hooks = [w for r in cfg["receivers"] for w in r["webhook_configs"]]
+    files = [w["http_config"]["authorization"]["credentials_file"] for w in hooks]
     assert files == [str(token.resolve())] * 3
-    shipped = yaml.safe_load((INFRA / "alertmanager" / "alertmanager.yml").read_text())
-    assert cfg["route"] == shipped["route"]
+    assert [w["url"] for w in hooks] == [
+        "http://127.0.0.1:29097/alerts/critical",
+        "http://127.0.0.1:29097/alerts/low",
+        "http://127.0.0.1:29097/alerts/watchdog",
+    ]
+    assert cfg["route"] == yaml.safe_load(shipped)["route"]
 
 
 def test_the_stack_prepares_a_private_token_before_alertmanager_and_the_pager(
@@ -243,3 +292,36 @@ def test_kafka_version_in_pom_matches_settings() -> None:
     match = re.search(r"<kafka.version>(.+?)</kafka.version>", pom)
     assert match is not None
     assert match[1] == HitoSettings().kafka.version
+
+
+def test_setup_disables_debians_prometheus_units(tmp_path: Path) -> None:
+    """Nothing the setup leaves behind starts by itself at boot: where an earlier setup
+    installed Debian's prometheus packages (enabled units, all interfaces), the install script
+    disables them (stand-ins for dpkg-query and systemctl record what it asked)."""
+    import os
+    import stat
+
+    fake = tmp_path / "bin"
+    fake.mkdir()
+    calls = tmp_path / "calls"
+    scripts = {
+        "dpkg-query": 'case "$*" in *prometheus-node-exporter*) exit 1;; esac\n'
+        'printf "install ok installed"\n',
+        "systemctl": f'echo "$*" >> {calls}\ncase "$1" in is-enabled) exit 0;; *) exit 0;; esac\n',
+    }
+    for name, body in scripts.items():
+        path = fake / name
+        path.write_text("#!/usr/bin/env bash\n" + body)
+        path.chmod(path.stat().st_mode | stat.S_IXUSR)
+    env = {**os.environ, "PATH": f"{fake}:{os.environ['PATH']}"}
+    done = subprocess.run(
+        ["bash", str(INFRA / "install-debian.sh")], capture_output=True, text=True, env=env
+    )
+    assert done.returncode == 0, done.stderr
+    assert calls.read_text().splitlines() == [
+        "is-enabled prometheus",
+        "disable prometheus",
+        "is-enabled prometheus-alertmanager",
+        "disable prometheus-alertmanager",
+    ]
+    assert "prometheus" not in (INFRA / "install-debian.sh").read_text().split("declare -A need")[1]

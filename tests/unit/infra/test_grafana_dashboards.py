@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import json
 import re
-import shutil
 import subprocess
 from datetime import UTC, datetime
 from pathlib import Path
@@ -28,6 +27,7 @@ from hito.pipeline.stages import aggregate
 from hito.pipeline.state import pipeline_counts
 from hito.schemas.clean import CleanEvent
 from hito.settings import REPO_ROOT
+from tests.unit.infra.tools import tool as promtool
 
 GRAFANA = REPO_ROOT / "infra" / "grafana"
 DASHBOARDS = sorted((GRAFANA / "dashboards").glob("*.json"))
@@ -218,8 +218,7 @@ def test_promql_parses_and_reads_exported_metrics(path: Path, tmp_path: Path) ->
     }
     rule_file = tmp_path / "dash.yml"
     rule_file.write_text(yaml.safe_dump(rules))
-    tool = shutil.which("promtool")
-    assert tool, "promtool missing: run infra/install-debian.sh"
+    tool = promtool("promtool")
     result = subprocess.run(
         [tool, "check", "rules", str(rule_file)], capture_output=True, text=True
     )

@@ -11,7 +11,9 @@ from hito.schemas.export import EXPORT_DIR, export, rendered_schemas
 def test_committed_schemas_have_not_drifted() -> None:
     rendered = rendered_schemas()
     committed = {p.name: p.read_text(encoding="utf-8") for p in EXPORT_DIR.glob("*.json")}
-    assert committed == rendered, "run `hito schema export` and commit schemas/jsonschema/"
+    assert committed == rendered, (
+        "run `hito schema export --dir schemas` and commit schemas/jsonschema/"
+    )
 
 
 def test_export_marks_pii_and_forbids_extra_fields(tmp_path: Path) -> None:

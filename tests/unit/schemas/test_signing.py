@@ -258,18 +258,16 @@ def _vector(name: str) -> dict[str, Any]:
 def test_committed_vectors_have_not_drifted() -> None:
     committed = signing_vectors.VECTORS_PATH.read_text(encoding="utf-8")
     assert committed == signing_vectors.render(), (
-        "run `hito schema export` and commit schemas/signing-vectors.json"
+        "run `hito schema export --dir schemas` and commit schemas/signing-vectors.json"
     )
 
 
 def test_schema_export_writes_the_vectors(tmp_path: Path) -> None:
-    out = tmp_path / "vectors.json"
-    result = CliRunner().invoke(
-        app, ["schema", "export", "--dir", str(tmp_path / "schemas"), "--vectors", str(out)]
-    )
+    result = CliRunner().invoke(app, ["schema", "export", "--dir", str(tmp_path / "out")])
     assert result.exit_code == 0, result.output
+    out = tmp_path / "out" / "signing-vectors.json"
     assert out.read_text(encoding="utf-8") == signing_vectors.render()
-    assert len(list((tmp_path / "schemas").glob("*.schema.json"))) == 5
+    assert len(list((tmp_path / "out" / "jsonschema").glob("*.schema.json"))) == 5
 
 
 def test_vectors_cover_the_number_forms_text_and_every_schema() -> None:

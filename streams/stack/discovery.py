@@ -1,0 +1,91 @@
+"""How Prometheus finds the workers: file service discovery.
+
+Each `hito worker` writes one target file, ``<worker_targets_dir>/worker-<host>-<port>.json``,
+when its metrics endpoint is up, and removes it when it stops cleanly. Prometheus watches the
+directory (``file_sd_configs`` of job ``hito-worker``) and scrapes whatever is listed, so a
+worker started anywhere, on any port, is scraped within seconds without a config change.
+
+A worker that dies (kill -9, a crash, a lost host) leaves its file: Prometheus keeps scraping
+the dead address, ``up`` is 0, and ``WorkerDown`` pages. A worker stopped cleanly takes its
+file away: it is no longer a target, so its stop is not an alert (scaling down is planned);
+if it was the last worker, ``WorkerDown`` (critical: no worker at all) still pages.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+from pathlib import Path
+
+from hito.settings import HitoSettings
+
+
+def worker_targets_dir(settings: HitoSettings) -> Path:
+    """The directory of the workers' scrape target files."""
+    configured = settings.prometheus.worker_targets_dir
+    return configured or settings.state_dir / "prometheus" / "targets" / "workers"
+
+
+def target_file(settings: HitoSettings, address: str) -> Path:
+    host, _, port = address.rpartition(":")
+    return worker_targets_dir(settings) / f"worker-{host}-{port}.json"
+
+
+def register(settings: HitoSettings, address: str, labels: dict[str, str]) -> Path:
+    """Write the target file of a worker serving metrics at ``address`` (host:port).
+
+    Atomic: written under a name Prometheus' ``*.json`` pattern does not match, then renamed,
+    so Prometheus never reads half a file (a malformed file would keep its old targets)."""
+    path = target_file(settings, address)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.parent / f".{path.name}.{os.getpid()}.tmp"
+    tmp.write_text(json.dumps([{"targets": [address], "labels": labels}]) + "\n")
+    tmp.replace(path)
+    return path
+
+
+def unregister(path: Path) -> None:
+    path.unlink(missing_ok=True)
+
+
+def registered(settings: HitoSettings) -> list[str]:
+    """Every address listed in the target directory (dead workers' too)."""
+    out: list[str] = []
+    for path in sorted(worker_targets_dir(settings).glob("*.json")):
+        try:
+            groups = json.loads(path.read_text())
+        except (OSError, ValueError):
+            continue
+        out += [t for group in groups for t in group.get("targets", [])]
+    return out
+
+
+def local_marker(settings: HitoSettings, pid: int | None = None) -> Path:
+    """Where a worker notes its metrics address for `hito probe --worker` on the same host
+    (a container's healthcheck finds its own worker there: same host name, its pid)."""
+    name = f"worker-{socket.gethostname()}-{pid or os.getpid()}.address"
+    return settings.state_dir / "run" / name
+
+
+def mark_local(settings: HitoSettings, address: str) -> Path:
+    path = local_marker(settings)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(address + "\n")
+    return path
+
+
+def local_workers(settings: HitoSettings) -> list[str]:
+    """Metrics addresses of this host's running workers (their markers; dead ones skipped)."""
+    out = []
+    pattern = f"worker-{socket.gethostname()}-*.address"
+    for path in sorted((settings.state_dir / "run").glob(pattern)):
+        pid = int(path.name.removesuffix(".address").rsplit("-", 1)[1])
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            continue
+        except PermissionError:
+            pass
+        out.append(path.read_text().strip())
+    return out

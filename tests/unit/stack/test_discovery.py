@@ -1,0 +1,79 @@
+"""Workers' target files for Prometheus' file discovery: written atomically where the settings
+say, removed on a clean stop (the live checks are tests/integration/stack/test_discovery.py)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from hito.settings import HitoSettings, PrometheusSettings
+from hito.stack import discovery
+
+
+def test_register_writes_one_file_per_worker_and_unregister_removes_it(tmp_path: Path) -> None:
+    settings = HitoSettings(state_dir=tmp_path)
+    a = discovery.register(settings, "127.0.0.1:40001", {"app_id": "hito"})
+    b = discovery.register(settings, "127.0.0.1:40002", {"app_id": "hito"})
+    assert a.parent == tmp_path / "prometheus" / "targets" / "workers"
+    assert sorted(p.name for p in a.parent.iterdir()) == [
+        "worker-127.0.0.1-40001.json",
+        "worker-127.0.0.1-40002.json",
+    ]
+    assert json.loads(b.read_text()) == [
+        {"targets": ["127.0.0.1:40002"], "labels": {"app_id": "hito"}}
+    ]
+    assert discovery.registered(settings) == ["127.0.0.1:40001", "127.0.0.1:40002"]
+    discovery.unregister(a)
+    discovery.unregister(a)  # twice: no error
+    assert discovery.registered(settings) == ["127.0.0.1:40002"]
+
+
+def test_the_directory_can_be_set(tmp_path: Path) -> None:
+    shared = tmp_path / "shared-volume"
+    settings = HitoSettings(
+        state_dir=tmp_path / "state", prometheus=PrometheusSettings(worker_targets_dir=shared)
+    )
+    path = discovery.register(settings, "127.0.0.1:40003", {})
+    assert path == shared / "worker-127.0.0.1-40003.json"
+    assert path == discovery.target_file(settings, "127.0.0.1:40003")
+
+
+def test_an_unreadable_file_is_skipped_when_listing(tmp_path: Path) -> None:
+    settings = HitoSettings(state_dir=tmp_path)
+    discovery.register(settings, "127.0.0.1:40004", {})
+    (discovery.worker_targets_dir(settings) / "broken.json").write_text("[{")
+    assert discovery.registered(settings) == ["127.0.0.1:40004"]
+
+
+def test_probe_answers_for_this_hosts_live_workers_only(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`hito probe --worker` (the worker container's healthcheck) checks the workers whose
+    local marker names a live process of this host, and fails when one does not answer."""
+    from prometheus_client import CollectorRegistry, start_http_server
+    from typer.testing import CliRunner
+
+    from hito.cli import app
+
+    monkeypatch.setenv("HITO_STATE_DIR", str(tmp_path))
+    settings = HitoSettings(state_dir=tmp_path)
+    runner = CliRunner()
+    assert runner.invoke(app, ["probe", "--worker"]).exit_code == 1  # no worker at all
+    server, thread = start_http_server(0, addr="127.0.0.1", registry=CollectorRegistry())
+    try:
+        live = f"127.0.0.1:{server.server_port}"
+        discovery.mark_local(settings, live)
+        # A marker of a process that is gone (a crashed worker) is not checked.
+        dead = discovery.local_marker(settings, pid=2**22 + 1)
+        dead.write_text("127.0.0.1:1\n")
+        assert discovery.local_workers(settings) == [live]
+        result = runner.invoke(app, ["probe", "--worker"])
+        assert (result.exit_code, result.output) == (0, "ok: 1 answering\n")
+        closed = "http://127.0.0.1:1/health"
+        failed = runner.invoke(app, ["probe", "--worker", closed])
+        assert failed.exit_code == 1
+    finally:
+        server.shutdown()
+        thread.join(timeout=5)
