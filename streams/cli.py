@@ -17,6 +17,7 @@ import typer
 from hito.commands import (
     bench,
     demo,
+    devices,
     dlq,
     influx,
     kafka,
@@ -76,6 +77,7 @@ app.add_typer(policy.policy_app, name="policy")
 app.add_typer(pager.pager_app, name="pager")
 app.add_typer(kafka.kafka_app, name="kafka")
 app.add_typer(influx.influx_app, name="influx")
+app.add_typer(devices.devices_app, name="devices")
 
 
 def main() -> None:
