@@ -140,6 +140,12 @@ def _ends(parts: list[bytes]) -> NDArray[np.uint32]:
     return ends.astype(np.uint32)
 
 
+def _spans(ends: NDArray[np.uint32]) -> tuple[NDArray[np.int64], NDArray[np.int64]]:
+    """(starts, lengths) of the parts whose end offsets are ``ends``."""
+    starts = ends[:-1].astype(np.int64)
+    return starts, ends[1:].astype(np.int64) - starts
+
+
 class DeviceRegistry:
     """Registered devices by id (see the module's docstring for the layout)."""
 
@@ -263,14 +269,45 @@ class DeviceRegistry:
         )
 
     def moved_to(self, other: DeviceRegistry) -> NDArray[np.int64]:
-        """For each of this registry's entries, its index in ``other`` (-1: not there)."""
+        """For each of this registry's entries, its index in ``other`` (-1: not there).
+
+        Vectorised (a registry reload at a million devices must not stall the worker): each
+        entry's hash is looked up in ``other``'s sorted hashes, and the candidate's id compared
+        byte for byte; only ids whose hash ``other`` holds for another id are looked up one
+        by one."""
+        n = self._n
         if self.same_entries(other):
-            return np.arange(self._n, dtype=np.int64)
-        out = np.full(self._n, -1, dtype=np.int64)
-        for i in range(self._n):
+            return np.arange(n, dtype=np.int64)
+        out = np.full(n, -1, dtype=np.int64)
+        if not n or not other._n:
+            return out
+        mine, theirs = self.columns, other.columns
+        hashes = np.empty(n, dtype=np.uint32)
+        hashes[mine.order] = mine.hashes  # by entry
+        at = np.minimum(np.searchsorted(theirs.hashes, hashes), other._n - 1)
+        there = theirs.hashes[at] == hashes
+        candidate = theirs.order[at].astype(np.int64)
+        my_start, my_len = _spans(mine.id_ends)
+        their_start, their_len = _spans(theirs.id_ends)
+        same = there & (my_len == their_len[candidate])
+        my_ids = np.frombuffer(mine.ids, dtype=np.uint8)
+        their_ids = np.frombuffer(theirs.ids, dtype=np.uint8)
+        for chunk in np.array_split(np.flatnonzero(same), max(1, n // 65536)):
+            if not len(chunk):
+                continue
+            lengths = my_len[chunk]
+            firsts = np.cumsum(lengths) - lengths  # where each id starts in the chunk's bytes
+            owner = np.repeat(np.arange(len(chunk)), lengths)
+            within = np.arange(int(lengths.sum())) - firsts[owner]
+            differ = (
+                my_ids[my_start[chunk][owner] + within]
+                != their_ids[their_start[candidate[chunk]][owner] + within]
+            )
+            same[chunk[np.add.reduceat(differ, firsts) > 0]] = False
+        out[same] = candidate[same]
+        for i in np.flatnonzero(there & ~same).tolist():  # another id with the same hash
             j = other.index_of(self.device_id(i))
-            if j is not None:
-                out[i] = j
+            out[i] = -1 if j is None else j
         return out
 
     @classmethod

@@ -148,6 +148,10 @@ def test_entries_carried_over_when_devices_are_appended_or_moved() -> None:
     assert old.moved_to(appended).tolist() == list(range(10))
     shuffled = DeviceRegistry([*_devices(10)[5:], *_devices(10)[:3]])  # 3, 4 removed
     assert old.moved_to(shuffled).tolist() == [5, 6, 7, -1, -1, 0, 1, 2, 3, 4]
+    # Ids sharing a hash are told apart by their bytes.
+    a, b = (Device(i, "site-x", "sensor", b"k" * 16) for i in COLLIDING)
+    assert DeviceRegistry([a, b]).moved_to(DeviceRegistry([b, a])).tolist() == [1, 0]
+    assert DeviceRegistry([a, *_devices(3)]).moved_to(DeviceRegistry([b])).tolist() == [-1] * 4
 
 
 def _csv(tmp_path: Path, *rows: str) -> Path:
