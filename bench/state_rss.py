@@ -14,7 +14,8 @@ has sent one event in the current window, and measures its RSS after each step:
 - the aggregate windows' raw-offset marks (a mark per raw partition, whatever the devices);
 - M distinct identities crossing once today: pseudonymised for ``repeat_crossings``
   (``hito.pipeline.pseudonyms``) and recorded in that purpose's per-person day state (the
-  ``repeat-days`` table value the aggregate agent writes), the only state that grows with
+  ``repeat-days`` table's value the aggregate agent writes, into the table's store,
+  ``PersonDays``: a person who crossed once is an array row), the only state that grows with
   identities; it is deleted once the day is published.
 
 The dedup state is the same 30 bytes a device however much it has sent; the model also gives
@@ -77,6 +78,7 @@ def build(devices: int, identities: int) -> dict[str, Any]:
     from hito.pipeline.stages import aggregate, dedup, repeat
     from hito.pipeline.state import dedup_compact, repeat_days
     from hito.pipeline.state.dedup_arrays import DedupArrays
+    from hito.pipeline.state.person_days import PersonDays
     from hito.settings import PipelineSettings
 
     steps: list[dict[str, Any]] = []
@@ -126,7 +128,8 @@ def build(devices: int, identities: int) -> dict[str, Any]:
         }
     step("window raw-offset marks")
     epoch = epoch_of(start, 86400)
-    repeat_table: dict[str, Any] = {}
+    # The repeat-days table's store data (hito.pipeline.state.stores).
+    repeat_table = PersonDays(lambda: registry)
     for i in range(identities):
         person = pseudonym(bytes(32), "repeat_crossings", "document_number", f"P{i:09d}", epoch)
         device = registry.device_id(i % devices) if devices else "dev-0"

@@ -35,7 +35,7 @@ from hito.pipeline.output import Send
 from hito.pipeline.sinks.influx import InfluxSink
 from hito.pipeline.stages.repeat import MEASUREMENT as REPEAT_CROSSINGS
 from hito.pipeline.stages.repeat import RepeatRules
-from hito.pipeline.state import dedup_store
+from hito.pipeline.state import stores
 from hito.pipeline.state.changelog import TableWriter
 from hito.pipeline.state.pipeline_counts import PipelineCounts
 from hito.pipeline.state.repeat_days import RepeatDays
@@ -113,14 +113,14 @@ def build_worker(
             ("agg-windows", "Per partition, site and window: counts and the raw offsets in them"),
         )
     }
-    # Its values live in arrays by registry entry (hito.pipeline.state.dedup_store); the
+    # Its values live in arrays by registry entry (hito.pipeline.state.stores); the
     # changelog's records are device_id -> SeqState.to_json(), as with Faust's own store.
     tables["dedup-seq"] = app.Table(
         "dedup-seq",
         default=None,
         partitions=p.topic_partitions,
         help="Per device: highest seq seen and the window of recent ones",
-        store=dedup_store.STORE_URL,
+        store=stores.DEDUP_URL,
         options={"window": p.dedup_window, "registry": registry},
     )
     tables[PERSON_STATE_TABLE] = app.Table(
@@ -129,6 +129,9 @@ def build_worker(
         partitions=p.topic_partitions,
         help="Per partition, site, day and pseudonym: the person's crossings (repeat_crossings)",
         extra_topic_configs=person_state_changelog_configs(runtime.policy),
+        # A person who crossed once is an array row, ~32 bytes (hito.pipeline.state.stores).
+        store=stores.PERSON_DAYS_URL,
+        options={"registry": registry},
     )
     # The sink writes with the bucket-scoped pipeline token, never the admin token; checked
     # here so a worker without one fails at start, and read again whenever InfluxDB refuses it.
@@ -218,7 +221,7 @@ def build_worker(
     # Devices are reported by the worker that owns their partition now; losses from the dedup
     # state (hito.pipeline.device_metrics).
     metrics.devices.owned = lambda: app.consumer.assignment()
-    metrics.devices.losses = dedup_store.seq_states(tables["dedup-seq"]).missing
+    metrics.devices.losses = stores.seq_states(tables["dedup-seq"]).missing
     return Worker(
         app=app,
         ingest=ingest,

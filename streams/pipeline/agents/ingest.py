@@ -92,7 +92,7 @@ class Ingest:
         self._events = LabelledChildren(self.metrics.events)  # (source, outcome)
         self.source_of = self.topics.source_of_raw
         self.clean_topics = self.topics.clean_by_source
-        # The dedup table's store (hito.pipeline.state.dedup_store): states by registry entry.
+        # The dedup table's store (hito.pipeline.state.stores): states by registry entry.
         self.seqs: DedupArrays = self.seq_table.store.data
         assert isinstance(self.seqs, DedupArrays), "dedup-seq needs its store (worker.py)"
 
