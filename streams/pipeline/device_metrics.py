@@ -69,7 +69,7 @@ class DeviceActivity(Collector):
         # The partitions this worker owns now (None: all of them, e.g. in tests).
         self.owned: Callable[[], Collection[TopicPartition]] | None = None
         # Per entry of the registry followed: events missing (the dedup state's view).
-        self.losses: Callable[[], NDArray[np.int64]] | None = None
+        self.losses: Callable[[], NDArray[np.int64] | None] | None = None
         self._tps: list[TopicPartition] = []
         self._tp_index: dict[TopicPartition, int] = {}
         self._set(DeviceRegistry([]), np.zeros(0), np.zeros(0, dtype=np.uint16))
@@ -121,7 +121,11 @@ class DeviceActivity(Collector):
         sites, site_of = devices.sites, devices.columns.site_of
         mine = last > 0
         if self.owned is not None:
-            assigned, tps = set(self.owned()), list(self._tps)  # the event loop appends
+            try:
+                assigned = set(self.owned())
+            except Exception:  # no consumer yet (or stopping): it owns nothing to report
+                assigned = set()
+            tps = list(self._tps)  # the event loop appends
             owned = np.array([tp_ in assigned for tp_ in tps] + [False], dtype=bool)
             mine &= owned[np.minimum(tp, len(tps))]
         silent = mine & (last < self._clock() - self.silent_after_s)

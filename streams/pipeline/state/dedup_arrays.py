@@ -127,12 +127,19 @@ class DedupArrays(MutableMapping[str, str]):
             for device_id in [d for d, (_, p) in store.items() if p not in partitions]:
                 del store[device_id]
 
-    def missing(self) -> NDArray[np.int64]:
-        """Per entry: gaps opened and not filled (0 without a state), as int64."""
-        out = self.opened.astype(np.int64) - self.filled.astype(np.int64)
-        out[self.high < 0] = 0
-        for i, s in self.sparse.items():
-            out[i] = s.gaps_opened - s.gaps_filled
+    def missing(self) -> NDArray[np.int64] | None:
+        """Per entry: gaps opened and not filled (0 without a state), as int64. Called by
+        scrapes, from the metrics thread: None if the arrays were replaced meanwhile (a
+        registry reload; the next scrape has them)."""
+        high, opened, filled = self.high, self.opened, self.filled
+        sparse = list(self.sparse.items())  # one step under the GIL: a consistent copy
+        if not len(high) == len(opened) == len(filled):
+            return None
+        out = opened.astype(np.int64) - filled.astype(np.int64)
+        out[high < 0] = 0
+        for i, s in sparse:
+            if i < len(out):
+                out[i] = s.gaps_opened - s.gaps_filled
         np.maximum(out, 0, out=out)
         return out
 

@@ -96,3 +96,16 @@ def test_what_was_seen_follows_the_registry() -> None:
         )
     )
     assert _samples(prometheus)["hito_device_last_seen_seconds"] == {("north", "dev-002"): NOW - 1}
+
+
+def test_a_worker_without_a_consumer_yet_reports_counts_and_no_device() -> None:
+    prometheus, activity = _activity(2)
+    activity.seen(0, "raw", 0, NOW - 1)
+
+    def no_consumer() -> set[tuple[str, int]]:
+        raise RuntimeError("consumer not started")
+
+    activity.owned = no_consumer
+    got = _samples(prometheus)
+    assert got["hito_devices_seen"] == {("north",): 0.0, ("south",): 0.0}
+    assert "hito_device_last_seen_seconds" not in got

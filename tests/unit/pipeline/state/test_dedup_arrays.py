@@ -101,4 +101,5 @@ def test_missing_is_gaps_opened_minus_filled_never_below_zero() -> None:
     arrays.put(0, (10, 1, 0, 5, 2), 0)
     arrays.put(1, (10, 1, 0, 0, 3), 0)  # fills before the first event: more than opened
     arrays.put(2, _state([0, 2, *range(3, 200), 250]), 0)  # sparse: seq 1, then 200-249
-    assert arrays.missing().tolist() == [3, 0, 51, 0]
+    missing = arrays.missing()
+    assert missing is not None and missing.tolist() == [3, 0, 51, 0]
