@@ -219,7 +219,9 @@ def render(report: dict[str, Any], console: Console) -> None:
         console.print(
             f"State for {state['devices']:,} devices and {state['identities']:,} identities: "
             f"+{_fmt(state['state_growth_mb'], 0)} MB; modelled worker RSS "
-            f"{_fmt(state['modelled_worker_rss_mb'], 0)} MB"
+            f"{_fmt(state['modelled_worker_rss_mb'], 0)} MB; registry file "
+            f"{_fmt(state.get('registry_file_mb'), 1)} MB loaded in "
+            f"{_fmt(state.get('registry_load_s'), 2)} s"
         )
     for key, what in (("profile", "reading the data set"), ("profile_live", "at the latency rate")):
         prof = report.get(key)

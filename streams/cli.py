@@ -18,6 +18,7 @@ from hito.commands import (
     bench,
     demo,
     device,
+    devices,
     dlq,
     influx,
     kafka,
@@ -81,6 +82,7 @@ app.add_typer(policy.policy_app, name="policy")
 app.add_typer(pager.pager_app, name="pager")
 app.add_typer(kafka.kafka_app, name="kafka")
 app.add_typer(influx.influx_app, name="influx")
+app.add_typer(devices.devices_app, name="devices")
 
 
 def main() -> None:

@@ -27,14 +27,18 @@ def exclusive_lock(path: Path) -> Iterator[None]:
             fcntl.flock(handle, fcntl.LOCK_UN)
 
 
-def write_private(path: Path, text: str) -> None:
-    """Write ``text`` to ``path`` readable by this user only (0600), atomically: a reader sees
-    the old file or the new one, never half of it, and never a moment of wider permissions."""
+def write_private(path: Path, content: str | bytes) -> None:
+    """Write ``content`` to ``path`` readable by this user only (0600), atomically: a reader
+    sees the old file or the new one, never half of it, and never a moment of wider
+    permissions (a temporary file left by a crash keeps its mode: it is set again)."""
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_suffix(path.suffix + ".tmp")
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "w") as fh:
-        fh.write(text)
+    os.fchmod(fd, 0o600)
+    with os.fdopen(fd, "wb") as fh:
+        fh.write(content.encode() if isinstance(content, str) else content)
+        fh.flush()
+        os.fsync(fh.fileno())
     tmp.replace(path)
 
 

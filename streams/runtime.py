@@ -10,7 +10,7 @@ from hito.devices import DeviceRegistry
 from hito.pipeline.keystore import KeyStore, KeyStoreError
 from hito.pipeline.stages.outcomes import Limits
 from hito.schemas.privacy.policy import Policy, load_policy
-from hito.settings import PSEUDONYM_KEYS, REGISTRY, HitoSettings, PipelineSettings
+from hito.settings import PSEUDONYM_KEYS, HitoSettings, PipelineSettings
 
 
 @dataclass(frozen=True)
@@ -90,7 +90,10 @@ def load_runtime(settings: HitoSettings, now: datetime | None = None) -> Runtime
     store that does not fit the policy."""
     p, priv = settings.pipeline, settings.privacy
     # Every missing secret named at once (the development profile makes its own key store).
-    settings.require(*REGISTRY, *(() if settings.development_secrets else (PSEUDONYM_KEYS,)))
+    settings.require(
+        *settings.pipeline.registry_settings(),
+        *(() if settings.development_secrets else (PSEUDONYM_KEYS,)),
+    )
     policy = load_policy(priv.policy_file)
     return Runtime(
         settings=settings,

@@ -254,28 +254,36 @@ class PipelineSettings(_Frozen):
         le=5.0,
         description="How long a batch waits to fill: the latency an idle pipeline adds",
     )
-    devices_file: Path | None = Field(default=None, description="The device registry (YAML)")
+    devices_file: Path | None = Field(
+        default=None,
+        description="The device registry: YAML, or a registry file of `hito devices import` "
+        "(told apart by content; a registry file holds the keys)",
+    )
     device_keys_file: Path | None = Field(
-        default=None, description="Each device's HMAC key: a secret (0600 file)"
+        default=None,
+        description="Each device's HMAC key: a secret (0600 file); not read with a registry file",
     )
     registry_reload_s: float = Field(
         default=5.0, gt=0.0, description="How often workers look for registry changes"
     )
 
-    def registry_files(self) -> tuple[Path, Path]:
-        """(devices file, device keys file)."""
-        if self.devices_file is None or self.device_keys_file is None:
-            raise MissingSecret(
-                *(
-                    ("pipeline", name)
-                    for name, value in (
-                        ("devices_file", self.devices_file),
-                        ("device_keys_file", self.device_keys_file),
-                    )
-                    if value is None
-                )
-            )
-        return self.devices_file, self.device_keys_file
+    def registry_settings(self) -> tuple[tuple[str, str], ...]:
+        """The registry's settings a process needs: the devices file, and the keys file
+        unless the devices file is a registry file (which holds the keys)."""
+        from hito.devices.binary import is_registry_file
+
+        if self.devices_file is not None and is_registry_file(self.devices_file):
+            return (REGISTRY[0],)
+        return REGISTRY
+
+    def registry_files(self) -> tuple[Path, Path | None]:
+        """(devices file, device keys file: None with a registry file)."""
+        needed = self.registry_settings()
+        missing = [(section, name) for section, name in needed if getattr(self, name) is None]
+        if missing:
+            raise MissingSecret(*missing)
+        assert self.devices_file is not None
+        return self.devices_file, self.device_keys_file if len(needed) > 1 else None
 
     @property
     def topics(self) -> TopicNames:

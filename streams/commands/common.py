@@ -14,7 +14,6 @@ from hito.runtime import Runtime, load_runtime
 from hito.settings import (
     KAFKA_USERS,
     PSEUDONYM_KEYS,
-    REGISTRY,
     HitoSettings,
     load_settings,
 )
@@ -33,7 +32,7 @@ def load_with_logging() -> Runtime:
     logging.getLogger("kafka").setLevel(logging.WARNING)
     settings = load_settings()
     key_store = () if settings.development_secrets else (PSEUDONYM_KEYS,)
-    settings.require(KAFKA_USERS, *REGISTRY, *key_store)
+    settings.require(KAFKA_USERS, *settings.pipeline.registry_settings(), *key_store)
     log_secrets_in_use(settings)
     return load_runtime(settings)
 

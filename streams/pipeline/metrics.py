@@ -2,48 +2,11 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from dataclasses import dataclass, field
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
-from prometheus_client.core import GaugeMetricFamily, Metric
-from prometheus_client.registry import Collector
 
-
-class PerDeviceGauge(Collector):
-    """A gauge labelled ``site`` and ``device_id``, kept as one float per device and rendered
-    when scraped. prometheus-client's labelled children cost about 700 bytes each: at a million
-    devices that was most of a worker's memory (bench/README.md, "Memory"). Writes come from
-    the event loop, scrapes from the metrics server's thread; ``list()`` of a dict's items is
-    one step under the GIL, so a scrape sees a consistent copy."""
-
-    def __init__(self, name: str, documentation: str, registry: CollectorRegistry) -> None:
-        self.name = name
-        self.documentation = documentation
-        self._values: dict[str, dict[str, float]] = {}  # site -> device_id -> value
-        registry.register(self)
-
-    def set(self, site: str, device_id: str, value: float) -> None:
-        by_device = self._values.get(site)
-        if by_device is None:
-            by_device = self._values[site] = {}
-        by_device[device_id] = value
-
-    def get(self, site: str, device_id: str) -> float | None:
-        return self._values.get(site, {}).get(device_id)
-
-    def __len__(self) -> int:
-        return sum(len(d) for d in list(self._values.values()))
-
-    def describe(self) -> list[Metric]:
-        return [GaugeMetricFamily(self.name, self.documentation, labels=["site", "device_id"])]
-
-    def collect(self) -> Iterator[Metric]:
-        family = GaugeMetricFamily(self.name, self.documentation, labels=["site", "device_id"])
-        for site, by_device in list(self._values.items()):
-            for device_id, value in list(by_device.items()):
-                family.add_metric([site, device_id], value)
-        yield family
+from hito.pipeline.device_metrics import DeviceActivity
 
 
 class LabelledChildren:
@@ -101,16 +64,8 @@ class PipelineMetrics:
             ["site"],
             registry=r,
         )
-        self.device_seq_missing = PerDeviceGauge(
-            "hito_device_seq_missing",
-            "Sequence numbers skipped and not (yet) received, per device: lost events",
-            registry=r,
-        )
-        self.device_last_seen = PerDeviceGauge(
-            "hito_device_last_seen_seconds",
-            "Unix time of the newest accepted event per device",
-            registry=r,
-        )
+        # Per-device liveness and loss: counts per site, per-device series bounded.
+        self.devices = DeviceActivity(r)
         self.dedup_state_resets = Counter(
             "hito_dedup_state_resets",
             "Device dedup states that could not be read and were started afresh",

@@ -35,6 +35,7 @@ from hito.pipeline.output import Send
 from hito.pipeline.sinks.influx import InfluxSink
 from hito.pipeline.stages.repeat import MEASUREMENT as REPEAT_CROSSINGS
 from hito.pipeline.stages.repeat import RepeatRules
+from hito.pipeline.state import stores
 from hito.pipeline.state.changelog import TableWriter
 from hito.pipeline.state.pipeline_counts import PipelineCounts
 from hito.pipeline.state.repeat_days import RepeatDays
@@ -101,20 +102,36 @@ def build_worker(
     install_lanes(app, lanes)
     producer: Any = app.producer  # Faust's aiokafka producer (started with the app)
     emit: Send = send or BatchSend(lambda: producer._producer)
+    # Revocations and new devices apply without a restart (hito.devices).
+    registry = RegistryWatcher(
+        runtime.registry, *p.registry_files(), interval_s=p.registry_reload_s
+    )
     tables = {
         name: app.Table(name, default=None, partitions=p.topic_partitions, help=text)
         for name, text in (
-            ("dedup-seq", "Per device: highest seq seen and the window of recent ones"),
             ("pipeline-counts", "Per partition and minute: events by stage and outcome"),
             ("agg-windows", "Per partition, site and window: counts and the raw offsets in them"),
         )
     }
+    # Its values live in arrays by registry entry (hito.pipeline.state.stores); the
+    # changelog's records are device_id -> SeqState.to_json(), as with Faust's own store.
+    tables["dedup-seq"] = app.Table(
+        "dedup-seq",
+        default=None,
+        partitions=p.topic_partitions,
+        help="Per device: highest seq seen and the window of recent ones",
+        store=stores.DEDUP_URL,
+        options={"window": p.dedup_window, "registry": registry},
+    )
     tables[PERSON_STATE_TABLE] = app.Table(
         PERSON_STATE_TABLE,
         default=None,
         partitions=p.topic_partitions,
         help="Per partition, site, day and pseudonym: the person's crossings (repeat_crossings)",
         extra_topic_configs=person_state_changelog_configs(runtime.policy),
+        # A person who crossed once is an array row, ~32 bytes (hito.pipeline.state.stores).
+        store=stores.PERSON_DAYS_URL,
+        options={"registry": registry},
     )
     # The sink writes with the bucket-scoped pipeline token, never the admin token; checked
     # here so a worker without one fails at start, and read again whenever InfluxDB refuses it.
@@ -130,10 +147,6 @@ def build_worker(
     windows = VersionedWindows(tables["agg-windows"])
     repeat_days = RepeatDays(tables[PERSON_STATE_TABLE])
     repeat_rules = repeat_rules_of(runtime)
-    # Revocations and new devices apply without a restart (hito.devices).
-    registry = RegistryWatcher(
-        runtime.registry, *p.registry_files(), interval_s=p.registry_reload_s
-    )
     kill_after = os.environ.get("HITO_TEST_KILL_AFTER_PUBLISH")
     work = Ingest(
         topics=topics,
@@ -205,6 +218,10 @@ def build_worker(
         report_consumer_lag(app, metrics, inputs, lag_reported)
 
     lanes.assigned = lambda tp: tp in app.consumer.assignment()
+    # Devices are reported by the worker that owns their partition now; losses from the dedup
+    # state (hito.pipeline.device_metrics).
+    metrics.devices.owned = lambda: app.consumer.assignment()
+    metrics.devices.losses = stores.seq_states(tables["dedup-seq"]).missing
     return Worker(
         app=app,
         ingest=ingest,

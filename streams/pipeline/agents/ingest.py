@@ -36,7 +36,9 @@ from hito.pipeline.pseudonyms import KeyLookup
 from hito.pipeline.raw_origin import raw_origin_header
 from hito.pipeline.stages import anonymise, dedup, validate
 from hito.pipeline.stages.outcomes import Accepted, Limits, Rejected
+from hito.pipeline.state import dedup_compact
 from hito.pipeline.state.changelog import CHANGELOG, TableWriter
+from hito.pipeline.state.dedup_arrays import DedupArrays, UnreadableState
 from hito.pipeline.state.pipeline_counts import Cells, PipelineCounts
 from hito.schemas.privacy.policy import Policy
 from hito.schemas.reasons import Reason
@@ -76,7 +78,7 @@ class Ingest:
     policy: Policy
     keys: KeyLookup  # (purpose, epoch) -> key: the key store's view, no I/O
     registry: RegistryWatcher
-    seq_table: TableWriter  # device_id -> dedup state (SeqState.to_json)
+    seq_table: TableWriter  # device_id -> dedup state (SeqState.to_json); its store: arrays
     counts: PipelineCounts
     send: Send
     dead_letters: DeadLetters
@@ -90,6 +92,9 @@ class Ingest:
         self._events = LabelledChildren(self.metrics.events)  # (source, outcome)
         self.source_of = self.topics.source_of_raw
         self.clean_topics = self.topics.clean_by_source
+        # The dedup table's store (hito.pipeline.state.stores): states by registry entry.
+        self.seqs: DedupArrays = self.seq_table.store.data
+        assert isinstance(self.seqs, DedupArrays), "dedup-seq needs its store (worker.py)"
 
     async def handle_batch(self, records: Sequence[Record]) -> list[str]:
         """One lane batch (the records of one raw partition, in order); one outcome per
@@ -99,12 +104,15 @@ class Ingest:
             return []
         now = self.clock()
         registry = self.registry.current()
+        # Per-device state is by registry entry: it follows the registry the batch uses.
+        self.seqs.follow(registry)
+        self.metrics.devices.follow(registry)
         partition = records[0].partition
         outcomes: list[str] = []
         sources: list[str] = []
-        states: dict[str, dedup.SeqState | None] = {}  # device -> state as of this batch
-        changed: set[str] = set()  # devices whose state this batch moves on
-        newest: dict[tuple[str, str], float] = {}
+        states: dict[int, dedup_compact.State | None] = {}  # entry -> state as of this batch
+        changed: dict[int, str] = {}  # entry -> device id, of states this batch moves on
+        newest: dict[int, float] = {}  # entry -> newest event time
         deliveries = Deliveries(self.send)
         withheld = 0  # events a purpose could not link (their epoch key is destroyed)
         validate_s = anonymise_s = 0.0
@@ -139,7 +147,7 @@ class Ingest:
             if outcome != "accepted":
                 continue
             ev = result.event
-            changed.add(result.device.device_id)
+            changed[result.device.index] = result.device.device_id
             started = time.perf_counter()
             made = anonymise.anonymise(ev, self.policy, self.keys)
             body = anonymise.encode(made)
@@ -156,16 +164,18 @@ class Ingest:
                 (i, raw, result),
                 headers=[raw_origin_header(record.topic, record.partition, record.offset)],
             )
-            device = (result.device.site, result.device.device_id)
-            newest[device] = max(newest.get(device, 0.0), ev.event_time.timestamp())
+            index = result.device.index
+            newest[index] = max(newest.get(index, 0.0), ev.event_time.timestamp())
         # The clean events (and dead letters) must be in Kafka before the dedup state says
         # "seen": otherwise a crash in between could lose them for good.
         await self._deliver(deliveries, records, outcomes)
         await self._fault_hook()
-        for device_id in changed:
-            state = states[device_id]
+        for index, device_id in changed.items():
+            state = states[index]
             assert state is not None  # a device is "changed" only by an accepted event
-            await self.seq_table.put(deliveries, partition, device_id, state.to_json())
+            self.seqs.put(index, state, partition)
+            value = dedup_compact.to_json(state)  # the changelog's value, as ever
+            await self.seq_table.changelog(deliveries, partition, device_id, value)
         self._count(partition, sources, outcomes, now, withheld)
         if self.counts.windows.eviction_due():
             # This agent is the only writer of its raw partitions' counts: it must forget
@@ -173,7 +183,7 @@ class Ingest:
             await self.counts.windows.evict(deliveries, partition, now - self.count_horizon)
         await self.counts.windows.write_changelog(deliveries)
         await self._deliver(deliveries, records, outcomes)  # the state's changelog records
-        self._mark_seen(newest)
+        self._mark_seen(records[0].topic, partition, newest)
         self.metrics.stage_seconds.labels(stage=validate.STAGE).observe(validate_s / len(records))
         if anonymised:
             self.metrics.stage_seconds.labels(stage=anonymise.STAGE).observe(
@@ -231,43 +241,38 @@ class Ingest:
             cells[(anonymise.STAGE, "pseudonym_withheld")] += withheld
         self.counts.add(partition, now, cells)
 
-    def _observe(self, accepted: Accepted, states: dict[str, dedup.SeqState | None]) -> str:
+    def _observe(self, accepted: Accepted, states: dict[int, dedup_compact.State | None]) -> str:
         """The dedup stage for one event; moves ``states`` on when the event is new."""
         ev = accepted.event
-        device_id = accepted.device.device_id  # the registry's string: shared by all state
-        before = states[device_id] if device_id in states else self._stored_state(device_id)
-        state, seen = dedup.observe(before, ev.seq, self.dedup_window)
+        index = accepted.device.index  # the device's registry entry: where its state is kept
+        before = states[index] if index in states else self._stored_state(accepted)
+        state, seen = dedup_compact.observe(before, ev.seq, self.dedup_window)
         if seen is not dedup.SeqOutcome.NEW:
-            states[device_id] = before
+            states[index] = before
             return "duplicate" if seen is dedup.SeqOutcome.DUPLICATE else "stale"
-        states[device_id] = state
-        opened = state.gaps_opened - (before.gaps_opened if before else 0)
-        filled = state.gaps_filled - (before.gaps_filled if before else 0)
-        if opened:
-            self.metrics.seq_gaps.labels(site=ev.site).inc(opened)
-        if filled:
-            self.metrics.seq_gap_fills.labels(site=ev.site).inc(filled)
-        if opened or filled:
-            # Out-of-order arrivals before a device's first event can fill more than was opened.
-            missing = max(0, state.gaps_opened - state.gaps_filled)
-            self.metrics.device_seq_missing.set(accepted.device.site, device_id, missing)
+        states[index] = state
+        (opened_before, filled_before), (opened, filled) = (
+            dedup_compact.gaps(before),
+            dedup_compact.gaps(state),
+        )
+        if opened > opened_before:
+            self.metrics.seq_gaps.labels(site=ev.site).inc(opened - opened_before)
+        if filled > filled_before:
+            self.metrics.seq_gap_fills.labels(site=ev.site).inc(filled - filled_before)
         return "accepted"
 
-    def _stored_state(self, device_id: str) -> dedup.SeqState | None:
-        stored = self.seq_table.get(device_id)
-        if stored is None:
-            return None
+    def _stored_state(self, accepted: Accepted) -> dedup_compact.State | None:
         try:
-            return dedup.SeqState.from_json(stored)
-        except (KeyError, TypeError, ValueError):
+            return self.seqs.state(accepted.device.index)
+        except UnreadableState:
             # Unreadable state (e.g. written by an older format) must not stop the pipeline
             # forever: start the device afresh and say so; at worst one replay gets through.
-            log.warning("dedup state of %s unreadable; starting it afresh", device_id)
+            log.warning(
+                "dedup state of %s unreadable; starting it afresh", accepted.device.device_id
+            )
             self.metrics.dedup_state_resets.inc()
             return None
 
-    def _mark_seen(self, newest: dict[tuple[str, str], float]) -> None:
-        for device, seen_at in newest.items():
-            # A late event is no sign of life now.
-            if seen_at > (self.metrics.device_last_seen.get(*device) or 0.0):
-                self.metrics.device_last_seen.set(device[0], device[1], seen_at)
+    def _mark_seen(self, topic: str, partition: int, newest: dict[int, float]) -> None:
+        for index, seen_at in newest.items():
+            self.metrics.devices.seen(index, topic, partition, seen_at)

@@ -4,7 +4,8 @@ The table key is ``<partition>|<site>|<pseudonym>`` (the partition of the clean 
 fill it, as in ``hito.pipeline.state.versioned``; the pseudonym names its epoch, the day), the
 value one text: the policy version, then the person's crossings, a line each. One record per
 person and day, so a batch writes small records and a day of a busy site is never one huge
-value; one string per person keeps memory near 300 bytes a person (bench/state_rss.py).
+value. In memory, the table's store (``hito.pipeline.state.person_days``) keeps a person who
+crossed once as an array row, about 32 bytes (bench/state_rss.py).
 
 Which days InfluxDB has is known to this process only (``published``); after a restart every
 closed day still in the table is published again (the same values: a closed day no longer
