@@ -115,6 +115,16 @@ def build_worker(
             ("agg-windows", "Per partition, site and window: counts and the raw offsets in them"),
         )
     }
+
+    def _restored(device_id: str, partition: int, at: float) -> None:
+        """A device's dedup state recovered from the changelog was written when its last
+        event before then was handled: it was alive then. A device silent before a restart
+        or a handover stays known, and DeviceSilent keeps firing until it is back."""
+        device = registry.current().get(device_id)
+        if device is not None and not device.revoked:
+            metrics.devices.follow(registry.current())
+            metrics.devices.seen(device.index, topics.raw[device.kind], partition, at)
+
     # Its values live in arrays by registry entry (hito.pipeline.state.stores); the
     # changelog's records are device_id -> SeqState.to_json(), as with Faust's own store.
     tables["dedup-seq"] = app.Table(
@@ -123,7 +133,11 @@ def build_worker(
         partitions=p.topic_partitions,
         help="Per device: highest seq seen and the window of recent ones",
         store=stores.DEDUP_URL,
-        options={"window": p.dedup_window, "registry": registry},
+        options={
+            "window": p.dedup_window,
+            "registry": registry,
+            "on_restored": lambda device_id, partition, at: _restored(device_id, partition, at),
+        },
     )
     tables[PERSON_STATE_TABLE] = app.Table(
         PERSON_STATE_TABLE,
@@ -154,7 +168,6 @@ def build_worker(
     archive = WindowArchive(sink.archived_windows)
     repeat_days = RepeatDays(tables[PERSON_STATE_TABLE])
     repeat_rules = repeat_rules_of(runtime)
-    kill_after = os.environ.get("HITO_TEST_KILL_AFTER_PUBLISH")
     work = Ingest(
         topics=topics,
         limits=runtime.limits,
@@ -169,7 +182,7 @@ def build_worker(
         metrics=metrics,
         clock=clock,
         count_horizon=rules.horizon,
-        kill_after_publish=int(kill_after) if kill_after else None,
+        kill_after_publish=_test_hook("HITO_TEST_KILL_AFTER_PUBLISH"),
     )
     aggregator = Aggregator(
         rules=rules,
@@ -183,6 +196,7 @@ def build_worker(
         dead_letters=dead_letters,
         metrics=metrics,
         clock=clock,
+        kill_mid_backfill=_test_hook("HITO_TEST_KILL_MID_BACKFILL"),
     )
     detector = SurgeDetector(runtime.settings.surge, p.window_s, metrics, sink.crossings_per_minute)
     publisher = Publisher(
@@ -259,3 +273,9 @@ def repeat_rules_of(runtime: Runtime) -> RepeatRules:
         grace_s=runtime.key_grace_s,
         k=policy.small_count_k,
     )
+
+
+def _test_hook(variable: str) -> int | None:
+    """A fault hook's batch number from the environment (tests kill workers there)."""
+    value = os.environ.get(variable)
+    return int(value) if value else None

@@ -18,9 +18,11 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
+import signal
 from collections import Counter
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 
 from pydantic import ValidationError
@@ -78,6 +80,10 @@ class Aggregator:
     dead_letters: DeadLetters
     metrics: PipelineMetrics
     clock: Callable[[], datetime]
+    # A fault hook for tests (HITO_TEST_KILL_MID_BACKFILL=<n>): killed at the n-th batch with
+    # revisions, once they are counted and published, before their changelog records.
+    kill_mid_backfill: int | None = None
+    _backfill_batches: int = field(default=0, init=False)
 
     def __post_init__(self) -> None:
         self._crossings = LabelledChildren(self.metrics.crossings)  # (site, direction)
@@ -96,6 +102,8 @@ class Aggregator:
         unreadable = await self._load_revised(deliveries, partition, incoming, now)
         outcomes = [await self._count(item, now, deliveries, unreadable) for item in incoming]
         cells: Cells = Counter((aggregate.STAGE, outcome) for outcome in outcomes)
+        if cells[(aggregate.STAGE, BACKFILLED)]:
+            await self._fault_hook()
         self.counts.add(partition, now, cells)
         if self.windows.eviction_due():
             await self._evict(deliveries, partition, now)
@@ -108,6 +116,17 @@ class Aggregator:
         for refused in await deliveries.wait():
             self.dead_letters.refused(refused)
         return outcomes
+
+    async def _fault_hook(self) -> None:
+        if self.kill_mid_backfill is None:
+            return
+        self._backfill_batches += 1
+        if self._backfill_batches >= self.kill_mid_backfill:
+            # The publisher's next ticks write these revisions to InfluxDB, public and
+            # archived, while the changelog does not have them: the worst moment to die.
+            await asyncio.sleep(3.0)
+            log.error("test fault hook: killed mid-backfill, before the changelog records")
+            os.kill(os.getpid(), signal.SIGKILL)
 
     def _decode(self, record: Record, now: datetime) -> Incoming:
         raw = raw_origin(record)
