@@ -21,7 +21,7 @@ import faust
 
 from hito.credentials import pipeline_token
 from hito.devices import RegistryWatcher
-from hito.pipeline.agents.aggregate import Aggregator, WindowRules
+from hito.pipeline.agents.aggregate import Aggregator
 from hito.pipeline.agents.ingest import Ingest
 from hito.pipeline.agents.publish import Publisher
 from hito.pipeline.agents.surge import SurgeDetector
@@ -35,7 +35,9 @@ from hito.pipeline.output import Send
 from hito.pipeline.sinks.influx import InfluxSink
 from hito.pipeline.stages.repeat import MEASUREMENT as REPEAT_CROSSINGS
 from hito.pipeline.stages.repeat import RepeatRules
+from hito.pipeline.stages.windows import WindowRules
 from hito.pipeline.state import stores
+from hito.pipeline.state.archive import WindowArchive
 from hito.pipeline.state.changelog import TableWriter
 from hito.pipeline.state.pipeline_counts import PipelineCounts
 from hito.pipeline.state.repeat_days import RepeatDays
@@ -142,9 +144,14 @@ def build_worker(
         token_source=lambda: pipeline_token(runtime.settings),
     )
     dead_letters = DeadLetters(topics, metrics, clock)
-    rules = WindowRules(window_s=p.window_s, allowed_lateness_s=p.allowed_lateness_s)
+    rules = WindowRules(
+        window_s=p.window_s,
+        allowed_lateness_s=p.allowed_lateness_s,
+        backfill_horizon_s=p.backfill_horizon_s,
+    )
     counts = PipelineCounts(VersionedWindows(tables["pipeline-counts"]), p.window_s)
     windows = VersionedWindows(tables["agg-windows"])
+    archive = WindowArchive(sink.archived_windows)
     repeat_days = RepeatDays(tables[PERSON_STATE_TABLE])
     repeat_rules = repeat_rules_of(runtime)
     kill_after = os.environ.get("HITO_TEST_KILL_AFTER_PUBLISH")
@@ -167,6 +174,7 @@ def build_worker(
     aggregator = Aggregator(
         rules=rules,
         windows=windows,
+        archive=archive,
         counts=counts,
         repeat_days=repeat_days,
         repeat_rules=repeat_rules,
@@ -180,6 +188,8 @@ def build_worker(
     publisher = Publisher(
         sink=sink,
         windows=windows,
+        archive=archive,
+        rules=rules,
         counts=counts,
         detector=detector,
         send=emit,

@@ -96,8 +96,13 @@ def _validate(
             Reason.CLOCK_SKEW, f"event_time {skew.total_seconds():.0f} s in the future", device_id
         )
     if -skew > timedelta(seconds=limits.max_event_age_s):
+        # Older than any window the pipeline can still revise (the backfill horizon): late,
+        # whatever the reason (a device offline too long, or its clock).
         return Rejected(
-            Reason.CLOCK_SKEW, f"event_time {-skew.total_seconds():.0f} s in the past", device_id
+            Reason.LATE_BEYOND_WINDOW,
+            f"event_time {-skew.total_seconds():.0f} s in the past, beyond the backfill "
+            f"horizon of {limits.max_event_age_s:.0f} s",
+            device_id,
         )
     return Accepted(event, entry.source, device)
 
