@@ -9,6 +9,7 @@ import socket
 import subprocess
 import sys
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -34,12 +35,19 @@ class WorkerProcess:
 
     @classmethod
     def start(
-        cls, settings: HitoSettings, app_id: str, metrics_port: int, log_path: Path
+        cls,
+        settings: HitoSettings,
+        app_id: str,
+        metrics_port: int,
+        log_path: Path,
+        env: Mapping[str, str] | None = None,
     ) -> WorkerProcess:
-        env = {
+        """``env``: more environment for the worker (e.g. a test's fault hook)."""
+        child_env = {
             **os.environ,
             "HITO_PIPELINE": settings.pipeline.model_dump_json(),
             "HITO_INFLUXDB__BUCKET": settings.influxdb.bucket,
+            **(env or {}),
         }
         with log_path.open("ab") as log:
             proc = subprocess.Popen(
@@ -53,7 +61,7 @@ class WorkerProcess:
                     "--metrics-port",
                     str(metrics_port),
                 ],
-                env=env,
+                env=child_env,
                 stdout=log,
                 stderr=subprocess.STDOUT,
                 start_new_session=True,
