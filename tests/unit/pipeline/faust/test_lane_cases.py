@@ -74,6 +74,27 @@ def test_a_batch_queued_before_faust_resumes_flow_is_read_again(machine: LaneMac
     machine.drain()  # every partition reaches its log end
 
 
+def test_a_batch_cleared_while_the_one_before_is_in_hand_is_read_again(
+    machine: LaneMachine,
+) -> None:
+    """As above, with the batch before it still in an agent's hands: the partition is read
+    again from the watermark, so the first batch read again overlaps what that agent handles
+    meanwhile; it must still move the watermark (records 2..3 handled twice, none lost)."""
+    handle_first_two(machine)
+    machine.produce(tp=RAW0, n=4)
+    machine.rebalance(assigned={RAW0}, recovery=True)
+    for gate in ("join", "recovered", "seek"):
+        machine.release(gate)
+    machine.fetch(sizes=[2, 0, 0], changelog_at=None, blocks=False, deliver=True)  # 2..3
+    machine.fetch(sizes=[2, 0, 0], changelog_at=None, blocks=False, deliver=True)  # 4..5
+    machine.agent_takes(pick=0, then="hold")  # 2..3 in hand
+    machine.release("resume-window")  # 4..5 cleared
+    machine.agent_finishes(pick=0, ok=True)
+    assert machine.lanes.watermarks.get(RAW0) == 4
+    assert machine.consumer._next_offset[RAW0] == 2  # read again from the watermark it had
+    machine.drain()  # every partition reaches its log end
+
+
 def test_records_skipped_during_the_seek_at_the_end_of_a_log_are_read_again(
     machine: LaneMachine,
 ) -> None:
