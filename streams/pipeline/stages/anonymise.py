@@ -17,7 +17,7 @@ from typing import Any
 import orjson
 import pygeohash
 
-from hito.pipeline.pseudonyms import KeyLookup, epoch_of, pseudonym
+from hito.pipeline.pseudonyms import KeyLookup, epoch_at, pseudonym
 from hito.schemas.clean import CleanEvent, CleanValue
 from hito.schemas.envelope import Event
 from hito.schemas.privacy.policy import OTHER, Policy
@@ -104,6 +104,10 @@ def anonymise(event: Event, policy: Policy, keys: KeyLookup) -> Anonymised:
     schema = event.schema_
     source, rules = _compiled(policy, schema)
     raw = event.payload.__dict__  # the validated fields (strict models: no extras), no copy
+    # The event's instant, once: the epochs and the floored time come from it (an aware
+    # time's timestamp() is its instant in any zone; 1.5 µs of astimezone/timestamp a
+    # pseudonymised event saved).
+    timestamp = event.event_time.timestamp()
     out: dict[str, CleanValue] = {}
     pseudonyms: dict[str, dict[str, str]] = {}
     withheld: list[str] = []
@@ -120,7 +124,7 @@ def anonymise(event: Event, policy: Policy, keys: KeyLookup) -> Anonymised:
             if value is None:
                 continue  # an optional identifier not given: nothing to link
             for purpose in rule.purposes:
-                epoch = epoch_of(event.event_time, purpose.epoch_s)
+                epoch = epoch_at(timestamp, purpose.epoch_s)
                 key = keys(purpose.name, epoch)
                 if key is None:
                     _without_key(purpose.name, withheld)
@@ -147,7 +151,7 @@ def anonymise(event: Event, policy: Policy, keys: KeyLookup) -> Anonymised:
         "device_id": event.device_id,
         "site": event.site,
         "seq": event.seq,
-        "event_time": _floor(event.event_time, policy.event_time_resolution_s),
+        "event_time": _floor(timestamp, policy.event_time_resolution_s),
         "payload": out,
     }
     if pseudonyms:
@@ -188,6 +192,6 @@ def encode(made: Anonymised | CleanEvent) -> bytes:
     return orjson.dumps(doc)
 
 
-def _floor(at: datetime, resolution_s: int) -> datetime:
-    ts = at.astimezone(UTC).timestamp()
-    return datetime.fromtimestamp(ts - ts % resolution_s, tz=UTC)
+def _floor(timestamp: float, resolution_s: int) -> datetime:
+    """The UTC time of ``timestamp`` floored to ``resolution_s``."""
+    return datetime.fromtimestamp(timestamp - timestamp % resolution_s, tz=UTC)

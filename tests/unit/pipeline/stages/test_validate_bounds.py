@@ -1,0 +1,53 @@
+"""The clock-skew check compares event_time with bounds made once per ``now``: the same
+verdicts, to the microsecond, as comparing the skew did."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta, timezone
+
+import orjson
+import pytest
+
+from hito.devices import DeviceRegistry
+from hito.pipeline.stages.outcomes import Limits
+from hito.pipeline.stages.validate import Accepted, Rejected, validate
+from hito.schemas.reasons import Reason
+from tests.unit.pipeline.stages.test_validate import NOW, _event
+
+LIMITS = Limits(max_future_skew_s=300.0, max_event_age_s=7 * 86400.0)
+US = timedelta(microseconds=1)
+
+
+@pytest.mark.parametrize(
+    ("offset", "verdict"),
+    [
+        (timedelta(seconds=300), "accepted"),
+        (timedelta(seconds=300) + US, "event_time 300 s in the future"),
+        (timedelta(days=7), "accepted"),  # as old as allowed (event_time = now - 7 days)
+        (timedelta(days=7) + US, "event_time 604800 s in the past"),
+    ],
+)
+@pytest.mark.parametrize("zone", [UTC, timezone(timedelta(hours=-5))])
+def test_skew_bounds_are_exact(
+    registry: DeviceRegistry, offset: timedelta, verdict: str, zone: timezone
+) -> None:
+    future = verdict.endswith("future") or offset == timedelta(seconds=300)
+    at = (NOW + offset if future else NOW - offset).astimezone(zone)
+    raw = orjson.dumps(_event(registry, event_time=at.isoformat()))
+    result = validate(raw, registry=registry, limits=LIMITS, now=NOW)
+    if verdict == "accepted":
+        assert isinstance(result, Accepted), result
+    else:
+        assert isinstance(result, Rejected)
+        assert (result.reason, result.detail) == (Reason.CLOCK_SKEW, verdict)
+
+
+def test_bounds_follow_a_new_now_and_new_limits(registry: DeviceRegistry) -> None:
+    raw = orjson.dumps(_event(registry, event_time=(NOW + timedelta(seconds=400)).isoformat()))
+    assert isinstance(validate(raw, registry=registry, limits=LIMITS, now=NOW), Rejected)
+    later = NOW + timedelta(seconds=200)
+    assert isinstance(validate(raw, registry=registry, limits=LIMITS, now=later), Accepted)
+    wide = Limits(max_future_skew_s=500.0)
+    assert isinstance(validate(raw, registry=registry, limits=wide, now=NOW), Accepted)
+    assert isinstance(validate(raw, registry=registry, limits=LIMITS, now=NOW), Rejected)
+    assert datetime.now(UTC) > NOW  # NOW is a fixed past instant: nothing here reads the clock
