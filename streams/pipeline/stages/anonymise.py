@@ -100,14 +100,18 @@ def _compiled(policy: Policy, schema: str) -> tuple[Source, dict[str, _FieldRule
     return REGISTRY[schema].source, rules
 
 
-def anonymise(event: Event, policy: Policy, keys: KeyLookup) -> Anonymised:
+def anonymise(
+    event: Event, policy: Policy, keys: KeyLookup, *, timestamp: float | None = None
+) -> Anonymised:
+    """``timestamp``: ``event.event_time.timestamp()``, when the caller has it already."""
     schema = event.schema_
     source, rules = _compiled(policy, schema)
     raw = event.payload.__dict__  # the validated fields (strict models: no extras), no copy
     # The event's instant, once: the epochs and the floored time come from it (an aware
     # time's timestamp() is its instant in any zone; 1.5 µs of astimezone/timestamp a
     # pseudonymised event saved).
-    timestamp = event.event_time.timestamp()
+    if timestamp is None:
+        timestamp = event.event_time.timestamp()
     out: dict[str, CleanValue] = {}
     pseudonyms: dict[str, dict[str, str]] = {}
     withheld: list[str] = []
@@ -192,6 +196,19 @@ def encode(made: Anonymised | CleanEvent) -> bytes:
     return orjson.dumps(doc)
 
 
+# The last floored time made: (its timestamp, it), replaced whole (one reference).
+_last_floor: list[tuple[float, datetime]] = []
+
+
 def _floor(timestamp: float, resolution_s: int) -> datetime:
-    """The UTC time of ``timestamp`` floored to ``resolution_s``."""
-    return datetime.fromtimestamp(timestamp - timestamp % resolution_s, tz=UTC)
+    """The UTC time of ``timestamp`` floored to ``resolution_s``. Events of a batch mostly
+    fall in one minute: the last one made is given again when it is the same (a datetime is
+    immutable; 0.4 µs an event)."""
+    start = timestamp - timestamp % resolution_s
+    if _last_floor:
+        last_start, last = _last_floor[0]
+        if last_start == start:
+            return last
+    floored = datetime.fromtimestamp(start, tz=UTC)
+    _last_floor[:] = [(start, floored)]
+    return floored
