@@ -1,8 +1,9 @@
 """Stage ``validate``: raw bytes -> a typed, signed, registered, clock-sane event, or a reason.
 
-Pure: the clock (``now``), the registry and the limits are arguments. Never raises for any
-input bytes; every rejection carries a reason code and a detail that names fields and error
-kinds only, never the event's values (they may be personal data).
+Pure: the clock (``now``), the registry and the limits are arguments (two memos, the skew
+bounds of the last ``now`` and the devices of the registry in use, never change a verdict).
+Never raises for any input bytes; every rejection carries a reason code and a detail that
+names fields and error kinds only, never the event's values (they may be personal data).
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ from typing import Any
 import orjson
 from pydantic import BaseModel, ValidationError
 
-from hito.devices import DeviceRegistry
+from hito.devices import Device, DeviceRegistry
 from hito.pipeline.stages.outcomes import Accepted, Limits, Rejected
 from hito.schemas.reasons import Reason
 from hito.schemas.registry import REGISTRY, Source, lookup
@@ -62,8 +63,8 @@ def _validate(
         return Rejected(Reason.MALFORMED_JSON, "an object repeats a key")
     if not isinstance(obj, dict):
         return Rejected(Reason.SCHEMA_VIOLATION, f"top level is {type(obj).__name__}, not object")
-    index = _registered_index(obj, registry)
-    device_id = None if index is None else obj["device_id"]
+    device = _registered(obj, registry)
+    device_id = None if device is None else device.device_id
     schema_name = obj.get("schema")
     if not isinstance(schema_name, str):
         return Rejected(Reason.SCHEMA_VIOLATION, "schema: missing or not a string", device_id)
@@ -80,9 +81,8 @@ def _validate(
             f"schema {entry.name} does not belong on the {expected_source} topic",
             device_id,
         )
-    if index is None:  # the event's device_id is obj's: the same document, validated
+    if device is None:  # the event's device_id is obj's: the same document, validated
         return Rejected(Reason.UNKNOWN_DEVICE, "device_id: not registered")
-    device = registry.device(index, event.device_id)
     if device.revoked:
         return Rejected(Reason.UNKNOWN_DEVICE, "device_id: key revoked", device_id)
     if device.site != event.site or device.kind != entry.source:
@@ -138,12 +138,48 @@ def _has_duplicate_keys(raw: bytes, parsed: Any) -> bool:
     return False
 
 
-def _registered_index(obj: dict[str, Any], registry: DeviceRegistry) -> int | None:
-    """The registry entry of the envelope's ``device_id`` (the DLQ record's key, only when it
-    is a registered device: the registry only holds ids that match DEVICE_ID_PATTERN, checked
-    when it is loaded). One lookup serves the DLQ key and the device check (1.3 µs a lookup)."""
+def _registered(obj: dict[str, Any], registry: DeviceRegistry) -> Device | None:
+    """The registered device of the envelope's ``device_id``, or None (also the DLQ record's
+    key: only a registered device's id; the registry only holds ids that match
+    DEVICE_ID_PATTERN, checked when it is loaded)."""
     value = obj.get("device_id")
-    return registry.index_of(value) if isinstance(value, str) else None
+    return _devices.get(registry, value) if isinstance(value, str) else None
+
+
+class _KnownDevices:
+    """Devices looked up in a registry, kept for the next event of the same device.
+
+    A registry is immutable (a reload makes a new one), so its entry for an id is always the
+    same Device: kept, it is not looked up (CRC-32, bisection) and built again for every event
+    (1.1 -> 0.1 µs in a loop; in prof_stages ingest 35 -> 30 µs an event, load 2.3: fewer
+    objects for the collector, less code between events). At most ``MAX_KNOWN`` are
+    kept (then it starts over), so a million devices cost no more memory than a few thousand;
+    ids that are not registered are never kept (random ids cannot fill it). The registry and
+    its devices are replaced together, as one reference."""
+
+    MAX_KNOWN = 4096
+
+    def __init__(self) -> None:
+        self._state: tuple[DeviceRegistry | None, dict[str, Device]] = (None, {})
+
+    def get(self, registry: DeviceRegistry, device_id: str) -> Device | None:
+        state = self._state
+        if state[0] is not registry:
+            state = self._state = (registry, {})
+        known = state[1]
+        device = known.get(device_id)
+        if device is None:
+            index = registry.index_of(device_id)
+            if index is None:
+                return None
+            device = registry.device(index, device_id)
+            if len(known) >= self.MAX_KNOWN:
+                known.clear()
+            known[device_id] = device
+        return device
+
+
+_devices = _KnownDevices()
 
 
 # The last bounds made: (now, limits, (earliest, latest)), replaced whole (one reference).
