@@ -18,6 +18,7 @@ from pydantic import BaseModel, ValidationError
 
 from hito.devices import Device, DeviceRegistry
 from hito.pipeline.stages.outcomes import Accepted, Limits, Rejected
+from hito.schemas.envelope import Event
 from hito.schemas.reasons import Reason
 from hito.schemas.registry import REGISTRY, Source, lookup
 from hito.schemas.signing import signature_valid_consuming
@@ -72,7 +73,11 @@ def _validate(
     if entry is None:
         return Rejected(Reason.UNKNOWN_SCHEMA, "schema: not a registered schema", device_id)
     try:
-        event = entry.model.model_validate_json(raw, strict=True)
+        # model_validate_json's own work, without its Python wrapper (0.4 µs an event). pydantic
+        # parses the bytes again: it alone decides validity (a second validator, e.g. msgspec
+        # from orjson's dict, measured 1.8 against pydantic's 3.2-3.7 µs, but differs from it on
+        # datetimes and UUIDs and the stages need the pydantic model anyway: no net gain).
+        event: Event = entry.model.__pydantic_validator__.validate_json(raw, strict=True)
     except ValidationError as exc:
         return Rejected(Reason.SCHEMA_VIOLATION, _describe(exc), device_id)
     if expected_source is not None and entry.source != expected_source:
