@@ -21,7 +21,7 @@ import hmac
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 
-from hito.schemas.hmac_pads import hmac_sha256
+from hito.schemas.hmac_pads import hmac_sha256_once
 
 PSEUDONYM_HEX_CHARS = 32  # 128 bits
 KEY_BYTES = 32
@@ -77,6 +77,7 @@ def pseudonym(key: bytes, purpose: str, field: str, value: str, epoch: int) -> s
     """``"e<epoch>:<hex>"``. Purpose and field are in the MAC's input too, so equal strings in
     two fields, or a key mistakenly shared by two purposes, still give different pseudonyms."""
     message = f"{purpose}\x00{field}\x00{value}".encode()
-    # hmac.digest's value, from the key's kept pads (1.85 -> 1.0 µs a pseudonym).
-    mac = hmac_sha256(key, message).hex()
+    # hmac.digest's value (pseudonym 1.85 -> 1.55 µs). Not from kept pads: they would outlive
+    # the epoch key the key store destroys, and with it the pseudonyms' unlinkability.
+    mac = hmac_sha256_once(key, message).hex()
     return f"e{epoch}:{mac[:PSEUDONYM_HEX_CHARS]}"

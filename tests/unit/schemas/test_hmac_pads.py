@@ -11,7 +11,7 @@ from hypothesis import settings as hyp_settings
 from hypothesis import strategies as st
 
 from hito.schemas import hmac_pads
-from hito.schemas.hmac_pads import BLOCK_BYTES, MAX_KEYS, hmac_sha256
+from hito.schemas.hmac_pads import BLOCK_BYTES, MAX_KEYS, hmac_sha256, hmac_sha256_once
 from hito.schemas.signing import sign, signature_valid, signature_valid_consuming
 from tests.unit.schemas.test_signing import _envelopes, _json
 
@@ -35,6 +35,9 @@ def _parsed(value: Any) -> Any:
 @example(key=b"\xff" * (BLOCK_BYTES + 1), message=b"x")  # longer than a block: hashed first
 def test_hmac_sha256_is_hmac_digest(key: bytes, message: bytes) -> None:
     expected = hmac.digest(key, message, "sha256")
+    hmac_pads._pads.pop(key, None)
+    assert hmac_sha256_once(key, message) == expected
+    assert key not in hmac_pads._pads  # nothing of the key kept
     assert hmac_sha256(key, message) == expected
     assert hmac_sha256(key, message) == expected  # from the kept pads
 
@@ -79,3 +82,16 @@ def test_consuming_check_takes_sig_and_swaps_numbers_in_place() -> None:
     assert signature_valid_consuming(envelope, KEY)
     assert envelope == {"a": 1, "payload": {"x": 2, "y": 0.5}}
     assert type(envelope["a"]) is int and type(envelope["payload"]["x"]) is int
+
+
+def test_pseudonym_keys_are_never_kept() -> None:
+    # Destroying an epoch key must leave nothing that computes its pseudonyms
+    # (hito.pipeline.pseudonyms): no pads of it stay behind in this process.
+    from hito.pipeline.pseudonyms import pseudonym
+
+    key = b"\x42" * 32
+    hmac_pads._pads.pop(key, None)
+    made = pseudonym(key, "repeat_crossings", "document_number", "L898902C36", 20_000)
+    expected = hmac.digest(key, b"repeat_crossings\x00document_number\x00L898902C36", "sha256")
+    assert made == f"e20000:{expected.hex()[:32]}"
+    assert key not in hmac_pads._pads
