@@ -10,7 +10,7 @@ import pytest
 
 from hito.devices import DeviceRegistry
 from hito.pipeline.stages.outcomes import Limits
-from hito.pipeline.stages.validate import Accepted, Rejected, validate
+from hito.pipeline.stages.validate import Accepted, Rejected, _clock_bounds, validate
 from hito.schemas.reasons import Reason
 from tests.unit.pipeline.stages.test_validate import NOW, _event
 
@@ -51,3 +51,22 @@ def test_bounds_follow_a_new_now_and_new_limits(registry: DeviceRegistry) -> Non
     assert isinstance(validate(raw, registry=registry, limits=wide, now=NOW), Accepted)
     assert isinstance(validate(raw, registry=registry, limits=LIMITS, now=NOW), Rejected)
     assert datetime.now(UTC) > NOW  # NOW is a fixed past instant: nothing here reads the clock
+
+
+@pytest.mark.parametrize("when", [NOW - timedelta(days=9000), NOW + timedelta(days=9000), NOW])
+def test_limits_beyond_the_calendar_compare_the_skew(
+    registry: DeviceRegistry, when: datetime
+) -> None:
+    # 3e11 s is 9,500 years: now +/- that is no datetime, yet as a skew limit it is valid.
+    huge = Limits(max_future_skew_s=3e11, max_event_age_s=3e11)
+    assert _clock_bounds(NOW, huge) == (None, None)
+    raw = orjson.dumps(_event(registry, event_time=when.isoformat()))
+    assert isinstance(validate(raw, registry=registry, limits=huge, now=NOW), Accepted)
+    # One bound in the calendar, the other not: each is decided on its own.
+    past_only = Limits(max_future_skew_s=3e11, max_event_age_s=86400.0)
+    result = validate(raw, registry=registry, limits=past_only, now=NOW)
+    if when < NOW:
+        assert isinstance(result, Rejected)
+        assert result.detail == "event_time 777600000 s in the past"
+    else:
+        assert isinstance(result, Accepted)
