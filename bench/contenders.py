@@ -26,25 +26,62 @@ def bench_python() -> Path:
     return cache / "venv-bench" / "bin" / "python"
 
 
-def child_env(settings: HitoSettings) -> dict[str, str]:
-    pythonpath = os.environ.get("PYTHONPATH")
-    return {
+def child_env(settings: HitoSettings, pythonpath: Path | None = None) -> dict[str, str]:
+    """The environment of a contender: the run's pipeline settings and bucket; ``pythonpath``
+    first on the path (the peer's, :func:`peer_pythonpath`)."""
+    env = {
         **os.environ,
         "HITO_PIPELINE": settings.pipeline.model_dump_json(),
         "HITO_INFLUXDB__BUCKET": settings.influxdb.bucket,
-        "PYTHONPATH": f"{REPO_ROOT}{os.pathsep}{pythonpath}" if pythonpath else str(REPO_ROOT),
         "PYTHONWARNINGS": "ignore",
     }
+    if pythonpath is not None:
+        before = os.environ.get("PYTHONPATH")
+        env["PYTHONPATH"] = f"{pythonpath}{os.pathsep}{before}" if before else str(pythonpath)
+    return env
+
+
+def peer_pythonpath(workdir: Path, package: Path | None = None) -> Path:
+    """A directory holding only ``hito``, a link to the package this harness runs (``package``,
+    by default the imported one): on the peer venv's path, the peer runs Hito's own stages
+    from the same code as the measured workers, without Hito's dependencies (pydantic 2.14
+    would break Quix) and whichever clone last set the shared venv up.
+
+    A development install is a tree of links (setuptools' strict editable mode, ``make
+    setup``), a wheel install a plain package: both hold ``hito.schemas`` and ``hito.bench``.
+    The source tree itself does not (``streams/`` is ``hito``), hence no PYTHONPATH=REPO_ROOT.
+    """
+    if package is None:
+        import hito
+
+        package = Path(hito.__file__).parent
+    if not (package / "schemas" / "__init__.py").exists():
+        raise RuntimeError(
+            f"{package} is not a whole hito package (no schemas/): install hito with "
+            "`make setup` (editable, strict mode) or from its wheel"
+        )
+    path = workdir / "peer-path"
+    path.mkdir(parents=True, exist_ok=True)
+    link = path / "hito"
+    if link.is_symlink() or link.exists():
+        link.unlink()
+    link.symlink_to(package, target_is_directory=True)
+    return path
 
 
 def _start(
-    module: str, config: dict[str, Any], settings: HitoSettings, log: Path, python: Path
+    module: str,
+    config: dict[str, Any],
+    settings: HitoSettings,
+    log: Path,
+    python: Path,
+    pythonpath: Path | None = None,
 ) -> subprocess.Popen[bytes]:
     with log.open("ab") as out:
         return subprocess.Popen(
             [str(python), "-m", module, json.dumps(config)],
-            env=child_env(settings),
-            cwd=REPO_ROOT,
+            env=child_env(settings, pythonpath),
+            cwd=log.parent,
             stdout=out,
             stderr=subprocess.STDOUT,
             start_new_session=True,
@@ -87,22 +124,24 @@ def run_ceiling(
     )
 
 
-def run_faust_floor(
-    data: HitoSettings, produced: Produced, run: str, workdir: Path, timeout_s: float
+def run_floor(
+    kind: str, data: HitoSettings, produced: Produced, run: str, workdir: Path, timeout_s: float
 ) -> Result:
-    stats_path = workdir / "faust-floor.json"
+    """``kind``: ``faust-floor`` (Faust's per-record path) or ``lane-floor`` (Hito's lane)."""
+    stats_path = workdir / f"{kind}.json"
     config = {
-        "group": f"hito-bench-{run}-floor",
+        "group": f"hito-bench-{run}-{kind}",
         "expected": produced.total,
         "timeout_s": timeout_s,
         "stats_path": str(stats_path),
     }
-    log = workdir / "faust-floor.log"
-    proc = _start("hito.bench.baselines.faust_floor", config, data, log, Path(sys.executable))
+    log = workdir / f"{kind}.log"
+    module = f"hito.bench.baselines.{kind.replace('-', '_')}"
+    proc = _start(module, config, data, log, Path(sys.executable))
     _finish(proc, timeout_s + 120, log)
     s = json.loads(stats_path.read_text())
     return Result(
-        name="faust-floor",
+        name=kind,
         events=s["consumed"],
         seconds=s["last_at"] - s["first_at"],
         complete=s["consumed"] >= produced.total,
@@ -175,7 +214,8 @@ def run_quix(
     }
     log = workdir / "quix.log"
     probe = InfluxTotal(settings, "windows")
-    proc = _start("hito.bench.baselines.quix_peer", config, settings, log, python)
+    path = peer_pythonpath(workdir)
+    proc = _start("hito.bench.baselines.quix_peer", config, settings, log, python, path)
     try:
         done_at = probe.wait_for(produced.valid, timeout_s, lambda: proc.poll() is None)
     except (TimeoutError, RuntimeError) as exc:
@@ -204,5 +244,6 @@ def run_quix(
             "write_batch_points_mean": round(sum(batches) / len(batches), 1) if batches else 0,
             "write_batch_points_max": max(batches, default=0),
             "kafka_user": "admin",
+            "cpu_s_whole_run": s["cpu_s_whole_run"],
         },
     )

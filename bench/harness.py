@@ -1,10 +1,11 @@
 """``hito bench``: one run, one data set, every contender, one report.
 
 Order: produce the mix once into a fresh topic set; the consume-only ceiling; the Faust floor
-(Hito's Faust app taking and acking, nothing else); Hito with one worker, then two; the Quix
-Streams peer; the naive pipeline (time-boxed); the latency run at half of Hito's measured
-one-worker rate (its own topics); the 1M devices state model. See bench/README.md for what
-each figure means.
+(Hito's Faust app taking and acking each record on Faust's path, nothing else); the lane floor
+(Hito's batch lane taking and acknowledging each batch, nothing else); Hito with one worker,
+then two; the Quix Streams peer; the naive pipeline (time-boxed); the latency run at half of
+Hito's measured one-worker rate (its own topics); the 1M devices state model. See
+bench/README.md for what each figure means.
 """
 
 from __future__ import annotations
@@ -27,15 +28,15 @@ from rich.console import Console
 
 from hito.access.kafka import admin_client
 from hito.bench import dataset
-from hito.bench.contenders import bench_python, run_ceiling, run_faust_floor, run_naive, run_quix
+from hito.bench.contenders import bench_python, run_ceiling, run_floor, run_naive, run_quix
 from hito.bench.hito_run import run_hito
 from hito.bench.latency import measure_latency
 from hito.bench.profile import summarise_file
-from hito.bench.report import Result, figures_of, render, verdicts
+from hito.bench.report import Result, figures_of, render, reported, verdicts
 from hito.runtime import load_runtime
 from hito.settings import HitoSettings
 
-CONTENDERS = ("ceiling", "faust-floor", "hito", "quix", "naive", "latency", "state")
+CONTENDERS = ("ceiling", "faust-floor", "lane-floor", "hito", "quix", "naive", "latency", "state")
 
 
 @dataclass(frozen=True)
@@ -144,7 +145,7 @@ def run_bench(settings: HitoSettings, options: BenchOptions, console: Console) -
             results[value.name] = value
             console.log(
                 f"bench: {value.name}: {value.events:,} events in {value.seconds:.2f} s = "
-                f"{value.events_per_s:,.0f}/s"
+                f"{value.events_per_s:,.0f}/s, {value.cpu_us_per_event or 0:,.1f} µs CPU/event"
             )
         return value
 
@@ -154,11 +155,14 @@ def run_bench(settings: HitoSettings, options: BenchOptions, console: Console) -
     try:
         if "ceiling" in only:
             attempt("ceiling", lambda: run_ceiling(data, produced, run, workdir, options.timeout_s))
-        if "faust-floor" in only:
-            attempt(
-                "faust-floor",
-                lambda: run_faust_floor(data, produced, run, workdir, options.timeout_s),
-            )
+        for floor in ("faust-floor", "lane-floor"):
+            if floor in only:
+                attempt(
+                    floor,
+                    lambda floor=floor: run_floor(
+                        floor, data, produced, run, workdir, options.timeout_s
+                    ),
+                )
         if "hito" in only:
             py_spy = bench_python().parent / "py-spy" if options.profile else None
             for n in options.workers:
@@ -230,6 +234,7 @@ def run_bench(settings: HitoSettings, options: BenchOptions, console: Console) -
         "profile_live": profile_live,
         "figures": {k: None if v is None else round(v, 4) for k, v in figures.items()},
         "targets": verdicts(figures),
+        "reported": reported(figures),
         "errors": errors,
     }
     out.write_text(json.dumps(report, indent=2, default=str))

@@ -12,6 +12,7 @@ from typing import Any
 
 from prometheus_client.parser import text_string_to_metric_families
 
+from hito.bench.cpu import tree_cpu_s
 from hito.bench.dataset import Produced, with_bucket
 from hito.bench.probe import InfluxTotal, ProcSample, proc_sample
 from hito.bench.report import Result
@@ -100,6 +101,10 @@ def run_hito(
         # Workers read the pre-produced data as soon as they are ready, so readiness is
         # watched in the same loop as progress (a second worker may join while the first runs).
         ready: dict[int, ProcSample] = {}
+        # Each worker's CPU when its measured span began: its last reading known to precede
+        # the first event (taken before a scrape that showed none), or its readiness when it
+        # joined later. Startup and the group join stay out, as for every contender.
+        cpu_start: dict[int, float] = {}
         first_at = last_influx = last_mark = last_scrape = 0.0
         handled = visible = 0
         timeline: list[tuple[float, int]] = []  # (seconds since the first event, handled)
@@ -110,6 +115,7 @@ def run_hito(
             for i, w in enumerate(procs):
                 if i not in ready and _READY in w.log_path.read_bytes():
                     ready[i] = proc_sample(w.proc.pid)
+                    cpu_start[i] = ready[i].cpu_s
                     if i == 0 and py_spy is not None:
                         profiler = start_profiler(w.proc.pid, py_spy, profile_path)
             # Each scrape costs the worker a /metrics rendering: 10 Hz until the first event
@@ -117,7 +123,10 @@ def run_hito(
             near_end = handled >= 0.95 * produced.total
             if ready and (not first_at or near_end or now - last_scrape >= 1.0):
                 last_scrape = now
+                before = {i: tree_cpu_s(procs[i].proc.pid) for i in ready} if not first_at else {}
                 handled = int(sum(w.metric("hito_events_total") for w in procs))
+                if not handled:
+                    cpu_start |= before
             if handled and not first_at:
                 first_at = now
             if first_at and now - last_mark >= 1.0:
@@ -155,8 +164,8 @@ def run_hito(
         if profiler is not None:
             stop_profiler(profiler)
     seconds = done_at - first_at
-    # From each worker's readiness on (a worker that never got ready did no work).
-    cpu_s = sum(samples[i].cpu_s - at_ready.cpu_s for i, at_ready in ready.items())
+    # A worker that never got ready did no work.
+    cpu_s = sum(samples[i].cpu_s - start for i, start in cpu_start.items())
     batches = metrics.get("hito_sink_batch_points_count", 0.0)
     details: dict[str, Any] = {
         "bucket": settings.influxdb.bucket,

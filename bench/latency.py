@@ -5,7 +5,7 @@ times follow the wall clock) at ``rate`` events/s, recording the send time of ev
 must be counted. A poller asks InfluxDB for the bucket's total every ``poll_s``; latencies come
 from the two cumulative curves (:func:`bench.report.latencies_from_curves`). Observation times
 are when InfluxDB's answer arrived, so a latency is never understated; the resolution is the
-poll interval plus the worker's flush interval (1 s by default).
+poll interval plus the worker's flush interval (0.5 s by default).
 """
 
 from __future__ import annotations
@@ -19,6 +19,7 @@ from typing import Any
 
 from kafka import KafkaProducer
 
+from hito.bench.cpu import us_per_event
 from hito.bench.dataset import Mix, topic_set, with_bucket
 from hito.bench.hito_run import free_port, start_profiler, stop_profiler
 from hito.bench.probe import InfluxTotal, proc_sample
@@ -127,7 +128,7 @@ def measure_latency(
             for i in range(5)
         ],
         "poll_s": poll_s,
-        "worker_cpu_s_per_1k": round(1000 * (sample.cpu_s - cpu0) / sent, 4) if sent else None,
+        "worker_cpu_us_per_event": _r(us_per_event(sample.cpu_s - cpu0, sent)),
         "worker_peak_rss_mb": round(sample.peak_rss_mb, 1),
         "bucket": live.influxdb.bucket,
         "profile": str(profile_path) if py_spy is not None else None,

@@ -11,7 +11,6 @@ Totals are the events whose contribution is visible in a bucket:
 
 from __future__ import annotations
 
-import os
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -20,6 +19,7 @@ from typing import Literal
 
 from influxdb_client import InfluxDBClient
 
+from hito.bench.cpu import tree_cpu_s
 from hito.settings import HitoSettings
 
 TotalKind = Literal["hito", "windows", "events"]
@@ -32,7 +32,6 @@ _FILTERS: dict[TotalKind, str] = {
     "windows": 'r._measurement == "bench_window" and r._field == "events"',
     "events": 'r._field == "n"',
 }
-_CLK_TCK = os.sysconf("SC_CLK_TCK")
 
 
 class InfluxTotal:
@@ -81,15 +80,13 @@ class InfluxTotal:
 
 @dataclass(frozen=True)
 class ProcSample:
-    cpu_s: float  # user + system, this process only
+    cpu_s: float  # user + system of the process tree (hito.bench.cpu)
     rss_mb: float
     peak_rss_mb: float  # VmHWM: the high-water mark since the process started
 
 
 def proc_sample(pid: int) -> ProcSample:
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    # After the command name: state is field 3, utime 14 and stime 15 (1-based, proc(5)).
-    cpu = (int(fields[11]) + int(fields[12])) / _CLK_TCK
+    cpu = tree_cpu_s(pid)
     status = {
         k: v.split()[0]
         for k, v in (

@@ -11,6 +11,8 @@ from typing import Any
 from rich.console import Console
 from rich.table import Table
 
+from hito.bench.cpu import us_per_event
+
 
 @dataclass
 class Result:
@@ -20,7 +22,7 @@ class Result:
     events: int  # raw records handled (valid, bad and duplicate alike)
     seconds: float  # first record consumed -> last contribution acknowledged / visible
     complete: bool  # handled every produced record (False: time-boxed or failed)
-    cpu_s: float | None = None
+    cpu_s: float | None = None  # its process tree over those seconds (hito.bench.cpu)
     peak_rss_mb: float | None = None
     points: int | None = None  # points written to InfluxDB
     details: dict[str, Any] = field(default_factory=dict)
@@ -30,10 +32,8 @@ class Result:
         return self.events / self.seconds if self.seconds > 0 else 0.0
 
     @property
-    def cpu_s_per_1k(self) -> float | None:
-        if self.cpu_s is None or not self.events:
-            return None
-        return 1000.0 * self.cpu_s / self.events
+    def cpu_us_per_event(self) -> float | None:
+        return us_per_event(self.cpu_s, self.events)
 
     @property
     def points_per_s(self) -> float | None:
@@ -45,26 +45,50 @@ class Result:
         return {
             **asdict(self),
             "events_per_s": round(self.events_per_s, 1),
-            "cpu_s_per_1k_events": _round(self.cpu_s_per_1k, 4),
+            "cpu_us_per_event": _round(self.cpu_us_per_event, 2),
             "points_per_s": _round(self.points_per_s, 1),
         }
+
+
+# Contenders in the order the report lists them (the harness runs them in this order).
+CONTENDER_ORDER = ("ceiling", "faust-floor", "lane-floor", "hito-1w", "hito-2w", "quix", "naive")
 
 
 @dataclass(frozen=True)
 class Target:
     name: str
     figure: str  # key of the figure in the report's "figures"
-    op: str  # ">=", ">", "<="
+    op: str  # ">=", "<="
     threshold: float
+    issue: str  # the issue that set it
 
 
 TARGETS: tuple[Target, ...] = (
-    Target("one worker >= 50,000 events/s end to end", "hito_1w_events_per_s", ">=", 50_000),
-    Target("one worker >= 50% of the consume-only ceiling", "hito_vs_ceiling", ">=", 0.5),
-    Target("one worker >= 5x the naive pipeline", "hito_vs_naive", ">=", 5.0),
-    Target("one worker ahead of the Quix Streams peer", "hito_vs_quix", ">", 1.0),
-    Target("p99 latency <= 2 s at 50% of max rate", "latency_p99_s", "<=", 2.0),
-    Target("peak RSS <= 300 MB at 1M devices+identities", "rss_1m_modelled_mb", "<=", 300.0),
+    Target("worker CPU <= 40 us per event", "hito_1w_cpu_us_per_event", "<=", 40.0, "#16"),
+    Target("worker CPU per event <= 1/5 of the Quix peer's", "hito_cpu_vs_quix", "<=", 0.2, "#16"),
+    Target("one worker >= 5x the Quix peer's events/s", "hito_vs_quix", ">=", 5.0, "#16"),
+    Target("one worker >= 10x the naive loop's events/s", "hito_vs_naive", ">=", 10.0, "#16"),
+    Target("p99 latency <= 1 s at 50% of the max rate", "latency_p99_s", "<=", 1.0, "#16"),
+    Target(
+        "modelled RSS <= 300 MB at 1M devices+identities", "rss_1m_modelled_mb", "<=", 300.0, "#16"
+    ),
+    # Kept from #8: the project's goal (#16 says it remains one). #8's others are superseded by
+    # #16's (5x naive -> 10x, ahead of Quix -> 5x, p99 2 s -> 1 s) or turned into reported
+    # ratios (50% of the ceiling: the ceiling measures the broker, not a pipeline).
+    Target("one worker >= 50,000 events/s end to end", "hito_1w_events_per_s", ">=", 50_000, "#8"),
+)
+
+# Figures reported next to the targets, without a threshold (#16: "report the ratio to the
+# ceiling and to the lane floor"; the registry's load time with the memory model).
+REPORTED: tuple[tuple[str, str], ...] = (
+    ("one worker / consume-only ceiling, events/s", "hito_vs_ceiling"),
+    ("one worker / lane floor, events/s", "hito_vs_lane_floor"),
+    ("one worker / Faust floor, events/s", "hito_vs_faust_floor"),
+    ("lane floor / Faust floor, events/s", "lane_floor_vs_faust_floor"),
+    ("two workers / one, events/s", "hito_2w_vs_1w"),
+    ("worker CPU per event above the lane floor's, us", "hito_cpu_above_lane_floor_us"),
+    ("lane floor CPU per event / Faust floor's", "lane_floor_cpu_vs_faust_floor"),
+    ("registry load at 1M devices, s", "registry_load_1m_s"),
 )
 
 
@@ -116,40 +140,55 @@ def verdicts(figures: dict[str, float | None]) -> list[dict[str, Any]]:
         value = figures.get(t.figure)
         passed: bool | None = None
         if value is not None:
-            passed = {
-                ">=": value >= t.threshold,
-                ">": value > t.threshold,
-                "<=": value <= t.threshold,
-            }[t.op]
+            passed = {">=": value >= t.threshold, "<=": value <= t.threshold}[t.op]
         out.append({**asdict(t), "value": _round(value, 4), "passed": passed})
     return out
+
+
+def reported(figures: dict[str, float | None]) -> list[dict[str, Any]]:
+    """The figures reported without a threshold, labelled."""
+    return [
+        {"name": name, "figure": figure, "value": _round(figures.get(figure), 4)}
+        for name, figure in REPORTED
+    ]
+
+
+def _key(name: str) -> str:
+    return name.replace("-", "_")
 
 
 def figures_of(
     results: dict[str, Result], latency: dict[str, Any] | None, state: dict[str, Any] | None
 ) -> dict[str, float | None]:
-    """The headline figures the targets are judged on."""
-
-    def rate(name: str) -> float | None:
+    """The headline figures the targets are judged on, all from this run: each contender's
+    events/s and CPU µs per event, and Hito's one worker against each of them."""
+    out: dict[str, float | None] = {}
+    for name in CONTENDER_ORDER:
         r = results.get(name)
-        return r.events_per_s if r is not None and r.events else None
-
-    hito = rate("hito-1w")
-    return {
-        "hito_1w_events_per_s": hito,
-        "hito_2w_events_per_s": rate("hito-2w"),
-        "ceiling_events_per_s": rate("ceiling"),
-        "faust_floor_events_per_s": rate("faust-floor"),
-        "naive_events_per_s": rate("naive"),
-        "quix_events_per_s": rate("quix"),
-        "hito_vs_ceiling": ratio(hito, rate("ceiling")),
-        "hito_vs_faust_floor": ratio(hito, rate("faust-floor")),
-        "hito_vs_naive": ratio(hito, rate("naive")),
-        "hito_vs_quix": ratio(hito, rate("quix")),
-        "hito_2w_vs_1w": ratio(rate("hito-2w"), hito),
-        "latency_p99_s": latency.get("p99_s") if latency else None,
-        "rss_1m_modelled_mb": state.get("modelled_worker_rss_mb") if state else None,
-    }
+        done = r is not None and r.events > 0
+        out[f"{_key(name)}_events_per_s"] = r.events_per_s if r is not None and done else None
+        out[f"{_key(name)}_cpu_us_per_event"] = r.cpu_us_per_event if r is not None else None
+    rate = {name: out[f"{_key(name)}_events_per_s"] for name in CONTENDER_ORDER}
+    cpu = {name: out[f"{_key(name)}_cpu_us_per_event"] for name in CONTENDER_ORDER}
+    hito, hito_cpu, lane_cpu = rate["hito-1w"], cpu["hito-1w"], cpu["lane-floor"]
+    for base in ("ceiling", "faust-floor", "lane-floor", "naive", "quix"):
+        out[f"hito_vs_{_key(base)}"] = ratio(hito, rate[base])
+    out["hito_2w_vs_1w"] = ratio(rate["hito-2w"], hito)
+    out["lane_floor_vs_faust_floor"] = ratio(rate["lane-floor"], rate["faust-floor"])
+    out["hito_cpu_vs_quix"] = ratio(hito_cpu, cpu["quix"])
+    out["lane_floor_cpu_vs_faust_floor"] = ratio(lane_cpu, cpu["faust-floor"])
+    out["hito_cpu_above_lane_floor_us"] = (
+        hito_cpu - lane_cpu if hito_cpu is not None and lane_cpu is not None else None
+    )
+    out["latency_p99_s"] = latency.get("p99_s") if latency else None
+    # The memory target is at a million devices and identities: a smaller model is reported
+    # (rss_modelled_mb) but not judged.
+    modelled = state.get("modelled_worker_rss_mb") if state else None
+    at_scale = state is not None and min(state["devices"], state["identities"]) >= 1_000_000
+    out["rss_modelled_mb"] = modelled
+    out["rss_1m_modelled_mb"] = modelled if at_scale else None
+    out["registry_load_1m_s"] = state.get("registry_load_s") if state and at_scale else None
+    return out
 
 
 def _round(value: float | None, digits: int) -> float | None:
@@ -179,6 +218,7 @@ def summary(report: dict[str, Any]) -> dict[str, Any]:
         "seconds": report["seconds"],
         "figures": report["figures"],
         "targets": report["targets"],
+        "reported": report["reported"],
         "errors": report["errors"],
     }
 
@@ -192,7 +232,7 @@ def render(report: dict[str, Any], console: Console) -> None:
         f"{report['machine']['nproc']} cores, Python {report['machine']['python']}"
     )
     table = Table(title="Throughput on the same data (first record read -> last point in InfluxDB)")
-    for col in ("contender", "events", "s", "events/s", "CPU s/1k", "peak RSS MB", "points/s"):
+    for col in ("contender", "events", "s", "events/s", "CPU µs/event", "peak RSS MB", "points/s"):
         table.add_column(col, justify="left" if col == "contender" else "right")
     for r in report["results"].values():
         name = r["name"] + ("" if r["complete"] else " (time-boxed)")
@@ -201,7 +241,7 @@ def render(report: dict[str, Any], console: Console) -> None:
             _fmt(r["events"]),
             _fmt(r["seconds"], 2),
             _fmt(r["events_per_s"], 0),
-            _fmt(r["cpu_s_per_1k_events"], 3),
+            _fmt(r["cpu_us_per_event"], 1),
             _fmt(r["peak_rss_mb"], 0),
             _fmt(r["points_per_s"], 0),
         )
@@ -223,6 +263,16 @@ def render(report: dict[str, Any], console: Console) -> None:
             f"{_fmt(state.get('registry_file_mb'), 1)} MB loaded in "
             f"{_fmt(state.get('registry_load_s'), 2)} s"
         )
+        backfill = state.get("backfill")
+        if backfill:
+            console.print(
+                f"Backfill: {backfill['windows_held']:,} windows held (live and revising, at "
+                f"most {backfill['revising_max']:,} revising) {_fmt(backfill['held_mb'], 1)} MB "
+                f"of it; the archive of {backfill['archive_sites']} sites x "
+                f"{backfill['archive_days']} days ({backfill['archive_windows']:,} windows of "
+                f"{backfill['archive_line_bytes']:,} bytes) is "
+                f"{_fmt(backfill['archive_mb_uncompressed'], 0)} MB of line protocol, in InfluxDB"
+            )
     for key, what in (("profile", "reading the data set"), ("profile_live", "at the latency rate")):
         prof = report.get(key)
         if prof and prof.get("samples"):
@@ -232,12 +282,17 @@ def render(report: dict[str, Any], console: Console) -> None:
                 f"{p['function']} {p['percent']}%" for p in prof["inclusive_project"][:6]
             )
             console.print(f"  Hito's own code (inclusive): {own}")
-    verdict = Table(title="Targets")
-    for col in ("target", "value", "verdict"):
+    ratios = Table(title="Reported (same run, no threshold)")
+    for col in ("figure", "value"):
+        ratios.add_column(col)
+    for f in report["reported"]:
+        ratios.add_row(f["name"], _sig(f["value"]))
+    console.print(ratios)
+    verdict = Table(title="Targets (ratios from this run)")
+    for col in ("target", "issue", "value", "verdict"):
         verdict.add_column(col)
     for v in report["targets"]:
         mark = {True: "[green]pass[/]", False: "[red]FAIL[/]", None: "not measured"}
-        value = _sig(v["value"])
-        verdict.add_row(v["name"], value, mark[v["passed"]])
+        verdict.add_row(v["name"], v["issue"], _sig(v["value"]), mark[v["passed"]])
     console.print(verdict)
     console.print(f"Report: {report['out']}   command: {report['command']}")

@@ -3,6 +3,9 @@
 # default ~/.cache/hito; BENCH_VENV overrides the path): the Quix Streams peer and py-spy.
 # Idempotent: does nothing when the stamp is newer than bench/requirements.txt; pip's cache
 # makes a rebuild take seconds. Usage: bash bench/setup.sh [PYTHON]   (default python3.11)
+# Hito itself is not installed here: the venv is shared by every clone under the cache, so an
+# install would run whichever clone set it up last. The harness puts the hito package it runs
+# (and only that) on the peer's path for each run (hito.bench.contenders.peer_pythonpath).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PYTHON="${1:-${PYTHON:-python3.11}}"

@@ -6,8 +6,9 @@ purpose may only name outputs listed here, must declare every field its outputs 
 field they do not read. ``tests/unit/schemas/test_outputs.py`` checks this list against the
 measurements the pipeline's point builders really write.
 
-``pipeline`` (events per stage and outcome) reads no payload field and serves no purpose of the
-policy; it is not listed.
+``pipeline`` (events per stage and outcome) and ``revisions`` (events a late upload added to a
+window, per source) read no payload field and serve no purpose of the policy; they are not
+listed.
 """
 
 from __future__ import annotations

@@ -147,10 +147,20 @@ def pipeline_token(settings: HitoSettings) -> SecretStr:
     i = settings.influxdb
     if i.pipeline_token is not None:
         return i.pipeline_token
-    entry = read_tokens(tokens_path(settings)).get(i.bucket, {}).get("pipeline")
+    return _from_tokens_file(settings, "pipeline", "set HITO_INFLUXDB__PIPELINE_TOKEN or ")
+
+
+def dashboards_token(settings: HitoSettings) -> SecretStr:
+    """The read-only token of the bucket (Grafana's; `hito status` reads revisions with it)."""
+    return _from_tokens_file(settings, "dashboards", "")
+
+
+def _from_tokens_file(settings: HitoSettings, role: str, alternative: str) -> SecretStr:
+    bucket = settings.influxdb.bucket
+    entry = read_tokens(tokens_path(settings)).get(bucket, {}).get(role)
     if entry is None:
         raise MissingToken(
-            f"no pipeline token for InfluxDB bucket {i.bucket!r}: set "
-            f"HITO_INFLUXDB__PIPELINE_TOKEN or run `hito up` (writes {tokens_path(settings)})"
+            f"no {role} token for InfluxDB bucket {bucket!r}: {alternative}run `hito up` "
+            f"(writes {tokens_path(settings)})"
         )
     return SecretStr(entry["token"])

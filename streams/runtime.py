@@ -34,7 +34,7 @@ def limits_of(pipeline: PipelineSettings) -> Limits:
     return Limits(
         max_event_bytes=pipeline.max_event_bytes,
         max_future_skew_s=pipeline.max_future_skew_s,
-        max_event_age_s=pipeline.max_event_age_s,
+        max_event_age_s=float(pipeline.backfill_horizon_s),
     )
 
 

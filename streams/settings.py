@@ -161,12 +161,19 @@ class InfluxSettings(_Frozen):
     )
     pipeline_token: SecretStr | None = Field(
         default=None,
-        description="Read+write on the bucket only; default: <state_dir>/influxdb/tokens.json",
+        description="Read+write on the bucket and its archive (<bucket>-archive) only; "
+        "default: <state_dir>/influxdb/tokens.json",
     )
 
     @property
     def url(self) -> str:
         return f"http://{self.host}:{self.port}"
+
+    @property
+    def archive_bucket(self) -> str:
+        """The bucket of full (unsuppressed) window counts for the backfill horizon: the
+        pipeline's token only, never dashboards (docs/aggregation.md, "Backfill")."""
+        return f"{self.bucket}-archive"
 
     def admin_token(self) -> SecretStr:
         if self.token is None:
@@ -222,8 +229,13 @@ class PipelineSettings(_Frozen):
     topic_partitions: int = Field(default=4, ge=1, le=256)
     max_event_bytes: int = Field(default=64 * 1024, ge=1024, le=1024 * 1024)
     max_future_skew_s: float = Field(default=300.0, ge=0.0, description="SPEC: 5 minutes")
-    max_event_age_s: float = Field(
-        default=7 * 86400.0, gt=0.0, description="Older event_time is a device clock fault"
+    backfill_horizon_s: int = Field(
+        default=7 * 86400,
+        ge=60,
+        le=30 * 86400,
+        description="How old an event may be and still be counted: windows older than the "
+        "allowed lateness are revised from their archived full counts (docs/aggregation.md, "
+        "'Backfill'); an older event is late_beyond_window",
     )
     dedup_window: int = Field(
         default=4096,
@@ -245,14 +257,14 @@ class PipelineSettings(_Frozen):
         default=500,
         ge=1,
         le=10_000,
-        description="Agents handle up to this many events at once (one send wait, one table "
-        "write per key); a rebalance waits for the batch in hand",
+        description="The bench's Faust floor takes batches this large; the worker's agents take "
+        "each partition's fetch whole (the batch lane, docs/aggregation.md)",
     )
     batch_within_s: float = Field(
         default=0.05,
         gt=0.0,
         le=5.0,
-        description="How long a batch waits to fill: the latency an idle pipeline adds",
+        description="How long the bench's Faust floor waits for a batch to fill",
     )
     devices_file: Path | None = Field(
         default=None,
@@ -266,6 +278,15 @@ class PipelineSettings(_Frozen):
     registry_reload_s: float = Field(
         default=5.0, gt=0.0, description="How often workers look for registry changes"
     )
+
+    @model_validator(mode="after")
+    def _horizon_beyond_lateness(self) -> PipelineSettings:
+        if self.backfill_horizon_s < self.window_s + self.allowed_lateness_s:
+            raise ValueError(
+                "backfill_horizon_s must be at least window_s + allowed_lateness_s (an event "
+                "the live windows still take is within the horizon)"
+            )
+        return self
 
     def registry_settings(self) -> tuple[tuple[str, str], ...]:
         """The registry's settings a process needs: the devices file, and the keys file

@@ -18,6 +18,7 @@ from typing import Any
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
+from hito.bench.cpu import own_cpu_s
 from hito.credentials import client_config
 from hito.settings import load_settings
 
@@ -30,7 +31,6 @@ async def consume(expected: int, timeout_s: float) -> dict[str, Any]:
     count = 0
     size = 0
     first_at = last_at = 0.0
-    cpu0 = time.process_time()
     await consumer.start()
     try:
         partitions = [
@@ -42,6 +42,7 @@ async def consume(expected: int, timeout_s: float) -> dict[str, Any]:
         await consumer.seek_to_beginning(*partitions)
         deadline = time.monotonic() + timeout_s
         first_at = time.time()
+        cpu0 = own_cpu_s()
         while count < expected and time.monotonic() < deadline:
             batches = await consumer.getmany(timeout_ms=500)
             for records in batches.values():
@@ -49,6 +50,7 @@ async def consume(expected: int, timeout_s: float) -> dict[str, Any]:
                 size += sum(len(r.value or b"") for r in records)
             if batches:
                 last_at = time.time()
+        cpu_s = own_cpu_s() - cpu0  # before the consumer stops
     finally:
         await consumer.stop()
     return {
@@ -56,7 +58,7 @@ async def consume(expected: int, timeout_s: float) -> dict[str, Any]:
         "bytes": size,
         "first_at": first_at,
         "last_at": last_at,
-        "cpu_s": time.process_time() - cpu0,
+        "cpu_s": cpu_s,
         "peak_rss_mb": _peak_rss_mb(),
     }
 

@@ -1,12 +1,14 @@
-"""The Faust floor: Hito's own Faust app and consumer with an agent that only takes batches and
-acks them (no decoding, no stage, no output).
+"""The Faust floor: Hito's own Faust app and consumer with an agent on the raw topics that only
+takes the records in batches and acks each one (no decoding, no stage, no output).
 
-It answers "how much of a worker's time is Faust itself": whatever Hito does per event comes on
-top of this. Same app settings as a worker (``streams.app.create_app``: credentials, fetch size,
-buffer, the consumer's batch delivery), same batch size and wait. Its time runs from the first
-batch to the last record. Runs as ``python -m bench.baselines.faust_floor CONFIG_JSON``
-(HITO_PIPELINE in the environment names the topics) and writes its counters to
-``CONFIG_JSON["stats_path"]``, then exits.
+It answers "what does Faust's per-record path cost": each record goes through Faust's
+conductor, a topic queue, the stream iterator and a per-record ack, as every record did before
+the batch lane (``hito.pipeline.faust.lane``; the lane floor, ``lane_floor.py``, measures that
+path). Same app settings as a worker (``hito.pipeline.faust.app.create_app``: credentials,
+fetch size, buffer, the gapless consumer), the worker's batch size and wait. Its time runs
+from the first batch to the last record, its CPU (``hito.bench.cpu``) over the same span. Runs
+as ``python -m hito.bench.baselines.faust_floor CONFIG_JSON`` (HITO_PIPELINE in the
+environment names the topics), writes its counters to ``CONFIG_JSON["stats_path"]`` and exits.
 """
 
 from __future__ import annotations
@@ -21,8 +23,44 @@ from typing import Any
 import faust
 
 from hito.bench.baselines.ceiling import _peak_rss_mb
+from hito.bench.cpu import own_cpu_s
 from hito.pipeline.faust.app import create_app
 from hito.settings import load_settings
+
+
+class FloorStats:
+    """A floor's counters: records taken, first batch -> last record, CPU over that span.
+    ``finish`` writes them and ends the process (the measurement is taken; Faust's orderly
+    stop adds nothing to it)."""
+
+    def __init__(self, expected: int, stats_path: str, timeout_s: float) -> None:
+        self.expected = expected
+        self._path = Path(stats_path)
+        self.deadline = time.monotonic() + timeout_s
+        self.consumed = 0
+        self.first_at = self.last_at = 0.0
+        self._cpu0 = 0.0
+
+    def took(self, records: int) -> None:
+        """``records`` were taken and acknowledged; finishes once every record was."""
+        if not self.first_at:
+            self.first_at = time.time()
+            self._cpu0 = own_cpu_s()
+        self.consumed += records
+        self.last_at = time.time()
+        if self.consumed >= self.expected:
+            self.finish()
+
+    def finish(self) -> None:
+        stats = {
+            "consumed": self.consumed,
+            "first_at": self.first_at,
+            "last_at": self.last_at,
+            "cpu_s": own_cpu_s() - self._cpu0 if self.first_at else 0.0,
+            "peak_rss_mb": _peak_rss_mb(),
+        }
+        self._path.write_text(json.dumps(stats))
+        os._exit(0)
 
 
 def main() -> None:
@@ -31,37 +69,22 @@ def main() -> None:
     p = settings.pipeline
     app = create_app(settings, app_id=config["group"])
     raw = app.topic(*p.raw_topics.values(), partitions=p.topic_partitions)
-    expected: int = config["expected"]
-    stats: dict[str, Any] = {"consumed": 0, "first_at": 0.0, "last_at": 0.0}
-    cpu0 = [0.0]
-
-    def finish() -> None:
-        stats["cpu_s"] = time.process_time() - cpu0[0]
-        stats["peak_rss_mb"] = _peak_rss_mb()
-        Path(config["stats_path"]).write_text(json.dumps(stats))
-        os._exit(0)  # the measurement is taken; Faust's orderly stop adds nothing to it
+    stats = FloorStats(config["expected"], config["stats_path"], config["timeout_s"])
 
     @app.agent(raw, concurrency=1)
     async def floor(stream: Any) -> None:
-        consumer: Any = app.consumer  # Hito's consumer (streams/consumer.py)
+        consumer: Any = app.consumer  # Hito's gapless consumer (hito.pipeline.faust.consumer)
         async for events in stream.noack_take(p.batch_max_events, within=p.batch_within_s):
-            if not stats["first_at"]:
-                stats["first_at"] = time.time()
-                cpu0[0] = time.process_time()
             for event in events:
-                consumer.mark_handled(event.message)  # as Hito's agents do
+                consumer.mark_handled(event.message)  # a record acked before the lane
                 await stream.ack(event)
-            stats["consumed"] += len(events)
-            stats["last_at"] = time.time()
-            if stats["consumed"] >= expected:
-                finish()
+            stats.took(len(events))
 
     @app.timer(interval=5.0)  # type: ignore[untyped-decorator]
     async def give_up() -> None:
-        if time.monotonic() > deadline:
-            finish()
+        if time.monotonic() > stats.deadline:
+            stats.finish()
 
-    deadline = time.monotonic() + config["timeout_s"]
     faust.Worker(app, loglevel="WARNING").execute_from_commandline()
 
 

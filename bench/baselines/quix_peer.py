@@ -10,9 +10,13 @@ Rejected events are counted and dropped (no DLQ records). Besides the measuremen
 window write carries one ``bench_window`` point (``events`` = events counted in that window),
 which is what the harness sums to see when everything is visible.
 
-Runs as ``python -m bench.baselines.quix_peer CONFIG_JSON`` with the repository on PYTHONPATH
-and Hito's settings in the environment (HITO_PIPELINE, ...); stops on SIGTERM and writes its
-own counters to ``CONFIG_JSON["stats_path"]``.
+Its CPU (``hito.bench.cpu``) runs from its first record to its last InfluxDB write, as its
+time runs from its first record to the write that made every event visible (Quix's start and
+stop are left out, as every contender's are). Runs as ``python -m
+hito.bench.baselines.quix_peer CONFIG_JSON`` in the bench venv with only ``hito`` added to its
+path (``hito.bench.contenders.peer_pythonpath``) and Hito's settings in the environment
+(HITO_PIPELINE, ...); stops on SIGTERM and writes its own counters to
+``CONFIG_JSON["stats_path"]``.
 """
 
 from __future__ import annotations
@@ -31,6 +35,7 @@ from quixstreams import Application, State, message_context
 from quixstreams.kafka.configuration import ConnectionConfig
 from quixstreams.sinks import BatchingSink, SinkBatch
 
+from hito.bench.cpu import own_cpu_s
 from hito.credentials import MECHANISM, user_for
 from hito.pipeline.sinks.lines import line, points_for
 from hito.pipeline.stages import aggregate, anonymise, dedup, validate
@@ -43,6 +48,8 @@ from hito.settings import load_settings
 @dataclass
 class Stats:
     first_at: float = 0.0  # wall clock, first record handled
+    cpu_at_first: float = 0.0  # own_cpu_s() then
+    cpu_at_last_write: float = 0.0  # own_cpu_s() after the last InfluxDB write
     consumed: int = 0
     rejected: int = 0
     duplicates: int = 0
@@ -105,6 +112,7 @@ class InfluxWindowSink(BatchingSink):  # type: ignore[misc]  # quixstreams is un
         self._stats.points += len(lines)
         self._stats.batches.append(len(lines))
         self._stats.last_write_at = time.time()
+        self._stats.cpu_at_last_write = own_cpu_s()
 
 
 def _start(state: aggregate.State) -> datetime:
@@ -125,6 +133,7 @@ def build(app: Application, runtime: Runtime, sink: InfluxWindowSink, stats: Sta
     def check(raw: bytes, key: str | None, timestamp: int, headers: Any) -> Any:
         if not stats.first_at:
             stats.first_at = time.time()
+            stats.cpu_at_first = own_cpu_s()
         stats.consumed += 1
         ctx = message_context()
         result = validate.validate(
@@ -204,11 +213,12 @@ def main() -> None:
     token = config["influx_token"]
     sink = InfluxWindowSink(i.url, token, i.org, i.bucket, runtime.policy.small_count_k, stats)
     build(app, runtime, sink, stats)
-    started_cpu = time.process_time()
+    started_cpu = own_cpu_s()
     app.run()
     out = {
         **stats.__dict__,
-        "cpu_s": time.process_time() - started_cpu,
+        "cpu_s": stats.cpu_at_last_write - stats.cpu_at_first,
+        "cpu_s_whole_run": own_cpu_s() - started_cpu,  # start and stop included
         "peak_rss_mb": _peak_rss_mb(),
     }
     Path(config["stats_path"]).write_text(json.dumps(out))

@@ -37,6 +37,7 @@ RETENTION_ZONES: Mapping[str, str] = {
     "clean_events": "Kafka clean topics (pseudonymised events)",
     "person_state": "a deleted per-person record in the workers' changelog, until compacted",
     "aggregates": "InfluxDB bucket (k-suppressed aggregates)",
+    "window_archive": "InfluxDB <bucket>-archive: full (unsuppressed) window counts, pipeline only",
     "device_outbox": "events a device could not send yet (on the device)",
 }
 

@@ -65,6 +65,17 @@ def bucket_retention_s(policy: Policy) -> int:
     return policy.retention_hours["aggregates"] * 3600
 
 
+def archive_retention_s(policy: Policy) -> int:
+    """The window archive (full counts for backfill): kept as long as a late event may still
+    revise a window, and no longer."""
+    return policy.retention_hours["window_archive"] * 3600
+
+
+def bucket_retentions(policy: Policy, bucket: str, archive_bucket: str) -> dict[str, int]:
+    """Every InfluxDB bucket -> its retention in seconds."""
+    return {bucket: bucket_retention_s(policy), archive_bucket: archive_retention_s(policy)}
+
+
 def drifted(wanted: Mapping[str, str], live: Mapping[str, str]) -> dict[str, tuple[str, str]]:
     """config -> (wanted, live) for every config whose live value differs."""
     return {

@@ -2,9 +2,11 @@
 
 (each may also read its own organisation's record, which clients need to resolve its name)
 
-- ``pipeline``: read and write on its bucket only (the workers write points and read back the
-  crossings history for surge baselines);
-- ``dashboards``: read on its bucket only (Grafana).
+- ``pipeline``: read and write on its bucket and on that bucket's window archive
+  (``<bucket>-archive``) only: the workers write points, read back the crossings history for
+  surge baselines, and archive and read back full window counts for backfill;
+- ``dashboards``: read on its bucket only (Grafana): never the archive, whose small cells are
+  not suppressed.
 
 The admin token (``HITO_INFLUXDB__TOKEN``) is for setup and administration and is never what a
 worker writes with. InfluxDB generates token values itself (it ignores a value the client
@@ -16,13 +18,15 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
-from influxdb_client import InfluxDBClient, Permission, PermissionResource
+from influxdb_client import BucketRetentionRules, InfluxDBClient, Permission, PermissionResource
 from pydantic import SecretStr
 
 from hito.credentials import MissingToken, read_tokens
 from hito.files import exclusive_lock, write_private
+from hito.schemas.privacy.policy import load_policy
+from hito.schemas.privacy.retention import archive_retention_s
 from hito.settings import InfluxSettings
 
 TokenRole = Literal["pipeline", "dashboards"]
@@ -33,11 +37,17 @@ _ACTIONS: dict[TokenRole, tuple[str, ...]] = {
 
 
 # Bumped whenever the permissions below change: older tokens are then replaced.
-_SCOPE_VERSION = "2"
+_SCOPE_VERSION = "3"
+# Roles that also get their actions on the window archive.
+_ARCHIVE_ROLES: frozenset[TokenRole] = frozenset({"pipeline"})
 
 
-def ensure_bucket_tokens(influx: InfluxSettings, path: Path) -> dict[TokenRole, SecretStr]:
+def ensure_bucket_tokens(
+    influx: InfluxSettings, path: Path, *, archive_retention: int | None = None
+) -> dict[TokenRole, SecretStr]:
     """Create (once) the pipeline and dashboards tokens of ``influx.bucket``; returns both.
+    The bucket's window archive is created first if missing, keeping data
+    ``archive_retention`` seconds (default: the shipped policy's ``window_archive``).
 
     Uses the admin token. A token recorded in ``path`` that InfluxDB no longer knows (the
     data was wiped) is created again.
@@ -55,6 +65,7 @@ def ensure_bucket_tokens(influx: InfluxSettings, path: Path) -> dict[TokenRole, 
         bucket = client.buckets_api().find_bucket_by_name(influx.bucket)
         if bucket is None:
             raise MissingToken(f"InfluxDB has no bucket {influx.bucket!r}")
+        archive = _ensure_archive(client, influx, archive_retention)
         out: dict[TokenRole, SecretStr] = {}
         retired: list[str] = []
         for role, actions in _ACTIONS.items():
@@ -65,9 +76,12 @@ def ensure_bucket_tokens(influx: InfluxSettings, path: Path) -> dict[TokenRole, 
                 retired.append(entry["id"])
                 entry = None
             if entry is None or entry["id"] not in live:
-                resource = PermissionResource(  # type: ignore[no-untyped-call]
-                    type="buckets", id=bucket.id, org_id=bucket.org_id
-                )
+                resources = [
+                    PermissionResource(  # type: ignore[no-untyped-call]
+                        type="buckets", id=b.id, org_id=b.org_id
+                    )
+                    for b in ([bucket, archive] if role in _ARCHIVE_ROLES else [bucket])
+                ]
                 # Reading its own org record lets clients turn the org name into its id.
                 org = PermissionResource(  # type: ignore[no-untyped-call]
                     type="orgs", id=bucket.org_id
@@ -76,11 +90,16 @@ def ensure_bucket_tokens(influx: InfluxSettings, path: Path) -> dict[TokenRole, 
                     Permission(action="read", resource=org),  # type: ignore[no-untyped-call]
                     *(
                         Permission(action=a, resource=resource)  # type: ignore[no-untyped-call]
+                        for resource in resources
                         for a in actions
                     ),
                 ]
                 created = auths.create_authorization(org_id=bucket.org_id, permissions=permissions)
-                created.description = f"hito {role} ({', '.join(actions)} {influx.bucket})"
+                names = [
+                    influx.bucket,
+                    *([influx.archive_bucket] if role in _ARCHIVE_ROLES else []),
+                ]
+                created.description = f"hito {role} ({', '.join(actions)} {', '.join(names)})"
                 auths.update_authorization(created)
                 entry = {
                     "id": str(created.id),
@@ -94,3 +113,15 @@ def ensure_bucket_tokens(influx: InfluxSettings, path: Path) -> dict[TokenRole, 
         for token_id in retired:
             auths.delete_authorization(token_id)
     return out
+
+
+def _ensure_archive(client: InfluxDBClient, influx: InfluxSettings, retention: int | None) -> Any:
+    api = client.buckets_api()
+    archive = api.find_bucket_by_name(influx.archive_bucket)  # type: ignore[no-untyped-call]
+    if archive is not None:
+        return archive
+    seconds = retention if retention is not None else archive_retention_s(load_policy())
+    rule = BucketRetentionRules(type="expire", every_seconds=seconds)  # type: ignore[no-untyped-call]
+    return api.create_bucket(
+        bucket_name=influx.archive_bucket, org=influx.org, retention_rules=[rule]
+    )

@@ -13,7 +13,7 @@ from typing import Any
 from hito.schemas.privacy.policy import Policy
 from hito.schemas.privacy.retention import (
     PERSON_STATE_CHANGELOG_SUFFIX,
-    bucket_retention_s,
+    bucket_retentions,
     drifted,
     person_state_changelog_configs,
     topic_configs,
@@ -68,14 +68,14 @@ def kafka_drift(settings: HitoSettings, policy: Policy, admin: Any) -> list[Drif
 
 
 def bucket_drift(settings: HitoSettings, policy: Policy) -> list[Drift]:
-    bucket = _bucket(settings)
-    want = str(bucket_retention_s(policy))
-    if bucket is None:
-        return [Drift(f"bucket {settings.influxdb.bucket}", "exists", "yes", "no")]
-    have = str(_every_seconds(bucket))
-    if have == want:
-        return []
-    return [Drift(f"bucket {settings.influxdb.bucket}", "retention_s", want, have)]
+    out: list[Drift] = []
+    for name, seconds in _wanted_buckets(settings, policy).items():
+        bucket = _bucket(settings, name)
+        if bucket is None:
+            out.append(Drift(f"bucket {name}", "exists", "yes", "no"))
+        elif (have := _every_seconds(bucket)) != seconds:
+            out.append(Drift(f"bucket {name}", "retention_s", str(seconds), str(have)))
+    return out
 
 
 def audit(settings: HitoSettings, policy: Policy) -> list[Drift]:
@@ -110,30 +110,42 @@ def apply_to_topics(settings: HitoSettings, policy: Policy, admin: Any) -> list[
 
 
 def apply_to_bucket(settings: HitoSettings, policy: Policy) -> bool:
-    """Set the bucket's retention to the policy's; True when it changed."""
+    """Set each bucket's retention (the aggregates' and the window archive's) to the
+    policy's, creating the archive if it is missing; True when anything changed."""
     from influxdb_client import BucketRetentionRules, InfluxDBClient
 
     i = settings.influxdb
-    want = bucket_retention_s(policy)
+    changed = False
     with InfluxDBClient(url=i.url, token=i.admin_token().get_secret_value(), org=i.org) as client:
         api = client.buckets_api()
-        bucket = api.find_bucket_by_name(i.bucket)
-        if bucket is None:
-            raise RuntimeError(f"InfluxDB has no bucket {i.bucket}")
-        if _every_seconds(bucket) == want:
-            return False
-        rule = BucketRetentionRules(type="expire", every_seconds=want)  # type: ignore[no-untyped-call]
-        bucket.retention_rules = [rule]
-        api.update_bucket(bucket=bucket)
-    return True
+        for name, want in _wanted_buckets(settings, policy).items():
+            rule = BucketRetentionRules(type="expire", every_seconds=want)  # type: ignore[no-untyped-call]
+            bucket = api.find_bucket_by_name(name)
+            if bucket is None and name == i.archive_bucket:
+                api.create_bucket(bucket_name=name, org=i.org, retention_rules=[rule])
+                changed = True
+                continue
+            if bucket is None:
+                raise RuntimeError(f"InfluxDB has no bucket {name}")
+            if _every_seconds(bucket) == want:
+                continue
+            bucket.retention_rules = [rule]
+            api.update_bucket(bucket=bucket)
+            changed = True
+    return changed
 
 
-def _bucket(settings: HitoSettings) -> Any:
+def _wanted_buckets(settings: HitoSettings, policy: Policy) -> dict[str, int]:
+    i = settings.influxdb
+    return bucket_retentions(policy, i.bucket, i.archive_bucket)
+
+
+def _bucket(settings: HitoSettings, name: str) -> Any:
     from influxdb_client import InfluxDBClient
 
     i = settings.influxdb
     with InfluxDBClient(url=i.url, token=i.admin_token().get_secret_value(), org=i.org) as client:
-        return client.buckets_api().find_bucket_by_name(i.bucket)
+        return client.buckets_api().find_bucket_by_name(name)
 
 
 def _every_seconds(bucket: Any) -> int:

@@ -87,6 +87,8 @@ def status(
                 "services": [dataclasses.asdict(row) for row in rows],
                 "pipeline": view.pipeline,
                 "alerts": view.alerts,
+                "revised_minutes": view.revised_minutes,
+                "revisions": view.revisions,
                 "problems": view.problems,
                 "outdated": manager.outdated(settings),
             }
@@ -134,6 +136,16 @@ def _print_overview(view: overview.Overview, console: Console) -> None:
             a["runbook"],
         )
     console.print(alerts)
+    if view.revisions:
+        revised = Table(
+            title=f"Minutes revised by late uploads, last 7 days ({view.revised_minutes}; "
+            "newest revisions first)"
+        )
+        for col in ("minute (UTC)", "site", "source", "events added", "revised at (UTC)"):
+            revised.add_column(col)
+        for r in view.revisions:
+            revised.add_row(r["minute"], r["site"], r["source"], str(r["events"]), r["revised_at"])
+        console.print(revised)
     for problem in view.problems:
         console.print(f"[yellow]not available:[/] {problem}")
 

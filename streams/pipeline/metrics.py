@@ -145,8 +145,15 @@ class PipelineMetrics:
         )
         self.late_events = Counter(
             "hito_late_events",
-            "Events later than the allowed lateness (sent to the DLQ)",
+            "Events older than the backfill horizon (sent to the DLQ as late_beyond_window)",
             ["site"],
+            registry=r,
+        )
+        self.backfill_events = Counter(
+            "hito_backfill_events",
+            "Events counted into a window closed beyond the allowed lateness: revisions of "
+            "history (a device back from an outage, a flight log uploaded after landing)",
+            ["site", "source"],
             registry=r,
         )
         self.pseudonyms_withheld = Counter(

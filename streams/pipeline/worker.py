@@ -21,7 +21,7 @@ import faust
 
 from hito.credentials import pipeline_token
 from hito.devices import RegistryWatcher
-from hito.pipeline.agents.aggregate import Aggregator, WindowRules
+from hito.pipeline.agents.aggregate import Aggregator
 from hito.pipeline.agents.ingest import Ingest
 from hito.pipeline.agents.publish import Publisher
 from hito.pipeline.agents.surge import SurgeDetector
@@ -35,7 +35,9 @@ from hito.pipeline.output import Send
 from hito.pipeline.sinks.influx import InfluxSink
 from hito.pipeline.stages.repeat import MEASUREMENT as REPEAT_CROSSINGS
 from hito.pipeline.stages.repeat import RepeatRules
+from hito.pipeline.stages.windows import WindowRules
 from hito.pipeline.state import stores
+from hito.pipeline.state.archive import WindowArchive
 from hito.pipeline.state.changelog import TableWriter
 from hito.pipeline.state.pipeline_counts import PipelineCounts
 from hito.pipeline.state.repeat_days import RepeatDays
@@ -113,6 +115,16 @@ def build_worker(
             ("agg-windows", "Per partition, site and window: counts and the raw offsets in them"),
         )
     }
+
+    def _restored(device_id: str, partition: int, at: float) -> None:
+        """A device's dedup state recovered from the changelog was written when its last
+        event before then was handled: it was alive then. A device silent before a restart
+        or a handover stays known, and DeviceSilent keeps firing until it is back."""
+        device = registry.current().get(device_id)
+        if device is not None and not device.revoked:
+            metrics.devices.follow(registry.current())
+            metrics.devices.seen(device.index, topics.raw[device.kind], partition, at)
+
     # Its values live in arrays by registry entry (hito.pipeline.state.stores); the
     # changelog's records are device_id -> SeqState.to_json(), as with Faust's own store.
     tables["dedup-seq"] = app.Table(
@@ -121,7 +133,11 @@ def build_worker(
         partitions=p.topic_partitions,
         help="Per device: highest seq seen and the window of recent ones",
         store=stores.DEDUP_URL,
-        options={"window": p.dedup_window, "registry": registry},
+        options={
+            "window": p.dedup_window,
+            "registry": registry,
+            "on_restored": lambda device_id, partition, at: _restored(device_id, partition, at),
+        },
     )
     tables[PERSON_STATE_TABLE] = app.Table(
         PERSON_STATE_TABLE,
@@ -142,12 +158,16 @@ def build_worker(
         token_source=lambda: pipeline_token(runtime.settings),
     )
     dead_letters = DeadLetters(topics, metrics, clock)
-    rules = WindowRules(window_s=p.window_s, allowed_lateness_s=p.allowed_lateness_s)
+    rules = WindowRules(
+        window_s=p.window_s,
+        allowed_lateness_s=p.allowed_lateness_s,
+        backfill_horizon_s=p.backfill_horizon_s,
+    )
     counts = PipelineCounts(VersionedWindows(tables["pipeline-counts"]), p.window_s)
     windows = VersionedWindows(tables["agg-windows"])
+    archive = WindowArchive(sink.archived_windows)
     repeat_days = RepeatDays(tables[PERSON_STATE_TABLE])
     repeat_rules = repeat_rules_of(runtime)
-    kill_after = os.environ.get("HITO_TEST_KILL_AFTER_PUBLISH")
     work = Ingest(
         topics=topics,
         limits=runtime.limits,
@@ -162,11 +182,12 @@ def build_worker(
         metrics=metrics,
         clock=clock,
         count_horizon=rules.horizon,
-        kill_after_publish=int(kill_after) if kill_after else None,
+        kill_after_publish=_test_hook("HITO_TEST_KILL_AFTER_PUBLISH"),
     )
     aggregator = Aggregator(
         rules=rules,
         windows=windows,
+        archive=archive,
         counts=counts,
         repeat_days=repeat_days,
         repeat_rules=repeat_rules,
@@ -175,11 +196,14 @@ def build_worker(
         dead_letters=dead_letters,
         metrics=metrics,
         clock=clock,
+        kill_mid_backfill=_test_hook("HITO_TEST_KILL_MID_BACKFILL"),
     )
     detector = SurgeDetector(runtime.settings.surge, p.window_s, metrics, sink.crossings_per_minute)
     publisher = Publisher(
         sink=sink,
         windows=windows,
+        archive=archive,
+        rules=rules,
         counts=counts,
         detector=detector,
         send=emit,
@@ -195,7 +219,7 @@ def build_worker(
         lane_agent(lanes, work.handle_batch)
     )
     aggregate = app.agent(clean_lane.channel, name="aggregate", concurrency=1)(
-        lane_agent(lanes, aggregator.handle_batch)
+        lane_agent(lanes, aggregator.handle_batch, aggregator.settled)
     )
 
     @app.timer(interval=p.flush_interval_s)  # type: ignore[untyped-decorator]
@@ -249,3 +273,9 @@ def repeat_rules_of(runtime: Runtime) -> RepeatRules:
         grace_s=runtime.key_grace_s,
         k=policy.small_count_k,
     )
+
+
+def _test_hook(variable: str) -> int | None:
+    """A fault hook's batch number from the environment (tests kill workers there)."""
+    value = os.environ.get(variable)
+    return int(value) if value else None

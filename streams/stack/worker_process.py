@@ -42,16 +42,18 @@ class WorkerProcess:
         log_path: Path,
         *,
         register: bool = True,
+        env: dict[str, str] | None = None,
     ) -> WorkerProcess:
         """``register``: list it for the Prometheus of ``settings`` (file discovery); a
-        measured or throw-away worker may stay out of it."""
+        measured or throw-away worker may stay out of it. ``env``: more variables (a test's
+        fault hook)."""
         prometheus = settings.prometheus.model_copy(
             update={"worker_targets_dir": discovery.worker_targets_dir(settings)}
         )
         # These sections go whole, as JSON: a variable for one of their fields in this
         # process's environment (HITO_KAFKA__PORT=…) would override the JSON's value.
         whole = ("HITO_KAFKA__", "HITO_PIPELINE__", "HITO_PROMETHEUS__")
-        env = {
+        environment = {
             **{k: v for k, v in os.environ.items() if not k.startswith(whole)},
             # The state directory holds the bucket's scoped InfluxDB token (tokens.json).
             "HITO_STATE_DIR": str(settings.state_dir),
@@ -59,6 +61,7 @@ class WorkerProcess:
             "HITO_KAFKA": settings.kafka.model_dump_json(),
             "HITO_PROMETHEUS": prometheus.model_dump_json(),
             "HITO_INFLUXDB__BUCKET": settings.influxdb.bucket,
+            **(env or {}),
         }
         with log_path.open("ab") as log:
             proc = subprocess.Popen(
@@ -73,7 +76,7 @@ class WorkerProcess:
                     str(metrics_port),
                     "--register" if register else "--no-register",
                 ],
-                env=env,
+                env=environment,
                 stdout=log,
                 stderr=subprocess.STDOUT,
                 start_new_session=True,

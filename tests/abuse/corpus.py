@@ -117,7 +117,10 @@ def corpus(registry: DeviceRegistry, now: datetime, first_seq: int = 1_000_000) 
         ),
         Hostile("repeated key", key, dup_keys, "malformed_json"),
         Hostile(
-            "event time in 1970", key, signed(event_time="1970-01-01T00:00:00+00:00"), "clock_skew"
+            "event time in 1970",
+            key,
+            signed(event_time="1970-01-01T00:00:00+00:00"),
+            "late_beyond_window",
         ),
         Hostile(
             "event time in 2999", key, signed(event_time="2999-01-01T00:00:00+00:00"), "clock_skew"

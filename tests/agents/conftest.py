@@ -81,13 +81,14 @@ def lane_batches(
     records: Iterable[tuple[str, bytes | None, bytes | None, Headers | None]],
     size: int = 500,
     partition: int = 0,
+    first_offset: int = 0,
 ) -> list[LaneBatch]:
     """Lane batches of consecutive records of one topic (partition ``partition``), at most
-    ``size`` each, offsets counting up per topic from 0."""
+    ``size`` each, offsets counting up per topic from ``first_offset``."""
     offsets: dict[str, int] = {}
     out: list[LaneBatch] = []
     for topic, key, value, headers in records:
-        offset = offsets.get(topic, 0)
+        offset = offsets.get(topic, first_offset)
         offsets[topic] = offset + 1
         record = FakeRecord(topic, partition, offset, key, value, headers)
         last = out[-1] if out else None

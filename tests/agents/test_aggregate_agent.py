@@ -31,10 +31,11 @@ def test_aggregate_counts_each_clean_event_once(runtime: Runtime) -> None:
         async with worker.ingest.test_context() as ingest:
             await put_all(ingest, lane_batches(worker.lanes, raw))
         clean = [(r.topic, r.key, r.value, r.headers) for r in send.starting("hito.clean.")]
-        # Every clean event twice (a redelivery: same raw origin), then one too late and one
+        # Every clean event twice (a redelivery: same raw origin), then one older than the
+        # backfill horizon and one
         # unreadable.
         late = CleanEvent.model_validate_json(clean[0][2] or b"").model_copy(
-            update={"event_time": NOW - timedelta(hours=1)}
+            update={"event_time": NOW - timedelta(days=8)}  # beyond the backfill horizon
         )
         extra = [
             (

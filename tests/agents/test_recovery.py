@@ -30,6 +30,7 @@ NOW = datetime(2026, 11, 29, 19, 0, tzinfo=UTC)
 class _Message:
     value: bytes | None
     partition: int
+    timestamp: float | None = None  # when the record was written (Unix s)
 
 
 @dataclass(frozen=True)
@@ -91,6 +92,27 @@ def test_a_fresh_worker_recovers_exactly_the_changelog_and_goes_on_alike(
     assert _run(fresh, later) == _run(original, later)
     assert _run(fresh, first[:100]) == ["duplicate" if m.expected in ("valid", "duplicate")
                                         else m.expected for m in first[:100]]  # fmt: skip
+
+
+def test_a_device_silent_before_a_restart_is_silent_after_it(runtime: Runtime) -> None:
+    """Its dedup state was written when its last event was handled: the recovered worker
+    reports it as last seen then, so DeviceSilent keeps firing across a restart or handover
+    (a fresh worker would otherwise not know the device and the alert would resolve)."""
+    worker = worker_for_tests(runtime, "hito-recovery-silent", NOW, RecordingSend())
+    worker.metrics.devices.owned = lambda: {("hito.raw.checkpoint", 3)}  # its partition
+    device = runtime.registry.get("pe-santarosa-ckpt-02")
+    assert device is not None
+    written = NOW.timestamp() - 600  # ten minutes before the restart
+    worker.seq_table.apply_changelog_batch(
+        [_ChangelogEvent(device.device_id, "5:1f:0:0", _Message(b'"5:1f:0:0"', 3, written))]
+    )
+    series = {
+        s.labels["device_id"]: s.value
+        for family in worker.metrics.registry.collect()
+        if family.name == "hito_device_last_seen_seconds"
+        for s in family.samples
+    }
+    assert series == {device.device_id: written}
 
 
 def test_a_tombstone_deletes_and_an_unreadable_record_is_reset_once(runtime: Runtime) -> None:

@@ -4,6 +4,11 @@ Each flush writes whatever InfluxDB does not have yet, in one batch, under the o
 policy of ``hito.pipeline.sinks.errors`` (retryable: stay pending, try again next tick;
 permanent: dead-letter as ``sink_rejected`` and count done). Writes are idempotent (points are
 keyed by window start), so writing a window again after a restart is harmless.
+
+Closed windows are also archived whole, after their public points (hito.pipeline.state
+.archive); an archive write is never dead-lettered: a window InfluxDB has not archived stays
+in the table, and a refusal is retried (and counted in ``hito_sink_errors_total``, which
+pages) until it is fixed.
 """
 
 from __future__ import annotations
@@ -11,20 +16,26 @@ from __future__ import annotations
 import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 
 from hito.pipeline.agents.surge import SurgeDetector
 from hito.pipeline.dead_letters import DeadLetters, Origin
 from hito.pipeline.delivery import Deliveries
 from hito.pipeline.output import Send
-from hito.pipeline.sinks.errors import Outcome, PermanentSinkError, write_or_dead_letter
+from hito.pipeline.sinks.errors import (
+    Outcome,
+    PermanentSinkError,
+    RetryableSinkError,
+    write_or_dead_letter,
+)
 from hito.pipeline.sinks.influx import InfluxSink
-from hito.pipeline.sinks.lines import points_for, repeat_points, series_predicate
+from hito.pipeline.sinks.lines import archive_line, points_for, repeat_points, series_predicate
 from hito.pipeline.stages import repeat
 from hito.pipeline.stages.outcomes import Rejected
 from hito.pipeline.stages.repeat import RepeatRules
-from hito.pipeline.stages.windows import parse_start
+from hito.pipeline.stages.windows import WindowRules, format_start, parse_start
 from hito.pipeline.state import pipeline_counts
+from hito.pipeline.state.archive import WindowArchive
 from hito.pipeline.state.pipeline_counts import PipelineCounts
 from hito.pipeline.state.repeat_days import RepeatDays
 from hito.pipeline.state.versioned import VersionedWindows, partition_of
@@ -40,6 +51,8 @@ SURGE_BACKLOG_MAX = 10_000
 class Publisher:
     sink: InfluxSink
     windows: VersionedWindows
+    archive: WindowArchive
+    rules: WindowRules
     counts: PipelineCounts
     detector: SurgeDetector
     send: Send
@@ -56,9 +69,11 @@ class Publisher:
     repeat_scanned_for: set[int] | None = field(default=None, init=False)
 
     async def flush(self, owned: set[int]) -> None:
-        """One tick: windows, then pipeline counts, surge scores and closed days of
-        repeat_crossings of owned partitions."""
+        """One tick: windows (public, then the archive), then pipeline counts, surge scores
+        and closed days of repeat_crossings of owned partitions."""
+        self.archive.retain(owned)
         await self.flush_windows(owned)
+        await self.flush_archive(owned)
         await self.flush_counts(owned)
         await self.flush_surge(owned)
         await self.flush_repeat(owned)
@@ -71,7 +86,7 @@ class Publisher:
             return None
         states = {key: self.windows.state(key) for key in pending}
         by_window = {key: points_for(state, self.small_count_k) for key, state in states.items()}
-        series = {key: {ln.split(" ", 1)[0] for ln in ls} for key, ls in by_window.items()}
+        series = {key: _series(lines) for key, lines in by_window.items()}
 
         async def clear_stale() -> None:
             # Suppression can stop publishing a cell: its old point must go, or sums double
@@ -79,6 +94,11 @@ class Publisher:
             # earlier process: clear the site's points at that time first.
             for key, new in series.items():
                 start = parse_start(states[key]["start"])
+                if key not in self.published and (before := self.archive.previously_published(key)):
+                    # Read back from the archive for a revision: InfluxDB shows exactly its
+                    # archived state, so only what suppression hides now must go (the
+                    # minute's surge point and the other measurements stay).
+                    self.published[key] = _series(points_for(before, self.small_count_k))
                 if key not in self.published:
                     await self.sink.delete(start, [f'site="{states[key]["site"]}"'])
                 elif stale := self.published[key] - new:
@@ -91,6 +111,30 @@ class Publisher:
             for key in [k for k in self.published if self.windows.writer.get(k) is None]:
                 del self.published[key]  # evicted since
         return outcome
+
+    async def flush_archive(self, owned: set[int]) -> Outcome | None:
+        """Archive every closed window whose public points are written and whose version the
+        archive lacks (one batch). A refusal keeps them pending: a window leaves the table
+        only once archived, so nothing is ever counted onto less than was published."""
+        if not self.sink.ready():
+            return None
+        closed = self.clock() - timedelta(
+            seconds=self.rules.window_s + self.rules.allowed_lateness_s
+        )
+        due = self.archive.due(self.windows, owned, format_start(closed))
+        if not due:
+            return None
+        lines = [archive_line(self.windows.state(key)) for key in due]
+        try:
+            await self.sink.write(lines, archive=True)
+        except RetryableSinkError as exc:
+            log.warning("archive of %d windows deferred: %s", len(due), exc)
+            return Outcome.DEFERRED
+        except PermanentSinkError as exc:
+            log.error("InfluxDB refused to archive %d windows (kept, retried): %s", len(due), exc)
+            return Outcome.DEFERRED
+        self.archive.mark_archived(due)
+        return Outcome.WRITTEN
 
     async def flush_counts(self, owned: set[int]) -> Outcome | None:
         if not self.sink.ready():
@@ -196,3 +240,8 @@ class Publisher:
                 self.dead_letters.refused(refused)
 
         return await write_or_dead_letter(write, what=what, dead_letter=dead_letter)
+
+
+def _series(lines: list[str]) -> set[str]:
+    """The series (measurement and tags) of line-protocol points."""
+    return {ln.split(" ", 1)[0] for ln in lines}

@@ -242,25 +242,56 @@ def lane_event(app: Any, batch: LaneBatch) -> Any:
 
 
 HandleBatch = Callable[[Sequence[Record]], Awaitable[list[str]]]
+Settled = Callable[[], "asyncio.Future[None] | None"]
 
 
-def lane_agent(lanes: Lanes, handle: HandleBatch) -> Callable[[Any], AsyncIterator[list[str]]]:
+def lane_agent(
+    lanes: Lanes, handle: HandleBatch, settled: Settled | None = None
+) -> Callable[[Any], AsyncIterator[list[str]]]:
     """The body of a lane's agent: take each batch, handle it, mark it done (its watermark);
-    yields each batch's outcomes (agent tests read them; Faust needs no per-record value)."""
+    yields each batch's outcomes (agent tests read them; Faust needs no per-record value).
+
+    ``settled()``, asked right after a batch is handled, may give a future that completes once
+    the batch's writes are in Kafka: the agent goes on with the next batch meanwhile (its CPU
+    work overlaps the round trip), and the batch stays *in hand* — its watermark does not move,
+    a rebalance waits for it — until the future completes. The handler keeps these futures in
+    batch order (it awaits the one before when it makes the next), so watermarks move in order.
+    """
 
     async def agent(stream: Any) -> AsyncIterator[list[str]]:
         async for batch in stream:
             if not lanes.take(batch):
                 continue
             handled = False
+            tail: asyncio.Future[None] | None = None
             try:
                 outcomes = await handle(batch.records)
                 handled = True
+                tail = settled() if settled is not None else None
             finally:
-                lanes.done(batch, handled)
+                if tail is None:
+                    lanes.done(batch, handled)
+                else:
+                    tail.add_done_callback(_mark_done(lanes, batch))
             yield outcomes
 
     return agent
+
+
+def _mark_done(lanes: Lanes, batch: LaneBatch) -> Callable[[asyncio.Future[None]], None]:
+    def done(future: asyncio.Future[None]) -> None:
+        lanes.done(batch, _succeeded(future))
+
+    return done
+
+
+def _succeeded(future: asyncio.Future[None]) -> bool:
+    if future.cancelled():
+        return False
+    if (exc := future.exception()) is not None:
+        log.error("a batch's writes failed (%r): its offsets are not committed", exc)
+        return False
+    return True
 
 
 def install_lanes(app: Any, lanes: Lanes) -> None:

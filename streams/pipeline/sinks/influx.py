@@ -28,6 +28,8 @@ from hito.pipeline.sinks.errors import (
     RetryableSinkError,
     classify_status,
 )
+from hito.pipeline.sinks.lines import ARCHIVE_MEASUREMENT
+from hito.pipeline.stages.aggregate import window_name
 from hito.settings import InfluxSettings
 
 log = logging.getLogger(__name__)
@@ -52,8 +54,9 @@ class InfluxSink:
         """False while backing off after a retryable failure."""
         return time.monotonic() >= self._next_try
 
-    async def write(self, lines: list[str]) -> None:
-        """Write one batch; raises RetryableSinkError or PermanentSinkError."""
+    async def write(self, lines: list[str], *, archive: bool = False) -> None:
+        """Write one batch (to the window archive with ``archive``); raises
+        RetryableSinkError or PermanentSinkError."""
         if not lines:
             return
         s = self.settings
@@ -61,7 +64,7 @@ class InfluxSink:
         started = time.perf_counter()
         try:
             await client.write_api().write(
-                bucket=s.bucket,
+                bucket=s.archive_bucket if archive else s.bucket,
                 org=s.org,
                 record=lines,
                 write_precision=WritePrecision.S,  # type: ignore[arg-type]  # a str constant
@@ -123,6 +126,34 @@ class InfluxSink:
             for table in tables
             for r in table.records
         ]
+
+    async def archived_windows(
+        self, sites: list[str], first: datetime, last: datetime
+    ) -> dict[str, str]:
+        """The archived state of the windows of ``sites`` starting from ``first`` to ``last``
+        (hito.pipeline.state.archive): window name (``<site>|<start>``) -> JSON text. Raises
+        RetryableSinkError or PermanentSinkError like :meth:`write`."""
+        s = self.settings
+        site_set = ", ".join(f'"{site}"' for site in sites)
+        flux = (
+            f'from(bucket: "{s.archive_bucket}") '
+            f"|> range(start: {_rfc3339(first)}, stop: {_rfc3339(last + timedelta(seconds=1))}) "
+            f'|> filter(fn: (r) => r._measurement == "{ARCHIVE_MEASUREMENT}" '
+            'and r._field == "state") '
+            f"|> filter(fn: (r) => contains(value: r.site, set: [{site_set}]))"
+        )
+        try:
+            tables = await self._connect().query_api().query(flux, org=s.org)
+        except ApiException as exc:
+            raise await self._refused(exc, "archive query") from exc
+        except (aiohttp.ClientError, TimeoutError, OSError) as exc:
+            self._failed()
+            raise RetryableSinkError(f"archive query: {exc}") from exc
+        return {
+            window_name(str(r["site"]), r["_time"]): str(r["_value"])
+            for table in tables
+            for r in table.records
+        }
 
     async def _refused(
         self, exc: ApiException, what: str

@@ -11,6 +11,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
+import orjson
 from influxdb_client import Point, WritePrecision
 
 from hito.pipeline.stages.aggregate import WAIT_EDGES, State, percentile
@@ -20,6 +21,9 @@ from hito.pipeline.stages.suppress import suppress
 from hito.pipeline.stages.windows import parse_start
 
 OTHER = "other"
+REVISIONS = "revisions"  # per revised window and source: events backfilled, when last
+# The window archive's one measurement (hito.pipeline.state.archive): the full state as JSON.
+ARCHIVE_MEASUREMENT = "window_state"
 
 
 def line(measurement: str, tags: dict[str, str], fields: dict[str, Any], when: datetime) -> str:
@@ -98,7 +102,20 @@ def points_for(state: State, k: int) -> list[str]:
                 "battery_pct_min": float(c["battery_min"]),
             },
         )
+    for source, n in sorted(state.get("revisions", {}).items()):
+        # Not over people per cell: the events a late upload added to the minute, which two
+        # successive publications of the window show anyway (docs/privacy.md).
+        point(REVISIONS, {"source": source}, {"events": n, "revised_at": state["revised_at"]})
     return out
+
+
+def archive_line(state: State) -> str:
+    """The window's point in the archive: keyed by site and start, so archiving a later
+    version overwrites the earlier one."""
+    text = orjson.dumps(state).decode()
+    return line(
+        ARCHIVE_MEASUREMENT, {"site": state["site"]}, {"state": text}, parse_start(state["start"])
+    )
 
 
 def repeat_points(

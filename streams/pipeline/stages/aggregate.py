@@ -77,13 +77,21 @@ def counted_before(state: State, origin: RawOrigin) -> bool:
     return mark is not None and offset <= mark
 
 
-def add(state: State, event: CleanEvent, origin: RawOrigin) -> bool:
-    """Count the event into the window's state (in place). False when it was counted before."""
+def add(state: State, event: CleanEvent, origin: RawOrigin, revised_at: int | None = None) -> bool:
+    """Count the event into the window's state (in place). False when it was counted before.
+
+    ``revised_at`` (Unix seconds) marks a revision: the window had closed beyond the allowed
+    lateness, so the event is a backfill; the state keeps how many such events each source
+    added (``revisions``) and when the last came (``revised_at``), for the ``revisions``
+    measurement and ``hito status``."""
     if counted_before(state, origin):
         return False
     state["hw"][origin[0]] = origin[1]
     state["version"] += 1
     state["policy"] = max(state["policy"], event.policy)
+    if revised_at is not None:
+        _inc(state.setdefault("revisions", {}), event.source)
+        state["revised_at"] = revised_at
     p = event.payload
     if event.source == "checkpoint":
         d = p["direction"]

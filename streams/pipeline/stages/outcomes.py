@@ -33,7 +33,8 @@ class Rejected:
 
 @dataclass(frozen=True)
 class Limits:
-    """What a raw event may be: size before parsing, and how far its clock may be off."""
+    """What a raw event may be: size before parsing, how far ahead its clock may be, and how
+    old it may be (the backfill horizon: no window older than that can be revised)."""
 
     max_event_bytes: int = 64 * 1024
     max_future_skew_s: float = 300.0

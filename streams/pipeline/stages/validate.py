@@ -114,9 +114,14 @@ def _validate(
         if earliest is not None
         else now - at > timedelta(seconds=limits.max_event_age_s)
     ):
+        # Older than any window the pipeline can still revise (the backfill horizon): late,
+        # whatever the reason (a device offline too long, or its clock).
         skew = at - now
         return Rejected(
-            Reason.CLOCK_SKEW, f"event_time {-skew.total_seconds():.0f} s in the past", device_id
+            Reason.LATE_BEYOND_WINDOW,
+            f"event_time {-skew.total_seconds():.0f} s in the past, beyond the backfill "
+            f"horizon of {limits.max_event_age_s:.0f} s",
+            device_id,
         )
     return Accepted(event, entry.source, device)
 
@@ -203,7 +208,8 @@ _last_bounds: list[tuple[datetime, Limits, _Bounds]] = []
 
 
 def _clock_bounds(now: datetime, limits: Limits) -> _Bounds:
-    """``(now - max age, now + max future skew)``: an event_time outside is ``clock_skew``.
+    """``(now - max age, now + max future skew)``: an event_time before is late beyond the
+    backfill horizon, one after is ``clock_skew``.
     ``t - now > d`` exactly when ``t > now + d`` (datetime arithmetic is exact), so comparing
     with the bounds decides as comparing the skew did; a batch asks with one ``now`` and one
     ``limits``, so the bounds are made once per batch, not per event (1.2 -> 0.1 µs). A bound

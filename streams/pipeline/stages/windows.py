@@ -1,4 +1,5 @@
-"""Event-time windows: the one place that turns a time into its window and back.
+"""Event-time windows: the one place that turns a time into its window and back, and says
+whether an event is live, a revision of an older window, or too old to count.
 
 Windows are tumbling, aligned to the Unix epoch, in UTC; a window is named by its start as
 ``YYYY-MM-DDTHH:MM:SSZ`` (the text sorts like the time, which eviction relies on).
@@ -6,7 +7,9 @@ Windows are tumbling, aligned to the Unix epoch, in UTC; a window is named by it
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from enum import Enum
 
 _FORMAT = "%Y-%m-%dT%H:%M:%SZ"
 
@@ -29,3 +32,35 @@ def format_start(start: datetime) -> str:
 
 def parse_start(text: str) -> datetime:
     return datetime.strptime(text, _FORMAT).replace(tzinfo=UTC)
+
+
+class Timeliness(Enum):
+    """How an event stands to its window, by the worker's clock."""
+
+    LIVE = "live"  # its window is open, or closed at most the allowed lateness ago
+    BACKFILL = "backfill"  # closed longer ago, within the backfill horizon: a revision
+    BEYOND = "beyond"  # older than the horizon: late_beyond_window
+
+
+@dataclass(frozen=True)
+class WindowRules:
+    window_s: int
+    allowed_lateness_s: int
+    backfill_horizon_s: int
+
+    @property
+    def horizon(self) -> timedelta:
+        """How long after its start a live window stays in the worker's table once written
+        (twice the lateness); older windows live in the archive (docs/aggregation.md)."""
+        return timedelta(seconds=self.window_s + 2 * self.allowed_lateness_s)
+
+    def timeliness(self, start: datetime, now: datetime) -> Timeliness:
+        """Where an event of the window starting at ``start`` belongs. The horizon counts
+        from the window's end, like the lateness: a window is revisable while its end is
+        at most ``backfill_horizon_s`` ago."""
+        closed_for = (now - start).total_seconds() - self.window_s
+        if closed_for <= self.allowed_lateness_s:
+            return Timeliness.LIVE
+        if closed_for <= self.backfill_horizon_s:
+            return Timeliness.BACKFILL
+        return Timeliness.BEYOND

@@ -11,9 +11,9 @@ completes is dropped (a partition assigned again is read back from the beginning
 changelog: these stores persist no offset).
 
 A table uses one with ``store=DEDUP_URL`` (and ``options={"window": ..., "registry":
-RegistryWatcher}``) or ``store=PERSON_DAYS_URL`` (and ``options={"registry": ...}``: rows name
-devices by registry entry) (``hito.pipeline.worker``); importing this module registers the
-schemes.
+RegistryWatcher, "on_restored": callback}``) or ``store=PERSON_DAYS_URL`` (and
+``options={"registry": ...}``: rows name devices by registry entry)
+(``hito.pipeline.worker``); importing this module registers the schemes.
 """
 
 from __future__ import annotations
@@ -62,6 +62,10 @@ class DedupStore(_InMemory):
         super().__init__(url, app, table, **kwargs)
         options = self.options or {}
         self.registry: RegistryWatcher | None = options.get("registry")
+        # (device_id, partition, when its state was written, Unix s): told of every state
+        # recovered, so that a device silent before a restart or handover is still known as
+        # silent (its last state was written when its last event was handled).
+        self.on_restored: Callable[[str, int, float], None] | None = options.get("on_restored")
         self.data = DedupArrays(int(options["window"]))
         if self.registry is not None:
             self.data.follow(self.registry.current())
@@ -74,10 +78,13 @@ class DedupStore(_InMemory):
     ) -> None:
         if self.registry is not None:
             self.data.follow(self.registry.current())
-        apply = self.data.apply
+        apply, restored = self.data.apply, self.on_restored
         for event in batch:
             value = None if event.message.value is None else to_value(event.value)
-            apply(to_key(event.key), value, event.message.partition)
+            key, partition = to_key(event.key), event.message.partition
+            apply(key, value, partition)
+            if value is not None and restored is not None:
+                restored(key, partition, float(event.message.timestamp or 0.0))
 
     async def on_recovery_completed(self, active_tps: set[TP], standby_tps: set[TP]) -> None:
         self.data.keep_partitions({tp.partition for tp in active_tps})

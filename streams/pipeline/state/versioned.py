@@ -18,7 +18,7 @@ forgotten once it is older than a horizon and InfluxDB has its last version.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from datetime import datetime
 from typing import Any
 
@@ -60,6 +60,11 @@ class VersionedWindows:
         value: State = self.writer.store[key]
         return value
 
+    def restore(self, partition: int, name: str, state: State) -> None:
+        """Hold ``state`` in the store without a changelog record: it is durable elsewhere
+        already (a window read back from the archive, hito.pipeline.state.archive)."""
+        self.writer.store[table_key(partition, name)] = state
+
     def put(self, partition: int, name: str, state: State) -> None:
         """``state`` is the window's value now (its changelog record follows with the batch)."""
         key = table_key(partition, name)
@@ -98,14 +103,33 @@ class VersionedWindows:
         self._last_evict = now
         return True
 
-    async def evict(self, deliveries: Deliveries, partition: int, before: datetime) -> list[str]:
-        """Forget ``partition``'s windows that start before ``before`` and are in InfluxDB
-        (a tombstone each, with the batch). Returns the keys forgotten."""
+    async def evict(
+        self,
+        deliveries: Deliveries,
+        partition: int,
+        before: datetime,
+        *,
+        ready: Callable[[str, State], bool] = lambda key, state: True,
+        among: Iterable[str] | None = None,
+    ) -> list[str]:
+        """Forget ``partition``'s windows that start before ``before``, are in InfluxDB and
+        are ``ready`` to go (a tombstone each, with the batch); only keys ``among`` when
+        given (no scan of the table). Returns the keys forgotten."""
         cutoff = format_start(before)
+        if among is None:
+            candidates: Iterable[tuple[str, State]] = self.owned({partition})
+        else:
+            candidates = (
+                (key, state)
+                for key in among
+                if partition_of(key) == partition and (state := self.writer.get(key)) is not None
+            )
         gone = [
             key
-            for key, state in self.owned({partition})
-            if state["start"] < cutoff and self.written.get(key) == state["version"]
+            for key, state in candidates
+            if state["start"] < cutoff
+            and self.written.get(key) == state["version"]
+            and ready(key, state)
         ]
         for key in gone:
             await self.writer.delete(deliveries, partition, key)

@@ -48,14 +48,19 @@ def test_bench_runs_every_contender_on_the_same_data(stack: HitoSettings, tmp_pa
     assert set(results) == {
         "ceiling",
         "faust-floor",
+        "lane-floor",
         "quix",
         "naive",
         *(f"hito-{n}w" for n in workers),
     }
 
     assert results["ceiling"]["events"] == EVENTS and results["ceiling"]["complete"]
-    floor = results["faust-floor"]
-    assert floor["events"] == EVENTS and floor["complete"] and floor["cpu_s"] > 0
+    for name in ("faust-floor", "lane-floor"):
+        floor = results[name]
+        assert floor["events"] == EVENTS and floor["complete"], name
+    # Every contender has a CPU figure per event (the ceiling's may round to 0 ticks here).
+    assert all(r["cpu_us_per_event"] is not None for r in results.values())
+    assert results["faust-floor"]["cpu_s"] > 0
     for n in workers:
         hito = results[f"hito-{n}w"]
         assert hito["complete"] and hito["events"] == EVENTS
@@ -87,18 +92,28 @@ def test_bench_runs_every_contender_on_the_same_data(stack: HitoSettings, tmp_pa
     state = report["state"]
     assert state["devices"] == 20_000 and state["state_growth_mb"] > 0
     assert state["modelled_worker_rss_mb"] > state["baseline_rss_mb"]
+    assert state["registry_load_s"] > 0
 
     figures = report["figures"]
     for name in (
         "hito_vs_ceiling",
         "hito_vs_faust_floor",
+        "hito_vs_lane_floor",
         "hito_vs_naive",
         "hito_vs_quix",
+        "hito_cpu_vs_quix",
+        "hito_1w_cpu_us_per_event",
+        "quix_cpu_us_per_event",
+        "lane_floor_cpu_us_per_event",
         "latency_p99_s",
+        "rss_modelled_mb",
     ):
-        assert figures[name] is not None and figures[name] > 0
+        assert figures[name] is not None and figures[name] > 0, name
     assert [t["figure"] for t in report["targets"]] == [t.figure for t in TARGETS]
-    assert all(t["passed"] in (True, False) for t in report["targets"])
+    # Every target is judged except the memory one: this model has 20,000 devices, not 1M.
+    judged = {t["figure"]: t["passed"] for t in report["targets"]}
+    assert judged.pop("rss_1m_modelled_mb") is None
+    assert all(passed in (True, False) for passed in judged.values())
     assert report["machine"]["nproc"] and report["versions"]["quixstreams"] == "3.28.1"
     assert report["profile"] is None and report["profile_live"] is None
 

@@ -1,9 +1,9 @@
-"""Field conditions on the device side (#17), against the real broker and a worker: a
-terminal whose uplink is down keeps its events in its outbox and delivers each exactly once
-when it is back; a drone flight log upload killed half-way and run again counts every fix
-once. Assertions are on the ingest side (hito_events_total and the clean topics): events
-hours old are accepted there, and what the aggregation does with them is the backfill's
-business."""
+"""Field conditions (#17), against the real broker, InfluxDB and a worker: a terminal whose
+uplink is down keeps its events in its outbox and delivers each exactly once when it is back;
+a drone flight log upload killed half-way and run again counts every fix once. Both are
+checked at ingest (hito_events_total, the clean topics) and in InfluxDB: the hours-old
+minutes are revised exactly (the backfill, docs/aggregation.md), small cells suppressed in
+the final counts, and each revised minute marked in the ``revisions`` measurement."""
 
 from __future__ import annotations
 
@@ -24,9 +24,15 @@ from hito.credentials import client_config
 from hito.device.sdk import DeviceClient, kafka_producer
 from hito.device.sender import Producer, SenderConfig
 from hito.device.simulate.flight_log import flight_fixes, write_flight_log
+from hito.pipeline.stages.windows import format_start, window_start
 from hito.runtime import Runtime
 from hito.settings import HitoSettings
-from tests.integration.pipeline.conftest import free_port, running_worker, wait_until
+from tests.integration.pipeline.conftest import (
+    free_port,
+    query_points,
+    running_worker,
+    wait_until,
+)
 
 ROOT = Path(__file__).resolve().parents[3]
 
@@ -81,6 +87,14 @@ def raw_seqs(settings: HitoSettings, source: str) -> list[int]:
         consumer.close()
 
 
+def per_minute(points: list[dict[str, Any]], field: str) -> Counter[str]:
+    """A field summed per minute over every point (cells, `other` included)."""
+    out: Counter[str] = Counter()
+    for p in points:
+        out[format_start(p["_time"])] += int(p[field])
+    return out
+
+
 def test_an_offline_terminal_keeps_its_events_and_delivers_each_once_when_back(
     isolated_runtime: Runtime, tmp_path: Path
 ) -> None:
@@ -124,9 +138,16 @@ def test_an_offline_terminal_keeps_its_events_and_delivers_each_once_when_back(
             online.set()  # the uplink is back
             await asyncio.to_thread(client.flush, 120)
             await wait_until(lambda: worker.metrics.total_events() >= count, 90, "the backlog")
+            await wait_until(
+                lambda: per_minute(query_points(settings, "crossings"), "count") == expected,
+                60,
+                "every minute of the two hours in InfluxDB",
+            )
             await asyncio.sleep(2)  # nothing more arrives
             return worker.metrics.events_by_outcome()
 
+    when = [outage_start + timedelta(seconds=30 * i) for i in range(count)]
+    expected = Counter(format_start(window_start(t, 60)) for t in when)
     try:
         assert asyncio.run(scenario()) == {"accepted": count}
     finally:
@@ -134,6 +155,19 @@ def test_an_offline_terminal_keeps_its_events_and_delivers_each_once_when_back(
     assert client.status().outbox.pending_events == 0
     assert raw_seqs(settings, "checkpoint") == list(range(count))  # delivered in order
     assert sorted(clean_seqs(settings, "checkpoint", device.device_id)) == list(range(count))
+    # Exact per minute, and suppressed: two people a minute are a cell under k, published
+    # only inside `other`.
+    crossings = query_points(settings, "crossings")
+    assert per_minute(crossings, "count") == expected
+    assert sum(expected.values()) == count
+    k = isolated_runtime.policy.small_count_k
+    assert all(p["mode"] == "other" or int(p["count"]) >= k for p in crossings)
+    # Every minute that had closed beyond the lateness when the backlog came is marked.
+    revised = per_minute(query_points(settings, "revisions"), "events")
+    old = {m: n for m, n in expected.items() if m < format_start(outage_start + timedelta(hours=1))}
+    assert {m: revised[m] for m in old} == old
+    assert set(revised) <= set(expected)
+    assert sum(revised.values()) >= count - 14  # at most the last seven minutes were live
 
 
 def test_a_flight_log_upload_killed_half_way_and_run_again_counts_every_fix_once(
@@ -194,6 +228,24 @@ def test_a_flight_log_upload_killed_half_way_and_run_again_counts_every_fix_once
     outcomes, outputs = asyncio.run(scenario())
     # Every fix accepted once; the 200 the broker had before the kill came again as duplicates.
     assert outcomes == {"accepted": 481, "duplicate": killed_after}
+    # The drone measurement of the flight's minutes, an hour after landing: exact.
+    fix_times = [datetime.fromisoformat(f["fix_time"]) for f in fixes]
+    fixes_per_minute = Counter(format_start(window_start(t, 60)) for t in fix_times)
+    detections: Counter[str] = Counter()
+    for f, t in zip(fixes, fix_times, strict=True):
+        detections[format_start(window_start(t, 60))] += int(f["detections"])
+
+    def drone_exact() -> bool:
+        points = query_points(settings, "drone")
+        return (per_minute(points, "fixes"), per_minute(points, "detections")) == (
+            fixes_per_minute,
+            detections,
+        )
+
+    asyncio.run(wait_until(drone_exact, 60, "the flight's minutes in InfluxDB"))
+    assert sum(fixes_per_minute.values()) == 481
+    revised = per_minute(query_points(settings, "revisions"), "events")
+    assert revised == fixes_per_minute  # the whole flight closed an hour ago
     for out in outputs:
         assert "481 fixes: none new, 481 queued before" in " ".join(out.split())
         assert "delivered" in out

@@ -42,3 +42,37 @@ def test_samples_by_package_self_and_project_inclusive() -> None:
 
 def test_empty_profile() -> None:
     assert summarise("")["samples"] == 0
+
+
+INSTALLED = [
+    # py-spy prints an installed (or strict-editable) hito as hito/…; a link tree's absolute
+    # path reads the same.
+    ["<module> (hito/cli.py:30)", "handle_batch (hito/pipeline/agents/ingest.py:120)"],
+    [
+        "<module> (hito/cli.py:30)",
+        "handle_batch (hito/pipeline/agents/ingest.py:120)",
+        "validate (/w/build/__editable__.hito/hito/pipeline/stages/validate.py:70)",
+        "inner (dataclasses.py:10)",
+    ],
+    [
+        "<module> (hito/cli.py:30)",
+        "validate (hito/pipeline/stages/validate.py:70)",
+        "loads (orjson/__init__.py:1)",
+    ],
+]
+
+
+def test_installed_hito_frames_are_the_project_and_grouped_by_file() -> None:
+    raw = "\n".join(f"{';'.join(s)} {n}" for s, n in zip(INSTALLED, (10, 30, 60), strict=True))
+    s = summarise(raw)
+    assert {p["package"]: p["samples"] for p in s["by_package"]} == {"hito": 40, "orjson": 60}
+    # Standard-library code Hito calls is Hito's time, filed under the innermost Hito frame.
+    assert {p["file"]: p["samples"] for p in s["project_by_file"]} == {
+        "hito/pipeline/agents/ingest.py": 10,
+        "hito/pipeline/stages/validate.py": 30,
+    }
+    project = {p["function"]: p["samples"] for p in s["inclusive_project"]}
+    assert project == {
+        "handle_batch (hito/pipeline/agents/ingest.py)": 40,
+        "validate (hito/pipeline/stages/validate.py)": 90,
+    }

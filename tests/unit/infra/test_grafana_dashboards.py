@@ -90,7 +90,9 @@ def _written() -> dict[str, tuple[set[str], set[str]]]:
                 "payload": payload,
             }
         )
-        assert aggregate.add(state, event, ("hito.raw.sensor|0", seq))
+        # The drone fix came late: a revision (the revisions measurement).
+        revised_at = 1_796_310_000 if source == "drone" else None
+        assert aggregate.add(state, event, ("hito.raw.sensor|0", seq), revised_at)
     lines = points_for(state, k=1)
     lines += repeat_points("chacalluta", start, {"entry": 6}, "p", 5)
     lines.append(

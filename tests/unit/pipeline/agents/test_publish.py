@@ -17,6 +17,8 @@ from hito.pipeline.dead_letters import DeadLetters
 from hito.pipeline.sinks.errors import Outcome
 from hito.pipeline.stages import aggregate
 from hito.pipeline.stages.repeat import RepeatRules
+from hito.pipeline.stages.windows import WindowRules
+from hito.pipeline.state.archive import WindowArchive
 from hito.pipeline.state.pipeline_counts import PipelineCounts
 from hito.pipeline.state.repeat_days import RepeatDays
 from hito.pipeline.state.versioned import VersionedWindows
@@ -35,6 +37,10 @@ async def _no_history(*_: Any) -> list[Any]:
     return []
 
 
+async def _no_archive(*_: Any) -> dict[str, str]:
+    return {}
+
+
 def publisher_with_one_window(port: int) -> tuple[Publisher, RecordingSend]:
     send = RecordingSend()
     sink = sink_on(port)
@@ -48,6 +54,8 @@ def publisher_with_one_window(port: int) -> tuple[Publisher, RecordingSend]:
     publisher = Publisher(
         sink=sink,
         windows=windows,
+        archive=WindowArchive(_no_archive),
+        rules=WindowRules(60, 300, 7 * 86400),
         counts=PipelineCounts(VersionedWindows(Table()), 60),
         detector=SurgeDetector(SurgeSettings(), 60, sink.metrics, _no_history),
         send=send,

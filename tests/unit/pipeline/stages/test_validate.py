@@ -113,8 +113,9 @@ def _reject(raw: bytes, registry: DeviceRegistry, settings: HitoSettings) -> Rej
             Reason.CLOCK_SKEW,
         ),
         (
+            # Older than the backfill horizon (7 days): no window can take it any more.
             lambda e, r: orjson.dumps(_event(r, event_time=(NOW - timedelta(days=8)).isoformat())),
-            Reason.CLOCK_SKEW,
+            Reason.LATE_BEYOND_WINDOW,
         ),
         (lambda e, r: orjson.dumps(e) + b" " * 70_000, Reason.OVERSIZED),
     ],

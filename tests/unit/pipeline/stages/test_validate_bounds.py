@@ -1,5 +1,5 @@
-"""The clock-skew check compares event_time with bounds made once per ``now``: the same
-verdicts, to the microsecond, as comparing the skew did."""
+"""The event_time checks (clock_skew ahead, late_beyond_window behind) compare with bounds made
+once per ``now``: the same verdicts, to the microsecond, as comparing the skew did."""
 
 from __future__ import annotations
 
@@ -24,7 +24,10 @@ US = timedelta(microseconds=1)
         (timedelta(seconds=300), "accepted"),
         (timedelta(seconds=300) + US, "event_time 300 s in the future"),
         (timedelta(days=7), "accepted"),  # as old as allowed (event_time = now - 7 days)
-        (timedelta(days=7) + US, "event_time 604800 s in the past"),
+        (
+            timedelta(days=7) + US,
+            "event_time 604800 s in the past, beyond the backfill horizon of 604800 s",
+        ),
     ],
 )
 @pytest.mark.parametrize("zone", [UTC, timezone(timedelta(hours=-5))])
@@ -39,7 +42,8 @@ def test_skew_bounds_are_exact(
         assert isinstance(result, Accepted), result
     else:
         assert isinstance(result, Rejected)
-        assert (result.reason, result.detail) == (Reason.CLOCK_SKEW, verdict)
+        reason = Reason.CLOCK_SKEW if future else Reason.LATE_BEYOND_WINDOW
+        assert (result.reason, result.detail) == (reason, verdict)
 
 
 def test_bounds_follow_a_new_now_and_new_limits(registry: DeviceRegistry) -> None:
@@ -67,6 +71,8 @@ def test_limits_beyond_the_calendar_compare_the_skew(
     result = validate(raw, registry=registry, limits=past_only, now=NOW)
     if when < NOW:
         assert isinstance(result, Rejected)
-        assert result.detail == "event_time 777600000 s in the past"
+        assert result.detail == (
+            "event_time 777600000 s in the past, beyond the backfill horizon of 86400 s"
+        )
     else:
         assert isinstance(result, Accepted)

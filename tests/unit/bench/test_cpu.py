@@ -1,0 +1,90 @@
+"""CPU accounting: /proc/<pid>/stat parsing, process trees, and a real child's CPU counted
+while it runs and once it is reaped."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from hito.bench.cpu import (
+    CLK_TCK,
+    Stat,
+    own_cpu_s,
+    parse_stat,
+    tree_cpu_s,
+    tree_ticks,
+    us_per_event,
+)
+
+
+def _stat_line(pid: int, name: str, ppid: int, utime: int, stime: int, cut: int, cst: int) -> str:
+    # proc(5): pid (comm) state ppid pgrp session tty tpgid flags minflt cminflt majflt
+    # cmajflt utime stime cutime cstime priority nice ...
+    return (
+        f"{pid} ({name}) S {ppid} {pid} {pid} 0 -1 4194304 100 0 0 0 "
+        f"{utime} {stime} {cut} {cst} 20 0 1 0 1016338 3133440 386\n"
+    )
+
+
+def test_parse_stat_counts_fields_after_the_last_parenthesis() -> None:
+    # A command name may hold spaces and parentheses.
+    line = _stat_line(4242, "py (worker) 2", 17, 150, 30, 7, 3)
+    assert parse_stat(line) == Stat(pid=4242, ppid=17, utime=150, stime=30, cutime=7, cstime=3)
+    assert parse_stat(line).ticks == 190
+
+
+def test_tree_ticks_sum_a_process_and_its_descendants_only() -> None:
+    stats = {
+        s.pid: s
+        for s in (
+            Stat(10, 1, 100, 10, 0, 0),  # the root
+            Stat(11, 10, 50, 5, 0, 0),  # its child
+            Stat(12, 11, 20, 0, 4, 1),  # a grandchild, which reaped a child of its own
+            Stat(13, 1, 999, 999, 0, 0),  # a sibling of the root: not counted
+        )
+    }
+    assert tree_ticks(10, stats) == 110 + 55 + 25
+    assert tree_ticks(11, stats) == 55 + 25
+    assert tree_ticks(99, stats) == 0
+
+
+def test_tree_cpu_s_reads_a_proc_directory(tmp_path: Path) -> None:
+    for pid, ppid, ut in ((10, 1, 300), (11, 10, 100), (13, 1, 5000)):
+        (tmp_path / str(pid)).mkdir()
+        (tmp_path / str(pid) / "stat").write_text(_stat_line(pid, "x", ppid, ut, 0, 0, 0))
+    (tmp_path / "self").mkdir()  # not a process: skipped
+    (tmp_path / "12").mkdir()  # a process that exited meanwhile (no stat): skipped
+    assert tree_cpu_s(10, proc=tmp_path) == pytest.approx(400 / CLK_TCK)
+
+
+def test_a_live_child_counts_then_a_reaped_one_still_does() -> None:
+    burn = (
+        "import time, sys\n"
+        "while time.process_time() < 0.3: pass\n"
+        "print('burnt', flush=True)\n"
+        "time.sleep(30)\n"
+    )
+    before = own_cpu_s()
+    child = subprocess.Popen([sys.executable, "-c", burn], stdout=subprocess.PIPE)
+    try:
+        assert child.stdout is not None and child.stdout.readline() == b"burnt\n"
+        # Running, not reaped: counted through the tree, not through cutime (ticks of 10 ms
+        # lag the precise clock the child read a little).
+        assert own_cpu_s() - before >= 0.25
+        assert tree_cpu_s(child.pid) >= 0.25
+    finally:
+        child.kill()
+        child.wait()
+    # Reaped: now in this process's cutime/cstime.
+    assert own_cpu_s() - before >= 0.25
+    assert tree_cpu_s(os.getpid()) == pytest.approx(own_cpu_s(), abs=0.05)
+
+
+def test_us_per_event() -> None:
+    assert us_per_event(1.5, 30_000) == 50.0
+    assert us_per_event(None, 30_000) is None
+    assert us_per_event(1.0, 0) is None

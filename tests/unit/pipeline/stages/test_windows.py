@@ -1,0 +1,45 @@
+"""Windows and timeliness: where an event of a given age belongs."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+import pytest
+
+from hito.pipeline.stages.windows import (
+    Timeliness,
+    WindowRules,
+    format_start,
+    parse_start,
+    window_start,
+)
+
+RULES = WindowRules(window_s=60, allowed_lateness_s=300, backfill_horizon_s=7 * 86400)
+NOW = datetime(2026, 12, 3, 15, 0, 30, tzinfo=UTC)
+
+
+@pytest.mark.parametrize(
+    ("age_of_start", "expected"),
+    [
+        (timedelta(0), Timeliness.LIVE),  # the open window
+        (timedelta(seconds=360), Timeliness.LIVE),  # closed exactly the lateness ago
+        (timedelta(seconds=361), Timeliness.BACKFILL),
+        (timedelta(hours=2), Timeliness.BACKFILL),
+        (timedelta(days=7, seconds=60), Timeliness.BACKFILL),  # closed exactly 7 days ago
+        (timedelta(days=7, seconds=61), Timeliness.BEYOND),
+    ],
+)
+def test_timeliness_counts_from_the_windows_end(
+    age_of_start: timedelta, expected: Timeliness
+) -> None:
+    assert RULES.timeliness(NOW - age_of_start, NOW) is expected
+
+
+def test_the_live_table_keeps_twice_the_lateness() -> None:
+    assert RULES.horizon == timedelta(seconds=660)
+
+
+def test_a_window_is_named_by_its_start_and_back() -> None:
+    start = window_start(datetime(2026, 12, 3, 15, 0, 59, 999, tzinfo=UTC), 60)
+    assert format_start(start) == "2026-12-03T15:00:00Z"
+    assert parse_start("2026-12-03T15:00:00Z") == start
