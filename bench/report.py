@@ -263,6 +263,16 @@ def render(report: dict[str, Any], console: Console) -> None:
             f"{_fmt(state.get('registry_file_mb'), 1)} MB loaded in "
             f"{_fmt(state.get('registry_load_s'), 2)} s"
         )
+        backfill = state.get("backfill")
+        if backfill:
+            console.print(
+                f"Backfill: {backfill['windows_held']:,} windows held (live and revising, at "
+                f"most {backfill['revising_max']:,} revising) {_fmt(backfill['held_mb'], 1)} MB "
+                f"of it; the archive of {backfill['archive_sites']} sites x "
+                f"{backfill['archive_days']} days ({backfill['archive_windows']:,} windows of "
+                f"{backfill['archive_line_bytes']:,} bytes) is "
+                f"{_fmt(backfill['archive_mb_uncompressed'], 0)} MB of line protocol, in InfluxDB"
+            )
     for key, what in (("profile", "reading the data set"), ("profile_live", "at the latency rate")):
         prof = report.get(key)
         if prof and prof.get("samples"):

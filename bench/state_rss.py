@@ -12,6 +12,10 @@ has sent one event in the current window, and measures its RSS after each step:
 - what ``hito.pipeline.device_metrics`` keeps per device (newest event time, partition) and
   the cost of one scrape when 1 % of the devices are silent;
 - the aggregate windows' raw-offset marks (a mark per raw partition, whatever the devices);
+- the backfill's windows (docs/aggregation.md, "Backfill"): the live windows of 50 sites and
+  ``REVISING_MAX`` windows held for revisions, each a busy minute of a checkpoint site with
+  sensors and a drone (the worker holds no more, whatever the horizon), and the size of the
+  window archive InfluxDB keeps for 50 sites x 7 days (every window's full state as JSON);
 - M distinct identities crossing once today: pseudonymised for ``repeat_crossings``
   (``hito.pipeline.pseudonyms``) and recorded in that purpose's per-person day state (the
   ``repeat-days`` table's value the aggregate agent writes, into the table's store,
@@ -36,6 +40,7 @@ import sys
 import tempfile
 import time
 from datetime import UTC, datetime
+from itertools import pairwise
 from pathlib import Path
 from typing import Any
 
@@ -127,6 +132,15 @@ def build(devices: int, identities: int) -> dict[str, Any]:
             f"hito.raw.{s}|{p}": 10**9 for s in ("checkpoint", "sensor", "drone") for p in range(4)
         }
     step("window raw-offset marks")
+    from hito.pipeline.sinks.lines import archive_line
+    from hito.pipeline.state.archive import REVISING_MAX
+
+    busy = busy_window(start)
+    live = ARCHIVE_SITES * (1 + 2 * 300 // 60 + 1)  # every site's last 12 minutes
+    held = {f"{i}": json.loads(json.dumps(busy)) for i in range(live + REVISING_MAX)}
+    step(f"backfill: {live} live windows and {REVISING_MAX} held for revisions")
+    archive_bytes = len(archive_line(busy).encode())
+    archived = ARCHIVE_SITES * ARCHIVE_DAYS * 1440
     epoch = epoch_of(start, 86400)
     # The repeat-days table's store data (hito.pipeline.state.stores).
     repeat_table = PersonDays(lambda: registry)
@@ -157,8 +171,66 @@ def build(devices: int, identities: int) -> dict[str, Any]:
         "dedup_changelog_value_chars_first_event": len(fresh),
         "dedup_changelog_value_chars_mature": len(mature),
         "dedup_window": window,
+        "backfill": {
+            "windows_held": len(held),
+            "revising_max": REVISING_MAX,
+            "window_state_json_bytes": len(json.dumps(busy)),
+            "held_mb": next(
+                round(b["rss_mb"] - a["rss_mb"], 1)
+                for a, b in pairwise(steps)
+                if b["step"].startswith("backfill")
+            ),
+            "archive_sites": ARCHIVE_SITES,
+            "archive_days": ARCHIVE_DAYS,
+            "archive_windows": archived,
+            "archive_line_bytes": archive_bytes,
+            "archive_mb_uncompressed": round(archived * archive_bytes / 1e6, 1),
+        },
         "seconds": round(time.monotonic() - started, 1),
     }
+
+
+ARCHIVE_SITES, ARCHIVE_DAYS = 50, 7
+
+
+def busy_window(start: datetime) -> dict[str, Any]:
+    """A busy minute's full state: a checkpoint site's cells (both directions, three modes,
+    three outcomes, six nationality groups, wait histograms), twenty sensors, a drone's ten
+    cells and a mark per raw partition (12)."""
+    from hito.pipeline.stages import aggregate
+
+    state = aggregate.new_state("chacalluta", start)
+    state["version"] = 480
+    state["policy"] = "2026-12-03.2"
+    state["hw"] = {
+        f"hito.raw.{s}|{p}": 10**9 for s in ("checkpoint", "sensor", "drone") for p in range(4)
+    }
+    for d in ("entry", "exit"):
+        for m in ("pedestrian", "car", "bus"):
+            state["wait"][f"{d}|{m}"] = {
+                "n": 40,
+                "max": 412.5,
+                "b": [2] * len(aggregate.WAIT_EDGES),
+            }
+            for o in ("admitted", "refused", "secondary"):
+                state["crossings"][f"{d}|{m}|{o}"] = 13
+        for n in ("CHL", "PER", "BOL", "ARG", "VEN", "other"):
+            state["nationality"][f"{d}|{n}"] = 20
+    for i in range(20):
+        state["sensor"][f"ground|6mk4b{i:x}"] = {
+            "detections": 3,
+            "readings": 12,
+            "value_sum": 14.5,
+            "values": 12,
+        }
+    for i in range(10):
+        state["drone"][f"6mk4c{i:x}"] = {
+            "detections": 1,
+            "fixes": 12,
+            "alt_sum": 1440.0,
+            "battery_min": 61.0,
+        }
+    return state
 
 
 def _window_start() -> datetime:

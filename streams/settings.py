@@ -257,14 +257,14 @@ class PipelineSettings(_Frozen):
         default=500,
         ge=1,
         le=10_000,
-        description="Agents handle up to this many events at once (one send wait, one table "
-        "write per key); a rebalance waits for the batch in hand",
+        description="The bench's Faust floor takes batches this large; the worker's agents take "
+        "each partition's fetch whole (the batch lane, docs/aggregation.md)",
     )
     batch_within_s: float = Field(
         default=0.05,
         gt=0.0,
         le=5.0,
-        description="How long a batch waits to fill: the latency an idle pipeline adds",
+        description="How long the bench's Faust floor waits for a batch to fill",
     )
     devices_file: Path | None = Field(
         default=None,

@@ -24,7 +24,10 @@ def simulate(
     duplicate_fraction: float = typer.Option(0.0, min=0.0, max=1.0),
     out_of_order_fraction: float = typer.Option(0.0, min=0.0, max=1.0),
     late_fraction: float = typer.Option(
-        0.0, min=0.0, max=1.0, help="Share of events older than the aggregation lateness"
+        0.0,
+        min=0.0,
+        max=1.0,
+        help="Share of events older than the backfill horizon (refused: late_beyond_window)",
     ),
     duration: float = typer.Option(
         0.0, min=0.0, help="Seconds to run at --rate (sets --count to rate x duration)"

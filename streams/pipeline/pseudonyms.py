@@ -21,6 +21,8 @@ import hmac
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 
+from hito.schemas.hmac_pads import hmac_sha256_once
+
 PSEUDONYM_HEX_CHARS = 32  # 128 bits
 KEY_BYTES = 32
 RATCHET_LABEL = b"hito-ratchet"
@@ -32,7 +34,13 @@ KeyLookup = Callable[[str, int], bytes | None]
 
 def epoch_of(at: datetime, epoch_s: int) -> int:
     """The epoch holding ``at`` (an aware datetime): epochs are ``epoch_s`` long from 1970 UTC."""
-    return int(at.astimezone(UTC).timestamp()) // epoch_s
+    return epoch_at(at.astimezone(UTC).timestamp(), epoch_s)
+
+
+def epoch_at(timestamp: float, epoch_s: int) -> int:
+    """:func:`epoch_of` of the time whose POSIX timestamp is ``timestamp`` (an aware time's
+    ``timestamp()`` is the same in any zone: the anonymiser computes it once per event)."""
+    return int(timestamp) // epoch_s
 
 
 def epoch_start(epoch: int, epoch_s: int) -> datetime:
@@ -69,5 +77,7 @@ def pseudonym(key: bytes, purpose: str, field: str, value: str, epoch: int) -> s
     """``"e<epoch>:<hex>"``. Purpose and field are in the MAC's input too, so equal strings in
     two fields, or a key mistakenly shared by two purposes, still give different pseudonyms."""
     message = f"{purpose}\x00{field}\x00{value}".encode()
-    mac = hmac.digest(key, message, "sha256").hex()
+    # hmac.digest's value (pseudonym 1.85 -> 1.55 µs). Not from kept pads: they would outlive
+    # the epoch key the key store destroys, and with it the pseudonyms' unlinkability.
+    mac = hmac_sha256_once(key, message).hex()
     return f"e{epoch}:{mac[:PSEUDONYM_HEX_CHARS]}"

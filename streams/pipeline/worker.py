@@ -219,7 +219,7 @@ def build_worker(
         lane_agent(lanes, work.handle_batch)
     )
     aggregate = app.agent(clean_lane.channel, name="aggregate", concurrency=1)(
-        lane_agent(lanes, aggregator.handle_batch)
+        lane_agent(lanes, aggregator.handle_batch, aggregator.settled)
     )
 
     @app.timer(interval=p.flush_interval_s)  # type: ignore[untyped-decorator]

@@ -25,7 +25,10 @@ from hito.schemas.topics import DEFAULT_RAW_TOPICS
 
 VALID = "valid"
 DUPLICATE = "duplicate"
-LATE = "late"  # valid, but older than the aggregation's allowed lateness: late_beyond_window
+# Signed and well formed, but older than the backfill horizon (HITO_PIPELINE__BACKFILL_HORIZON_S,
+# 7 days by default): refused at validation as late_beyond_window. A younger late event is
+# counted (it revises its window, docs/aggregation.md "Backfill"): the offline devices make those.
+LATE = "late"
 # Reasons the validation stage can produce (late_beyond_window and sink_rejected come later).
 INJECTABLE: tuple[Reason, ...] = (
     Reason.MALFORMED_JSON,
@@ -67,7 +70,7 @@ class FleetPlan:
     duplicate_fraction: float = 0.0
     out_of_order_fraction: float = 0.0
     late_fraction: float = 0.0
-    late_by_s: float = 900.0  # past a 60 s window plus the default 300 s lateness
+    late_by_s: float = 8 * 86400.0  # a day past the default backfill horizon
     surge_site: str | None = None
     surge_factor: float = 1.0  # the surge site's checkpoint traffic times this
     surge_start_s: float = 0.0  # seconds into the run (by the fleet's clock)
@@ -143,7 +146,9 @@ class Fleet:
                     original.device_id,
                     original.site,
                 )
-            elif roll < p.bad_fraction + p.duplicate_fraction + p.late_fraction:
+            # A duplicate's roll before anything valid was sent makes a valid event (below),
+            # never a late one: a run with late_fraction=0 has no late events.
+            elif 0 <= roll - p.bad_fraction - p.duplicate_fraction < p.late_fraction:
                 device = self._pick_device()
                 when = self._now - timedelta(seconds=p.late_by_s)
                 msg = self._message(device, self._envelope(device, event_time=when), LATE)

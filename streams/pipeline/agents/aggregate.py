@@ -84,6 +84,7 @@ class Aggregator:
     # revisions, once they are counted and published, before their changelog records.
     kill_mid_backfill: int | None = None
     _backfill_batches: int = field(default=0, init=False)
+    _tail: asyncio.Future[None] | None = field(default=None, init=False)
 
     def __post_init__(self) -> None:
         self._crossings = LabelledChildren(self.metrics.crossings)  # (site, direction)
@@ -113,9 +114,21 @@ class Aggregator:
         await self.windows.write_changelog(deliveries)
         await self.repeat_days.write_changelog(deliveries)
         await self.counts.windows.write_changelog(deliveries)
+        # The batch's records wait in the producer's open batches behind the previous
+        # batch's; the wait for them overlaps the next batch's work (lane_agent's settled).
+        # One batch in flight at most: the one before is in Kafka before this one waits.
+        if self._tail is not None:
+            await self._tail
+        self._tail = asyncio.ensure_future(self._settle(deliveries))
+        return outcomes
+
+    def settled(self) -> asyncio.Future[None] | None:
+        """The last handled batch's writes (lane_agent): its watermark moves once done."""
+        return self._tail
+
+    async def _settle(self, deliveries: Deliveries) -> None:
         for refused in await deliveries.wait():
             self.dead_letters.refused(refused)
-        return outcomes
 
     async def _fault_hook(self) -> None:
         if self.kill_mid_backfill is None:

@@ -46,6 +46,7 @@ from hito.schemas.topics import TopicNames
 
 log = logging.getLogger(__name__)
 PUBLISH_STAGE = "publish"  # sending a clean event to its topic
+_NEW, _DUPLICATE = dedup.SeqOutcome.NEW, dedup.SeqOutcome.DUPLICATE
 
 
 def _origin(record: Record) -> Origin:
@@ -117,19 +118,18 @@ class Ingest:
         withheld = 0  # events a purpose could not link (their epoch key is destroyed)
         validate_s = anonymise_s = 0.0
         anonymised = 0
+        source_of, clean_topics = self.source_of, self.clean_topics
+        limits, policy, keys = self.limits, self.policy, self.keys
+        perf_counter = time.perf_counter
         for i, record in enumerate(records):
             raw = record.value or b""
-            source = self.source_of.get(record.topic, "unknown")
-            sources.append(source)
-            started = time.perf_counter()
+            expected = source_of.get(record.topic)
+            sources.append(expected or "unknown")
+            started = perf_counter()
             result = validate.validate(
-                raw,
-                registry=registry,
-                limits=self.limits,
-                now=now,
-                expected_source=self.source_of.get(record.topic),
+                raw, registry=registry, limits=limits, now=now, expected_source=expected
             )
-            validate_s += time.perf_counter() - started
+            validate_s += perf_counter() - started
             if isinstance(result, Accepted) and record.key != result.event.device_id.encode():
                 # Dedup state is partitioned by the message key: it must be the device id.
                 result = Rejected(
@@ -146,26 +146,31 @@ class Ingest:
             outcomes.append(outcome)
             if outcome != "accepted":
                 continue
-            ev = result.event
-            changed[result.device.index] = result.device.device_id
-            started = time.perf_counter()
-            made = anonymise.anonymise(ev, self.policy, self.keys)
+            ev, device = result.event, result.device
+            changed[device.index] = device.device_id
+            timestamp = ev.event_time.timestamp()  # once: anonymise and _mark_seen
+            started = perf_counter()
+            made = anonymise.anonymise(ev, policy, keys, timestamp=timestamp)
             body = anonymise.encode(made)
-            anonymise_s += time.perf_counter() - started
+            anonymise_s += perf_counter() - started
             anonymised += 1
             if made.withheld:
                 withheld += 1
                 for purpose in made.withheld:
                     self.metrics.pseudonyms_withheld.labels(purpose=purpose).inc()
             await deliveries.add(
-                self.clean_topics[made.source],
+                clean_topics[made.source],
                 made.site.encode(),
                 body,
-                (i, raw, result),
+                # What a refusal needs (_deliver), not the event: the parsed event and its
+                # objects die here instead of living, promoted by the garbage collector, until
+                # the batch is delivered. Fewer old objects, no full collections: 13 -> 0.8 µs
+                # of collection an event in prof_stages (46-49 -> 36-38 µs an event, load 3).
+                (i, raw, device.device_id, device.site),
                 headers=[raw_origin_header(record.topic, record.partition, record.offset)],
             )
-            index = result.device.index
-            newest[index] = max(newest.get(index, 0.0), ev.event_time.timestamp())
+            index = device.index
+            newest[index] = max(newest.get(index, 0.0), timestamp)
         # The clean events (and dead letters) must be in Kafka before the dedup state says
         # "seen": otherwise a crash in between could lose them for good.
         await self._deliver(deliveries, records, outcomes)
@@ -211,15 +216,15 @@ class Ingest:
                 if r.record.tag in (DEAD_LETTER, CHANGELOG):
                     self.dead_letters.refused(r)
                     continue
-                i, raw, accepted = r.record.tag
+                i, raw, device_id, site = r.record.tag
                 self.metrics.send_refused.labels(topic=r.record.topic).inc()
                 outcomes[i] = Reason.SINK_REJECTED.value
                 rejected = Rejected(
                     Reason.SINK_REJECTED,
                     f"the clean event was refused by Kafka ({type(r.error).__name__})",
-                    accepted.device.device_id,
+                    device_id,
                     stage=PUBLISH_STAGE,
-                    site=accepted.device.site,
+                    site=site,
                 )
                 await self.dead_letters.reject(deliveries, rejected, raw, _origin(records[i]))
 
@@ -233,10 +238,13 @@ class Ingest:
     ) -> None:
         """The batch's outcomes into hito_events_total and the pipeline counts, with the
         events whose epoch key was destroyed (anonymise/pseudonym_withheld)."""
+        # Counted per (source, outcome) first: one counter increment per pair and batch, not
+        # per event (a Prometheus increment takes a lock; 1.0 -> 0.2 µs an event).
+        pairs = Counter(zip(sources, outcomes, strict=True))
         cells: Cells = Counter()
-        for source, outcome in zip(sources, outcomes, strict=True):
-            cells[_cell(outcome)] += 1
-            self._events(source, _event_outcome(outcome)).inc()
+        for (source, outcome), n in pairs.items():
+            cells[_cell(outcome)] += n
+            self._events(source, _event_outcome(outcome)).inc(n)
         if withheld:
             cells[(anonymise.STAGE, "pseudonym_withheld")] += withheld
         self.counts.add(partition, now, cells)
@@ -247,9 +255,9 @@ class Ingest:
         index = accepted.device.index  # the device's registry entry: where its state is kept
         before = states[index] if index in states else self._stored_state(accepted)
         state, seen = dedup_compact.observe(before, ev.seq, self.dedup_window)
-        if seen is not dedup.SeqOutcome.NEW:
+        if seen is not _NEW:
             states[index] = before
-            return "duplicate" if seen is dedup.SeqOutcome.DUPLICATE else "stale"
+            return "duplicate" if seen is _DUPLICATE else "stale"
         states[index] = state
         (opened_before, filled_before), (opened, filled) = (
             dedup_compact.gaps(before),

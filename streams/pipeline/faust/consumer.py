@@ -94,6 +94,9 @@ class GaplessConsumer(AIOKafkaConsumer):
         self._next_offset: dict[TP, int] = {}  # input partition -> next offset to deliver
         self._log_start: dict[TP, int] = {}  # where a partition without a commit starts
         self._rewound_at: dict[TP, tuple[int, int]] = {}  # tp -> (offset sought, times)
+        # Lane partitions whose aiokafka position must go back to the next offset to deliver
+        # before the fetch loop fetches again (see _reposition_lanes).
+        self._reposition: set[TP] = set()
         self._buffer_drained = asyncio.Event()
 
     def mark_handled(self, message: Message) -> None:
@@ -175,15 +178,58 @@ class GaplessConsumer(AIOKafkaConsumer):
         # After the seek every assigned partition reads from its committed offset (Faust keeps
         # it as the partition's read offset). No await between Faust's update and this one: a
         # batch still in delivery sees either the old position or the new one, never a mix.
+        # Only what is assigned now: Faust's read offsets may still hold a partition that went
+        # elsewhere (read after its revocation), and a lane's watermark of it would commit.
+        assigned = self.assignment()
         self._next_offset = {
             tp: offset
             for tp, offset in self._read_offset.items()
-            if offset is not None and tp.topic in self.gapless_topics
+            if offset is not None and tp.topic in self.gapless_topics and tp in assigned
         }
         for tp, start in self._log_start.items():
-            self._next_offset.setdefault(tp, start)
+            if tp in assigned:
+                self._next_offset.setdefault(tp, start)
         if lanes is not None:
-            lanes.resume({tp: o for tp, o in self._next_offset.items() if lanes.lane_for(tp.topic)})
+            positions = {tp: o for tp, o in self._next_offset.items() if lanes.lane_for(tp.topic)}
+            self._reposition = set(positions)
+            lanes.resume(positions)
+
+    def resume_flow(self) -> None:
+        """Faust's. Faust has just cleared the lanes' queues (it always resumes its flow
+        control, which does, right before this): a batch that waited there is gone unhandled,
+        so its partition is read again from its watermark (the fetch loop seeks it back)."""
+        super().resume_flow()
+        lanes = type(self).lanes
+        if lanes is None:
+            return
+        for tp in lanes.lost():
+            mark = lanes.watermarks.get(tp)
+            if mark is not None:
+                self._next_offset[tp] = mark
+                self._reposition.add(tp)
+
+    async def _reposition_lanes(self) -> None:
+        """Seek the lane partitions marked for it to the next offset to deliver; the fetch
+        loop calls this before it fetches, once the lanes are open.
+
+        aiokafka's position can be past records no lane got: fetched while the lanes waited
+        for a seek, or before it (skipped at delivery), or dropped by Faust's getmany when flow
+        stopped; and the seek to committed offsets moves only partitions with a committed
+        offset above 0. The check at delivery notices such a hole when a later record arrives,
+        but at the end of a log none does. So every seek marks its lane partitions, and so do
+        skipped records and batches Faust cleared from the lanes."""
+        lanes = type(self).lanes
+        if lanes is None or not lanes.ready or not self._reposition:
+            return
+        marked, self._reposition = self._reposition, set()
+        for tp in marked:
+            offset = self._next_offset.get(tp)
+            if offset is None:
+                continue
+            try:
+                await self._seek(tp, offset)
+            except Exception as exc:  # e.g. IllegalStateError: revoked meanwhile
+                log.warning("seek back on %s failed (%r)", tp, exc)
 
     async def _log_starts(self, tps: set[TP]) -> dict[TP, int]:
         if not tps:
@@ -203,6 +249,7 @@ class GaplessConsumer(AIOKafkaConsumer):
         for tp in revoked:
             self._next_offset.pop(tp, None)
             self._rewound_at.pop(tp, None)
+            self._reposition.discard(tp)
         lanes = type(self).lanes
         if lanes is not None:
             lanes.pause()  # until the seek that ends the rebalance
@@ -323,6 +370,7 @@ class GaplessConsumer(AIOKafkaConsumer):
         try:
             while not (self._stopped.is_set() or fetcher_should_stop()):
                 self.diag.set_flag(CONSUMER_FETCHING)
+                await self._reposition_lanes()
                 batch = [record async for record in self.getmany(timeout=1.0)]
                 # Faust sleeps here too: getmany may return at once, over and over.
                 await self.sleep(0)
@@ -361,8 +409,14 @@ class GaplessConsumer(AIOKafkaConsumer):
                 await asyncio.sleep(0)
             offset = message.offset
             if tp.topic in gapless:
-                if tp in rewound or (lanes is not None and not lanes.ready):
-                    continue  # (a lane's records before the seek: fetched again after it)
+                if tp in rewound:
+                    continue
+                if lanes is not None and (not lanes.ready or lanes.generation != generation):
+                    # Fetched before a seek (or while it ran): fetched again from the seek's
+                    # position. Admitted now, they would move the expected offset past records
+                    # whose batch is dropped as stale at the end of this delivery.
+                    self._reposition.add(tp)
+                    continue
                 admit = await self._admit(tp, offset)
                 if admit is Admit.REWOUND:
                     rewound.add(tp)

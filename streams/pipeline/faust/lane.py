@@ -12,13 +12,19 @@ Faust's.
 Invariants (tests/unit/pipeline/faust/test_lane.py):
 
 - a batch is *acknowledged* as a per-partition watermark: when the agent has handled it and
-  it continues exactly where the last handled batch ended, the partition's next offset to
-  commit moves to the batch's end; the commit never passes a record no agent handled;
+  it reaches the watermark (starts at or before it: records before it were handled already)
+  and ends past it, the partition's next offset to commit moves to the batch's end; the
+  commit never passes a record no agent handled;
+- watermarks exist only from the seek that ends a rebalance to the next one's start, and only
+  for the partitions assigned then: nothing is committed on an older reading;
 - a batch fetched in an earlier generation (before a seek or a rebalance), or of a partition
   this worker no longer owns, is dropped unhandled: its records come again from the
   committed offset;
 - a rebalance and a stop wait for the batch in hand (:meth:`Lanes.wait_idle`) before Faust
   commits, and the queued batches are dropped (Faust clears its flow-controlled queues);
+- Faust also clears them whenever it resumes flow, which it does a loop turn or more after
+  the seek that ends a rebalance (``Recovery._wait``): batches queued in between are gone
+  unhandled, so their partitions are read again from the watermark (:meth:`Lanes.lost`);
 - the lane is bounded, and fair to quiet partitions: once a lane holds ``LANE_BATCHES``
   batches, a partition that already has another batch waiting is paused (Faust's
   ``Consumer.on_buffer_full``: not fetched) until its batches are handled, while a partition
@@ -82,23 +88,26 @@ class LaneBatch:
 class Watermarks:
     """Per input partition: the next offset after everything handled, in order.
 
-    ``start(tp, offset)`` sets where a partition reads from (its committed offset, or the log
-    start), ``handled(batch)`` moves it on when the batch continues exactly there. A batch that
-    does not (records skipped by a seek, a stale batch) leaves it where it is: the commit only
-    ever covers records handled without a hole before them.
+    ``reset(positions)`` sets where the partitions read from (their committed offsets, or the
+    log start), ``handled(batch)`` moves one on when the batch covers it: starts at or before
+    it (a batch read again after a seek back overlaps what was handled) and ends after it. A
+    batch that starts past it (records skipped by a seek, a stale batch) leaves it where it
+    is: the commit only ever covers records handled without a hole before them. (A batch is
+    a run of consecutive offsets: the consumer's check at delivery admits nothing else.)
     """
 
     _next: dict[TP, int] = field(default_factory=dict)
 
-    def start(self, tp: TP, offset: int) -> None:
-        self._next[tp] = offset
+    def reset(self, positions: dict[TP, int]) -> None:
+        """Exactly these partitions, from these offsets (what a seek says; none: no commit)."""
+        self._next = dict(positions)
 
     def forget(self, tp: TP) -> None:
         self._next.pop(tp, None)
 
     def handled(self, batch: LaneBatch) -> bool:
         expected = self._next.get(batch.tp)
-        if expected is None or batch.first != expected:
+        if expected is None or not batch.first <= expected < batch.end:
             return False
         self._next[batch.tp] = batch.end
         return True
@@ -175,20 +184,29 @@ class Lanes:
             self.resume_partition(tp)
 
     def pause(self) -> None:
-        """A rebalance or a seek began: everything queued is stale, and nothing more goes in
-        until :meth:`resume` (Faust clears the queues; paused partitions are resumed)."""
+        """A rebalance or a seek began: everything queued is stale, nothing more goes in and
+        nothing is committed until :meth:`resume` (Faust clears the queues; paused partitions
+        are resumed)."""
         self.generation += 1
         self.ready = False
+        self.watermarks.reset({})
+        self.lost()
+
+    def lost(self) -> list[TP]:
+        """Faust cleared the lanes' queues: the partitions that had batches waiting there
+        (now gone unhandled; paused ones are resumed)."""
+        lost = list(self._waiting)
         self._waiting.clear()
         for tp in list(self._paused):
             self._paused.discard(tp)
             self.resume_partition(tp)
+        return lost
 
     def resume(self, positions: dict[TP, int]) -> None:
-        """The seek is done: each lane partition reads (and commits) from ``positions``."""
+        """The seek is done: the lane partitions assigned read (and commit) from
+        ``positions``; no other has a watermark."""
         self.generation += 1
-        for tp, offset in positions.items():
-            self.watermarks.start(tp, offset)
+        self.watermarks.reset(positions)
         self.ready = True
 
     def take(self, batch: LaneBatch) -> bool:
@@ -205,13 +223,15 @@ class Lanes:
     def done(self, batch: LaneBatch, handled: bool) -> None:
         """The agent finished the batch it took (``handled``: completely)."""
         if handled and batch.generation == self.generation and not self.watermarks.handled(batch):
-            log.warning(
-                "batch %s %d..%d handled, but it does not continue at %s: not committed",
-                batch.tp,
-                batch.first,
-                batch.end - 1,
-                self.watermarks.get(batch.tp),
-            )
+            mark = self.watermarks.get(batch.tp)
+            if mark is None or batch.first > mark:  # (else: read again, handled before)
+                log.warning(
+                    "batch %s %d..%d handled, but it does not continue at %s: not committed",
+                    batch.tp,
+                    batch.first,
+                    batch.end - 1,
+                    mark,
+                )
         self._in_hand -= 1
         if self._in_hand == 0:
             self._idle.set()
@@ -242,25 +262,56 @@ def lane_event(app: Any, batch: LaneBatch) -> Any:
 
 
 HandleBatch = Callable[[Sequence[Record]], Awaitable[list[str]]]
+Settled = Callable[[], "asyncio.Future[None] | None"]
 
 
-def lane_agent(lanes: Lanes, handle: HandleBatch) -> Callable[[Any], AsyncIterator[list[str]]]:
+def lane_agent(
+    lanes: Lanes, handle: HandleBatch, settled: Settled | None = None
+) -> Callable[[Any], AsyncIterator[list[str]]]:
     """The body of a lane's agent: take each batch, handle it, mark it done (its watermark);
-    yields each batch's outcomes (agent tests read them; Faust needs no per-record value)."""
+    yields each batch's outcomes (agent tests read them; Faust needs no per-record value).
+
+    ``settled()``, asked right after a batch is handled, may give a future that completes once
+    the batch's writes are in Kafka: the agent goes on with the next batch meanwhile (its CPU
+    work overlaps the round trip), and the batch stays *in hand* — its watermark does not move,
+    a rebalance waits for it — until the future completes. The handler keeps these futures in
+    batch order (it awaits the one before when it makes the next), so watermarks move in order.
+    """
 
     async def agent(stream: Any) -> AsyncIterator[list[str]]:
         async for batch in stream:
             if not lanes.take(batch):
                 continue
             handled = False
+            tail: asyncio.Future[None] | None = None
             try:
                 outcomes = await handle(batch.records)
                 handled = True
+                tail = settled() if settled is not None else None
             finally:
-                lanes.done(batch, handled)
+                if tail is None:
+                    lanes.done(batch, handled)
+                else:
+                    tail.add_done_callback(_mark_done(lanes, batch))
             yield outcomes
 
     return agent
+
+
+def _mark_done(lanes: Lanes, batch: LaneBatch) -> Callable[[asyncio.Future[None]], None]:
+    def done(future: asyncio.Future[None]) -> None:
+        lanes.done(batch, _succeeded(future))
+
+    return done
+
+
+def _succeeded(future: asyncio.Future[None]) -> bool:
+    if future.cancelled():
+        return False
+    if (exc := future.exception()) is not None:
+        log.error("a batch's writes failed (%r): its offsets are not committed", exc)
+        return False
+    return True
 
 
 def install_lanes(app: Any, lanes: Lanes) -> None:

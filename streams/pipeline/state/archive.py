@@ -41,10 +41,11 @@ from hito.pipeline.state.versioned import VersionedWindows, partition_of, table_
 
 State = dict[str, Any]
 
-# Windows loaded for revision held at once, per worker. A window's state is 1-3 KiB as JSON
-# and about 10 KiB as Python objects (bench state model): 2,000 windows are about 20 MB, a
-# day of one site's minutes is 1,440.
-REVISING_MAX = 2000
+# Windows held for revisions at once, per worker: about as many as the live windows of 50
+# sites (12 minutes each). A busy minute's state is 4.4 KB as JSON and about 18 KB as Python
+# objects (bench/state_rss.py: 2,600 windows, 46.7 MB), so 600 are about 11 MB; a backlog of
+# more minutes goes through 600 at a time, each lot written and archived before the next.
+REVISING_MAX = 600
 
 ArchiveQuery = Callable[[list[str], datetime, datetime], Awaitable[dict[str, str]]]
 """(sites, first window start, last window start) -> {window name: archived state (JSON)}."""

@@ -63,9 +63,12 @@ def isolated_runtime(isolated: HitoSettings, runtime: Runtime) -> Runtime:
 
 @asynccontextmanager
 async def running_worker(
-    runtime: Runtime, clock: Callable[[], datetime] = utc_now
+    runtime: Runtime, clock: Callable[[], datetime] = utc_now, app_id: str | None = None
 ) -> AsyncIterator[Worker]:
-    worker = build_worker(runtime, app_id=f"hito-test-{uuid.uuid4().hex[:8]}", clock=clock)
+    """A worker in this process (its own app id unless ``app_id``: a group, tables and
+    changelogs to share with a later worker), stopped cleanly at the end."""
+    app_id = app_id or f"hito-test-{uuid.uuid4().hex[:8]}"
+    worker = build_worker(runtime, app_id=app_id, clock=clock)
     await worker.app.start()
     try:
         yield worker

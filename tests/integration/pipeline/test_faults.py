@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import signal
 import threading
 import time
 import uuid
@@ -91,6 +92,49 @@ def test_kill_9_mid_run_then_restart_is_exact(isolated_runtime: Runtime, tmp_pat
             time.sleep(0.1)
         processed_before_kill = first.metric("hito_events_total")
         first.kill9()
+        assert 0 < processed_before_kill < len(messages)
+        second = WorkerProcess.start(settings, app_id, PORTS[1], tmp_path / "second.log")
+        sender.join(timeout=60)
+        _wait_for_influx(settings, exp, timeout_s=120)
+        assert second.alive() and second.crashes() == 0, second.log_tail()
+    finally:
+        first.stop()
+        if second:
+            second.stop()
+    assert_exact(settings, exp, isolated_runtime.policy.version)
+
+
+# The fault hook's batch: far enough in that the worker has published and committed a good
+# part of the run, early enough that most of the traffic is still to come.
+KILL_AT_BATCH = 60
+
+
+def test_killed_between_publish_and_dedup_state_then_restart_is_exact(
+    isolated_runtime: Runtime, tmp_path: Path
+) -> None:
+    """The ingest agent dies after its batch's clean events are in Kafka and before the dedup
+    state that says "seen" is (HITO_TEST_KILL_AFTER_PUBLISH, agents/ingest.py): the next worker
+    handles that batch again and publishes its clean events a second time; the aggregator must
+    count each once."""
+    settings = isolated_runtime.settings
+    messages, exp = _fleet(isolated_runtime, 6000, seed=37)
+    app_id = f"hito-hook-{uuid.uuid4().hex[:6]}"
+    hook = {"HITO_TEST_KILL_AFTER_PUBLISH": str(KILL_AT_BATCH)}
+    first = WorkerProcess.start(settings, app_id, PORTS[0], tmp_path / "first.log", env=hook)
+    second = None
+    try:
+        first.wait_ready()
+        sender = _send_in_background(settings, messages, rate=1500)
+        processed_before_kill = 0.0
+        deadline = time.monotonic() + 60
+        while first.alive() and time.monotonic() < deadline:
+            processed_before_kill = max(processed_before_kill, first.metric("hito_events_total"))
+            time.sleep(0.1)
+        assert not first.alive(), "the fault hook never fired:\n" + first.log_tail()
+        assert first.proc.returncode == -signal.SIGKILL, first.proc.returncode
+        assert b"test fault hook: killed between publish and dedup state" in (
+            first.log_path.read_bytes()
+        ), first.log_tail()
         assert 0 < processed_before_kill < len(messages)
         second = WorkerProcess.start(settings, app_id, PORTS[1], tmp_path / "second.log")
         sender.join(timeout=60)

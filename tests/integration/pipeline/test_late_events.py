@@ -1,4 +1,6 @@
-"""Late events within the allowed lateness correct their window; beyond it, the DLQ."""
+"""Late events on the real stack: within the allowed lateness they correct their window;
+beyond it, within the backfill horizon, they revise it (marked in ``revisions``); beyond the
+horizon they go to the DLQ as ``late_beyond_window`` and change nothing else."""
 
 from __future__ import annotations
 
@@ -28,14 +30,14 @@ PAYLOAD = {
 }
 
 
-def test_late_within_lateness_rewrites_the_window_and_beyond_goes_to_dlq(
+def test_late_events_correct_revise_or_go_to_the_dlq(
     isolated_runtime: Runtime,
 ) -> None:
     settings = isolated_runtime.settings
     settings = settings.model_copy(
         update={
             "pipeline": settings.pipeline.model_copy(
-                update={"window_s": 60, "allowed_lateness_s": 180}
+                update={"window_s": 60, "allowed_lateness_s": 180, "backfill_horizon_s": 600}
             )
         }
     )
@@ -45,8 +47,10 @@ def test_late_within_lateness_rewrites_the_window_and_beyond_goes_to_dlq(
     now = datetime.now(UTC)
     # A past window, closed 30-90 s ago: open for late events for 90-150 s more.
     late_ok = now - timedelta(seconds=90)
-    too_late = now - timedelta(seconds=400)  # closed 340-400 s ago: beyond 180 s
+    revised = now - timedelta(seconds=400)  # closed 340-400 s ago: beyond 180 s, within 600
+    too_old = now - timedelta(seconds=900)  # beyond the 600 s horizon
     ok_window = datetime.fromtimestamp(int(late_ok.timestamp()) // 60 * 60, tz=UTC)
+    revised_window = datetime.fromtimestamp(int(revised.timestamp()) // 60 * 60, tz=UTC)
     seq = iter(range(1000))
 
     def send(at: datetime, n: int) -> None:
@@ -78,14 +82,22 @@ def test_late_within_lateness_rewrites_the_window_and_beyond_goes_to_dlq(
             await wait_until(lambda: count_in(ok_window) == 6, 30, "first 6 in the window")
             await asyncio.to_thread(send, late_ok, 5)
             await wait_until(lambda: count_in(ok_window) == 11, 60, "window rewritten with 11")
-            await asyncio.to_thread(send, too_late, 3)
-            await wait_until(lambda: len(list(read_all(settings))) == 3, 60, "3 in the DLQ")
+            await asyncio.to_thread(send, revised, 3)
+            await wait_until(lambda: count_in(revised_window) == 3, 60, "3 revising their window")
+            await asyncio.to_thread(send, too_old, 2)
+            await wait_until(lambda: len(list(read_all(settings))) == 2, 60, "2 in the DLQ")
             await asyncio.sleep(2)
 
     asyncio.run(scenario())
     records = [e.record for e in read_all(settings)]
-    assert [(r.reason.value, r.stage) for r in records] == [("late_beyond_window", "aggregate")] * 3
-    assert sum(int(p["count"]) for p in query_points(settings, "crossings")) == 11
+    assert [(r.reason.value, r.stage) for r in records] == [("late_beyond_window", "validate")] * 2
+    crossings = query_points(settings, "crossings")
+    assert sum(int(p["count"]) for p in crossings) == 14
+    assert {p["_time"] for p in crossings} == {ok_window, revised_window}
+    revisions = query_points(settings, "revisions")
+    assert [(p["_time"], p["source"], p["events"]) for p in revisions] == [
+        (revised_window, "checkpoint", 3)
+    ]
+    # The rejected events' bytes stay in the raw zone, for the admin only.
     originals = [e.record for e in read_originals(settings)]
-    assert len(originals) == 3
-    assert all(b"X12345678" not in o.original for o in originals)  # clean events: no raw ids
+    assert len(originals) == 2

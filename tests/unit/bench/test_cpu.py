@@ -6,6 +6,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -82,6 +83,16 @@ def test_a_live_child_counts_then_a_reaped_one_still_does() -> None:
     # Reaped: now in this process's cutime/cstime.
     assert own_cpu_s() - before >= 0.25
     assert tree_cpu_s(os.getpid()) == pytest.approx(own_cpu_s(), abs=0.05)
+
+
+def test_a_process_reading_itself_resolves_less_than_a_tick() -> None:
+    # The lane floor's 2,000 events take under a tick: read in ticks, 0.0 µs an event.
+    before = own_cpu_s()
+    start = time.process_time()
+    while time.process_time() - start < 0.003:
+        pass
+    spent = own_cpu_s() - before
+    assert 0.003 <= spent < 0.008, spent  # in ticks: 0.0 or 0.01
 
 
 def test_us_per_event() -> None:
