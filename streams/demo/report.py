@@ -16,6 +16,7 @@ from hito.demo.revised import added_by_run, mark_revised, revised_hour
 from hito.demo.run import DemoPlan, DemoRun
 from hito.ops.pager.paths import page_log_path
 from hito.ops.pager.server import PageLog
+from hito.pipeline.stages.windows import WindowRules
 from hito.runtime import Runtime
 from hito.settings import HitoSettings
 
@@ -159,13 +160,16 @@ def revised_summary(runtime: Runtime, run: DemoRun) -> dict[str, Any] | None:
     if outage is None or since is None:
         return None
     s = runtime.settings
+    p = s.pipeline
     return revised_hour(
         outage,
         added_by_run(run.revisions_before, influx.revisions(s), run.started_at),
+        rules=WindowRules(p.window_s, p.allowed_lateness_s, p.backfill_horizon_s),
         reconnected_at=run.reconnected_at,
+        held=run.held_crossings,
+        sent={m: n for (site, m), n in run.sent_crossings.items() if site == outage.site},
         crossings_before=run.crossings_before,
         crossings_after=influx.site_crossings(s, outage.site, since, _until(run)),
-        sent={m: n for (site, m), n in run.sent_crossings.items() if site == outage.site},
         backfilled=int(
             _metric_sum(
                 run.worker_metrics,

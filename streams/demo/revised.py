@@ -1,6 +1,7 @@
 """The demo's revised hour: a checkpoint terminal's uplink is down for a while, its events
 (spread over the hour before it reconnects: a compressed outage) arrive late, and the pipeline
-revises those minutes (docs/aggregation.md, "Backfill").
+revises those minutes (docs/aggregation.md, "Backfill"). The upload's newest minutes, closed
+less than the allowed lateness before, are counted live instead: not revisions.
 
 What the summary says comes from InfluxDB's ``revisions`` measurement (read with the
 dashboards token, as ``hito status`` does) and is checked against what the fleet sent:
@@ -17,6 +18,8 @@ from collections import Counter
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
+
+from hito.pipeline.stages.windows import Timeliness, WindowRules
 
 if TYPE_CHECKING:
     from matplotlib.axes import Axes
@@ -65,54 +68,79 @@ def revised_hour(
     outage: Outage,
     revisions: list[Revision],
     *,
+    rules: WindowRules,
     reconnected_at: datetime | None,
+    held: dict[datetime, int],
+    sent: dict[datetime, int],
     crossings_before: dict[datetime, int],
     crossings_after: dict[datetime, int],
-    sent: dict[datetime, int],
     backfilled: int,
 ) -> dict[str, Any]:
     """The summary of the outage: which minutes of the terminal's site the run revised, by how
-    many events, when; ``exact`` when, in every one of them, InfluxDB's crossings are what it
-    had before the run plus what the fleet sent (``sent``: valid crossings of the site per
-    minute), and the events added are what the worker counted as backfilled (``backfilled``:
-    its ``hito_backfill_events_total`` for the site's checkpoints)."""
+    many events, when, and whether that is ``exact``:
+
+    - every minute of the upload (``held``: the terminal's crossings per minute, as the fleet
+      re-timed them) that had closed beyond the allowed lateness when it reconnected is
+      revised (the worker counted it after that, so by its clock too), and no minute the
+      upload had nothing for;
+    - in each revised minute, the events added (``revisions``) are the upload's crossings of
+      that minute, and InfluxDB's crossings are what it had before the run plus what the fleet
+      sent (``sent``: all the site's valid crossings per minute);
+    - the events added are what the worker counted as backfilled (``backfilled``: its
+      ``hito_backfill_events_total`` for the site's checkpoints).
+
+    The upload's newest minutes, still within the allowed lateness, are counted live (not
+    revisions): ``counted_live``. One of them may have closed beyond it by the time the worker
+    read it; it is then revised, and checked as the others."""
 
     def of_outage(r: Revision) -> bool:
         return r.site == outage.site and r.source == "checkpoint"
 
-    mine = [r for r in revisions if of_outage(r)]
+    mine = {r.minute: r for r in revisions if of_outage(r)}
     elsewhere = Counter((r.site, r.source) for r in revisions if not of_outage(r))
+    due = {
+        m
+        for m in held
+        if reconnected_at is not None and rules.timeliness(m, reconnected_at) is Timeliness.BACKFILL
+    }
     per_minute: list[dict[str, Any]] = [
         {
-            "minute": r.minute.isoformat(),
-            "events": r.events,
-            "sent": sent.get(r.minute, 0),
-            "before": crossings_before.get(r.minute, 0),
-            "influxdb": crossings_after.get(r.minute, 0),
+            "minute": m.isoformat(),
+            "held": held.get(m, 0),
+            "added": mine[m].events if m in mine else 0,
+            "before": crossings_before.get(m, 0),
+            "sent": sent.get(m, 0),
+            "influxdb": crossings_after.get(m, 0),
         }
-        for r in mine
+        for m in sorted(due | set(mine))
     ]
     mismatched = [
         row
-        for r, row in zip(mine, per_minute, strict=True)
-        if crossings_after.get(r.minute, 0)
-        != crossings_before.get(r.minute, 0) + sent.get(r.minute, 0)
+        for row in per_minute
+        if row["added"] != row["held"] or row["influxdb"] != row["before"] + row["sent"]
     ]
-    events = sum(r.events for r in mine)
+    revised = sorted(mine.values(), key=lambda r: r.minute)
+    events = sum(r.events for r in revised)
     return {
         "device": outage.device,
         "site": outage.site,
         "source": "checkpoint",
         "offline": {"from_s": outage.after_s, "for_s": outage.for_s, "span_s": outage.span_s},
         "reconnected_at": reconnected_at.isoformat() if reconnected_at else None,
-        "minutes": len(mine),
-        "first_minute": mine[0].minute.isoformat() if mine else None,
-        "last_minute": mine[-1].minute.isoformat() if mine else None,
+        "uploaded": {
+            "crossings": sum(held.values()),
+            "first_minute": min(held).isoformat() if held else None,
+            "last_minute": max(held).isoformat() if held else None,
+        },
+        "minutes": len(revised),
+        "first_minute": revised[0].minute.isoformat() if revised else None,
+        "last_minute": revised[-1].minute.isoformat() if revised else None,
         "events": events,
         "backfilled_by_worker": backfilled,
-        "revised_from": min(r.revised_at for r in mine).isoformat() if mine else None,
-        "revised_to": max(r.revised_at for r in mine).isoformat() if mine else None,
-        "exact": bool(mine) and not mismatched and events == backfilled,
+        "counted_live": sum(n for m, n in held.items() if m not in mine),
+        "revised_from": min(r.revised_at for r in revised).isoformat() if revised else None,
+        "revised_to": max(r.revised_at for r in revised).isoformat() if revised else None,
+        "exact": bool(revised) and not mismatched and events == backfilled,
         "mismatched_minutes": mismatched,
         "elsewhere": [
             {"site": site, "source": source, "minutes": n}
@@ -131,6 +159,7 @@ def _hm(iso: str | None, seconds: bool = False) -> str:
 def revised_lines(revised: dict[str, Any]) -> list[tuple[str, str]]:
     """The summary's rows about the revised hour (label, text)."""
     off = revised["offline"]
+    up = revised["uploaded"]
     n = revised["minutes"]
     rows = [
         ("terminal", f"{revised['device']} ({revised['site']})"),
@@ -141,30 +170,39 @@ def revised_lines(revised: dict[str, Any]) -> list[tuple[str, str]]:
         ),
         ("reconnected at", f"{_hm(revised['reconnected_at'], seconds=True)} UTC"),
         (
+            "uploaded late",
+            f"{up['crossings']} crossings ({_hm(up['first_minute'])}-{_hm(up['last_minute'])} UTC)",
+        ),
+        (
             "minutes revised",
             f"{n} ({_hm(revised['first_minute'])}-{_hm(revised['last_minute'])} UTC)" if n else "0",
         ),
         (
-            "events added",
-            f"{revised['events']} (the worker's backfill counter: "
+            "events backfilled",
+            f"{revised['events']} (the worker's hito_backfill_events_total: "
             f"{revised['backfilled_by_worker']})",
         ),
+        ("counted live", f"{revised['counted_live']} (minutes still within the allowed lateness)"),
         (
             "revised at",
             f"{_hm(revised['revised_from'], True)}-{_hm(revised['revised_to'], True)} UTC",
         ),
     ]
+    wrong = len(revised["mismatched_minutes"])
     if revised["exact"]:
-        verdict = f"exact in all {n} minutes: InfluxDB = before the demo + what the fleet sent"
+        verdict = (
+            f"exact in all {n} minutes: InfluxDB = before the demo + what the fleet sent, "
+            "added = uploaded"
+        )
+    elif wrong:
+        verdict = (
+            f"NOT exact in {wrong} of {len(revised['per_minute'])} minutes "
+            "(summary.json: mismatched_minutes)"
+        )
     elif not n:
         verdict = "nothing revised"
     else:
-        verdict = (
-            f"NOT exact in {len(revised['mismatched_minutes'])} of {n} minutes "
-            "(summary.json: mismatched_minutes)"
-            if revised["mismatched_minutes"]
-            else "NOT exact: the events added differ from the worker's backfill counter"
-        )
+        verdict = "NOT exact: the events added differ from the worker's backfill counter"
     rows.append(("crossings in those minutes", verdict))
     for other in revised["elsewhere"]:
         rows.append(("also revised", f"{other['site']} {other['source']}: {other['minutes']} min"))
@@ -181,20 +219,21 @@ def mark_revised(ax: Axes, revised: dict[str, Any], crossings: dict[datetime, in
 
     first = datetime.fromisoformat(revised["first_minute"])
     end = datetime.fromisoformat(revised["last_minute"]) + MINUTE
-    shown = sorted(m for m in crossings if first - 2 * MINUTE <= m < end + 2 * MINUTE)
-    if shown:
-        counts = [crossings[m] for m in shown]
-        # A point is stamped with its minute's start: draw it across that minute.
-        ax.step(
-            [x(m) for m in [*shown, shown[-1] + MINUTE]],
-            [*counts, counts[-1]],
-            where="post",
-            color="black",
-            label=f"{revised['site']} crossings per minute (InfluxDB)",
-        )
+    # Every minute of the span and two either side: a minute InfluxDB has no point for had
+    # no crossing (a line drawn only through the points would bridge it).
+    shown = [first - 2 * MINUTE + i * MINUTE for i in range((end - first) // MINUTE + 4)]
+    counts = [crossings.get(m, 0) for m in shown]
+    # A point is stamped with its minute's start: draw it across that minute.
+    ax.step(
+        [x(m) for m in [*shown, shown[-1] + MINUTE]],
+        [*counts, counts[-1]],
+        where="post",
+        color="black",
+        label=f"{revised['site']} crossings per minute (InfluxDB)",
+    )
     ax.bar(
         [x(datetime.fromisoformat(m["minute"])) for m in revised["per_minute"]],
-        [m["events"] for m in revised["per_minute"]],
+        [m["added"] for m in revised["per_minute"]],
         width=x(first + MINUTE) - x(first),
         align="edge",
         color="tab:purple",
@@ -213,7 +252,7 @@ def mark_revised(ax: Axes, revised: dict[str, Any], crossings: dict[datetime, in
     ax.xaxis.set_major_locator(dates.AutoDateLocator(tz=UTC))  # type: ignore[no-untyped-call]
     ax.xaxis.set_major_formatter(dates.DateFormatter("%H:%M", tz=UTC))  # type: ignore[no-untyped-call]
     # Room above the highest minute for the legend.
-    highest = max([*(crossings[m] for m in shown), *(m["events"] for m in revised["per_minute"])])
+    highest = max([*counts, *(m["added"] for m in revised["per_minute"]), 1])
     ax.set_ylim(0, highest * 1.35)
     reconnected = _hm(revised["reconnected_at"], seconds=True)
     ax.set_title(

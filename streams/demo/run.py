@@ -78,12 +78,10 @@ class DemoPlan:
         device = registry.get(self.offline_device)
         if device is None or device.kind != "checkpoint" or device.revoked:
             raise ValueError(f"{self.offline_device} is not an active checkpoint terminal")
+        # Offline past the run's end, it reconnects when the run ends (the fleet's last step).
+        down_for = min(self.offline_for_s, max(0.0, self.duration_s - self.offline_after_s))
         return Outage(
-            self.offline_device,
-            device.site,
-            self.offline_after_s,
-            self.offline_for_s,
-            self.offline_span_s,
+            self.offline_device, device.site, self.offline_after_s, down_for, self.offline_span_s
         )
 
 
@@ -99,6 +97,8 @@ class DemoRun:
     # Valid crossings sent, per site and window start (the minute InfluxDB stamps them with).
     sent_crossings: Counter[tuple[str, datetime]] = field(default_factory=Counter)
     outage: Outage | None = None
+    # The offline terminal's valid crossings per window start, as it uploaded them late.
+    held_crossings: Counter[datetime] = field(default_factory=Counter)
     reconnected_at: datetime | None = None  # the offline terminal's backlog went out
     revisable_from: datetime | None = None  # see DemoPlan
     # Read before the fleet sent anything: the outage site's crossings per minute in the
@@ -124,6 +124,7 @@ class _Tally:
     sent: Counter[str] = field(default_factory=Counter)  # expected outcome -> messages
     valid: Counter[str] = field(default_factory=Counter)  # source -> valid messages
     crossings: Counter[tuple[str, datetime]] = field(default_factory=Counter)
+    held: Counter[datetime] = field(default_factory=Counter)  # the offline terminal's
     reconnected_at: datetime | None = None
 
 
@@ -142,7 +143,10 @@ def _counting(
             if source == "checkpoint":
                 when = datetime.fromisoformat(orjson.loads(m.value)["event_time"])
                 ts = int(when.timestamp())
-                tally.crossings[(m.site, datetime.fromtimestamp(ts - ts % window_s, UTC))] += 1
+                minute = datetime.fromtimestamp(ts - ts % window_s, UTC)
+                tally.crossings[(m.site, minute)] += 1
+                if m.buffered:
+                    tally.held[minute] += 1
         yield m
 
 
@@ -258,6 +262,7 @@ def run_demo(
         app_id=memory.app_id,
         sent_crossings=tally.crossings,
         outage=outage,
+        held_crossings=tally.held,
         reconnected_at=tally.reconnected_at,
         revisable_from=revisable_from,
         crossings_before=crossings_before,

@@ -6,7 +6,7 @@ from __future__ import annotations
 import dataclasses
 import json
 from collections import Counter
-from datetime import datetime
+from datetime import datetime, timedelta
 from pathlib import Path
 
 from influxdb_client import InfluxDBClient
@@ -69,13 +69,35 @@ def test_demo_summary_agrees_with_influxdb_the_pager_and_the_fleet(
     )
     assert {"crossings", "sensor", "drone", "pipeline"} <= set(summary["points_by_measurement"])
     assert summary["policy_version"] == isolated.policy.version
-    # The revised hour: the terminal's minutes before the run, exact, as the worker counted.
+    # The revised hour: every minute of the terminal's upload that had closed beyond the
+    # allowed lateness is revised by exactly the crossings uploaded into it, InfluxDB holds
+    # exactly what the fleet sent there, and the worker counted as much backfilled.
     revised = summary["revised"]
     assert revised["device"] == plan.offline_device and revised["site"] == "santa-rosa"
     assert revised["exact"] is True, revised["mismatched_minutes"]
-    assert revised["minutes"] >= 10 and revised["events"] == revised["backfilled_by_worker"]
+    held = {m.isoformat(): n for m, n in run.held_crossings.items()}
+    last = revised["last_minute"]
+    assert {r["minute"]: r["added"] for r in revised["per_minute"]} == {
+        m: n for m, n in held.items() if m <= last
+    }
+    assert revised["minutes"] == len([m for m in held if m <= last]) >= 10
+    assert (
+        revised["events"]
+        == revised["backfilled_by_worker"]
+        == sum(n for m, n in held.items() if m <= last)
+    )
+    assert (
+        revised["uploaded"]["crossings"]
+        == sum(held.values())
+        == (revised["events"] + revised["counted_live"])
+    )
+    # The rest was still within the allowed lateness when the terminal reconnected.
+    lateness = timedelta(seconds=stack.pipeline.window_s + stack.pipeline.allowed_lateness_s)
+    assert run.reconnected_at is not None
+    live = [m for m in run.held_crossings if m.isoformat() > last]
+    assert all(m + lateness >= run.reconnected_at for m in live)
     assert revised["elsewhere"] == []
-    assert revised["last_minute"] < first_minute.isoformat()
+    assert last < first_minute.isoformat()
     # The pager: the pages listed are exactly the log's pages since the run began.
     logged = [
         p.fingerprint

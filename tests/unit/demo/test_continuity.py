@@ -69,6 +69,9 @@ def test_the_plans_outage_and_where_its_held_events_can_fall(registry: DeviceReg
     # Offline to the end of a 40 s run: it reconnects when the run ends.
     short = DemoPlan(normal_s=40.0, surge_s=0.0, after_s=0.0)
     assert short.revisable_from(NOW) == datetime(2026, 12, 3, 21, 28, tzinfo=UTC)
+    assert short.outage(registry) == Outage(
+        "pe-santarosa-ckpt-02", "santa-rosa", 30.0, 10.0, 3600.0
+    )
     assert DemoPlan(offline_device=None).outage(registry) is None
     with pytest.raises(ValueError, match="not an active checkpoint terminal"):
         DemoPlan(offline_device="sensor-concordia-01").outage(registry)
