@@ -21,6 +21,17 @@ def demo(
         float, typer.Option(min=0.0, help="Seconds Chacalluta surges (0: no surge)")
     ] = 150.0,
     after: Annotated[float, typer.Option(min=0.0, help="Seconds of normal traffic after")] = 60.0,
+    outage: Annotated[
+        float,
+        typer.Option(
+            min=0.0,
+            help="Seconds a Santa Rosa terminal's uplink is down, from 30 s in (0: no outage)",
+        ),
+    ] = 120.0,
+    outage_span: Annotated[
+        float,
+        typer.Option(min=60.0, help="Seconds before it reconnects its held events are spread over"),
+    ] = 3600.0,
     out_dir: Annotated[
         Path | None, typer.Option(help="Where summary.json and demo.png go (default: state dir)")
     ] = None,
@@ -29,9 +40,10 @@ def demo(
     ] = False,
 ) -> None:
     """Run the simulated fleet of the reference crossing through the whole platform (one
-    worker, bad events, duplicates, one surge at Chacalluta), then print what happened."""
+    worker, bad events, duplicates, one surge at Chacalluta, one terminal offline whose late
+    events revise the past hour), then print what happened."""
     from hito.demo import report
-    from hito.demo.run import DemoPlan, run_demo
+    from hito.demo.run import OFFLINE_DEVICE, DemoPlan, run_demo
     from hito.stack import manager
     from hito.stack.progress import make_runner
 
@@ -41,7 +53,15 @@ def demo(
     settings = load_settings()
     manager.up(settings, make_runner(console))
     runtime = load_runtime(settings)
-    plan = DemoPlan(rate=rate, normal_s=normal, surge_s=surge, after_s=after)
+    plan = DemoPlan(
+        rate=rate,
+        normal_s=normal,
+        surge_s=surge,
+        after_s=after,
+        offline_device=OFFLINE_DEVICE if outage else None,
+        offline_for_s=outage,
+        offline_span_s=outage_span,
+    )
     target = out_dir or settings.state_dir / "demo"
     run = run_demo(runtime, plan, target, console, keep_running=keep_running)
     summary = report.summarise(runtime, plan, run)
@@ -86,6 +106,15 @@ def print_summary(summary: dict[str, Any], console: Console) -> None:
             p["runbook_url"],
         )
     console.print(pages)
+    if summary.get("revised"):
+        from hito.demo.revised import revised_lines
+
+        revised = Table(title="Revised by a late upload (InfluxDB `revisions`)", show_header=False)
+        revised.add_column("")
+        revised.add_column("")
+        for label, text in revised_lines(summary["revised"]):
+            revised.add_row(label, text)
+        console.print(revised)
     where = Table(title="Where to look", show_header=False)
     where.add_column("")
     where.add_column("")

@@ -1,5 +1,6 @@
 """The demo's summary (from the worker's metrics, InfluxDB and the pager's log) and its picture
-(crossings per site with the surge marked, DLQ by reason) rendered from InfluxDB data."""
+(crossings per site with the surge marked, the revised hour, DLQ by reason) rendered from
+InfluxDB data."""
 
 from __future__ import annotations
 
@@ -9,11 +10,13 @@ from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from influxdb_client import InfluxDBClient
-
+from hito.demo import influx
+from hito.demo.influx import query as _query
+from hito.demo.revised import added_by_run, mark_revised, revised_hour
 from hito.demo.run import DemoPlan, DemoRun
 from hito.ops.pager.paths import page_log_path
 from hito.ops.pager.server import PageLog
+from hito.pipeline.stages.windows import WindowRules
 from hito.runtime import Runtime
 from hito.settings import HitoSettings
 
@@ -26,18 +29,13 @@ POINT_FIELD = {
     "drone": "fixes",
     "surge": "score",
     "pipeline": "count",
+    "revisions": "events",
 }
 
 
 def _start(started: datetime) -> str:
     # Points are stamped with their window's start: include the minute the demo began in.
     return started.replace(second=0, microsecond=0).strftime("%Y-%m-%dT%H:%M:%SZ")
-
-
-def _query(settings: HitoSettings, flux: str) -> list[dict[str, Any]]:
-    i = settings.influxdb
-    with InfluxDBClient(url=i.url, token=i.admin_token().get_secret_value(), org=i.org) as client:
-        return [r.values for t in client.query_api().query(flux) for r in t.records]
 
 
 def points_by_measurement(settings: HitoSettings, started: datetime) -> dict[str, int]:
@@ -150,8 +148,41 @@ def summarise(runtime: Runtime, plan: DemoPlan, run: DemoRun) -> dict[str, Any]:
         "policy_version": runtime.policy.version,
         "alerts_fired": dict(sorted(firing.items())),
         "pages": pages,
+        "revised": revised_summary(runtime, run),
         "where_to_look": where_to_look(s),
     }
+
+
+def revised_summary(runtime: Runtime, run: DemoRun) -> dict[str, Any] | None:
+    """The hour the offline terminal's late events revised (revised.py), from InfluxDB's
+    ``revisions`` and ``crossings`` now and before the fleet sent anything."""
+    outage, since = run.outage, run.revisable_from
+    if outage is None or since is None:
+        return None
+    s = runtime.settings
+    p = s.pipeline
+    return revised_hour(
+        outage,
+        added_by_run(run.revisions_before, influx.revisions(s), run.started_at),
+        rules=WindowRules(p.window_s, p.allowed_lateness_s, p.backfill_horizon_s),
+        reconnected_at=run.reconnected_at,
+        held=run.held_crossings,
+        sent={m: n for (site, m), n in run.sent_crossings.items() if site == outage.site},
+        crossings_before=run.crossings_before,
+        crossings_after=influx.site_crossings(s, outage.site, since, _until(run)),
+        backfilled=int(
+            _metric_sum(
+                run.worker_metrics,
+                "hito_backfill_events_total",
+                site=outage.site,
+                source="checkpoint",
+            )
+        ),
+    )
+
+
+def _until(run: DemoRun) -> datetime:
+    return run.finished_at + timedelta(minutes=1)
 
 
 def where_to_look(s: HitoSettings) -> dict[str, str]:
@@ -184,7 +215,7 @@ def render_png(
     runtime: Runtime, plan: DemoPlan, run: DemoRun, summary: dict[str, Any], path: Path
 ) -> Path:
     """Crossings per minute per site (surge interval shaded, surge pages marked) above the
-    DLQ by reason, from InfluxDB."""
+    revised hour (when something was revised) and the DLQ by reason, from InfluxDB."""
     import matplotlib
 
     matplotlib.use("Agg")  # no display here
@@ -192,7 +223,15 @@ def render_png(
 
     crossings = crossings_per_minute(runtime.settings, run.started_at)
     dlq = dlq_by_reason(runtime.settings, run.started_at)
-    fig, (top, bottom) = plt.subplots(2, 1, figsize=(11, 8), height_ratios=[3, 2])
+    revised = summary.get("revised")
+    if revised and revised["minutes"] and run.outage and run.revisable_from:
+        fig, (top, middle, bottom) = plt.subplots(3, 1, figsize=(11, 12), height_ratios=[3, 3, 2])
+        hour = influx.site_crossings(
+            runtime.settings, run.outage.site, run.revisable_from, _until(run)
+        )
+        mark_revised(middle, revised, hour)
+    else:
+        fig, (top, bottom) = plt.subplots(2, 1, figsize=(11, 8), height_ratios=[3, 2])
     for site, series in sorted(crossings.items()):
         # A point is stamped with its minute's start: draw it across that minute.
         times = [t for t, _ in series]

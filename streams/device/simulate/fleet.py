@@ -96,6 +96,9 @@ class FleetPlan:
     offline_after_s: float = 0.0
     offline_for_s: float | None = None
     offline_span_s: float = 0.0
+    # Each device's first seq (default 0): a fleet that goes on from an earlier run, as devices
+    # that keep their seq across restarts do (the pipeline's dedup state remembers it).
+    first_seq: dict[str, int] = field(default_factory=dict)
 
 
 class Fleet:
@@ -266,8 +269,12 @@ class Fleet:
         weights = [rhythm if d.kind == "checkpoint" else 1.0 for d in devices]
         return self._rng.choices(devices, weights=weights)[0]
 
+    def next_seqs(self) -> dict[str, int]:
+        """Each device's next seq: every lower one is allocated (sent, held or skipped)."""
+        return {**self._plan.first_seq, **self._seq}
+
     def _next_seq(self, device: Device) -> int:
-        seq = self._seq.get(device.device_id, 0)
+        seq = self._seq.get(device.device_id, self._plan.first_seq.get(device.device_id, 0))
         self._seq[device.device_id] = seq + 1
         return seq
 
