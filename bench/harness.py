@@ -49,6 +49,7 @@ class BenchOptions:
     mix: dataset.Mix = field(default_factory=dataset.Mix)
     naive_max_s: float = 60.0
     latency_s: float = 30.0
+    latency_warmup_s: float = 10.0  # sent and counted before the measured seconds (latency.py)
     latency_rate: float = 0.0  # 0: half of Hito's one-worker rate measured in this run
     state_devices: int = 1_000_000
     state_identities: int = 1_000_000
@@ -190,6 +191,7 @@ def run_bench(settings: HitoSettings, options: BenchOptions, console: Console) -
                         workdir,
                         rate=rate,
                         seconds=options.latency_s,
+                        warmup_s=options.latency_warmup_s,
                         partitions=options.partitions,
                         mix=options.mix,
                         py_spy=bench_python().parent / "py-spy" if options.profile else None,

@@ -252,7 +252,8 @@ def render(report: dict[str, Any], console: Console) -> None:
             f"Latency at {_fmt(lat['rate_per_s'], 0)} events/s for {_fmt(lat['seconds'], 0)} s "
             f"({lat['counted']:,} events): p50 {_fmt(lat['p50_s'], 2)} s, "
             f"p95 {_fmt(lat['p95_s'], 2)} s, p99 {_fmt(lat['p99_s'], 2)} s, "
-            f"max {_fmt(lat['max_s'], 2)} s"
+            f"max {_fmt(lat['max_s'], 2)} s, after {_fmt(lat.get('warmup_s', 0), 0)} s of "
+            f"warm-up (with it: p99 {_fmt((lat.get('with_warmup') or {}).get('p99_s'), 2)} s)"
         )
     state = report.get("state")
     if state:

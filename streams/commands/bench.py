@@ -47,6 +47,10 @@ def bench(
     latency_rate: Annotated[
         float, typer.Option(min=0.0, help="Events/s for latency (0: half of Hito's max)")
     ] = 0.0,
+    latency_warmup_s: Annotated[
+        float,
+        typer.Option(min=0.0, help="Seconds of load sent before the latency is measured"),
+    ] = 10.0,
     state_devices: Annotated[
         int, typer.Option(min=0, help="Devices in the state-memory model (0: skip)")
     ] = 1_000_000,
@@ -98,6 +102,7 @@ def bench(
         naive_max_s=naive_max_s,
         latency_s=latency_s,
         latency_rate=latency_rate,
+        latency_warmup_s=latency_warmup_s,
         state_devices=state_devices,
         state_identities=state_identities,
         profile=profile,
