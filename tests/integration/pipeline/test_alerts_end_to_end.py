@@ -82,14 +82,15 @@ def _pages_since(settings: HitoSettings, since: datetime) -> list[dict[str, Any]
     return [p for p in pages if datetime.fromisoformat(p["received_at"]) >= since]
 
 
-def _write_history(runtime: Runtime, now: datetime) -> None:
+def _write_history(runtime: Runtime, now: datetime, *, daily_rhythm: bool = True) -> None:
     """Four previous weeks around this time of the week at the fleet's normal volume: the
-    seasonal baseline the worker learns when it starts scoring (the demo does the same)."""
+    seasonal baseline the worker learns when it starts scoring (the demo does the same);
+    ``daily_rhythm`` as the fleet's (FleetPlan.daily_rhythm)."""
     i = runtime.settings.influxdb
     with InfluxDBClient(url=i.url, token=i.admin_token().get_secret_value(), org=i.org) as client:
         client.write_api(write_options=SYNCHRONOUS).write(
             bucket=i.bucket,
-            record=history_lines(runtime.registry, RATE, now),
+            record=history_lines(runtime.registry, RATE, now, daily_rhythm=daily_rhythm),
             write_precision=WritePrecision.S,
         )
 

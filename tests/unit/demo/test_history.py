@@ -40,6 +40,26 @@ def test_expected_volume_matches_a_simulated_minute(registry: DeviceRegistry) ->
         assert abs(got[key] - mean) < 4 * mean**0.5 + 5, (key, got[key], mean)
 
 
+NIGHT = datetime(2026, 12, 4, 2, 16, tzinfo=UTC)  # 23:16 in Arica: the rhythm's quiet hours
+
+
+def test_a_fleet_without_the_rhythm_has_a_history_without_it(registry: DeviceRegistry) -> None:
+    # CI at this hour scored the flat fleet of test_backfill.py 7-14 standard deviations
+    # against a rhythmic history: a surge page for both sites.
+    rate = 100.0
+    plan = FleetPlan(count=int(rate * 60), daily_rhythm=False)
+    got: Counter[tuple[str, str]] = Counter()
+    for m in Fleet(registry, plan, NIGHT).messages():
+        if m.expected == VALID and m.topic == plan.raw_topics["checkpoint"]:
+            direction = "entry" if b'"direction":"entry"' in m.value else "exit"
+            got[(m.site, direction)] += 1
+    flat = expected_crossings_per_minute(registry, rate, NIGHT, daily_rhythm=False)
+    rhythmic = expected_crossings_per_minute(registry, rate, NIGHT)
+    for key, mean in flat.items():
+        assert abs(got[key] - mean) < 4 * mean**0.5 + 5, (key, got[key], mean)
+        assert got[key] > 2 * rhythmic[key], (key, got[key], rhythmic[key])
+
+
 def test_history_covers_four_previous_weeks_around_now_and_is_marked(
     registry: DeviceRegistry,
 ) -> None:
