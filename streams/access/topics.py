@@ -68,7 +68,7 @@ def ensure_topics(settings: HitoSettings) -> list[str]:
                 created.append(spec.name)
             except TopicAlreadyExistsError:
                 pass  # another worker created it first
-        altered = apply_to_topics(settings, policy, admin)
+        altered = apply_to_topics(settings, policy, admin, just_created=frozenset(created))
         apply_grants(settings, admin)
     finally:
         admin.close()
