@@ -54,6 +54,9 @@ class DemoPlan:
     duplicate_fraction: float = 0.03
     out_of_order_fraction: float = 0.01
     seed: int = 2026
+    # False: checkpoints weigh as in a daytime hour whatever the clock says (a test's offline
+    # terminal holds ~55 events at any hour; at 01:00 in Arica it held 10: CI, 2026-12-04).
+    daily_rhythm: bool = True
     settle_timeout_s: float = 240.0  # waiting for the drain and the surge page to resolve
     # The terminal whose uplink is down from offline_after_s for offline_for_s (None: no
     # outage); its held events are spread over the offline_span_s before it reconnects.
@@ -197,6 +200,7 @@ def run_demo(
             bad_fraction=plan.bad_fraction,
             duplicate_fraction=plan.duplicate_fraction,
             out_of_order_fraction=plan.out_of_order_fraction,
+            daily_rhythm=plan.daily_rhythm,
             surge_site=SURGE_SITE if plan.surge_s else None,
             surge_factor=plan.surge_factor,
             surge_start_s=plan.normal_s,
