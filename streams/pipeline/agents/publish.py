@@ -13,6 +13,7 @@ pages) until it is fixed.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
@@ -62,6 +63,9 @@ class Publisher:
     repeat_days: RepeatDays
     repeat_rules: RepeatRules
     on_day_published: Callable[[str], None] = lambda site: None
+    # A fault hook for tests (HITO_TEST_PAUSE_AFTER_CLEAR_S): a pause between a flush's
+    # deletes and its writes, where a stop must not cut it (worker.py waits for the flush).
+    pause_after_clear_s: float | None = None
     # window key -> the series written for it (a cell suppression hides must be deleted)
     published: dict[str, set[str]] = field(default_factory=dict, init=False)
     surge_backlog: list[str] = field(default_factory=list, init=False)
@@ -92,6 +96,7 @@ class Publisher:
             # Suppression can stop publishing a cell: its old point must go, or sums double
             # it. A window this process has not written yet may have stale points from an
             # earlier process: clear the site's points at that time first.
+            cleared = False
             for key, new in series.items():
                 start = parse_start(states[key]["start"])
                 if key not in self.published and (before := self.archive.previously_published(key)):
@@ -101,8 +106,13 @@ class Publisher:
                     self.published[key] = _series(points_for(before, self.small_count_k))
                 if key not in self.published:
                     await self.sink.delete(start, [f'site="{states[key]["site"]}"'])
+                    cleared = True
                 elif stale := self.published[key] - new:
                     await self.sink.delete(start, [series_predicate(s) for s in sorted(stale)])
+                    cleared = True
+            if cleared and self.pause_after_clear_s is not None:
+                log.warning("test hook: %s s between deletes and writes", self.pause_after_clear_s)
+                await asyncio.sleep(self.pause_after_clear_s)
 
         outcome = await self._write(by_window, f"{len(pending)} windows", first=clear_stale)
         if outcome is not Outcome.DEFERRED:
