@@ -5,6 +5,7 @@
 # caches; Cargo's registry) and its own state directory. Prints each step's seconds.
 #
 #   bench/cold_start.sh [CLONE_FROM]        # default: this repository
+#   COLD_COMMIT=e7b9439 bench/cold_start.sh  # an earlier commit (the "before" of a change)
 #
 # The local stack's ports must be free (`hito down` first) and the machine quiet: the builds
 # use every core. Debian packages (make setup's apt step) stay installed: they cannot be
@@ -16,6 +17,7 @@ root="${COLD_DIR:-/tmp/hito-cold}"
 rm -rf "$root"
 mkdir -p "$root/cache"
 git clone -q "$from" "$root/repo"
+if [[ -n "${COLD_COMMIT:-}" ]]; then git -C "$root/repo" checkout -q "$COLD_COMMIT" || exit 1; fi
 export HITO_CACHE_DIR="$root/cache/hito" HITO_STATE_DIR="$root/state"
 export GOMODCACHE="$root/cache/gomod" GOCACHE="$root/cache/gobuild" GOPATH="$root/cache/gopath"
 export CARGO_HOME="$root/cache/cargo" PIP_CACHE_DIR="$root/cache/pip"
