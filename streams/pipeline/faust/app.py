@@ -64,9 +64,9 @@ def create_app(
         # only, now) keeps at most 1,024 records waiting (its default: 4,096).
         consumer_max_fetch_size=256 * 1024,
         stream_buffer_maxsize=1024,
-        # Agents send a batch at a time (streams/acks.py): let the producer gather it into few
-        # requests instead of one request per event (aiokafka's default linger is 0 and
-        # batches of 16 KiB, ~20 events).
+        # Faust's own sends (through Topic.send and its producer, not BatchSend) gather for
+        # 5 ms into few requests (aiokafka's default linger is 0 and batches of 16 KiB, ~20
+        # events). The lanes' record batches do not wait for it: BatchSend closes them.
         producer_linger=0.005,
         producer_max_batch_size=512 * 1024,
     )

@@ -66,6 +66,11 @@ class BatchSend:
         builders = [*self._full, *((t, p, b, f) for (t, p), (b, f) in self._open.items())]
         self._full, self._open = [], {}
         for topic, partition, builder, promised in builders:
+            # Closed, aiokafka sends it at once; open, it would wait out the producer's
+            # linger first (5 ms, twice per ingest batch): at 500 events/s that made every
+            # lane batch wait ~10 ms, and records queued 70-180 ms before ingest took them
+            # (10-40 ms closed; test_delivery.py, bench/README.md).
+            builder.close()
             try:
                 delivered = await producer.send_batch(builder, topic, partition=partition)
             except Exception as exc:

@@ -69,3 +69,41 @@ def test_a_record_the_broker_refuses_is_refused_alone(stack: HitoSettings) -> No
     # again alone: all delivered, not in order (dead letters only: clean records never come
     # near a topic's limit, hito.pipeline.delivery).
     assert sorted(stored) == [b"small-1", b"small-2", b"small-3"]
+
+
+def test_a_batch_goes_out_without_waiting_for_the_linger(stack: HitoSettings) -> None:
+    """BatchSend closes each record batch before handing it over: aiokafka sends a closed
+    batch at once, an open one only after ``linger_ms``. The worker's producer lingers 5 ms
+    (for Faust's own sends), and ingest waits for Kafka twice per lane batch: open batches
+    made every lane batch wait ~10 ms for nothing, the lane's queue grew behind it, and at
+    500 events/s records were 70-180 ms old before ingest took them (10-40 ms with closed
+    batches; bench/README.md). A 2-second linger makes the difference plain."""
+    topic = f"hito.test-delivery-{uuid.uuid4().hex[:8]}"
+    admin = admin_client(stack.kafka)
+    try:
+        admin.create_topics([NewTopic(topic, 1, 1)])
+    finally:
+        admin.close()
+
+    async def scenario() -> tuple[float, list[float]]:
+        producer = AIOKafkaProducer(**_aiokafka(stack), acks="all", linger_ms=2_000)
+        await producer.start()
+        try:
+            deliveries = Deliveries(BatchSend(lambda: producer), first_backoff_s=0.05)
+            # Warm up: metadata for the new topic, the connection to its leader.
+            await deliveries.add(topic, None, b"warm-up", tag="warm-up")
+            assert await asyncio.wait_for(deliveries.wait(), 30) == []
+            waits = []
+            for round_ in range(3):
+                started = asyncio.get_running_loop().time()
+                for i in range(5):
+                    await deliveries.add(topic, None, f"{round_}-{i}".encode(), tag=str(i))
+                assert await asyncio.wait_for(deliveries.wait(), 30) == []
+                waits.append(asyncio.get_running_loop().time() - started)
+        finally:
+            await producer.stop()
+        return max(waits), waits
+
+    slowest, waits = asyncio.run(scenario())
+    # Loopback, acks=all on the test broker: milliseconds; an open batch: >= 2 s each.
+    assert slowest < 1.0, waits
