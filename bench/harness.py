@@ -118,14 +118,25 @@ def cleanup(settings: HitoSettings, run: str, workdir: Path, console: Console) -
                 api.delete_bucket(bucket)
 
 
+def run_paths(
+    state_dir: Path, started_at: datetime, run: str, out: Path | None
+) -> tuple[Path, Path]:
+    """The run's own directory (made empty) and the report's path. Logs, profiles and state
+    go to the run's directory whatever ``--out`` says: worker logs are appended to, and a
+    "Worker ready" left by an earlier run in a shared directory (``--out /tmp/x.json``) made
+    the RSS at readiness a sample of a process that had just started (3.5-5.7 MB instead of
+    ~128), so the modelled RSS read 173 MB instead of ~300 (2026-12-04)."""
+    workdir = state_dir / "bench" / f"{started_at:%Y%m%dT%H%M%SZ}-{run}"
+    workdir.mkdir(parents=True)
+    report = out or workdir / "report.json"
+    report.parent.mkdir(parents=True, exist_ok=True)
+    return workdir, report
+
+
 def run_bench(settings: HitoSettings, options: BenchOptions, console: Console) -> dict[str, Any]:
     run = uuid.uuid4().hex[:6]
     started_at = datetime.now(UTC)
-    out = options.out or (
-        settings.state_dir / "bench" / f"{started_at:%Y%m%dT%H%M%SZ}-{run}" / "report.json"
-    )
-    workdir = out.parent
-    workdir.mkdir(parents=True, exist_ok=True)
+    workdir, out = run_paths(settings.state_dir, started_at, run, options.out)
     runtime = load_runtime(settings)
     results: dict[str, Result] = {}
     errors: dict[str, str] = {}
