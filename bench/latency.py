@@ -1,8 +1,8 @@
 """End-to-end latency at a fixed rate: event produced -> its contribution visible in InfluxDB.
 
-One worker on topics and a bucket of their own. The simulator's mix is produced live (event
-times follow the wall clock) at ``rate`` events/s, recording the send time of every event that
-must be counted. A poller asks InfluxDB for the bucket's total every ``poll_s``; latencies come
+One worker on topics and a bucket of their own. The simulator's mix, made and signed
+beforehand (:func:`pregenerate`: event times as they would be live), is sent at ``rate``
+events/s, recording the send time of every event that must be counted. A poller asks InfluxDB for the bucket's total every ``poll_s``; latencies come
 from the two cumulative curves (:func:`bench.report.latencies_from_curves`). Observation times
 are when InfluxDB's answer arrived, so a latency is never understated; the resolution is the
 poll interval plus the worker's flush interval (0.5 s by default).
@@ -19,7 +19,7 @@ from __future__ import annotations
 import subprocess
 import threading
 import time
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -31,7 +31,7 @@ from hito.bench.hito_run import free_port, start_profiler, stop_profiler
 from hito.bench.probe import InfluxTotal, proc_sample
 from hito.bench.report import latencies_from_curves, percentile
 from hito.credentials import client_config
-from hito.device.simulate.fleet import VALID, Fleet, FleetPlan
+from hito.device.simulate.fleet import VALID, Fleet, FleetPlan, SimMessage
 from hito.devices import DeviceRegistry
 from hito.settings import HitoSettings
 from hito.stack.worker_process import WorkerProcess
@@ -62,10 +62,12 @@ def measure_latency(
         out_of_order_fraction=mix.out_of_order_fraction,
         raw_topics=dict(live.pipeline.raw_topics),
     )
-    fleet = Fleet(registry, plan, datetime.now(UTC), clock=lambda: datetime.now(UTC))
     worker = WorkerProcess.start(
         live, f"hito-bench-{run}-lat", free_port(), workdir / "hito-latency.log", register=False
     )
+    generated_at = time.monotonic()
+    messages = pregenerate(registry, plan, rate)
+    generate_s = time.monotonic() - generated_at
     probe = InfluxTotal(live, "hito")
     observed: list[tuple[float, int]] = []
     stop = threading.Event()
@@ -91,7 +93,7 @@ def measure_latency(
         poller.start()
         started = time.monotonic()
         try:
-            for i, msg in enumerate(fleet.messages()):
+            for i, msg in enumerate(messages):
                 delay = started + i / rate - time.monotonic()
                 if delay > 0:
                     time.sleep(delay)
@@ -146,6 +148,7 @@ def measure_latency(
             "max_s": _r(max(every, default=None)),
         },
         "poll_s": poll_s,
+        "generated_before_s": round(generate_s, 1),
         "worker_cpu_us_per_event": _r(us_per_event(sample.cpu_s - cpu0, sent)),
         "worker_peak_rss_mb": round(sample.peak_rss_mb, 1),
         "bucket": live.influxdb.bucket,
@@ -154,6 +157,25 @@ def measure_latency(
         "(time of arrival) showing >= k events; percentiles over the events sent after the "
         "warm-up",
     }
+
+
+def pregenerate(registry: DeviceRegistry, plan: FleetPlan, rate: float) -> list[SimMessage]:
+    """The run's events, made and signed before it starts, each with the event time it would
+    have had live (the i-th at ``i / rate`` seconds after the fleet's start).
+
+    Made while sending, they cost the bench's producer ~130 us each: at 5,700 events/s (half
+    of one worker's rate on 2026-12-04) the producer could send only 5,000/s and took most of
+    a core from the worker, which then fell behind (p50 7.4 s). Devices are other machines;
+    the producer here only sends. Events are sent some seconds after their event time (the
+    making and the worker's start), within the allowed lateness: every window is live."""
+    started = datetime.now(UTC)
+    offset_s = 0.0
+    fleet = Fleet(registry, plan, started, clock=lambda: started + timedelta(seconds=offset_s))
+    messages: list[SimMessage] = []
+    for msg in fleet.messages():
+        messages.append(msg)
+        offset_s = len(messages) / rate
+    return messages
 
 
 def _r(value: float | None) -> float | None:
