@@ -3,9 +3,10 @@
 One worker on topics and a bucket of their own. The simulator's mix, made and signed
 beforehand (:func:`pregenerate`: event times as they would be live), is sent at ``rate``
 events/s, recording the send time of every event that must be counted. A poller asks
-InfluxDB for the bucket's total every ``poll_s``; latencies come from the two cumulative curves (:func:`bench.report.latencies_from_curves`). Observation times
-are when InfluxDB's answer arrived, so a latency is never understated; the resolution is the
-poll interval plus the worker's flush interval (0.5 s by default).
+InfluxDB for the bucket's total every ``poll_s``; latencies come from the two cumulative
+curves (:func:`bench.report.latencies_from_curves`). Observation times are when InfluxDB's
+answer arrived, so a latency is never understated; the resolution is the poll interval plus
+the worker's flush interval (0.5 s by default).
 
 The first ``warmup_s`` of traffic are sent and counted but not measured: a worker that has
 just joined its group, and a producer that has just fetched its metadata, answer the first
@@ -165,9 +166,10 @@ def pregenerate(registry: DeviceRegistry, plan: FleetPlan, rate: float) -> list[
 
     Made while sending (making and signing ~35 us an event, kafka-python's send the rest), at
     5,693 events/s (half of one worker's rate on 2026-12-04) the producer could send only
-    5,000/s and took most of a core from the worker, which then fell behind (p50 7.4 s). Devices are other machines;
-    the producer here only sends. Events are sent some seconds after their event time (the
-    making and the worker's start), within the allowed lateness: every window is live."""
+    5,000/s and took most of a core from the worker, which then fell behind (p50 7.4 s).
+    Devices are other machines; the producer here only sends. Events are sent some seconds
+    after their event time (the making and the worker's start), within the allowed lateness:
+    every window is live."""
     started = datetime.now(UTC)
     offset_s = 0.0
     fleet = Fleet(registry, plan, started, clock=lambda: started + timedelta(seconds=offset_s))
