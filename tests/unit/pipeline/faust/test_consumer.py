@@ -11,7 +11,12 @@ from typing import Any
 from faust.types import TP
 from intervaltree import IntervalTree  # type: ignore[import-untyped]
 
-from hito.pipeline.faust.consumer import Admit, GaplessConsumer, gapless_consumer_class
+from hito.pipeline.faust.consumer import (
+    Admit,
+    GaplessConsumer,
+    _ConsumerThread,
+    gapless_consumer_class,
+)
 
 RAW = TP("hito.raw.checkpoint", 2)
 CHANGELOG = TP("hito-agg-windows-changelog", 2)
@@ -235,3 +240,15 @@ def test_a_fetch_loop_still_paused_after_a_second_fetches_nothing() -> None:
         assert c.fetched_for == []
 
     asyncio.run(run())
+
+
+def test_assignment_before_the_consumer_thread_made_its_consumer_is_empty() -> None:
+    """Faust's table manager asks for the assignment as the app starts; with a busy core the
+    consumer thread had not made its consumer yet and Faust raised ConsumerNotStarted, so the
+    worker exited before it was ready (handover soak, 2026-12-04)."""
+    thread = _ConsumerThread.__new__(_ConsumerThread)  # the state, not a running thread
+    thread._consumer = None
+    assert thread.assignment() == set()
+    tp = TP("hito.raw.checkpoint", 3)
+    thread._consumer = SimpleNamespace(assignment=lambda: {tp})
+    assert thread.assignment() == {tp}
