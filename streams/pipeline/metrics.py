@@ -73,7 +73,8 @@ class PipelineMetrics:
         )
         self.consumer_rewinds = Counter(
             "hito_consumer_rewinds",
-            "Times the consumer sought back to re-read records Faust had skipped (rebalances)",
+            "Times the consumer sought back to re-read records fetched but not delivered (input "
+            "topics after a rebalance; changelogs of a stalled table recovery)",
             ["topic"],
             registry=r,
         )

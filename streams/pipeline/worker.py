@@ -94,6 +94,7 @@ def build_worker(
         app_id=app_id,
         on_rewind=lambda topic: metrics.consumer_rewinds.labels(topic=topic).inc(),
         on_skip=lambda topic: metrics.consumer_skips.labels(topic=topic).inc(),
+        lose_changelog_s=_test_seconds("HITO_TEST_LOSE_CHANGELOG_S") or 0.0,
     )
     # The input topics are consumed through the batch lanes (hito.pipeline.faust.lane), not by
     # agents of their own: registered with Faust so that it subscribes and assigns them.

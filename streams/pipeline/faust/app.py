@@ -18,6 +18,7 @@ def create_app(
     app_id: str = "hito",
     on_rewind: Callable[[str], None] | None = None,
     on_skip: Callable[[str], None] | None = None,
+    lose_changelog_s: float = 0.0,
 ) -> faust.App:
     """A Faust app on the configured Kafka, with the project's safety defaults.
 
@@ -28,7 +29,8 @@ def create_app(
     - no web server, and never table contents over HTTP;
     - a consumer that re-reads records Faust would otherwise skip when partitions move
       (streams/consumer.py); ``on_rewind(topic)`` is told each time it had to, and
-      ``on_skip(topic)`` of every record Faust acked unprocessed (its offset is not committed).
+      ``on_skip(topic)`` of every record Faust acked unprocessed (its offset is not committed);
+      ``lose_changelog_s``: a fault hook for tests (consumer.py).
     """
     datadir = settings.state_dir / "faust" / app_id
     datadir.parent.mkdir(parents=True, exist_ok=True)
@@ -72,7 +74,8 @@ def create_app(
     )
     # Faust builds its consumer from the transport's Consumer class when the app starts.
     inputs = settings.pipeline.topics.inputs
-    app.transport.Consumer = gapless_consumer_class(inputs, on_rewind, on_skip)  # type: ignore[misc]
+    consumer = gapless_consumer_class(inputs, on_rewind, on_skip, lose_changelog_s)
+    app.transport.Consumer = consumer  # type: ignore[misc]
     app.transport.Producer = _idempotent(app.transport.Producer)  # type: ignore[misc]
     return app
 

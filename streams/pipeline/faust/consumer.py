@@ -33,6 +33,7 @@ import contextlib
 import logging
 from collections.abc import Callable, Iterable, Iterator, Set
 from enum import Enum
+from time import monotonic
 from typing import Any, ClassVar
 from weakref import WeakSet
 
@@ -41,9 +42,11 @@ from faust.transport.drivers.aiokafka import AIOKafkaConsumerThread
 from faust.transport.drivers.aiokafka import Consumer as AIOKafkaConsumer
 from faust.types import TP
 from faust.types.tuples import Message, ack_lock
+from mode import Service
 from mode.utils.futures import notify
 
 from hito.pipeline.faust.lane import LaneBatch, Lanes, lane_event
+from hito.pipeline.faust.recovery_watch import watch_recovery
 
 log = logging.getLogger(__name__)
 
@@ -97,6 +100,10 @@ class GaplessConsumer(AIOKafkaConsumer):
     on_rewind: ClassVar[Callable[[str], None] | None] = None
     #: Called with the topic name for every record Faust acked unprocessed (a metric).
     on_skip: ClassVar[Callable[[str], None] | None] = None
+    #: A fault hook for tests (HITO_TEST_LOSE_CHANGELOG_S=<s>): for s seconds from the first
+    #: changelog record a recovery fetches, changelog records are marked read and not
+    #: delivered, as if lost after the fetch (tests/integration/pipeline/test_recovery_stall.py).
+    lose_changelog_s: ClassVar[float] = 0.0
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
@@ -108,6 +115,12 @@ class GaplessConsumer(AIOKafkaConsumer):
         # before the fetch loop fetches again (see _reposition_lanes).
         self._reposition: set[TP] = set()
         self._buffer_drained = asyncio.Event()
+        self._lose_until: float | None = None  # the fault hook's end
+
+    @Service.task
+    async def _watch_recovery(self) -> None:
+        """A changelog partition whose recovery stalls is read again (recovery_watch)."""
+        await watch_recovery(self)
 
     def mark_handled(self, message: Message) -> None:
         """An agent finished this record (streams/acks.py): its ack may advance the commit."""
@@ -446,6 +459,9 @@ class GaplessConsumer(AIOKafkaConsumer):
                 gap = offset - (r_offset or 0)
                 if gap > 1 and r_offset and acks_enabled_for(message.topic):
                     await self._add_gap(tp, r_offset + 1, offset)
+                if self.lose_changelog_s and self._losing():
+                    read_offset[tp] = offset  # the fault hook: lost after the fetch
+                    continue
             if self._commit_every is not None and self._n_acked >= self._commit_every:
                 self._n_acked = 0
                 await self.commit()
@@ -455,6 +471,13 @@ class GaplessConsumer(AIOKafkaConsumer):
                 self._delivered(tp, offset)
         if to_lanes and lanes is not None and lanes.generation == generation:
             await self._to_lanes(lanes, to_lanes, generation)
+
+    def _losing(self) -> bool:
+        if not self.app.in_recovery:
+            return False
+        if self._lose_until is None:
+            self._lose_until = monotonic() + self.lose_changelog_s
+        return monotonic() < self._lose_until
 
     async def _to_lanes(
         self, lanes: Lanes, records: dict[TP, list[Message]], generation: int
@@ -484,6 +507,7 @@ def gapless_consumer_class(
     topics: Iterable[str],
     on_rewind: Callable[[str], None] | None = None,
     on_skip: Callable[[str], None] | None = None,
+    lose_changelog_s: float = 0.0,
 ) -> type[GaplessConsumer]:
     """A GaplessConsumer subclass checking ``topics`` (Faust instantiates the class itself)."""
 
@@ -493,4 +517,5 @@ def gapless_consumer_class(
     # Read through the class (type(self).on_rewind), so a plain function is never bound.
     HitoConsumer.on_rewind = on_rewind
     HitoConsumer.on_skip = on_skip
+    HitoConsumer.lose_changelog_s = lose_changelog_s
     return HitoConsumer
