@@ -32,7 +32,8 @@ for ((i = 1; i <= runs; i++)); do
         -k "kill_9 or two_workers" -x -q -p no:cacheprovider --basetemp="$run_dir" \
         >"$soak_dir/run-$i.log" 2>&1); then
         passed=$((passed + 1))
-        stalls=$(cat "$run_dir"/*/*.log 2>/dev/null | grep -c "reading it again from")
+        # (*[0-9]: pytest also links the newest directory as *current)
+        stalls=$(cat "$run_dir"/*[0-9]/*.log 2>/dev/null | grep -c "reading it again from")
         rereads=$((rereads + stalls))
         echo "run $i/$runs passed ($(($(date +%s) - run_started)) s)" \
             "$([[ $stalls -gt 0 ]] && echo "- the recovery watch read $stalls changelog" \
