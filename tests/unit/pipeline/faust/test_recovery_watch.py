@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import asyncio
+from types import SimpleNamespace
+
+import pytest
 from faust.types import TP
 
-from hito.pipeline.faust.recovery_watch import RecoveryWatch
+from hito.pipeline.faust.recovery_watch import RecoveryWatch, watch_recovery
 
 A = TP("app-dedup-seq-changelog", 0)
 B = TP("app-dedup-seq-changelog", 1)
@@ -45,3 +49,30 @@ def test_a_partition_that_moves_again_restarts_its_clock_and_reset_forgets() -> 
     watch.reset()  # a recovery ended; the next one starts afresh
     assert watch.stalled({A: 100}, {A: 5}, now=50.0) == {}
     assert watch.stalled({A: 100}, {A: 5}, now=70.0) == {A: 5}
+
+
+def test_a_failing_check_is_logged_and_the_watch_goes_on(caplog: pytest.LogCaptureFixture) -> None:
+    """The watch is a task of Faust's consumer: an exception escaping it would crash the
+    consumer and the worker. A check that fails (here: reading the recovery) is logged and the
+    watch looks again at the next check."""
+    looks = []
+
+    class Tables:
+        @property
+        def recovery(self) -> object:
+            looks.append(1)
+            if len(looks) == 1:
+                raise RuntimeError("recovery not there yet")
+            return SimpleNamespace(in_recovery=False)
+
+    class Consumer:
+        should_stop = False
+        app = SimpleNamespace(tables=Tables())
+
+        async def sleep(self, seconds: float) -> None:
+            if len(looks) >= 2:
+                self.should_stop = True
+
+    asyncio.run(watch_recovery(Consumer()))
+    assert len(looks) == 2  # it looked again after the failure
+    assert "recovery watch: RuntimeError('recovery not there yet')" in caplog.text
