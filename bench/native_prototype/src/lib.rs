@@ -157,7 +157,7 @@ fn jcs(v: &Value, out: &mut Vec<u8>, skip_sig: bool) {
         }
         Value::Number(n) => {
             if let Some(i) = n.as_i64().filter(|i| i.abs() <= MAX_SAFE) {
-                out.extend_from_slice(itoa(i).as_bytes());
+                out.extend_from_slice(i.to_string().as_bytes());
             } else {
                 let f = n.as_f64().unwrap();
                 out.extend_from_slice(ryu_js::Buffer::new().format_finite(f).as_bytes());
@@ -183,10 +183,6 @@ fn jcs_object(m: &Map<String, Value>, out: &mut Vec<u8>, skip_sig: bool) {
         jcs(val, out, false);
     }
     out.push(b'}');
-}
-
-fn itoa(i: i64) -> String {
-    i.to_string()
 }
 
 /// A float as orjson writes it (shortest round trip, ".0" on integral values).
