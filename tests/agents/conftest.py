@@ -1,27 +1,22 @@
 """Agent tests run the agents in Faust's test context: no Kafka, no InfluxDB.
 
-The agents read lane batches (hito.pipeline.faust.lane): :func:`lane_batches` makes them from
-(topic, key, value, headers) records, as the consumer would from a fetch, and
-:class:`RecordingSend` stands for Kafka on the way out.
+The helpers that feed them (lane batches made from written records, a Send that records what
+the agents produce, a worker owning every partition) live in ``hito.pipeline.offline``, which
+the handler bench uses too.
 """
 
 from __future__ import annotations
 
-import asyncio
 import dataclasses
-from collections.abc import Callable, Iterable
-from dataclasses import dataclass
-from datetime import datetime
-from typing import Any, cast
 
 import pytest
-from faust.types import TP
 from pydantic import SecretStr
 
-from hito.pipeline.faust.lane import LaneBatch, Lanes, Record
-from hito.pipeline.output import Headers, Outgoing
-from hito.pipeline.worker import Worker, build_worker
+from hito.pipeline.offline import RecordingSend, lane_batches, put_all
+from hito.pipeline.offline import offline_worker as worker_for_tests
 from hito.runtime import Runtime
+
+__all__ = ["RecordingSend", "lane_batches", "put_all", "worker_for_tests"]
 
 
 @pytest.fixture
@@ -33,88 +28,3 @@ def runtime(runtime: Runtime) -> Runtime:
     return dataclasses.replace(
         runtime, settings=runtime.settings.model_copy(update={"influxdb": influx})
     )
-
-
-@dataclass(frozen=True)
-class FakeRecord:
-    topic: str
-    partition: int
-    offset: int
-    key: bytes | None
-    value: bytes | None
-    headers: Headers | None = None
-
-
-class RecordingSend:
-    """Every record the agents produce, in order (a Send that never fails)."""
-
-    def __init__(self) -> None:
-        self.sent: list[Outgoing] = []
-
-    async def __call__(self, record: Outgoing) -> None:
-        self.sent.append(record)
-
-    async def flush(self) -> None:
-        return None
-
-    def to(self, topic: str) -> list[Outgoing]:
-        return [r for r in self.sent if r.topic == topic]
-
-    def starting(self, prefix: str) -> list[Outgoing]:
-        return [r for r in self.sent if r.topic.startswith(prefix)]
-
-
-def worker_for_tests(
-    runtime: Runtime, app_id: str, now: datetime | Callable[[], datetime], send: RecordingSend
-) -> Worker:
-    """A worker for the test context: records go to ``send``, the clock stands at ``now`` (or
-    is ``now()``), and it owns every partition (there is no consumer to ask)."""
-    clock = now if callable(now) else (lambda: now)
-    worker = build_worker(runtime, app_id=app_id, clock=clock, send=send)
-    worker.lanes.assigned = lambda tp: True
-    worker.lanes.resume({})
-    return worker
-
-
-def lane_batches(
-    lanes: Lanes,
-    records: Iterable[tuple[str, bytes | None, bytes | None, Headers | None]],
-    size: int = 500,
-    partition: int = 0,
-    first_offset: int = 0,
-) -> list[LaneBatch]:
-    """Lane batches of consecutive records of one topic (partition ``partition``), at most
-    ``size`` each, offsets counting up per topic from ``first_offset``."""
-    offsets: dict[str, int] = {}
-    out: list[LaneBatch] = []
-    for topic, key, value, headers in records:
-        offset = offsets.get(topic, first_offset)
-        offsets[topic] = offset + 1
-        record = FakeRecord(topic, partition, offset, key, value, headers)
-        last = out[-1] if out else None
-        if last is None or last.tp.topic != topic or len(last.records) >= size:
-            out.append(LaneBatch(TP(topic, partition), [cast(Record, record)], lanes.generation))
-        else:
-            assert isinstance(last.records, list)
-            last.records.append(cast(Record, record))
-    return out
-
-
-async def put_all(agent: Any, batches: list[LaneBatch]) -> list[str]:
-    """Put every batch, then wait until the agent has handled them all; one outcome per
-    record, in the order put."""
-    before = agent.processed_offset
-    for batch in batches:
-        await agent.put(batch, wait=False)
-
-    def outcomes() -> list[Any]:
-        return [o for i in range(before, agent.processed_offset) for o in agent.results[i]]
-
-    # Checked under the condition's lock: the agent notifies under it, so no batch can finish
-    # between the check and the wait.
-    async with asyncio.timeout(30), agent.new_value_processed:
-        while agent.processed_offset - before < len(batches):
-            await agent.new_value_processed.wait()
-            if agent._crash_reason:
-                raise agent._crash_reason
-    return outcomes()

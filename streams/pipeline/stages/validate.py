@@ -171,11 +171,12 @@ class _KnownDevices:
 
     A registry is immutable (a reload makes a new one), so its entry for an id is always the
     same Device: kept, it is not looked up (CRC-32, bisection) and built again for every event
-    (1.1 -> 0.1 µs in a loop; in prof_stages ingest 35 -> 30 µs an event, load 2.3: fewer
-    objects for the collector, less code between events). At most ``MAX_KNOWN`` are
-    kept (then it starts over), so a million devices cost no more memory than a few thousand;
-    ids that are not registered are never kept (random ids cannot fill it). The registry and
-    its devices are replaced together, as one reference."""
+    (1.1 -> 0.1 µs in a loop; ingest 35 -> 30 µs an event without Kafka, load 2.3, measured
+    as hito.bench.handlers now does: fewer objects for the collector, less code between
+    events). At most ``MAX_KNOWN`` are kept (then it starts over), so a million devices cost
+    no more memory than a few thousand; ids that are not registered are never kept (random
+    ids cannot fill it). The registry and its devices are replaced together, as one
+    reference."""
 
     MAX_KNOWN = 4096
 
