@@ -28,6 +28,7 @@ from hito.pipeline.agents.publish import Publisher
 from hito.pipeline.agents.surge import SurgeDetector
 from hito.pipeline.dead_letters import DeadLetters
 from hito.pipeline.faust.app import create_app
+from hito.pipeline.faust.consumer import FaultHooks
 from hito.pipeline.faust.lag import report_consumer_lag
 from hito.pipeline.faust.lane import CHANNEL_SIZE, Lane, Lanes, install_lanes, lane_agent
 from hito.pipeline.faust.produce import BatchSend
@@ -94,7 +95,11 @@ def build_worker(
         app_id=app_id,
         on_rewind=lambda topic: metrics.consumer_rewinds.labels(topic=topic).inc(),
         on_skip=lambda topic: metrics.consumer_skips.labels(topic=topic).inc(),
-        lose_changelog_s=_test_seconds("HITO_TEST_LOSE_CHANGELOG_S") or 0.0,
+        hooks=FaultHooks(
+            lose_changelog_s=_test_seconds("HITO_TEST_LOSE_CHANGELOG_S") or 0.0,
+            fetch_wait_s=_test_seconds("HITO_TEST_FETCH_WAIT_S") or 1.0,
+            recovery_seek_pause_s=_test_seconds("HITO_TEST_RECOVERY_SEEK_PAUSE_S") or 0.0,
+        ),
     )
     # The input topics are consumed through the batch lanes (hito.pipeline.faust.lane), not by
     # agents of their own: registered with Faust so that it subscribes and assigns them.

@@ -8,7 +8,7 @@ from typing import Any
 import faust
 
 from hito.credentials import faust_credentials
-from hito.pipeline.faust.consumer import gapless_consumer_class
+from hito.pipeline.faust.consumer import FaultHooks, gapless_consumer_class
 from hito.settings import HitoSettings
 
 
@@ -18,7 +18,7 @@ def create_app(
     app_id: str = "hito",
     on_rewind: Callable[[str], None] | None = None,
     on_skip: Callable[[str], None] | None = None,
-    lose_changelog_s: float = 0.0,
+    hooks: FaultHooks | None = None,
 ) -> faust.App:
     """A Faust app on the configured Kafka, with the project's safety defaults.
 
@@ -30,7 +30,7 @@ def create_app(
     - a consumer that re-reads records Faust would otherwise skip when partitions move
       (streams/consumer.py); ``on_rewind(topic)`` is told each time it had to, and
       ``on_skip(topic)`` of every record Faust acked unprocessed (its offset is not committed);
-      ``lose_changelog_s``: a fault hook for tests (consumer.py).
+      ``hooks``: fault hooks for tests (consumer.py).
     """
     datadir = settings.state_dir / "faust" / app_id
     datadir.parent.mkdir(parents=True, exist_ok=True)
@@ -74,7 +74,7 @@ def create_app(
     )
     # Faust builds its consumer from the transport's Consumer class when the app starts.
     inputs = settings.pipeline.topics.inputs
-    consumer = gapless_consumer_class(inputs, on_rewind, on_skip, lose_changelog_s)
+    consumer = gapless_consumer_class(inputs, on_rewind, on_skip, hooks)
     app.transport.Consumer = consumer  # type: ignore[misc]
     app.transport.Producer = _idempotent(app.transport.Producer)  # type: ignore[misc]
     return app

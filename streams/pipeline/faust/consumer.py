@@ -31,7 +31,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Callable, Iterable, Iterator, Set
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence, Set
+from dataclasses import dataclass
 from enum import Enum
 from time import monotonic
 from typing import Any, ClassVar
@@ -53,6 +54,21 @@ log = logging.getLogger(__name__)
 # After this many seeks back to the same offset without it arriving, go on (logged as an
 # error): a partition must not stall forever.
 MAX_REWINDS = 10
+
+
+@dataclass(frozen=True)
+class FaultHooks:
+    """Fault hooks for tests, all off by default (set from HITO_TEST_* variables by
+    hito.pipeline.worker). They widen or force a real failure; none fakes a component."""
+
+    #: For this long from the first changelog record a recovery fetches, changelog records are
+    #: marked read and not delivered, as if lost after the fetch (test_recovery_stall.py).
+    lose_changelog_s: float = 0.0
+    #: How long one fetch waits for records (Faust's fetch loop: 1 s).
+    fetch_wait_s: float = 1.0
+    #: A seek made while the tables recover returns this much later, as when the event loop
+    #: is slow to come back to the recovery after it (test_recovery_race.py).
+    recovery_seek_pause_s: float = 0.0
 
 
 class Admit(Enum):
@@ -100,10 +116,7 @@ class GaplessConsumer(AIOKafkaConsumer):
     on_rewind: ClassVar[Callable[[str], None] | None] = None
     #: Called with the topic name for every record Faust acked unprocessed (a metric).
     on_skip: ClassVar[Callable[[str], None] | None] = None
-    #: A fault hook for tests (HITO_TEST_LOSE_CHANGELOG_S=<s>): for s seconds from the first
-    #: changelog record a recovery fetches, changelog records are marked read and not
-    #: delivered, as if lost after the fetch (tests/integration/pipeline/test_recovery_stall.py).
-    lose_changelog_s: ClassVar[float] = 0.0
+    hooks: ClassVar[FaultHooks] = FaultHooks()
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
@@ -179,7 +192,57 @@ class GaplessConsumer(AIOKafkaConsumer):
                 await asyncio.wait_for(self._buffer_drained.wait(), timeout=1.0)
             if not self._get_active_partitions():
                 return {}, set()  # still all paused: what Faust returns after its sleep
-        return await super()._wait_next_records(timeout)
+        records, active = await super()._wait_next_records(timeout)
+        if records and not self.flow_active:
+            self._keep_changelog_positions(records)
+        return records, active
+
+    def _keep_changelog_positions(self, records: Mapping[Any, Sequence[Any]]) -> None:
+        """Changelog records fetched while flow is stopped go back to the broker.
+
+        Faust's ``getmany`` drops a fetch that returns while flow is stopped and seeks every
+        partition to its committed offset to read it again; changelog partitions have no
+        committed offset, so that seek leaves them where the dropped records ended. A table
+        recovery seeks its changelog partitions *before* it resumes flow: a fetch in flight
+        across that seek returns records from the recovery's position, they are dropped, and
+        the recovery then waits for records that will never come again (the stall of
+        docs/aggregation.md, "A table recovery that never ends": position at the end,
+        nothing delivered since the seek). Each such partition is sought back to its first
+        dropped record here, before Faust drops them, unless it was sought elsewhere since
+        (a position before the end of what was fetched). Called with nothing in between: no
+        other task runs between the fetch's return and Faust's drop.
+        """
+        consumer = self._thread._consumer
+        if consumer is None:
+            return
+        for tp, fetched in records.items():
+            if tp.topic in self.gapless_topics or not fetched:
+                continue  # input partitions: Faust's seek and the check at delivery
+            first, end = fetched[0].offset, fetched[-1].offset + 1
+            try:
+                position = consumer._subscription.subscription.assignment.state_value(tp)
+                now = position.position if position.has_valid_position else None
+                if now is None or now < end:
+                    continue  # sought since the fetch: that seek decides
+                consumer.seek(tp, first)
+            except Exception as exc:  # e.g. revoked meanwhile: the next recovery seeks it
+                log.warning("could not keep %s at %d (%r)", tp, first, exc)
+                continue
+            log.info(
+                "%d records of %s (from %d) came back while flow was stopped: read again",
+                len(fetched),
+                tp,
+                first,
+            )
+            notify = type(self).on_rewind
+            if notify is not None:
+                notify(tp.topic)
+
+    async def seek_wait(self, partitions: Mapping[TP, int]) -> None:
+        await super().seek_wait(partitions)
+        pause = self.hooks.recovery_seek_pause_s
+        if pause and self.app.in_recovery:
+            await asyncio.sleep(pause)  # the fault hook: the recovery comes back late
 
     def _new_consumer_thread(self) -> _ConsumerThread:
         return _ConsumerThread(self, loop=self.loop, beacon=self.beacon)
@@ -394,7 +457,7 @@ class GaplessConsumer(AIOKafkaConsumer):
             while not (self._stopped.is_set() or fetcher_should_stop()):
                 self.diag.set_flag(CONSUMER_FETCHING)
                 await self._reposition_lanes()
-                batch = [record async for record in self.getmany(timeout=1.0)]
+                batch = [record async for record in self.getmany(timeout=self.hooks.fetch_wait_s)]
                 # Faust sleeps here too: getmany may return at once, over and over.
                 await self.sleep(0)
                 if batch and not self.should_stop:
@@ -459,7 +522,7 @@ class GaplessConsumer(AIOKafkaConsumer):
                 gap = offset - (r_offset or 0)
                 if gap > 1 and r_offset and acks_enabled_for(message.topic):
                     await self._add_gap(tp, r_offset + 1, offset)
-                if self.lose_changelog_s and self._losing():
+                if self.hooks.lose_changelog_s and self._losing():
                     read_offset[tp] = offset  # the fault hook: lost after the fetch
                     continue
             if self._commit_every is not None and self._n_acked >= self._commit_every:
@@ -476,7 +539,7 @@ class GaplessConsumer(AIOKafkaConsumer):
         if not self.app.in_recovery:
             return False
         if self._lose_until is None:
-            self._lose_until = monotonic() + self.lose_changelog_s
+            self._lose_until = monotonic() + self.hooks.lose_changelog_s
         return monotonic() < self._lose_until
 
     async def _to_lanes(
@@ -507,7 +570,7 @@ def gapless_consumer_class(
     topics: Iterable[str],
     on_rewind: Callable[[str], None] | None = None,
     on_skip: Callable[[str], None] | None = None,
-    lose_changelog_s: float = 0.0,
+    hooks: FaultHooks | None = None,
 ) -> type[GaplessConsumer]:
     """A GaplessConsumer subclass checking ``topics`` (Faust instantiates the class itself)."""
 
@@ -517,5 +580,5 @@ def gapless_consumer_class(
     # Read through the class (type(self).on_rewind), so a plain function is never bound.
     HitoConsumer.on_rewind = on_rewind
     HitoConsumer.on_skip = on_skip
-    HitoConsumer.lose_changelog_s = lose_changelog_s
+    HitoConsumer.hooks = hooks or FaultHooks()
     return HitoConsumer

@@ -252,3 +252,41 @@ def test_assignment_before_the_consumer_thread_made_its_consumer_is_empty() -> N
     tp = TP("hito.raw.checkpoint", 3)
     thread._consumer = SimpleNamespace(assignment=lambda: {tp})
     assert thread.assignment() == {tp}
+
+
+class FetchedWhileStopped(Recording):
+    """A consumer whose aiokafka positions are given, and whose seeks are recorded."""
+
+    def __init__(self, positions: dict[TP, int | None]) -> None:
+        super().__init__()
+        self.flow_active = False
+        self.broker_seeks: list[tuple[TP, int]] = []
+
+        def state_value(tp: TP) -> Any:
+            p = positions[tp]
+            return SimpleNamespace(has_valid_position=p is not None, position=p)
+
+        assignment = SimpleNamespace(state_value=state_value)
+        aiokafka = SimpleNamespace(
+            _subscription=SimpleNamespace(subscription=SimpleNamespace(assignment=assignment)),
+            seek=lambda tp, offset: self.broker_seeks.append((tp, offset)),
+        )
+        self._thread = SimpleNamespace(_consumer=aiokafka)
+
+
+def test_changelog_records_fetched_while_flow_is_stopped_are_sought_back() -> None:
+    """Faust drops them and seeks only what has a committed offset: a recovery that sought its
+    changelog before resuming flow would wait for them for good (test_recovery_race.py)."""
+    other = TP("hito-dedup-seq-changelog", 0)
+    moved = TP("hito-pipeline-counts-changelog", 1)
+    lost = TP("hito-repeat-days-changelog", 0)
+    c = FetchedWhileStopped({CHANGELOG: 13, other: 40, moved: 3, lost: None, RAW: 9})
+    records = {
+        CHANGELOG: [SimpleNamespace(offset=o) for o in (10, 11, 12)],
+        other: [SimpleNamespace(offset=o) for o in (30, 35)],  # a compacted changelog's hole
+        moved: [SimpleNamespace(offset=o) for o in (5, 6)],  # sought to 3 since: left there
+        lost: [SimpleNamespace(offset=0)],  # no position (being reset): left alone
+        RAW: [SimpleNamespace(offset=8)],  # input: Faust's seek and the check at delivery
+    }
+    c._keep_changelog_positions(records)
+    assert c.broker_seeks == [(CHANGELOG, 10), (other, 30)]
