@@ -24,6 +24,7 @@ trap 'kill "$burner" 2>/dev/null' EXIT
 
 passed=0
 rereads=0  # changelog partitions the recovery watch read again (docs/aggregation.md)
+kept=0  # changelog partitions the consumer sought back after a fetch dropped while flow stopped
 started=$(date +%s)
 for ((i = 1; i <= runs; i++)); do
     run_dir="$soak_dir/run-$i"
@@ -35,6 +36,8 @@ for ((i = 1; i <= runs; i++)); do
         # (*[0-9]: pytest also links the newest directory as *current)
         stalls=$(cat "$run_dir"/*[0-9]/*.log 2>/dev/null | grep -c "reading it again from")
         rereads=$((rereads + stalls))
+        kept=$((kept + $(cat "$run_dir"/*[0-9]/*.log 2>/dev/null |
+            grep -c "came back while flow was stopped")))
         echo "run $i/$runs passed ($(($(date +%s) - run_started)) s)" \
             "$([[ $stalls -gt 0 ]] && echo "- the recovery watch read $stalls changelog" \
                 "partitions again: kept in $run_dir")"
@@ -47,5 +50,6 @@ for ((i = 1; i <= runs; i++)); do
     fi
 done
 echo "handover soak: $passed of $runs runs passed ($(($(date +%s) - started)) s, one core busy;" \
-    "$rereads changelog partitions read again by the recovery watch)"
+    "$rereads changelog partitions read again by the recovery watch, $kept sought back by the" \
+    "consumer after a fetch dropped while flow was stopped)"
 [[ $passed -eq $runs ]]
