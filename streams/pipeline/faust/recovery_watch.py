@@ -10,7 +10,10 @@ its partitions, so their sites stop. Seen in 2 of 60 runs of the handover soak o
 worker taking over read one changelog partition (agg-windows 0) and nothing of five others.
 The warning below records what the consumer thought of each stalled partition: the second
 time, aiokafka's position was at the end and not one record had been delivered since the
-seek (docs/aggregation.md, "A table recovery that never ends").
+seek (docs/aggregation.md, "A table recovery that never ends"). That cause was found since and
+is fixed where it happens (a fetch returning while flow is stopped:
+``GaplessConsumer._keep_changelog_positions``); this watch stays as a net for a stall whose
+cause is not known.
 
 The remedy does not depend on the cause: a partition behind its highwater whose recovery
 offset has not moved for ``STALL_S`` is resumed and sought back to the last offset recovery
