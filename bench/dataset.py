@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import time
 from collections import Counter
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
@@ -21,6 +22,7 @@ from hito.credentials import client_config, tokens_path
 from hito.device.simulate.fleet import DUPLICATE, VALID, Fleet, FleetPlan
 from hito.device.simulate.runner import send_messages
 from hito.devices import DeviceRegistry
+from hito.schemas.registry import Source
 from hito.settings import HitoSettings, PipelineSettings
 
 # Replayed data is older than a live stream's: the bench raises the allowed lateness so that
@@ -34,6 +36,20 @@ class Mix:
     duplicate_fraction: float = 0.02
     out_of_order_fraction: float = 0.01
     seed: int = 8
+
+    def plan(
+        self, count: int, raw_topics: Mapping[Source, str], daily_rhythm: bool = True
+    ) -> FleetPlan:
+        """The simulator's plan for ``count`` messages of this mix."""
+        return FleetPlan(
+            count=count,
+            seed=self.seed,
+            bad_fraction=self.bad_fraction,
+            duplicate_fraction=self.duplicate_fraction,
+            out_of_order_fraction=self.out_of_order_fraction,
+            daily_rhythm=daily_rhythm,
+            raw_topics=dict(raw_topics),
+        )
 
 
 @dataclass(frozen=True)
@@ -100,15 +116,7 @@ def produce(
     console: Console | None = None,
 ) -> Produced:
     """The simulator's mix, ``count`` messages, event times at the production time."""
-    plan = FleetPlan(
-        count=count,
-        seed=mix.seed,
-        bad_fraction=mix.bad_fraction,
-        duplicate_fraction=mix.duplicate_fraction,
-        out_of_order_fraction=mix.out_of_order_fraction,
-        raw_topics=dict(settings.pipeline.raw_topics),
-    )
-    fleet = Fleet(registry, plan, datetime.now(UTC))
+    fleet = Fleet(registry, mix.plan(count, settings.pipeline.raw_topics), datetime.now(UTC))
     started = time.monotonic()
     sent: Counter[str] = send_messages(
         fleet.messages(),

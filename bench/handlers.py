@@ -37,7 +37,7 @@ from faust.types import TP
 from pydantic import SecretStr
 
 from hito.bench.dataset import Mix
-from hito.device.simulate.fleet import Fleet, FleetPlan
+from hito.device.simulate.fleet import Fleet
 from hito.pipeline.offline import RecordingSend, Written, lane_batches, offline_worker, put_all
 from hito.runtime import Runtime, load_runtime
 from hito.settings import load_settings
@@ -65,15 +65,7 @@ class HandlerCosts:
 
 
 def raw_records(runtime: Runtime, events: int, now: datetime, mix: Mix = MIX) -> list[Written]:
-    plan = FleetPlan(
-        count=events,
-        seed=mix.seed,
-        bad_fraction=mix.bad_fraction,
-        duplicate_fraction=mix.duplicate_fraction,
-        out_of_order_fraction=mix.out_of_order_fraction,
-        daily_rhythm=False,
-        raw_topics=dict(runtime.settings.pipeline.raw_topics),
-    )
+    plan = mix.plan(events, runtime.settings.pipeline.raw_topics, daily_rhythm=False)
     by_topic: dict[str, list[Written]] = {}
     for m in Fleet(runtime.registry, plan, now).messages():
         by_topic.setdefault(m.topic, []).append((m.topic, m.key, m.value, None))

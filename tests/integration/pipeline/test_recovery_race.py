@@ -23,6 +23,7 @@ from hito.runtime import Runtime
 from hito.stack.worker_process import WorkerProcess
 from tests.integration.pipeline.test_aggregation import assert_exact
 from tests.integration.pipeline.test_faults import PORTS, _fleet, _wait_for_influx
+from tests.integration.pipeline.test_recovery_stall import assert_state_whole
 
 FETCH_WAIT_S = 10.0
 RECOVERY_PAUSE_S = 2.0
@@ -65,17 +66,7 @@ def test_changelog_records_fetched_across_a_recovery_seek_are_read_again(
         log = first.log_path.read_bytes()
         assert KEPT in log, first.log_tail()
         assert b"reading it again from" not in log, first.log_tail()  # the watch was not needed
-        # The state is whole: every event sent again is a duplicate (a device whose dedup state
-        # were missing would be counted twice; a window missing records, under-counted).
-        before = first.metric("hito_events_total")
-        send_messages(messages, producer_config=producer, total=len(messages), rate=2000)
-        deadline = time.monotonic() + 60
-        while first.metric("hito_events_total") - before < len(messages):
-            assert time.monotonic() < deadline, first.log_tail()
-            time.sleep(0.5)
-        time.sleep(2 * settings.pipeline.flush_interval_s)
-        _wait_for_influx(settings, exp, timeout_s=60)
-        assert first.alive() and first.crashes() == 0, first.log_tail()
+        assert_state_whole(first, settings, messages, exp)
     finally:
         first.stop()
         if second:

@@ -13,15 +13,36 @@ from __future__ import annotations
 import time
 import uuid
 from pathlib import Path
+from typing import Any
 
 from hito.credentials import client_config
+from hito.device.simulate.fleet import SimMessage
 from hito.device.simulate.runner import send_messages
 from hito.runtime import Runtime
+from hito.settings import HitoSettings
 from hito.stack.worker_process import WorkerProcess
 from tests.integration.pipeline.test_aggregation import assert_exact
 from tests.integration.pipeline.test_faults import PORTS, _fleet, _wait_for_influx
 
 LOSE_S = 5.0  # the restarted worker's recovery loses what it fetches in this time
+
+
+def assert_state_whole(
+    worker: WorkerProcess, settings: HitoSettings, messages: list[SimMessage], exp: dict[str, Any]
+) -> None:
+    """The worker's recovered state is whole: every event sent again is a duplicate (a device
+    whose dedup state were missing would be counted twice; a window missing records,
+    under-counted), and InfluxDB stays exact."""
+    before = worker.metric("hito_events_total")
+    producer = client_config(settings.kafka, "device")
+    send_messages(messages, producer_config=producer, total=len(messages), rate=2000)
+    deadline = time.monotonic() + 60
+    while worker.metric("hito_events_total") - before < len(messages):
+        assert time.monotonic() < deadline, worker.log_tail()
+        time.sleep(0.5)
+    time.sleep(2 * settings.pipeline.flush_interval_s)
+    _wait_for_influx(settings, exp, timeout_s=60)
+    assert worker.alive() and worker.crashes() == 0, worker.log_tail()
 
 
 def test_a_recovery_that_loses_changelog_records_reads_them_again_and_stays_exact(
@@ -44,16 +65,7 @@ def test_a_recovery_that_loses_changelog_records_reads_them_again_and_stays_exac
         second.wait_ready(timeout_s=150)
         assert b"reading it again from" in second.log_path.read_bytes(), second.log_tail()
         assert second.metric("hito_consumer_rewinds_total") >= 1
-        # The state is whole: every event sent again is a duplicate (a device whose dedup state
-        # were missing would be counted twice; a window missing records, under-counted).
-        send_messages(messages, producer_config=producer, total=len(messages), rate=2000)
-        deadline = time.monotonic() + 60
-        while second.metric("hito_events_total") < len(messages):
-            assert time.monotonic() < deadline, second.log_tail()
-            time.sleep(0.5)
-        time.sleep(2 * settings.pipeline.flush_interval_s)
-        _wait_for_influx(settings, exp, timeout_s=60)
-        assert second.alive() and second.crashes() == 0, second.log_tail()
+        assert_state_whole(second, settings, messages, exp)
     finally:
         first.stop()
         if second:

@@ -9,7 +9,7 @@ from datetime import UTC, datetime
 import pytest
 
 from hito.bench import handlers
-from hito.device.simulate.fleet import VALID, Fleet, FleetPlan
+from hito.device.simulate.fleet import VALID, Fleet
 from hito.pipeline.offline import RecordingSend
 from hito.runtime import Runtime
 
@@ -21,15 +21,7 @@ def runtime() -> Runtime:
 
 def test_a_round_counts_every_valid_event_once(runtime: Runtime) -> None:
     costs = handlers.measure(runtime, 600, rounds=2)
-    mix = handlers.MIX
-    plan = FleetPlan(
-        count=600,
-        seed=mix.seed,
-        bad_fraction=mix.bad_fraction,
-        duplicate_fraction=mix.duplicate_fraction,
-        out_of_order_fraction=mix.out_of_order_fraction,
-        daily_rhythm=False,
-    )
+    plan = handlers.MIX.plan(600, runtime.settings.pipeline.raw_topics, daily_rhythm=False)
     expected = Fleet(runtime.registry, plan, datetime.now(UTC)).messages()
     valid = sum(m.expected == VALID for m in expected)
     assert costs.events == 600
