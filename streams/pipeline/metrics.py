@@ -74,7 +74,8 @@ class PipelineMetrics:
         self.consumer_rewinds = Counter(
             "hito_consumer_rewinds",
             "Times the consumer sought back to re-read records fetched but not delivered (input "
-            "topics after a rebalance; changelogs of a stalled table recovery)",
+            "topics after a rebalance; changelogs fetched while flow was stopped, or of a "
+            "stalled table recovery)",
             ["topic"],
             registry=r,
         )
