@@ -2,18 +2,25 @@
 
 from __future__ import annotations
 
-from hito.settings import AlertmanagerSettings, HitoSettings, PrometheusSettings
+from hito.settings import AlertmanagerSettings, HitoSettings, InfluxSettings, PrometheusSettings
 from hito.stack import overview
 
 
-def test_unreachable_prometheus_and_alertmanager_are_reported_not_raised() -> None:
-    # Port 9 (discard) on loopback: nothing listens there.
+def test_unreachable_services_are_reported_not_raised() -> None:
+    # Port 9 (discard) on loopback: nothing listens there. InfluxDB too, so the result does
+    # not depend on whether a local stack happens to be up (it failed with the stack down).
     settings = HitoSettings(
-        prometheus=PrometheusSettings(port=9), alertmanager=AlertmanagerSettings(port=9)
+        prometheus=PrometheusSettings(port=9),
+        alertmanager=AlertmanagerSettings(port=9),
+        influxdb=InfluxSettings(port=9),
     )
     view = overview.collect(settings, timeout_s=0.5)
-    assert view.pipeline == {} and view.alerts == []
-    assert [p.split(":", 1)[0] for p in view.problems] == ["Prometheus", "Alertmanager"]
+    assert view.pipeline == {} and view.alerts == [] and view.revisions == []
+    assert [p.split(":", 1)[0] for p in view.problems] == [
+        "Prometheus",
+        "Alertmanager",
+        "InfluxDB revisions",
+    ]
 
 
 def test_alert_rows_keep_what_an_operator_needs() -> None:
