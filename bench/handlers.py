@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import dataclasses
 import gc
 import json
 import statistics
@@ -34,11 +33,17 @@ from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 
 from faust.types import TP
-from pydantic import SecretStr
 
 from hito.bench.dataset import Mix
 from hito.device.simulate.fleet import Fleet
-from hito.pipeline.offline import RecordingSend, Written, lane_batches, offline_worker, put_all
+from hito.pipeline.offline import (
+    RecordingSend,
+    Written,
+    lane_batches,
+    offline_runtime,
+    offline_worker,
+    put_all,
+)
 from hito.runtime import Runtime, load_runtime
 from hito.settings import load_settings
 
@@ -134,21 +139,10 @@ def measure(runtime: Runtime, events: int, rounds: int) -> HandlerCosts:
     )
 
 
-def offline_runtime() -> Runtime:
-    """The development runtime, with a placeholder InfluxDB token: nothing here writes."""
-    runtime = load_runtime(load_settings())
-    influx = runtime.settings.influxdb.model_copy(
-        update={"pipeline_token": SecretStr("handler-bench-never-writes")}
-    )
-    return dataclasses.replace(
-        runtime, settings=runtime.settings.model_copy(update={"influxdb": influx})
-    )
-
-
 def main() -> None:
     events = int(sys.argv[1]) if len(sys.argv) > 1 else 20000
     rounds = int(sys.argv[2]) if len(sys.argv) > 2 else 5
-    costs = measure(offline_runtime(), events, rounds)
+    costs = measure(offline_runtime(load_runtime(load_settings())), events, rounds)
     sys.stdout.write(json.dumps(asdict(costs), indent=2) + "\n")
 
 

@@ -10,12 +10,14 @@ stands for Kafka on the way out (every record kept, none refused).
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, cast
 
 from faust.types import TP
+from pydantic import SecretStr
 
 from hito.pipeline.faust.lane import LaneBatch, Lanes, Record
 from hito.pipeline.output import Headers, Outgoing
@@ -55,6 +57,17 @@ class RecordingSend:
 
     def starting(self, prefix: str) -> list[Outgoing]:
         return [r for r in self.sent if r.topic.startswith(prefix)]
+
+
+def offline_runtime(runtime: Runtime) -> Runtime:
+    """``runtime`` with a placeholder InfluxDB pipeline token: offline, the sink is never
+    reached, and no token is read from the state directory."""
+    influx = runtime.settings.influxdb.model_copy(
+        update={"pipeline_token": SecretStr("offline-never-writes")}
+    )
+    return dataclasses.replace(
+        runtime, settings=runtime.settings.model_copy(update={"influxdb": influx})
+    )
 
 
 def offline_worker(

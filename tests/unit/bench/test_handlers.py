@@ -10,13 +10,14 @@ import pytest
 
 from hito.bench import handlers
 from hito.device.simulate.fleet import VALID, Fleet
-from hito.pipeline.offline import RecordingSend
-from hito.runtime import Runtime
+from hito.pipeline.offline import RecordingSend, offline_runtime
+from hito.runtime import Runtime, load_runtime
+from hito.settings import load_settings
 
 
 @pytest.fixture(scope="module")
 def runtime() -> Runtime:
-    return handlers.offline_runtime()
+    return offline_runtime(load_runtime(load_settings()))
 
 
 def test_a_round_counts_every_valid_event_once(runtime: Runtime) -> None:
