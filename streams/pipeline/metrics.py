@@ -86,6 +86,20 @@ class PipelineMetrics:
             ["topic"],
             registry=r,
         )
+        self.lane_batch_failures = Counter(
+            "hito_lane_batch_failures",
+            "Lane batches whose handling failed (an unexpected error): the partition is read "
+            "again from the batch after a back-off, nothing after it handled meanwhile",
+            ["agent"],
+            registry=r,
+        )
+        self.lane_partitions_failing = Gauge(
+            "hito_lane_partitions_failing",
+            "Input partitions whose last batch failed and has not been handled since (their "
+            "events wait: LanePartitionFailing)",
+            ["agent"],
+            registry=r,
+        )
         self.crossings = Counter(
             "hito_crossings",
             "Crossings counted (each event once, whatever the redelivery)",

@@ -78,6 +78,7 @@ def offline_worker(
     clock = now if callable(now) else (lambda: now)
     worker = build_worker(runtime, app_id=app_id, clock=clock, send=send)
     worker.lanes.assigned = lambda tp: True
+    worker.lanes.reraise = True  # a handler's error fails the test that caused it
     worker.lanes.resume({})
     return worker
 

@@ -13,9 +13,10 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from functools import partial
 from typing import Any, cast
 
 import faust
@@ -30,7 +31,15 @@ from hito.pipeline.dead_letters import DeadLetters
 from hito.pipeline.faust.app import create_app
 from hito.pipeline.faust.consumer import FaultHooks
 from hito.pipeline.faust.lag import report_consumer_lag
-from hito.pipeline.faust.lane import CHANNEL_SIZE, Lane, Lanes, install_lanes, lane_agent
+from hito.pipeline.faust.lane import (
+    CHANNEL_SIZE,
+    HandleBatch,
+    Lane,
+    Lanes,
+    Record,
+    install_lanes,
+    lane_agent,
+)
 from hito.pipeline.faust.produce import BatchSend
 from hito.pipeline.metrics import PipelineMetrics
 from hito.pipeline.output import Send
@@ -113,6 +122,10 @@ def build_worker(
     )
     lanes = Lanes([raw_lane, clean_lane])
     install_lanes(app, lanes)
+    lanes.on_failure = lambda lane: metrics.lane_batch_failures.labels(agent=lane.name).inc()
+    for lane in lanes.lanes:
+        failing = metrics.lane_partitions_failing.labels(agent=lane.name)
+        failing.set_function(partial(lanes.failing, lane))
     producer: Any = app.producer  # Faust's aiokafka producer (started with the app)
     emit: Send = send or BatchSend(lambda: producer._producer)
     # Revocations and new devices apply without a restart (hito.devices).
@@ -228,7 +241,7 @@ def build_worker(
     )
     # concurrency=1: one batch at a time per lane (the tables are written in batch order).
     ingest = app.agent(raw_lane.channel, name="ingest", concurrency=1)(
-        lane_agent(lanes, work.handle_batch)
+        lane_agent(lanes, _failing(work.handle_batch, _test_hook("HITO_TEST_FAIL_INGEST_BATCH")))
     )
     aggregate = app.agent(clean_lane.channel, name="aggregate", concurrency=1)(
         lane_agent(lanes, aggregator.handle_batch, aggregator.settled)
@@ -312,6 +325,30 @@ def _test_seconds(variable: str) -> float | None:
     """A fault hook's pause from the environment (tests stop workers during it)."""
     value = os.environ.get(variable)
     return float(value) if value else None
+
+
+FAILURES_BY_HOOK = 2
+
+
+def _failing(handle: HandleBatch, at_batch: int | None) -> HandleBatch:
+    """A fault hook for tests (HITO_TEST_FAIL_INGEST_BATCH=<n>): from the n-th batch on, the
+    next FAILURES_BY_HOOK batches of two records or more handle their first half, then raise
+    (a batch failed part-way; its first half's events are published and its dedup state is
+    written). Nothing wraps the handler without the variable."""
+    if at_batch is None:
+        return handle
+    batches = failures = 0
+
+    async def failing(records: Sequence[Record]) -> list[str]:
+        nonlocal batches, failures
+        batches += 1
+        if batches >= at_batch and failures < FAILURES_BY_HOOK and len(records) >= 2:
+            failures += 1
+            await handle(records[: len(records) // 2])
+            raise RuntimeError("test fault hook: a batch failed part-way")
+        return await handle(records)
+
+    return failing
 
 
 def _test_hook(variable: str) -> int | None:

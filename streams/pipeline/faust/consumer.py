@@ -303,9 +303,15 @@ class GaplessConsumer(AIOKafkaConsumer):
         stopped; and the seek to committed offsets moves only partitions with a committed
         offset above 0. The check at delivery notices such a hole when a later record arrives,
         but at the end of a log none does. So every seek marks its lane partitions, and so do
-        skipped records and batches Faust cleared from the lanes."""
+        skipped records and batches Faust cleared from the lanes; the lanes also ask for a
+        partition to be read again once a failed batch's back-off is over (``Lanes._retry``)."""
         lanes = type(self).lanes
-        if lanes is None or not lanes.ready or not self._reposition:
+        if lanes is None or not lanes.ready:
+            return
+        for tp, start in lanes.rereads_due().items():  # a failed batch's partition, a hole
+            self._next_offset[tp] = start
+            self._reposition.add(tp)
+        if not self._reposition:
             return
         marked, self._reposition = self._reposition, set()
         for tp in marked:
@@ -391,6 +397,9 @@ class GaplessConsumer(AIOKafkaConsumer):
             self._rewound_at.pop(tp, None)
             # Acknowledged as a gap on purpose: they will never come, the commit may pass them.
             await self._add_gap(tp, expected, offset - 1)
+            lanes = type(self).lanes
+            if lanes is not None and lanes.lane_for(tp.topic) is not None:
+                lanes.gone(tp, expected, offset)  # the lane's watermark passes them too
             self._next_offset[tp] = offset
             return Admit.DELIVER
         log.warning(

@@ -20,6 +20,17 @@ Invariants (tests/unit/pipeline/faust/test_lane.py):
 - a batch fetched in an earlier generation (before a seek or a rebalance), or of a partition
   this worker no longer owns, is dropped unhandled: its records come again from the
   committed offset;
+- an agent handles a partition's batches in offset order, without a hole: a batch that does
+  not continue what was taken of its partition is dropped, and the partition read again from
+  there. The aggregator's exactness rests on it (docs/aggregation.md, "Exactness without
+  per-device state": a raw partition's clean events reach a window in raw-offset order);
+- a batch that fails (its handler raises, or its writes do not complete) is *retried in
+  place*: the agent lives on, the partition's later batches are dropped, its fetching pauses
+  for a back-off (``RETRY_FIRST_S`` doubling to ``RETRY_MAX_S`` while it keeps failing) and
+  then it is read again from the failed batch's first record; other partitions go on
+  meanwhile. Before this, the agent crashed, Faust restarted it, and it went on with the
+  *next* batches: the failed one came again only at the next rebalance or restart, behind
+  later clean events, and the aggregator took its events for replays (a silent undercount);
 - a rebalance and a stop wait for the batch in hand (:meth:`Lanes.wait_idle`) before Faust
   commits, and the queued batches are dropped (Faust clears its flow-controlled queues);
 - Faust also clears them whenever it resumes flow, which it does a loop turn or more after
@@ -38,6 +49,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
@@ -53,6 +65,12 @@ LANE_BATCHES = 3
 # The channel itself never blocks the fetch loop: quiet partitions' batches may go past the
 # mark (one each at most, since a partition with a batch waiting is paused).
 CHANNEL_SIZE = 64
+# A failed batch's partition is read again after this back-off, doubling while it keeps
+# failing: a transient fault (memory, a client's unexpected error) clears at once, a handler
+# bug on one record retries once a minute (hito_lane_partitions_failing pages) instead of
+# spinning a core.
+RETRY_FIRST_S = 1.0
+RETRY_MAX_S = 60.0
 
 
 class Record(Protocol):
@@ -97,20 +115,41 @@ class Watermarks:
     """
 
     _next: dict[TP, int] = field(default_factory=dict)
+    _gone: dict[TP, tuple[int, int]] = field(default_factory=dict)  # tp -> [begin, end)
 
     def reset(self, positions: dict[TP, int]) -> None:
         """Exactly these partitions, from these offsets (what a seek says; none: no commit)."""
         self._next = dict(positions)
+        self._gone.clear()
 
     def forget(self, tp: TP) -> None:
         self._next.pop(tp, None)
+        self._gone.pop(tp, None)
 
     def handled(self, batch: LaneBatch) -> bool:
         expected = self._next.get(batch.tp)
         if expected is None or not batch.first <= expected < batch.end:
             return False
         self._next[batch.tp] = batch.end
+        self._past_gone(batch.tp)
         return True
+
+    def rewind(self, tp: TP, offset: int) -> None:
+        """Back to ``offset`` if it is past it (a failed batch is read again from there)."""
+        if (expected := self._next.get(tp)) is not None and offset < expected:
+            self._next[tp] = offset
+
+    def gone(self, tp: TP, begin: int, end: int) -> None:
+        """Records ``begin``..``end - 1`` will never come (retention deleted them unread): the
+        mark passes them once it reaches them."""
+        self._gone[tp] = (begin, end)
+        self._past_gone(tp)
+
+    def _past_gone(self, tp: TP) -> None:
+        gone = self._gone.get(tp)
+        if gone is not None and self._next.get(tp) == gone[0]:
+            self._next[tp] = gone[1]
+            del self._gone[tp]
 
     def get(self, tp: TP) -> int | None:
         return self._next.get(tp)
@@ -138,7 +177,7 @@ class Lane:
 class Lanes:
     """The lanes of one consumer, and the bookkeeping they share with it."""
 
-    def __init__(self, lanes: Sequence[Lane]) -> None:
+    def __init__(self, lanes: Sequence[Lane], clock: Callable[[], float] = time.monotonic) -> None:
         self._by_topic = {topic: lane for lane in lanes for topic in lane.topics}
         # Whether this worker owns a partition now (the worker points it at the consumer's
         # assignment; agent tests own everything).
@@ -148,10 +187,18 @@ class Lanes:
         self._waiting: dict[TP, int] = {}
         self._paused: set[TP] = set()
         self.resume_partition: Callable[[TP], None] = lambda tp: None
+        self.pause_partition: Callable[[TP], None] = lambda tp: None  # Faust's on_buffer_full
+        self.on_failure: Callable[[Lane], None] = lambda lane: None  # hito_lane_batch_failures
+        # Partitions to read again (a failed batch, a hole): tp -> (from offset, when).
+        self._rereads: dict[TP, tuple[int, float]] = {}
+        self._failures: dict[TP, int] = {}  # consecutive failed batches per partition
+        self._clock = clock
+        self.reraise = False  # agent tests: a failed batch crashes the agent, as it used to
         self.lanes = list(lanes)
         self.generation = 0
         self.ready = False  # between a rebalance's start and the seek that ends it: False
         self.watermarks = Watermarks()
+        self._taken = Watermarks()  # per partition: the offset the next batch taken must reach
         self._in_hand = 0
         self._idle = asyncio.Event()
         self._idle.set()
@@ -179,7 +226,7 @@ class Lanes:
             self._waiting[tp] = waiting
             return
         self._waiting.pop(tp, None)
-        if tp in self._paused:
+        if tp in self._paused and tp not in self._rereads:
             self._paused.discard(tp)
             self.resume_partition(tp)
 
@@ -190,6 +237,8 @@ class Lanes:
         self.generation += 1
         self.ready = False
         self.watermarks.reset({})
+        self._taken.reset({})
+        self._rereads.clear()  # the seek that ends the rebalance reads from the commit
         self.lost()
 
     def lost(self) -> list[TP]:
@@ -198,6 +247,8 @@ class Lanes:
         lost = list(self._waiting)
         self._waiting.clear()
         for tp in list(self._paused):
+            if tp in self._rereads:
+                continue  # waiting out its back-off
             self._paused.discard(tp)
             self.resume_partition(tp)
         return lost
@@ -207,15 +258,27 @@ class Lanes:
         ``positions``; no other has a watermark."""
         self.generation += 1
         self.watermarks.reset(positions)
+        self._taken.reset(positions)
         self.ready = True
 
     def take(self, batch: LaneBatch) -> bool:
         """An agent takes ``batch`` from its lane: False when it must be dropped unhandled
         (stale or revoked); True when it is now *in hand* until :meth:`done`."""
-        self._dequeued(batch.tp)
-        if not self.ready or batch.generation != self.generation or not self.assigned(batch.tp):
-            log.debug("dropping a stale batch of %s at %d", batch.tp, batch.first)
+        tp = batch.tp
+        self._dequeued(tp)
+        if not self.ready or batch.generation != self.generation or not self.assigned(tp):
+            log.debug("dropping a stale batch of %s at %d", tp, batch.first)
             return False
+        if tp in self._rereads:
+            return False  # fetched after a failed batch: the partition is read again
+        taken = self._taken.get(tp)
+        if taken is not None and batch.first > taken:
+            # Records before this batch were never taken: handled now, they would reach the
+            # clean topic behind it. Read the partition again from there.
+            log.warning("batch of %s at %d skips from %d: read again", tp, batch.first, taken)
+            self._rereads[tp] = (taken, self._clock())
+            return False
+        self._taken.handled(batch)
         self._in_hand += 1
         self._idle.clear()
         return True
@@ -232,9 +295,63 @@ class Lanes:
                     batch.end - 1,
                     mark,
                 )
+        if handled:
+            self._failures.pop(batch.tp, None)
+        elif self.ready and batch.generation == self.generation:
+            self._retry(batch)
         self._in_hand -= 1
         if self._in_hand == 0:
             self._idle.set()
+
+    def _retry(self, batch: LaneBatch) -> None:
+        """Read ``batch``'s partition again from its first record after a back-off (nothing
+        after it is taken meanwhile; its fetching pauses)."""
+        tp = batch.tp
+        lane = self.lane_for(tp.topic)
+        if lane is not None:
+            self.on_failure(lane)
+        failures = self._failures[tp] = self._failures.get(tp, 0) + 1
+        delay = min(RETRY_MAX_S, RETRY_FIRST_S * 2 ** (failures - 1))
+        offset = min(batch.first, self._rereads.get(tp, (batch.first, 0.0))[0])
+        self._taken.rewind(tp, offset)
+        self._rereads[tp] = (offset, self._clock() + delay)
+        log.error(
+            "batch %s %d..%d failed (%d in a row): read again from %d in %.0f s",
+            tp,
+            batch.first,
+            batch.end - 1,
+            failures,
+            offset,
+            delay,
+        )
+        if tp not in self._paused:
+            self._paused.add(tp)
+            self.pause_partition(tp)
+
+    def rereads_due(self) -> dict[TP, int]:
+        """The partitions to read again now, from these offsets (the consumer seeks them before
+        its next fetch); their fetching resumes."""
+        now = self._clock()
+        due = {tp: offset for tp, (offset, at) in self._rereads.items() if at <= now}
+        for tp in due:
+            del self._rereads[tp]
+            if tp in self._paused:
+                self._paused.discard(tp)
+                self.resume_partition(tp)
+        return due
+
+    def pending_rereads(self) -> dict[TP, tuple[int, float]]:
+        return dict(self._rereads)
+
+    def failing(self, lane: Lane) -> int:
+        """Partitions of ``lane`` whose last batch failed (hito_lane_partitions_failing)."""
+        return sum(1 for tp in self._failures if tp.topic in lane.topics)
+
+    def gone(self, tp: TP, begin: int, end: int) -> None:
+        """The consumer found records ``begin``..``end - 1`` of ``tp`` deleted unread: the
+        watermark and the taking order pass them."""
+        self.watermarks.gone(tp, begin, end)
+        self._taken.gone(tp, begin, end)
 
     async def wait_idle(self) -> None:
         """Until no batch is in an agent's hands."""
@@ -288,6 +405,12 @@ def lane_agent(
                 outcomes = await handle(batch.records)
                 handled = True
                 tail = settled() if settled is not None else None
+            except Exception:
+                # Not a crash: the partition is read again from this batch (Lanes._retry).
+                log.exception("a batch of %s failed at %d", batch.tp, batch.first)
+                if lanes.reraise:
+                    raise
+                continue
             finally:
                 if tail is None:
                     lanes.done(batch, handled)
@@ -317,5 +440,7 @@ def _succeeded(future: asyncio.Future[None]) -> bool:
 def install_lanes(app: Any, lanes: Lanes) -> None:
     """Give the app's consumer class the lanes (Faust makes the consumer when it starts)."""
     app.transport.Consumer.lanes = lanes
-    # Resuming a paused partition is Faust's on_buffer_drop, on the consumer Faust has made.
+    # Pausing and resuming a partition's fetching are Faust's on_buffer_full / on_buffer_drop,
+    # on the consumer Faust has made.
     lanes.resume_partition = lambda tp: app.consumer.on_buffer_drop(tp)
+    lanes.pause_partition = lambda tp: app.consumer.on_buffer_full(tp)

@@ -146,3 +146,71 @@ def test_no_watermark_survives_for_a_partition_that_went_elsewhere(machine: Lane
     assert machine.committed[CLEAN0] is None
     assert marked == [RAW0]  # (the seek gave watermarks to the assigned partitions only)
     machine.drain()  # every partition reaches its log end
+
+
+RAW1 = TP("raw", 1)
+
+
+def test_a_failed_batch_is_read_again_before_the_next_one_is_handled(
+    machine: LaneMachine,
+) -> None:
+    """The agent holds batch 0 while batch 1 is fetched; batch 0 fails. Batch 1 used to be
+    handled next (the failed one came again only at the next rebalance, behind it: the
+    aggregator then took its events for replays). Now batch 1 is dropped, raw-1's fetching
+    pauses for the back-off, and the partition is read again from 0, without a rebalance."""
+    machine.start(assigned={RAW1})
+    machine.produce(tp=RAW1, n=1)
+    machine.fetch(sizes=[0, 1, 0], changelog_at=None, blocks=False, deliver=True)
+    machine.agent_takes(pick=0, then="hold")
+    machine.produce(tp=RAW1, n=1)
+    machine.fetch(sizes=[0, 1, 0], changelog_at=None, blocks=False, deliver=True)
+    machine.agent_finishes(pick=0, ok=False)
+    assert machine.lanes.pending_rereads() == {RAW1: (0, 1.0)}  # from 0, in 1 s
+    assert RAW1 not in machine.consumer._get_active_partitions()  # not fetched meanwhile
+    machine.agent_takes(pick=0, then="ok")  # batch 1: dropped, not handled
+    assert machine.handled[RAW1] == set()
+    machine.batches_are_handled_in_order()
+    machine.time_passes(seconds=1.0)
+    machine.fetch(sizes=[0, 2, 0], changelog_at=None, blocks=False, deliver=True)
+    assert machine.consumer._get_active_partitions() >= {RAW1}
+    machine.agent_takes(pick=0, then="ok")
+    machine.commit()
+    assert machine.handled[RAW1] == {0, 1}
+    assert machine.committed[RAW1] == 2
+    assert machine.lanes.failing(machine.lanes.lanes[0]) == 0
+
+
+def test_a_batch_that_keeps_failing_backs_off_longer_each_time(machine: LaneMachine) -> None:
+    machine.start(assigned={RAW1})
+    machine.produce(tp=RAW1, n=3)
+    backoffs = []
+    for _ in range(8):
+        machine.fetch(sizes=[0, 3, 0], changelog_at=None, blocks=False, deliver=True)
+        machine.agent_takes(pick=0, then="fail")
+        ((start, due),) = machine.lanes.pending_rereads().values()
+        assert start == 0
+        backoffs.append(due - machine.now)
+        assert machine.lanes.failing(machine.lanes.lanes[0]) == 1
+        machine.time_passes(seconds=due - machine.now)
+    assert backoffs == [1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 60.0, 60.0]
+    assert machine.handled[RAW1] == set() and not machine.committed[RAW1]
+    machine.drain()  # and once it is handled, everything is committed
+
+
+def test_records_gone_to_retention_do_not_hold_the_commit(machine: LaneMachine) -> None:
+    """Retention deleted 2..4 before they were read: the consumer seeks back once, finds the
+    log starting at 5 and goes on there. The lane's watermark used to stay at 2 for good (no
+    batch starts there again), and with the taking order it would read 2 again forever; both
+    now pass the records that are gone."""
+    handle_first_two(machine)
+    machine.produce(tp=RAW0, n=6)
+    machine.log_start[RAW0] = 5
+    machine.handled[RAW0].update({2, 3, 4})  # gone: the commit may pass them
+    for _ in range(2):  # the hole, a seek back to make sure, the skip
+        machine.fetch(sizes=[6, 0, 0], changelog_at=None, blocks=False, deliver=True)
+        while machine.can_take():
+            machine.agent_takes(pick=0, then="ok")
+    machine.commit()
+    assert machine.committed[RAW0] == 8
+    assert machine.handled[RAW0] == set(range(8))
+    assert machine.lanes.pending_rereads() == {}
