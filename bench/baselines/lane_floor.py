@@ -24,7 +24,8 @@ import faust
 
 from hito.bench.baselines.faust_floor import FloorStats
 from hito.pipeline.faust.app import create_app
-from hito.pipeline.faust.lane import CHANNEL_SIZE, Lane, Lanes, Record, install_lanes, lane_agent
+from hito.pipeline.faust.batches import Record
+from hito.pipeline.faust.lane import CHANNEL_SIZE, Lane, Lanes, install_lanes, lane_agent
 from hito.settings import load_settings
 
 

@@ -19,7 +19,8 @@ from typing import Any, cast
 from faust.types import TP
 from pydantic import SecretStr
 
-from hito.pipeline.faust.lane import LaneBatch, Lanes, Record
+from hito.pipeline.faust.batches import LaneBatch, Record
+from hito.pipeline.faust.lane import Lanes
 from hito.pipeline.output import Headers, Outgoing
 from hito.pipeline.worker import Worker, build_worker
 from hito.runtime import Runtime

@@ -6,7 +6,7 @@ Ingest sets it (raw topic, partition, offset); the aggregator reads it to recogn
 
 from __future__ import annotations
 
-from hito.pipeline.faust.lane import Record
+from hito.pipeline.faust.batches import Record
 from hito.pipeline.stages.aggregate import RawOrigin
 
 RAW_ORIGIN_HEADER = "hito-raw"  # "<raw topic>|<partition>|<offset>", set by ingest

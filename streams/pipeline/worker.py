@@ -29,6 +29,7 @@ from hito.pipeline.agents.publish import Publisher
 from hito.pipeline.agents.surge import SurgeDetector
 from hito.pipeline.dead_letters import DeadLetters
 from hito.pipeline.faust.app import create_app
+from hito.pipeline.faust.batches import Record
 from hito.pipeline.faust.consumer import FaultHooks
 from hito.pipeline.faust.lag import report_consumer_lag
 from hito.pipeline.faust.lane import (
@@ -36,7 +37,6 @@ from hito.pipeline.faust.lane import (
     HandleBatch,
     Lane,
     Lanes,
-    Record,
     install_lanes,
     lane_agent,
 )

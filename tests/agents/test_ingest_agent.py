@@ -8,7 +8,7 @@ from typing import cast
 
 from hito.device.simulate.fleet import DUPLICATE, VALID, Fleet, FleetPlan
 from hito.ops.dlq import decode_original, decode_record
-from hito.pipeline.faust.lane import Record
+from hito.pipeline.faust.batches import Record
 from hito.pipeline.raw_origin import raw_origin
 from hito.runtime import Runtime
 from hito.schemas.clean import CleanEvent

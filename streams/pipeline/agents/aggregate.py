@@ -29,7 +29,7 @@ from pydantic import ValidationError
 
 from hito.pipeline.dead_letters import DeadLetters, Origin
 from hito.pipeline.delivery import Deliveries
-from hito.pipeline.faust.lane import Record
+from hito.pipeline.faust.batches import Record
 from hito.pipeline.metrics import LabelledChildren, PipelineMetrics
 from hito.pipeline.output import Send
 from hito.pipeline.raw_origin import raw_origin

@@ -29,7 +29,7 @@ from datetime import datetime, timedelta
 from hito.devices import RegistryWatcher
 from hito.pipeline.dead_letters import DEAD_LETTER, DeadLetters, Origin
 from hito.pipeline.delivery import Deliveries
-from hito.pipeline.faust.lane import Record
+from hito.pipeline.faust.batches import Record
 from hito.pipeline.metrics import LabelledChildren, PipelineMetrics
 from hito.pipeline.output import Send
 from hito.pipeline.pseudonyms import KeyLookup

@@ -46,7 +46,8 @@ from faust.types.tuples import Message, ack_lock
 from mode import Service
 from mode.utils.futures import notify
 
-from hito.pipeline.faust.lane import LaneBatch, Lanes, lane_event
+from hito.pipeline.faust.batches import LaneBatch
+from hito.pipeline.faust.lane import Lanes, lane_event
 from hito.pipeline.faust.recovery_watch import watch_recovery
 
 log = logging.getLogger(__name__)

@@ -50,12 +50,13 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Sequence
-from dataclasses import dataclass, field
-from typing import Any, Protocol
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from typing import Any
 
 from faust.types import TP
 from faust.types.tuples import Message
+
+from hito.pipeline.faust.batches import LaneBatch, Record, Watermarks
 
 log = logging.getLogger(__name__)
 
@@ -71,91 +72,6 @@ CHANNEL_SIZE = 64
 # spinning a core.
 RETRY_FIRST_S = 1.0
 RETRY_MAX_S = 60.0
-
-
-class Record(Protocol):
-    """What a handler reads of a fetched record (Faust's ConsumerMessage has all of it)."""
-
-    topic: str
-    partition: int
-    offset: int
-    key: bytes | None
-    value: bytes | None
-    headers: Any
-
-
-@dataclass(slots=True)
-class LaneBatch:
-    """Records of one partition, consecutive offsets, in order."""
-
-    tp: TP
-    records: Sequence[Record]
-    generation: int
-
-    @property
-    def first(self) -> int:
-        return self.records[0].offset
-
-    @property
-    def end(self) -> int:
-        """The offset after the last record (what a commit after this batch says)."""
-        return self.records[-1].offset + 1
-
-
-@dataclass
-class Watermarks:
-    """Per input partition: the next offset after everything handled, in order.
-
-    ``reset(positions)`` sets where the partitions read from (their committed offsets, or the
-    log start), ``handled(batch)`` moves one on when the batch covers it: starts at or before
-    it (a batch read again after a seek back overlaps what was handled) and ends after it. A
-    batch that starts past it (records skipped by a seek, a stale batch) leaves it where it
-    is: the commit only ever covers records handled without a hole before them. (A batch is
-    a run of consecutive offsets: the consumer's check at delivery admits nothing else.)
-    """
-
-    _next: dict[TP, int] = field(default_factory=dict)
-    _gone: dict[TP, tuple[int, int]] = field(default_factory=dict)  # tp -> [begin, end)
-
-    def reset(self, positions: dict[TP, int]) -> None:
-        """Exactly these partitions, from these offsets (what a seek says; none: no commit)."""
-        self._next = dict(positions)
-        self._gone.clear()
-
-    def forget(self, tp: TP) -> None:
-        self._next.pop(tp, None)
-        self._gone.pop(tp, None)
-
-    def handled(self, batch: LaneBatch) -> bool:
-        expected = self._next.get(batch.tp)
-        if expected is None or not batch.first <= expected < batch.end:
-            return False
-        self._next[batch.tp] = batch.end
-        self._past_gone(batch.tp)
-        return True
-
-    def rewind(self, tp: TP, offset: int) -> None:
-        """Back to ``offset`` if it is past it (a failed batch is read again from there)."""
-        if (expected := self._next.get(tp)) is not None and offset < expected:
-            self._next[tp] = offset
-
-    def gone(self, tp: TP, begin: int, end: int) -> None:
-        """Records ``begin``..``end - 1`` will never come (retention deleted them unread): the
-        mark passes them once it reaches them."""
-        self._gone[tp] = (begin, end)
-        self._past_gone(tp)
-
-    def _past_gone(self, tp: TP) -> None:
-        gone = self._gone.get(tp)
-        if gone is not None and self._next.get(tp) == gone[0]:
-            self._next[tp] = gone[1]
-            del self._gone[tp]
-
-    def get(self, tp: TP) -> int | None:
-        return self._next.get(tp)
-
-    def __iter__(self) -> Iterator[TP]:
-        return iter(list(self._next))
 
 
 class Lane:

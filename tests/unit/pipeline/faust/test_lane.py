@@ -41,8 +41,9 @@ from hypothesis.stateful import (
     rule,
 )
 
+from hito.pipeline.faust.batches import Record
 from hito.pipeline.faust.consumer import GaplessConsumer
-from hito.pipeline.faust.lane import CHANNEL_SIZE, RETRY_MAX_S, Lane, Lanes, Record, lane_agent
+from hito.pipeline.faust.lane import CHANNEL_SIZE, RETRY_MAX_S, Lane, Lanes, lane_agent
 
 RAW, CLEAN, CHANGELOG = "raw", "clean", "dedup-changelog"
 INPUTS = (TP(RAW, 0), TP(RAW, 1), TP(CLEAN, 0))
