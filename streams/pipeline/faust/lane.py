@@ -175,6 +175,9 @@ class Lanes:
         self.generation += 1
         self.watermarks.reset(positions)
         self._taken.reset(positions)
+        # A partition that went elsewhere is no longer this worker's to report as failing (its
+        # gauge would page for good); one kept keeps its count (and its back-off's length).
+        self._failures = {tp: n for tp, n in self._failures.items() if tp in positions}
         self.ready = True
 
     def take(self, batch: LaneBatch) -> bool:

@@ -197,6 +197,24 @@ def test_a_batch_that_keeps_failing_backs_off_longer_each_time(machine: LaneMach
     machine.drain()  # and once it is handled, everything is committed
 
 
+def test_a_failing_partition_that_goes_elsewhere_is_no_longer_reported(
+    machine: LaneMachine,
+) -> None:
+    machine.start(assigned={RAW0, RAW1})
+    for tp in (RAW0, RAW1):
+        machine.produce(tp=tp, n=2)
+    machine.fetch(sizes=[2, 2, 0], changelog_at=None, blocks=False, deliver=True)
+    machine.agent_takes(pick=0, then="fail")
+    machine.agent_takes(pick=0, then="fail")
+    ingest = machine.lanes.lanes[0]
+    assert machine.lanes.failing(ingest) == 2
+    machine.run_rebalance({RAW1})  # raw-0 goes to the other worker
+    assert machine.lanes.failing(ingest) == 1
+    assert machine.lanes.pending_rereads() == {}  # raw-1 reads from its commit at once
+    machine.drain()
+    assert machine.lanes.failing(ingest) == 0
+
+
 def test_records_gone_to_retention_do_not_hold_the_commit(machine: LaneMachine) -> None:
     """Retention deleted 2..4 before they were read: the consumer seeks back once, finds the
     log starting at 5 and goes on there. The lane's watermark used to stay at 2 for good (no
