@@ -85,6 +85,9 @@ class Worker:
     metrics: PipelineMetrics
     publisher: Publisher
     lanes: Lanes
+    # The agents' handlers (agent tests drive them directly too).
+    ingest_handler: Ingest
+    aggregate_handler: Aggregator
 
 
 def build_worker(
@@ -304,6 +307,8 @@ def build_worker(
         metrics=metrics,
         publisher=publisher,
         lanes=lanes,
+        ingest_handler=work,
+        aggregate_handler=aggregator,
     )
 
 

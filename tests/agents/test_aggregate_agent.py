@@ -5,6 +5,7 @@ dead-lettered with their reason."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections import Counter
 from datetime import UTC, datetime, timedelta
 
@@ -81,3 +82,42 @@ def test_aggregate_counts_each_clean_event_once(runtime: Runtime) -> None:
     # One changelog record per window changed in a batch, holding counts and marks together.
     changelog = send.to("hito-agg-test-agg-windows-changelog")
     assert changelog and all(r.partition == 0 for r in changelog)
+
+
+def test_a_batch_whose_writes_fail_is_read_again_exactly(runtime: Runtime) -> None:
+    """A batch's writes do not all reach Kafka (cancelled here, before they even started): it
+    is read again (Lanes), finds each of its events counted already, and its windows'
+    changelog records go out again with it (they would otherwise be missing from the
+    changelog for good once the commit passes the batch); the re-read does not fail with the
+    writes that failed before it."""
+    plan = FleetPlan(count=200, daily_rhythm=False)
+    messages = [m for m in Fleet(runtime.registry, plan, NOW).messages() if m.expected == VALID]
+    send = RecordingSend()
+    worker = worker_for_tests(runtime, "hito-agg-fail-test", NOW, send)
+    raw = ((m.topic, m.key, m.value, None) for m in messages)
+    changelog = worker.windows.changelog_topic.get_topic_name()
+
+    async def scenario() -> tuple[list[str], list[str], list[bytes | None], list[bytes | None]]:
+        async with worker.ingest.test_context() as ingest:
+            await put_all(ingest, lane_batches(worker.lanes, raw))
+        clean = send.starting("hito.clean.")
+        records = [(clean[0].topic, r.key, r.value, r.headers) for r in clean]
+        (batch,) = lane_batches(worker.lanes, records, size=len(records))
+        aggregator = worker.aggregate_handler
+        first = await aggregator.handle_batch(batch.records)
+        tail = aggregator.settled()
+        assert tail is not None
+        tail.cancel()  # its writes did not complete
+        with contextlib.suppress(asyncio.CancelledError):
+            await tail  # (its callbacks run, as they do long before a re-read's back-off)
+        before = [r.key for r in send.to(changelog)]
+        again = await aggregator.handle_batch(batch.records)  # the re-read
+        settled = aggregator.settled()
+        assert settled is not None
+        await settled
+        return first, again, before, [r.key for r in send.to(changelog)][len(before) :]
+
+    first, again, written, rewritten = asyncio.run(scenario())
+    assert first == ["counted"] * len(first) and len(first) > 100
+    assert again == ["duplicate"] * len(first)
+    assert written and sorted(k or b"" for k in rewritten) == sorted(k or b"" for k in written)

@@ -59,3 +59,52 @@ def test_agent_routes_every_message_to_its_outcome(runtime: Runtime) -> None:
     # One dedup changelog record per device and batch: the latest state of each device.
     changelog = send.to("hito-agent-test-dedup-seq-changelog")
     assert {r.key for r in changelog} == {f'"{m.device_id}"'.encode() for m in valid}
+
+
+class _StopAtSecondWait(RecordingSend):
+    """Cancelled at the batch's second wait (its dedup changelog records'), as a stop is."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.flushes = 0
+
+    async def flush(self) -> None:
+        self.flushes += 1
+        if self.flushes == 2:
+            raise asyncio.CancelledError
+
+
+def test_a_batch_stopped_before_its_dedup_state_is_in_kafka_is_new_when_read_again(
+    runtime: Runtime,
+) -> None:
+    """The dedup state in memory moves on only once its changelog records are in Kafka: a
+    batch stopped before is read again (Lanes) as new — its clean events go out again (the
+    aggregator knows them by their raw origin) and its state is written. Taken for duplicates,
+    its state would never reach the changelog, and after a restart a device's re-sent event
+    would be counted twice."""
+    plan = FleetPlan(count=120, daily_rhythm=False)
+    messages = [m for m in Fleet(runtime.registry, plan, NOW).messages() if m.expected == VALID]
+    send = _StopAtSecondWait()
+    worker = worker_for_tests(runtime, "hito-stop-test", NOW, send)
+    records = [(m.topic, m.key, m.value, None) for m in messages[:40]]
+    (batch,) = lane_batches(worker.lanes, [r for r in records if r[0] == records[0][0]])
+    changelog = "hito-stop-test-dedup-seq-changelog"
+
+    async def scenario() -> list[str]:
+        handler = worker.ingest_handler
+        try:
+            await handler.handle_batch(batch.records)
+            raise AssertionError("the second wait was not cancelled")
+        except asyncio.CancelledError:
+            pass
+        return await handler.handle_batch(batch.records)  # read again
+
+    again = asyncio.run(scenario())
+    assert again == ["accepted"] * len(batch.records)
+    clean = send.starting("hito.clean.")
+    assert len(clean) == 2 * len(batch.records)  # published twice: same raw origins
+    assert [raw_origin(cast(Record, r)) for r in clean[: len(batch.records)]] == [
+        raw_origin(cast(Record, r)) for r in clean[len(batch.records) :]
+    ]
+    devices = {m.device_id for m in messages[:40] if m.topic == records[0][0]}
+    assert len(send.to(changelog)) == 2 * len(devices)  # sent again with the re-read

@@ -24,6 +24,7 @@ from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
+from functools import partial
 
 from pydantic import ValidationError
 
@@ -62,6 +63,10 @@ class Incoming:
     raw: RawOrigin | None
     start: datetime | None = None
     timeliness: Timeliness = Timeliness.LIVE
+
+
+# What a batch's changelog writes sent, per store: (the store's rewrite_later, key -> partition).
+Written = list[tuple[Callable[[dict[str, int]], None], dict[str, int]]]
 
 
 @dataclass(eq=False, kw_only=True)
@@ -111,15 +116,23 @@ class Aggregator:
             await self.counts.windows.evict(deliveries, partition, now - self.rules.horizon)
             # Days the publisher has written: their per-person state goes now.
             await self.repeat_days.delete_published(deliveries, partition)
-        await self.windows.write_changelog(deliveries)
-        await self.repeat_days.write_changelog(deliveries)
-        await self.counts.windows.write_changelog(deliveries)
+        written: Written = [
+            (self.windows.rewrite_later, await self.windows.write_changelog(deliveries)),
+            (self.repeat_days.rewrite_later, await self.repeat_days.write_changelog(deliveries)),
+            (
+                self.counts.windows.rewrite_later,
+                await self.counts.windows.write_changelog(deliveries),
+            ),
+        ]
         # The batch's records wait in the producer's open batches behind the previous
         # batch's; the wait for them overlaps the next batch's work (lane_agent's settled).
         # One batch in flight at most: the one before is in Kafka before this one waits.
-        if self._tail is not None:
-            await self._tail
+        # Its failure went to its own batch (read again: Lanes), not to this one.
+        previous, self._tail = self._tail, None
+        if previous is not None:
+            await asyncio.wait({previous})
         self._tail = asyncio.ensure_future(self._settle(deliveries))
+        self._tail.add_done_callback(partial(_rewrite_if_failed, written))
         return outcomes
 
     def settled(self) -> asyncio.Future[None] | None:
@@ -267,3 +280,12 @@ class Aggregator:
         after = repeat.record(before, seen.crossing)
         if after is not None:
             self.repeat_days.put(partition, seen.name, after, max(policy, clean.policy))
+
+
+def _rewrite_if_failed(written: Written, settled: asyncio.Future[None]) -> None:
+    """A batch's writes did not all reach Kafka (failed or cancelled, even before they
+    started), though the state holds its counts: its re-read (Lanes) finds them counted and
+    changes nothing, so the next changelog write carries these keys again."""
+    if settled.cancelled() or settled.exception() is not None:
+        for rewrite_later, keys in written:
+            rewrite_later(keys)

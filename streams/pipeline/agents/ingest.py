@@ -8,7 +8,8 @@ re-delivered event is never counted twice downstream:
    topic; rejections are sent to the DLQ;
 2. the batch waits once for all its clean events to be in Kafka;
 3. only then is each device's new dedup state written, once per device (one changelog
-   record), and the batch's pipeline counts once per partition.
+   record), and the batch's pipeline counts once per partition; the state in memory moves on
+   once those records are in Kafka too (a batch that fails before is read again whole).
 
 A crash before step 3 leaves the dedup state as it was: the batch is delivered again (its
 offsets were not acked) and its events go out again; the aggregator recognises what it
@@ -179,7 +180,6 @@ class Ingest:
         for index, device_id in changed.items():
             state = states[index]
             assert state is not None  # a device is "changed" only by an accepted event
-            self.seqs.put(index, state, partition)
             value = dedup_compact.to_json(state)  # the changelog's value, as ever
             await self.seq_table.changelog(deliveries, partition, device_id, value)
         self._count(partition, sources, outcomes, now, withheld)
@@ -189,6 +189,12 @@ class Ingest:
             await self.counts.windows.evict(deliveries, partition, now - self.count_horizon)
         await self.counts.windows.write_changelog(deliveries)
         await self._deliver(deliveries, records, outcomes)  # the state's changelog records
+        # "Seen" in memory only now: a batch that fails before (read again: Lanes) publishes
+        # its events and writes their state again, instead of taking them for duplicates.
+        for index in changed:
+            state = states[index]
+            assert state is not None
+            self.seqs.put(index, state, partition)
         self._mark_seen(records[0].topic, partition, newest)
         self.metrics.stage_seconds.labels(stage=validate.STAGE).observe(validate_s / len(records))
         if anonymised:

@@ -30,6 +30,7 @@ class LaneBatch:
     tp: TP
     records: Sequence[Record]
     generation: int
+    epoch: int = 0  # the partition's re-reads when it was fetched (Lanes.epoch)
 
     @property
     def first(self) -> int:
@@ -85,8 +86,8 @@ class Watermarks:
         self._past_gone(tp)
 
     def _past_gone(self, tp: TP) -> None:
-        gone = self._gone.get(tp)
-        if gone is not None and self._next.get(tp) == gone[0]:
+        gone, mark = self._gone.get(tp), self._next.get(tp)
+        if gone is not None and mark is not None and gone[0] <= mark < gone[1]:
             self._next[tp] = gone[1]
             del self._gone[tp]
 

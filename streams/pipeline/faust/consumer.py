@@ -560,7 +560,7 @@ class GaplessConsumer(AIOKafkaConsumer):
             tp = TP(fetched_tp.topic, fetched_tp.partition)  # Faust's type, not aiokafka's
             lane = lanes.lane_for(tp.topic)
             assert lane is not None
-            event = lane_event(self.app, LaneBatch(tp, messages, generation))
+            event = lane_event(self.app, LaneBatch(tp, messages, generation, lanes.epoch(tp)))
             for queue in lane.queues():
                 if queue.full():  # never with the lane's pausing; as Faust would, wait
                     await queue.put(event)

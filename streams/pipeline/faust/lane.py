@@ -108,6 +108,7 @@ class Lanes:
         # Partitions to read again (a failed batch, a hole): tp -> (from offset, when).
         self._rereads: dict[TP, tuple[int, float]] = {}
         self._failures: dict[TP, int] = {}  # consecutive failed batches per partition
+        self._epochs: dict[TP, int] = {}  # per partition: re-reads so far (LaneBatch.epoch)
         self._clock = clock
         self.reraise = False  # agent tests: a failed batch crashes the agent, as it used to
         self.lanes = list(lanes)
@@ -188,36 +189,42 @@ class Lanes:
         if not self.ready or batch.generation != self.generation or not self.assigned(tp):
             log.debug("dropping a stale batch of %s at %d", tp, batch.first)
             return False
-        if tp in self._rereads:
-            return False  # fetched after a failed batch: the partition is read again
+        if tp in self._rereads or batch.epoch != self._epochs.get(tp, 0):
+            return False  # fetched before its partition's re-read, which reads it again
         taken = self._taken.get(tp)
         if taken is not None and batch.first > taken:
             # Records before this batch were never taken: handled now, they would reach the
             # clean topic behind it. Read the partition again from there.
             log.warning("batch of %s at %d skips from %d: read again", tp, batch.first, taken)
-            self._rereads[tp] = (taken, self._clock())
+            self._read_again(tp, taken, 0.0)
             return False
         self._taken.handled(batch)
         self._in_hand += 1
         self._idle.clear()
         return True
 
-    def done(self, batch: LaneBatch, handled: bool) -> None:
-        """The agent finished the batch it took (``handled``: completely)."""
-        if handled and batch.generation == self.generation and not self.watermarks.handled(batch):
-            mark = self.watermarks.get(batch.tp)
-            if mark is None or batch.first > mark:  # (else: read again, handled before)
-                log.warning(
-                    "batch %s %d..%d handled, but it does not continue at %s: not committed",
-                    batch.tp,
-                    batch.first,
-                    batch.end - 1,
-                    mark,
-                )
-        if handled:
-            self._failures.pop(batch.tp, None)
-        elif self.ready and batch.generation == self.generation:
-            self._retry(batch)
+    def done(self, batch: LaneBatch, handled: bool, *, cancelled: bool = False) -> None:
+        """The agent finished the batch it took (``handled``: completely; ``cancelled``: it
+        was cancelled, which is no failure: read again at once, not counted)."""
+        current = batch.generation == self.generation
+        if handled and current:
+            if self.watermarks.handled(batch):
+                self._failures.pop(batch.tp, None)  # it went through: no longer failing
+            else:
+                mark = self.watermarks.get(batch.tp)
+                if mark is None or batch.first > mark:  # (else: read again, handled before)
+                    log.warning(
+                        "batch %s %d..%d handled, but it does not continue at %s: not committed",
+                        batch.tp,
+                        batch.first,
+                        batch.end - 1,
+                        mark,
+                    )
+        elif not handled and current and self.ready:
+            if cancelled:
+                self._read_again(batch.tp, batch.first, 0.0)
+            else:
+                self._retry(batch)
         self._in_hand -= 1
         if self._in_hand == 0:
             self._idle.set()
@@ -231,9 +238,7 @@ class Lanes:
             self.on_failure(lane)
         failures = self._failures[tp] = self._failures.get(tp, 0) + 1
         delay = min(RETRY_MAX_S, RETRY_FIRST_S * 2 ** (failures - 1))
-        offset = min(batch.first, self._rereads.get(tp, (batch.first, 0.0))[0])
-        self._taken.rewind(tp, offset)
-        self._rereads[tp] = (offset, self._clock() + delay)
+        offset = self._read_again(tp, batch.first, delay)
         log.error(
             "batch %s %d..%d failed (%d in a row): read again from %d in %.0f s",
             tp,
@@ -243,9 +248,17 @@ class Lanes:
             offset,
             delay,
         )
-        if tp not in self._paused:
+
+    def _read_again(self, tp: TP, offset: int, delay: float) -> int:
+        """Nothing of ``tp`` is taken until the consumer has sought it back to ``offset`` (or
+        to an earlier re-read's), ``delay`` seconds from now; its fetching pauses meanwhile."""
+        offset = min(offset, self._rereads.get(tp, (offset, 0.0))[0])
+        self._taken.rewind(tp, offset)
+        self._rereads[tp] = (offset, self._clock() + delay)
+        if delay > 0 and tp not in self._paused:
             self._paused.add(tp)
             self.pause_partition(tp)
+        return offset
 
     def rereads_due(self) -> dict[TP, int]:
         """The partitions to read again now, from these offsets (the consumer seeks them before
@@ -254,10 +267,15 @@ class Lanes:
         due = {tp: offset for tp, (offset, at) in self._rereads.items() if at <= now}
         for tp in due:
             del self._rereads[tp]
+            self._epochs[tp] = self.epoch(tp) + 1  # what was fetched before is stale now
             if tp in self._paused:
                 self._paused.discard(tp)
                 self.resume_partition(tp)
         return due
+
+    def epoch(self, tp: TP) -> int:
+        """How many times ``tp`` was read again (the consumer stamps each batch with it)."""
+        return self._epochs.get(tp, 0)
 
     def pending_rereads(self) -> dict[TP, tuple[int, float]]:
         return dict(self._rereads)
@@ -267,7 +285,8 @@ class Lanes:
         return sum(1 for tp in self._failures if tp.topic in lane.topics)
 
     def gone(self, tp: TP, begin: int, end: int) -> None:
-        """The consumer found records ``begin``..``end - 1`` of ``tp`` deleted unread: the
+        """The consumer gave up on records ``begin``..``end - 1`` of ``tp`` (deleted unread by
+        retention, or still missing after MAX_REWINDS seeks back; it logs an error): the
         watermark and the taking order pass them."""
         self.watermarks.gone(tp, begin, end)
         self._taken.gone(tp, begin, end)
@@ -318,7 +337,7 @@ def lane_agent(
         async for batch in stream:
             if not lanes.take(batch):
                 continue
-            handled = False
+            handled = cancelled = False
             tail: asyncio.Future[None] | None = None
             try:
                 outcomes = await handle(batch.records)
@@ -330,9 +349,12 @@ def lane_agent(
                 if lanes.reraise:
                     raise
                 continue
+            except asyncio.CancelledError:
+                cancelled = True
+                raise
             finally:
                 if tail is None:
-                    lanes.done(batch, handled)
+                    lanes.done(batch, handled, cancelled=cancelled)
                 else:
                     tail.add_done_callback(_mark_done(lanes, batch))
             yield outcomes
@@ -342,7 +364,7 @@ def lane_agent(
 
 def _mark_done(lanes: Lanes, batch: LaneBatch) -> Callable[[asyncio.Future[None]], None]:
     def done(future: asyncio.Future[None]) -> None:
-        lanes.done(batch, _succeeded(future))
+        lanes.done(batch, _succeeded(future), cancelled=future.cancelled())
 
     return done
 

@@ -81,13 +81,22 @@ class RepeatDays:
         self._dirty[key] = partition
         self.epochs.add(day_of(name)[1])
 
-    async def write_changelog(self, deliveries: Deliveries) -> None:
-        """One changelog record per person-day changed since the last call."""
+    async def write_changelog(self, deliveries: Deliveries) -> dict[str, int]:
+        """One changelog record per person-day changed since the last call.
+        Returns what it wrote (key -> partition), for :meth:`rewrite_later`."""
         dirty, self._dirty = self._dirty, {}
         for key, partition in dirty.items():
             value = self.writer.get(key)
             if value is not None:
                 await self.writer.changelog(deliveries, partition, key, value)
+        return dirty
+
+    def rewrite_later(self, written: dict[str, int]) -> None:
+        """Records :meth:`write_changelog` sent did not reach Kafka: the next call sends those
+        keys' values again (the batch read again finds its events counted, changes nothing,
+        and would write nothing of its own)."""
+        for key, partition in written.items():
+            self._dirty.setdefault(key, partition)
 
     def scan_due(self) -> bool:
         """True at most once every ``scan_every_s`` (a scan reads the whole table; the

@@ -71,13 +71,22 @@ class VersionedWindows:
         self.writer.store[key] = state
         self._dirty[key] = partition
 
-    async def write_changelog(self, deliveries: Deliveries) -> None:
-        """One changelog record per window changed since the last call (its latest value)."""
+    async def write_changelog(self, deliveries: Deliveries) -> dict[str, int]:
+        """One changelog record per window changed since the last call (its latest value).
+        Returns what it wrote (key -> partition), for :meth:`rewrite_later`."""
         dirty, self._dirty = self._dirty, {}
         for key, partition in dirty.items():
             value = self.writer.get(key)
             if value is not None:
                 await self.writer.changelog(deliveries, partition, key, value)
+        return dirty
+
+    def rewrite_later(self, written: dict[str, int]) -> None:
+        """Records :meth:`write_changelog` sent did not reach Kafka: the next call sends those
+        keys' values again (the batch read again finds its events counted, changes nothing,
+        and would write nothing of its own)."""
+        for key, partition in written.items():
+            self._dirty.setdefault(key, partition)
 
     def owned(self, partitions: set[int]) -> Iterator[tuple[str, State]]:
         for key, state in self.writer.items():

@@ -112,6 +112,10 @@ class LaneMachine(RuleBasedStateMachine):
         self.changelog_offset = 0
         self.now = 0.0  # the lanes' clock (failed batches' back-offs)
         self.out_of_order: list[str] = []  # batches handled past a record not handled yet
+        # The aggregate agent's writes, in flight while it handles the next batch (as
+        # Aggregator.settled): their batch counts as handled once they land.
+        self.tails: list[asyncio.Future[None]] = []
+        self.processed: dict[TP, set[int]] = {tp: set() for tp in INPUTS}  # handler returned
         self.blocked: dict[str, asyncio.Future[Any]] = {}
         self.tasks: dict[str, asyncio.Task[Any]] = {}
         self.loop.run_until_complete(self._build())
@@ -246,7 +250,9 @@ class LaneMachine(RuleBasedStateMachine):
     async def _agent(self, name: str) -> None:
         """A lane's agent: Faust's stream over the channel, ``lane_agent`` over that (a failed
         batch does not end it)."""
-        async for _ in lane_agent(self.lanes, self._handler(name))(self._stream(name)):
+        settled = (lambda: self.tails[-1]) if name == "aggregate" else None
+        agent = lane_agent(self.lanes, self._handler(name), settled)
+        async for _ in agent(self._stream(name)):
             pass
 
     async def _stream(self, name: str) -> AsyncIterator[Any]:
@@ -270,14 +276,29 @@ class LaneMachine(RuleBasedStateMachine):
             if not await self.block(f"handle {name}"):
                 raise HandlingFailed
             tp = TP(records[0].topic, records[0].partition)
-            if records[0].offset > first_unhandled(self.handled[tp]):
+            offsets = {record.offset for record in records}
+            if records[0].offset > first_unhandled(self.processed[tp]):
                 # Recorded, not raised: lane_agent would take an exception for a failed batch.
                 self.out_of_order.append(
                     f"{tp}: batch at {records[0].offset} handled before "
-                    f"{first_unhandled(self.handled[tp])}"
+                    f"{first_unhandled(self.processed[tp])}"
                 )
-            for record in records:
-                self.handled[TP(record.topic, record.partition)].add(record.offset)
+            self.processed[tp] |= offsets
+            if name != "aggregate":
+                self.handled[tp] |= offsets
+                return []
+            if self.tails and not self.tails[-1].done():  # one batch's writes in flight at most
+                await asyncio.wait({self.tails[-1]})
+            tail = self.loop.create_future()
+            self.tails.append(tail)
+
+            def landed(future: asyncio.Future[None]) -> None:
+                if future.cancelled() or future.exception() is not None:
+                    self.processed[tp] -= offsets - self.handled[tp]  # to be read again
+                else:
+                    self.handled[tp] |= offsets
+
+            tail.add_done_callback(landed)
             return []
 
         return handle
@@ -300,7 +321,10 @@ class LaneMachine(RuleBasedStateMachine):
             if self.gates():
                 self.release(self.gates()[0])
                 continue
-            # Revocation waits for the batch an agent has in hand.
+            # Revocation waits for the batch an agent has in hand, and its writes.
+            if self.writes_in_flight():
+                self.writes_land(ok=True)
+                continue
             lane = next(n for n in LANES if f"handle {n}" in self.blocked)
             self.release(f"handle {lane}", True)
 
@@ -431,6 +455,20 @@ class LaneMachine(RuleBasedStateMachine):
         lanes = self.in_hand()
         self.release(f"handle {lanes[pick % len(lanes)]}", ok)
 
+    def writes_in_flight(self) -> bool:
+        return any(not tail.done() for tail in self.tails)
+
+    @precondition(writes_in_flight)
+    @rule(ok=st.sampled_from([True, True, False]))
+    def writes_land(self, ok: bool = True) -> None:
+        """The aggregate agent's last batch's writes are in Kafka (``ok``), or failed."""
+        tail = next(tail for tail in self.tails if not tail.done())
+        if ok:
+            tail.set_result(None)
+        else:
+            tail.set_exception(RuntimeError("a write failed"))
+        self.run()
+
     @rule(seconds=st.sampled_from([0.5, 1.0, 3.0, RETRY_MAX_S]))
     def time_passes(self, seconds: float) -> None:
         """The lanes' clock moves on (a failed batch's back-off ends)."""
@@ -456,6 +494,7 @@ class LaneMachine(RuleBasedStateMachine):
         start = self.committed[tp] or 0
         end = min(self.log_end[tp], start + n)
         self.handled[tp].update(range(start, end))
+        self.processed[tp].update(range(start, end))
         self.committed[tp] = end
 
     # -- invariants --------------------------------------------------------------------------
@@ -529,6 +568,8 @@ class LaneMachine(RuleBasedStateMachine):
             self.now += RETRY_MAX_S  # every back-off ends
             while self.gates():
                 self.release(self.gates()[0])
+            if self.writes_in_flight():
+                self.writes_land(ok=True)
             for lane in LANES:
                 if f"handle {lane}" in self.blocked:
                     self.release(f"handle {lane}", True)
