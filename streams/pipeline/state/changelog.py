@@ -73,3 +73,56 @@ class TableWriter:
             return orjson.dumps(value)
         raw, _ = self.table.changelog_topic.prepare_value(value, self.table.value_serializer)
         return bytes(raw)
+
+
+class DirtyKeys:
+    """Keys of a table changed since its last changelog write, each with the partition whose
+    events changed it: the stores write one record per changed key at the end of a batch."""
+
+    def __init__(self, writer: TableWriter) -> None:
+        self._writer = writer
+        self._keys: dict[str, int] = {}
+
+    def __len__(self) -> int:
+        return len(self._keys)
+
+    def mark(self, key: str, partition: int) -> None:
+        self._keys[key] = partition
+
+    def discard(self, key: str) -> None:
+        """``key`` is gone (its tombstone goes out instead)."""
+        self._keys.pop(key, None)
+
+    async def write(self, deliveries: Deliveries) -> dict[str, int]:
+        """One changelog record per key changed since the last call (its value now); returns
+        what it wrote (key -> partition), for :meth:`rewrite_later`."""
+        dirty, self._keys = self._keys, {}
+        for key, partition in dirty.items():
+            value = self._writer.get(key)
+            if value is not None:
+                await self._writer.changelog(deliveries, partition, key, value)
+        return dirty
+
+    def rewrite_later(self, written: dict[str, int]) -> None:
+        """Records :meth:`write` sent did not reach Kafka: the next call sends those keys'
+        values again (a batch read again finds its events counted, changes nothing, and
+        would write nothing of its own)."""
+        for key, partition in written.items():
+            self._keys.setdefault(key, partition)
+
+
+class ChangedInBatches:
+    """A store whose changes reach its table's changelog once per batch: one record per key
+    changed since the last write (the stores set ``_dirty``)."""
+
+    _dirty: DirtyKeys
+
+    async def write_changelog(self, deliveries: Deliveries) -> dict[str, int]:
+        """One changelog record per key changed since the last call (its value now); what it
+        wrote, for :meth:`rewrite_later`."""
+        return await self._dirty.write(deliveries)
+
+    def rewrite_later(self, written: dict[str, int]) -> None:
+        """What :meth:`write_changelog` wrote did not reach Kafka: the next call writes it
+        again."""
+        self._dirty.rewrite_later(written)

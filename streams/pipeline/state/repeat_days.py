@@ -23,7 +23,7 @@ from typing import Any
 
 from hito.pipeline.delivery import Deliveries
 from hito.pipeline.stages.repeat import Crossings, day_of
-from hito.pipeline.state.changelog import TableWriter
+from hito.pipeline.state.changelog import ChangedInBatches, DirtyKeys, TableWriter
 
 Day = tuple[int, str, int]  # (partition, site, epoch)
 PersonDay = tuple[Crossings, str]  # (crossings, policy version)
@@ -51,7 +51,7 @@ def is_marker(name: str) -> bool:
     return name.split("|", 1)[1].startswith("#")
 
 
-class RepeatDays:
+class RepeatDays(ChangedInBatches):
     def __init__(
         self,
         table: Any,
@@ -60,7 +60,7 @@ class RepeatDays:
         monotonic: Callable[[], float] = time.monotonic,
     ) -> None:
         self.writer = TableWriter(table)
-        self._dirty: dict[str, int] = {}  # key -> partition: changed since the last changelog
+        self._dirty = DirtyKeys(self.writer)  # changed since the last changelog write
         self.published: set[Day] = set()  # days InfluxDB has (this process)
         # Epochs of days written since the last scan, or not yet published at it: a scan is
         # needed only when one of them closes (or the partitions owned change).
@@ -78,25 +78,8 @@ class RepeatDays:
         """A person-day's value now (its changelog record follows with the batch)."""
         key = table_key(partition, name)
         self.writer.store[key] = pack(crossings, policy)
-        self._dirty[key] = partition
+        self._dirty.mark(key, partition)
         self.epochs.add(day_of(name)[1])
-
-    async def write_changelog(self, deliveries: Deliveries) -> dict[str, int]:
-        """One changelog record per person-day changed since the last call.
-        Returns what it wrote (key -> partition), for :meth:`rewrite_later`."""
-        dirty, self._dirty = self._dirty, {}
-        for key, partition in dirty.items():
-            value = self.writer.get(key)
-            if value is not None:
-                await self.writer.changelog(deliveries, partition, key, value)
-        return dirty
-
-    def rewrite_later(self, written: dict[str, int]) -> None:
-        """Records :meth:`write_changelog` sent did not reach Kafka: the next call sends those
-        keys' values again (the batch read again finds its events counted, changes nothing,
-        and would write nothing of its own)."""
-        for key, partition in written.items():
-            self._dirty.setdefault(key, partition)
 
     def scan_due(self) -> bool:
         """True at most once every ``scan_every_s`` (a scan reads the whole table; the
@@ -144,7 +127,7 @@ class RepeatDays:
         for key in gone:
             if key not in markers:
                 await self.writer.delete(deliveries, partition, key)
-                self._dirty.pop(key, None)
+                self._dirty.discard(key)
         for key in markers:
             await self.writer.delete(deliveries, partition, key)
         self.published -= {(partition, site, epoch) for site, epoch in days}

@@ -24,7 +24,7 @@ from typing import Any
 
 from hito.pipeline.delivery import Deliveries
 from hito.pipeline.stages.windows import format_start
-from hito.pipeline.state.changelog import TableWriter
+from hito.pipeline.state.changelog import ChangedInBatches, DirtyKeys, TableWriter
 
 State = dict[str, Any]
 
@@ -37,7 +37,7 @@ def partition_of(key: str) -> int:
     return int(key.split("|", 1)[0])
 
 
-class VersionedWindows:
+class VersionedWindows(ChangedInBatches):
     def __init__(
         self,
         table: Any,
@@ -47,7 +47,7 @@ class VersionedWindows:
     ) -> None:
         self.writer = TableWriter(table)
         self.written: dict[str, int] = {}  # key -> version InfluxDB has (this process)
-        self._dirty: dict[str, int] = {}  # key -> partition: changed since the last changelog
+        self._dirty = DirtyKeys(self.writer)  # changed since the last changelog write
         self._evict_every_s = evict_every_s
         self._monotonic = monotonic
         self._last_evict = monotonic()
@@ -69,24 +69,7 @@ class VersionedWindows:
         """``state`` is the window's value now (its changelog record follows with the batch)."""
         key = table_key(partition, name)
         self.writer.store[key] = state
-        self._dirty[key] = partition
-
-    async def write_changelog(self, deliveries: Deliveries) -> dict[str, int]:
-        """One changelog record per window changed since the last call (its latest value).
-        Returns what it wrote (key -> partition), for :meth:`rewrite_later`."""
-        dirty, self._dirty = self._dirty, {}
-        for key, partition in dirty.items():
-            value = self.writer.get(key)
-            if value is not None:
-                await self.writer.changelog(deliveries, partition, key, value)
-        return dirty
-
-    def rewrite_later(self, written: dict[str, int]) -> None:
-        """Records :meth:`write_changelog` sent did not reach Kafka: the next call sends those
-        keys' values again (the batch read again finds its events counted, changes nothing,
-        and would write nothing of its own)."""
-        for key, partition in written.items():
-            self._dirty.setdefault(key, partition)
+        self._dirty.mark(key, partition)
 
     def owned(self, partitions: set[int]) -> Iterator[tuple[str, State]]:
         for key, state in self.writer.items():
@@ -143,5 +126,5 @@ class VersionedWindows:
         for key in gone:
             await self.writer.delete(deliveries, partition, key)
             self.written.pop(key, None)
-            self._dirty.pop(key, None)
+            self._dirty.discard(key)
         return gone
