@@ -284,6 +284,16 @@ def build_worker(
             metrics.key_first_epoch.labels(purpose=purpose).set(chain.first_epoch)
 
     inputs = set(topics.inputs)
+
+    async def forget_unwritten(sender: Any, assigned: Any, *args: Any, **kwargs: Any) -> None:
+        # Unwritten changes (a batch whose writes failed, or that failed before writing) of
+        # partitions that went elsewhere are not ours to write: the new owner restores the
+        # changelog without them and reads their batches again.
+        kept = {tp.partition for tp in assigned if tp.topic in inputs}
+        for store in (windows, repeat_days, counts.windows):
+            store.keep_unwritten(kept)
+
+    app.on_partitions_assigned.connect(cast(Any, forget_unwritten))
     lag_reported: set[tuple[str, int]] = set()
 
     @app.timer(interval=5.0)  # type: ignore[untyped-decorator]

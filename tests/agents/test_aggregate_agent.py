@@ -9,8 +9,11 @@ import contextlib
 from collections import Counter
 from datetime import UTC, datetime, timedelta
 
+from faust.types import TP
+
 from hito.device.simulate.fleet import VALID, Fleet, FleetPlan
 from hito.ops.dlq import decode_record
+from hito.pipeline.delivery import Deliveries
 from hito.pipeline.raw_origin import raw_origin_header
 from hito.pipeline.state.versioned import partition_of
 from hito.runtime import Runtime
@@ -121,3 +124,26 @@ def test_a_batch_whose_writes_fail_is_read_again_exactly(runtime: Runtime) -> No
     assert first == ["counted"] * len(first) and len(first) > 100
     assert again == ["duplicate"] * len(first)
     assert written and sorted(k or b"" for k in rewritten) == sorted(k or b"" for k in written)
+
+
+def test_unwritten_changes_of_partitions_gone_elsewhere_are_dropped_at_a_rebalance(
+    runtime: Runtime,
+) -> None:
+    """A window changed here but not in the changelog yet (its batch's writes failed) whose
+    partition went to another worker is not written from here: the new owner restores the
+    changelog without it and reads that batch again; a late write from here could land after
+    its own."""
+    send = RecordingSend()
+    worker = worker_for_tests(runtime, "hito-forget-test", NOW, send)
+    windows = worker.aggregate_handler.windows
+    for partition in (0, 1):
+        windows.put(partition, "chacalluta|2026-11-29T18:59:00Z", {"version": 1})
+    clean = runtime.settings.pipeline.topics.clean_by_source["checkpoint"]
+
+    async def scenario() -> None:
+        await worker.app.on_partitions_assigned.send({TP(clean, 1)})  # 0 went elsewhere
+        await windows.write_changelog(Deliveries(send))
+
+    asyncio.run(scenario())
+    changelog = worker.windows.changelog_topic.get_topic_name()
+    assert [r.key for r in send.to(changelog)] == [b'"1|chacalluta|2026-11-29T18:59:00Z"']

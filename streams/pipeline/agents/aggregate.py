@@ -116,6 +116,14 @@ class Aggregator:
             await self.counts.windows.evict(deliveries, partition, now - self.rules.horizon)
             # Days the publisher has written: their per-person state goes now.
             await self.repeat_days.delete_published(deliveries, partition)
+        # The batch's records wait in the producer's open batches behind the previous
+        # batch's; the wait for them overlaps the next batch's work (lane_agent's settled).
+        # One batch in flight at most: the one before is in Kafka before this one writes.
+        # Its failure went to its own batch (read again: Lanes), not to this one, and marked
+        # what it wrote to be written again: below, with this batch's changes.
+        previous, self._tail = self._tail, None
+        if previous is not None:
+            await asyncio.wait({previous})
         written: Written = [
             (self.windows.rewrite_later, await self.windows.write_changelog(deliveries)),
             (self.repeat_days.rewrite_later, await self.repeat_days.write_changelog(deliveries)),
@@ -124,13 +132,6 @@ class Aggregator:
                 await self.counts.windows.write_changelog(deliveries),
             ),
         ]
-        # The batch's records wait in the producer's open batches behind the previous
-        # batch's; the wait for them overlaps the next batch's work (lane_agent's settled).
-        # One batch in flight at most: the one before is in Kafka before this one waits.
-        # Its failure went to its own batch (read again: Lanes), not to this one.
-        previous, self._tail = self._tail, None
-        if previous is not None:
-            await asyncio.wait({previous})
         self._tail = asyncio.ensure_future(self._settle(deliveries))
         self._tail.add_done_callback(partial(_rewrite_if_failed, written))
         return outcomes

@@ -55,7 +55,7 @@ class Watermarks:
     """
 
     _next: dict[TP, int] = field(default_factory=dict)
-    _gone: dict[TP, tuple[int, int]] = field(default_factory=dict)  # tp -> [begin, end)
+    _gone: dict[TP, list[tuple[int, int]]] = field(default_factory=dict)  # tp -> [begin, end)s
 
     def reset(self, positions: dict[TP, int]) -> None:
         """Exactly these partitions, from these offsets (what a seek says; none: no commit)."""
@@ -82,14 +82,18 @@ class Watermarks:
     def gone(self, tp: TP, begin: int, end: int) -> None:
         """Records ``begin``..``end - 1`` will never come (retention deleted them unread): the
         mark passes them once it reaches them."""
-        self._gone[tp] = (begin, end)
+        self._gone.setdefault(tp, []).append((begin, end))
         self._past_gone(tp)
 
     def _past_gone(self, tp: TP) -> None:
-        gone, mark = self._gone.get(tp), self._next.get(tp)
-        if gone is not None and mark is not None and gone[0] <= mark < gone[1]:
-            self._next[tp] = gone[1]
-            del self._gone[tp]
+        ranges, mark = self._gone.get(tp, []), self._next.get(tp)
+        while mark is not None and (passed := [r for r in ranges if r[0] <= mark < r[1]]):
+            mark = self._next[tp] = max(end for _, end in passed)
+            ranges = [r for r in ranges if r[1] > mark]
+        if ranges:
+            self._gone[tp] = ranges
+        else:
+            self._gone.pop(tp, None)
 
     def get(self, tp: TP) -> int | None:
         return self._next.get(tp)

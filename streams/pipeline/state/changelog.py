@@ -103,6 +103,11 @@ class DirtyKeys:
                 await self._writer.changelog(deliveries, partition, key, value)
         return dirty
 
+    def keep(self, partitions: set[int]) -> None:
+        """Forget the changes of other partitions (they went to another worker, which reads
+        their batches again: a value written from here could land after its own)."""
+        self._keys = {key: p for key, p in self._keys.items() if p in partitions}
+
     def rewrite_later(self, written: dict[str, int]) -> None:
         """Records :meth:`write` sent did not reach Kafka: the next call sends those keys'
         values again (a batch read again finds its events counted, changes nothing, and
@@ -126,3 +131,7 @@ class ChangedInBatches:
         """What :meth:`write_changelog` wrote did not reach Kafka: the next call writes it
         again."""
         self._dirty.rewrite_later(written)
+
+    def keep_unwritten(self, partitions: set[int]) -> None:
+        """After a rebalance: unwritten changes of these partitions only (DirtyKeys.keep)."""
+        self._dirty.keep(partitions)

@@ -8,10 +8,13 @@ commit past a record nobody handled) before the fixes in ``hito.pipeline.faust.c
 from __future__ import annotations
 
 from collections.abc import Iterator
+from types import SimpleNamespace
+from typing import cast
 
 import pytest
 from faust.types import TP
 
+from hito.pipeline.faust.batches import LaneBatch, Record, Watermarks
 from tests.unit.pipeline.faust.test_lane import LaneMachine
 
 RAW0, CLEAN0 = TP("raw", 0), TP("clean", 0)
@@ -233,3 +236,21 @@ def test_records_gone_to_retention_do_not_hold_the_commit(machine: LaneMachine) 
     assert machine.committed[RAW0] == 8
     assert machine.handled[RAW0] == set(range(8))
     assert machine.lanes.pending_rereads() == {}
+
+
+def test_two_gone_ranges_before_the_watermark_reaches_either() -> None:
+    """Retention skips at 2..4 and 7..8 both found while 0..1 are still in hand: the mark
+    passes both once it gets there (it used to keep only the last range, and stick at 2)."""
+    marks = Watermarks()
+    marks.reset({RAW0: 0})
+    marks.gone(RAW0, 2, 5)
+    marks.gone(RAW0, 7, 9)
+    assert marks.get(RAW0) == 0
+    assert marks.handled(LaneBatch(RAW0, [_record(0), _record(1)], generation=0))
+    assert marks.get(RAW0) == 5
+    assert marks.handled(LaneBatch(RAW0, [_record(5), _record(6)], generation=0))
+    assert marks.get(RAW0) == 9
+
+
+def _record(offset: int) -> Record:
+    return cast(Record, SimpleNamespace(topic=RAW0.topic, partition=0, offset=offset))

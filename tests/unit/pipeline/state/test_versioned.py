@@ -106,3 +106,24 @@ def test_eviction_is_due_at_most_every_interval() -> None:
     now[0] = 105.5
     assert windows.eviction_due()
     assert not windows.eviction_due()
+
+
+def test_a_write_that_did_not_reach_kafka_is_written_again_for_owned_partitions_only() -> None:
+    windows = VersionedWindows(Table())
+    send = RecordingSend()
+    windows.put(0, "a", state(T0, 1))
+    windows.put(1, "b", state(T0, 1))
+
+    async def write() -> list[bytes | None]:
+        before = len(send.sent)
+        await windows.write_changelog(Deliveries(send))
+        return [r.key for r in send.sent[before:]]
+
+    written = asyncio.run(windows.write_changelog(Deliveries(send)))
+    assert written == {"0|a": 0, "1|b": 1}
+    assert asyncio.run(write()) == []  # nothing changed since
+    windows.rewrite_later(written)  # those records failed
+    windows.put(0, "a", state(T0, 2))  # and a later change of one of them
+    windows.keep_unwritten({0})  # partition 1 went to another worker
+    assert asyncio.run(write()) == [b'"0|a"']
+    assert orjson.loads(send.sent[-1].value or b"")["version"] == 2  # its value now
