@@ -58,6 +58,7 @@ from hito.schemas.privacy.retention import (
     PERSON_STATE_TABLE,
     person_state_changelog_configs,
 )
+from hito.settings import HitoSettings, SettingsError
 
 log = logging.getLogger(__name__)
 
@@ -99,6 +100,7 @@ def build_worker(
     send: Send | None = None,
 ) -> Worker:
     """``send``: where records go instead of Kafka (agent tests)."""
+    refuse_fault_hooks(runtime.settings)
     p = runtime.settings.pipeline
     topics = p.topics
     metrics = metrics or PipelineMetrics()
@@ -334,6 +336,22 @@ def repeat_rules_of(runtime: Runtime) -> RepeatRules:
         grace_s=runtime.key_grace_s,
         k=policy.small_count_k,
     )
+
+
+FAULT_HOOK_PREFIX = "HITO_TEST_"
+
+
+def refuse_fault_hooks(settings: HitoSettings) -> None:
+    """Fault hooks (``HITO_TEST_*``: kill, fail or pause a worker on purpose) are for tests on
+    the development stack. Outside the development profile one left set by mistake would kill
+    or stall a deployment's workers over and over: the worker refuses to start instead,
+    naming the variables (not their values)."""
+    hooks = sorted(name for name in os.environ if name.startswith(FAULT_HOOK_PREFIX))
+    if hooks and not settings.development_secrets:
+        raise SettingsError(
+            f"test fault hooks are set outside the development profile ({', '.join(hooks)}): "
+            "unset them"
+        )
 
 
 def _test_seconds(variable: str) -> float | None:
