@@ -31,6 +31,7 @@ from aiokafka.errors import (
     UnsupportedForMessageFormatError,
 )
 
+from hito.pipeline.cancellation import stopping
 from hito.pipeline.output import Headers, Outgoing, Send
 
 log = logging.getLogger(__name__)
@@ -128,23 +129,24 @@ class Deliveries:
             await self.send.flush()
             if future is not None:
                 await future
-        except asyncio.CancelledError:
-            raise
+        except asyncio.CancelledError as exc:
+            if stopping():
+                raise
+            return exc  # cancelled by the client, not a stop: sent again
         except Exception as exc:
             return exc
         return None
 
 
 async def _settle_each(futures: Iterable[Awaitable[Any] | None]) -> list[Any]:
-    """Each future's result or exception, in order; a future shared by several records (one
-    record batch) is awaited once."""
+    """Each future's result or exception (a cancelled one's ``CancelledError``), in order; a
+    future shared by several records (one record batch) is awaited once."""
     listed = list(futures)
     unique = {id(f): f for f in listed if f is not None}
     results = await asyncio.gather(*unique.values(), return_exceptions=True)
     by_id = dict(zip(unique, results, strict=True))
-    for outcome in results:
-        if isinstance(outcome, asyncio.CancelledError):
-            raise outcome
+    # A produce future the client cancelled is a failure to retry (wait() sends it again);
+    # gather itself raises when this task is stopped.
     return [None if f is None else by_id[id(f)] for f in listed]
 
 

@@ -13,6 +13,7 @@ from faust.types import TP
 
 from hito.device.simulate.fleet import VALID, Fleet, FleetPlan
 from hito.ops.dlq import decode_record
+from hito.pipeline.cancellation import Cancelled
 from hito.pipeline.delivery import Deliveries
 from hito.pipeline.raw_origin import raw_origin_header
 from hito.pipeline.state.versioned import partition_of
@@ -124,6 +125,54 @@ def test_a_batch_whose_writes_fail_is_read_again_exactly(runtime: Runtime) -> No
     assert first == ["counted"] * len(first) and len(first) > 100
     assert again == ["duplicate"] * len(first)
     assert written and sorted(k or b"" for k in rewritten) == sorted(k or b"" for k in written)
+
+
+class FlushCancelledOnce(RecordingSend):
+    """A send whose first flush once ``armed`` meets a future the client cancelled (not a
+    stop)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.armed = False
+
+    async def flush(self) -> None:
+        if self.armed:
+            self.armed = False
+            raise asyncio.CancelledError
+
+
+def test_writes_cancelled_by_the_client_fail_the_batch_they_do_not_stop_it(
+    runtime: Runtime,
+) -> None:
+    """A batch's writes meet a CancelledError that is no stop of theirs: their task ends with
+    a failure (the lanes back the batch off and count it) and marks the batch's keys to be
+    written again. It used to end *cancelled*, which the lanes take for a stop: read again
+    at once, never counted."""
+    plan = FleetPlan(count=50, daily_rhythm=False)
+    messages = [m for m in Fleet(runtime.registry, plan, NOW).messages() if m.expected == VALID]
+    send = FlushCancelledOnce()
+    worker = worker_for_tests(runtime, "hito-agg-cancel-test", NOW, send)
+    raw = ((m.topic, m.key, m.value, None) for m in messages)
+
+    async def scenario() -> tuple[bool, BaseException | None, int]:
+        async with worker.ingest.test_context() as ingest:
+            await put_all(ingest, lane_batches(worker.lanes, raw))
+        clean = send.starting("hito.clean.")
+        records = [(clean[0].topic, r.key, r.value, r.headers) for r in clean]
+        (batch,) = lane_batches(worker.lanes, records, size=len(records))
+        aggregator = worker.aggregate_handler
+        send.armed = True  # the aggregator's first flush is cancelled
+        await aggregator.handle_batch(batch.records)
+        tail = aggregator.settled()
+        assert tail is not None
+        await asyncio.wait({tail})
+        error = None if tail.cancelled() else tail.exception()
+        return tail.cancelled(), error, len(aggregator.windows._dirty)
+
+    cancelled, error, to_rewrite = asyncio.run(scenario())
+    assert not cancelled
+    assert isinstance(error, Cancelled)
+    assert to_rewrite > 0
 
 
 def test_unwritten_changes_of_partitions_gone_elsewhere_are_dropped_at_a_rebalance(

@@ -28,6 +28,7 @@ from functools import partial
 
 from pydantic import ValidationError
 
+from hito.pipeline.cancellation import Cancelled, stopping
 from hito.pipeline.dead_letters import DeadLetters, Origin
 from hito.pipeline.delivery import Deliveries
 from hito.pipeline.faust.batches import Record
@@ -141,7 +142,14 @@ class Aggregator:
         return self._tail
 
     async def _settle(self, deliveries: Deliveries) -> None:
-        for refused in await deliveries.wait():
+        try:
+            refusals = await deliveries.wait()
+        except asyncio.CancelledError:
+            if stopping():
+                raise  # a stop: the batch is read again at once (Lanes.done)
+            # Cancelled by something else: a failure of this batch (retried, backed off).
+            raise Cancelled("a batch's writes were cancelled") from None
+        for refused in refusals:
             self.dead_letters.refused(refused)
 
     async def _fault_hook(self) -> None:

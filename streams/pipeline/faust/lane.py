@@ -24,13 +24,14 @@ Invariants (tests/unit/pipeline/faust/test_lane.py):
   not continue what was taken of its partition is dropped, and the partition read again from
   there. The aggregator's exactness rests on it (docs/aggregation.md, "Exactness without
   per-device state": a raw partition's clean events reach a window in raw-offset order);
-- a batch that fails (its handler raises, or its writes do not complete) is *retried in
-  place*: the agent lives on, the partition's later batches are dropped, its fetching pauses
-  for a back-off (``RETRY_FIRST_S`` doubling to ``RETRY_MAX_S`` while it keeps failing) and
-  then it is read again from the failed batch's first record; other partitions go on
-  meanwhile. Before this, the agent crashed, Faust restarted it, and it went on with the
-  *next* batches: the failed one came again only at the next rebalance or restart, behind
-  later clean events, and the aggregator took its events for replays (a silent undercount);
+- a batch that fails (its handler raises, or its writes do not complete) is *retried in place* (so
+  is a ``CancelledError`` that is not the agent's own stop: ``hito.pipeline.cancellation``): the
+  agent lives on, the partition's later batches are dropped, its fetching pauses for a back-off
+  (``RETRY_FIRST_S`` doubling to ``RETRY_MAX_S`` while it keeps failing) and then it is read again
+  from the failed batch's first record; other partitions go on meanwhile. Before this, the agent
+  crashed, Faust restarted it, and it went on with the *next* batches: the failed one came again
+  only at the next rebalance or restart, behind later clean events, and the aggregator took its
+  events for replays (a silent undercount);
 - a rebalance and a stop wait for the batch in hand (:meth:`Lanes.wait_idle`) before Faust
   commits, and the queued batches are dropped (Faust clears its flow-controlled queues);
 - Faust also clears them whenever it resumes flow, which it does a loop turn or more after
@@ -56,6 +57,7 @@ from typing import Any
 from faust.types import TP
 from faust.types.tuples import Message
 
+from hito.pipeline.cancellation import stopping
 from hito.pipeline.faust.batches import LaneBatch, Record, Watermarks
 
 log = logging.getLogger(__name__)
@@ -350,8 +352,15 @@ def lane_agent(
                     raise
                 continue
             except asyncio.CancelledError:
-                cancelled = True
-                raise
+                if stopping():
+                    cancelled = True
+                    raise
+                # Something the handler awaited was cancelled by someone else (a client
+                # closing): a failure, backed off and counted like any other; not a stop.
+                log.error("a batch of %s was cancelled at %d, not by a stop", batch.tp, batch.first)
+                if lanes.reraise:
+                    raise
+                continue
             finally:
                 if tail is None:
                     lanes.done(batch, handled, cancelled=cancelled)

@@ -67,3 +67,50 @@ def test_a_refusal_before_sending_is_reported_without_retrying() -> None:
     [refused] = asyncio.run(scenario())
     assert (refused.record.tag, type(refused.error)) == ("the big one", MessageSizeTooLargeError)
     assert calls == [b"big!", b"ok"]
+
+
+def test_a_produce_the_client_cancelled_is_sent_again_not_dropped() -> None:
+    """A send's future cancelled by the producer (not a stop of the waiting task) used to
+    raise CancelledError out of wait(): taken for a stop, the batch was read again at once,
+    unbacked-off; now it is a retryable failure like a timeout."""
+    attempts: dict[bytes, int] = {}
+
+    async def answer(value: bytes) -> Any:
+        attempts[value] = attempts.get(value, 0) + 1
+        future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        if value == b"a" and attempts[value] == 1:
+            future.cancel()
+        else:
+            future.set_result(None)
+        return future
+
+    async def scenario() -> list[Any]:
+        deliveries = Deliveries(ScriptedSend(answer), first_backoff_s=0.01)
+        await deliveries.add("t", None, b"a")
+        await deliveries.add("t", None, b"b")
+        return await deliveries.wait()
+
+    assert asyncio.run(scenario()) == []
+    assert attempts == {b"a": 2, b"b": 1}
+
+
+def test_a_stop_while_waiting_is_let_through() -> None:
+    """The task waiting for the sends is cancelled (a stop): it ends cancelled, at once,
+    without sending anything again."""
+    attempts: list[bytes] = []
+
+    async def answer(value: bytes) -> Any:
+        attempts.append(value)
+        return asyncio.get_running_loop().create_future()  # never delivered
+
+    async def scenario() -> bool:
+        deliveries = Deliveries(ScriptedSend(answer), first_backoff_s=0.01)
+        await deliveries.add("t", None, b"a")
+        waiting = asyncio.ensure_future(deliveries.wait())
+        await asyncio.sleep(0.05)
+        waiting.cancel()
+        await asyncio.wait({waiting}, timeout=1.0)
+        return waiting.cancelled()
+
+    assert asyncio.run(scenario()) is True
+    assert attempts == [b"a"]

@@ -455,6 +455,15 @@ class LaneMachine(RuleBasedStateMachine):
         lanes = self.in_hand()
         self.release(f"handle {lanes[pick % len(lanes)]}", ok)
 
+    @precondition(lambda self: self.in_hand())
+    @rule(pick=st.integers(0, len(LANES) - 1))
+    def handling_cancelled(self, pick: int) -> None:
+        """What an agent's handler awaits is cancelled by someone else (a client closing a
+        produce), not by a stop: a failure of the batch, the agent lives on."""
+        lanes = self.in_hand()
+        self.blocked.pop(f"handle {lanes[pick % len(lanes)]}").cancel()
+        self.run()
+
     def writes_in_flight(self) -> bool:
         return any(not tail.done() for tail in self.tails)
 

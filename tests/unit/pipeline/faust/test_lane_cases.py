@@ -200,6 +200,26 @@ def test_a_batch_that_keeps_failing_backs_off_longer_each_time(machine: LaneMach
     machine.drain()  # and once it is handled, everything is committed
 
 
+def test_a_batch_whose_handler_meets_a_cancelled_future_is_a_failure_not_a_stop(
+    machine: LaneMachine,
+) -> None:
+    """The handler awaits a future a client cancels (not the agent's task being stopped).
+    This used to be taken for a stop: the agent ended (Faust's supervisor would restart it)
+    and the partition was read again at once, without back-off or count; the partition then
+    stood still here, its agent gone."""
+    machine.start(assigned={RAW1})
+    machine.produce(tp=RAW1, n=2)
+    machine.fetch(sizes=[0, 2, 0], changelog_at=None, blocks=False, deliver=True)
+    machine.agent_takes(pick=0, then="hold")
+    machine.handling_cancelled(pick=0)
+    assert machine.lanes.pending_rereads() == {RAW1: (0, 1.0)}  # backed off, from 0
+    assert machine.lanes.failing(machine.lanes.lanes[0]) == 1
+    assert not machine.tasks["agent ingest"].done()  # the agent lives on
+    machine.drain()
+    assert machine.handled[RAW1] == {0, 1} and machine.committed[RAW1] == 2
+    assert machine.lanes.failing(machine.lanes.lanes[0]) == 0
+
+
 def test_a_failing_partition_that_goes_elsewhere_is_no_longer_reported(
     machine: LaneMachine,
 ) -> None:
