@@ -30,6 +30,11 @@ Latitude = Annotated[float, Field(ge=-90.0, le=90.0, allow_inf_nan=False)]
 Longitude = Annotated[float, Field(ge=-180.0, le=180.0, allow_inf_nan=False)]
 Percent = Annotated[float, Field(ge=0.0, le=100.0, allow_inf_nan=False)]
 Count = Annotated[int, Field(ge=0, le=1_000_000)]
+# A sensor's `value`, whatever its unit (the largest real ones, lux and ppm, stay under 1e6).
+# Bounded so that a minute's sums stay finite: two readings of 1.8e308 (DBL_MAX, a common "no
+# reading" sentinel) summed to inf, which the window's JSON changelog stored as null and the
+# aggregator then failed on, batch after batch, after a restart.
+SENSOR_VALUE_LIMIT = 1e9
 # The unit of a sensor's `value`: a closed vocabulary, so that no text a device sends in it can
 # carry an identifier.
 SensorUnit = Literal["degC", "percent", "hPa", "mm", "m", "m/s", "lux", "W/m2", "dB", "ppm", "V"]
@@ -65,7 +70,10 @@ class SensorReadingV1(StrictModel):
     lat: Latitude
     lon: Longitude
     detections: Count
-    value: Annotated[float | None, Field(allow_inf_nan=False)] = None
+    value: Annotated[
+        float | None,
+        Field(ge=-SENSOR_VALUE_LIMIT, le=SENSOR_VALUE_LIMIT, allow_inf_nan=False),
+    ] = None
     unit: SensorUnit | None = None
     battery_pct: Percent
 

@@ -9,6 +9,7 @@ import contextlib
 from collections import Counter
 from datetime import UTC, datetime, timedelta
 
+import orjson
 from faust.types import TP
 
 from hito.device.simulate.fleet import VALID, Fleet, FleetPlan
@@ -196,3 +197,47 @@ def test_unwritten_changes_of_partitions_gone_elsewhere_are_dropped_at_a_rebalan
     asyncio.run(scenario())
     changelog = worker.windows.changelog_topic.get_topic_name()
     assert [r.key for r in send.to(changelog)] == [b'"1|chacalluta|2026-11-29T18:59:00Z"']
+
+
+def test_a_clean_event_no_count_can_take_is_dead_lettered_not_summed(runtime: Runtime) -> None:
+    """Two readings of DBL_MAX in one minute and cell (written by an older ingest, or by
+    anything but ingest) summed to inf: the window's changelog record held null for the sum,
+    and after a restart the next reading there failed every batch of its partition. Now
+    they are schema violations of the aggregate stage, and the window holds the rest."""
+    send = RecordingSend()
+    worker = worker_for_tests(runtime, "hito-agg-unfit-test", NOW, send)
+
+    def reading(value: float, offset: int) -> tuple[str, bytes, bytes, list[tuple[str, bytes]]]:
+        event = {
+            "schema": "sensor.reading/1",
+            "source": "sensor",
+            "policy": runtime.policy.version,
+            "device_id": "sensor-concordia-01",
+            "site": "concordia",
+            "seq": offset,
+            "event_time": (NOW - timedelta(seconds=30)).isoformat(),
+            "payload": {"sensor_type": "ground", "geohash": "6ur2x", "detections": 1,
+                        "value": value},
+        }  # fmt: skip
+        origin = raw_origin_header("hito.raw.sensor", 0, offset)
+        return "hito.clean.sensor", b"concordia", orjson.dumps(event), [origin]
+
+    records = [reading(1.7976931348623157e308, 0), reading(1.7976931348623157e308, 1),
+               reading(2.5, 2)]  # fmt: skip
+
+    async def scenario() -> list[str]:
+        async with worker.aggregate.test_context() as aggregate:
+            return await put_all(aggregate, lane_batches(worker.lanes, records))
+
+    outcomes = asyncio.run(scenario())
+    assert outcomes == ["schema_violation", "schema_violation", "counted"]
+    dlq = [decode_record(r.value) for r in send.to("hito.dlq") if r.value]
+    assert [(r.reason, r.stage, r.detail) for r in dlq] == [
+        (Reason.SCHEMA_VIOLATION, "aggregate", "payload field value is not a bounded number")
+    ] * 2
+    (state,) = worker.windows.data.values()
+    assert state["sensor"] == {
+        "ground|6ur2x": {"detections": 1, "readings": 1, "value_sum": 2.5, "values": 1}
+    }
+    changelog = send.to(worker.windows.changelog_topic.get_topic_name())
+    assert changelog and all(orjson.loads(r.value or b"null") is not None for r in changelog)

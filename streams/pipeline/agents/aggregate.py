@@ -235,9 +235,11 @@ class Aggregator:
         record, clean, raw = item.record, item.clean, item.raw
         data = record.value or b""
         origin = Origin(record.topic, record.partition, record.offset, record.key)
-        if clean is None or raw is None or item.start is None:
-            detail = "not a clean event" if clean is None else "no raw origin header"
-            rejected = Rejected(Reason.SCHEMA_VIOLATION, detail, stage=aggregate.STAGE)
+        unfit = None if clean is None else aggregate.unfit(clean)
+        if clean is None or raw is None or item.start is None or unfit is not None:
+            detail = "not a clean event" if clean is None else unfit or "no raw origin header"
+            device = None if clean is None else clean.device_id
+            rejected = Rejected(Reason.SCHEMA_VIOLATION, detail, device, stage=aggregate.STAGE)
             await self.dead_letters.reject(deliveries, rejected, data, origin)
             return Reason.SCHEMA_VIOLATION.value
         start = item.start

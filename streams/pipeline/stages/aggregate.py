@@ -18,6 +18,7 @@ from typing import Any
 
 from hito.pipeline.stages.windows import format_start
 from hito.schemas.clean import CleanEvent, CleanValue
+from hito.schemas.envelope import SENSOR_VALUE_LIMIT
 
 STAGE = "aggregate"
 # Upper edges (seconds) of the processing-time histogram; percentiles are reported as the
@@ -75,6 +76,50 @@ def counted_before(state: State, origin: RawOrigin) -> bool:
     source, offset = origin
     mark: int | None = state["hw"].get(source)
     return mark is not None and offset <= mark
+
+
+# The payload fields each source's count reads: names (cell keys: text without "|") and
+# numbers (summed: finite and bounded, so a minute's sums stay finite whatever comes).
+_TEXT: dict[str, tuple[str, ...]] = {
+    "checkpoint": ("direction", "mode", "outcome", "nationality"),
+    "sensor": ("sensor_type", "geohash"),
+    "drone": ("geohash",),
+}
+_NUMBERS: dict[str, tuple[str, ...]] = {
+    "checkpoint": ("processing_seconds",),
+    "sensor": ("detections",),
+    "drone": ("detections", "alt_m", "battery_pct"),
+}
+_OPTIONAL_NUMBERS: dict[str, tuple[str, ...]] = {"sensor": ("value",)}
+NUMBER_LIMIT = SENSOR_VALUE_LIMIT  # the largest magnitude any counted field may have
+
+
+def unfit(event: CleanEvent) -> str | None:
+    """Why ``event``'s payload cannot be counted (a field missing, or not what the count
+    needs), or None. Ingest's schemas guarantee all of it; this keeps a clean event that
+    does not (written by anything else, or by an older version) from failing :func:`add`
+    part-way, or from making a sum infinite, which would fail every later batch of its
+    partition: it goes to the DLQ instead. Names only the field, never its value."""
+    p = event.payload
+    for name in _TEXT[event.source]:
+        text = p.get(name)
+        if not isinstance(text, str) or not text or "|" in text:
+            return f"payload field {name} is not a name"
+    for name in _NUMBERS[event.source]:
+        if not _bounded(p.get(name)):
+            return f"payload field {name} is not a bounded number"
+    for name in _OPTIONAL_NUMBERS.get(event.source, ()):
+        if p.get(name) is not None and not _bounded(p.get(name)):
+            return f"payload field {name} is not a bounded number"
+    return None
+
+
+def _bounded(value: CleanValue) -> bool:
+    return (
+        isinstance(value, int | float)
+        and not isinstance(value, bool)
+        and -NUMBER_LIMIT <= value <= NUMBER_LIMIT  # (NaN compares false)
+    )
 
 
 def add(state: State, event: CleanEvent, origin: RawOrigin, revised_at: int | None = None) -> bool:

@@ -79,6 +79,12 @@ def _validate(
         # datetimes and UUIDs and the stages need the pydantic model anyway: no net gain).
         event: Event = entry.model.__pydantic_validator__.validate_json(raw, strict=True)
     except ValidationError as exc:
+        if any(e["type"] == "json_invalid" for e in exc.errors(include_input=False)):
+            # orjson took the bytes, pydantic's parser did not: nesting deeper than its limit
+            # (about 200 levels; orjson's is 1024). Malformed, as any JSON Hito cannot read.
+            return Rejected(
+                Reason.MALFORMED_JSON, "JSON the schema validator cannot parse", device_id
+            )
         return Rejected(Reason.SCHEMA_VIOLATION, _describe(exc), device_id)
     if expected_source is not None and entry.source != expected_source:
         return Rejected(
@@ -105,9 +111,11 @@ def _validate(
         if latest is not None
         else at - now > timedelta(seconds=limits.max_future_skew_s)
     ):
-        skew = at - now
         return Rejected(
-            Reason.CLOCK_SKEW, f"event_time {skew.total_seconds():.0f} s in the future", device_id
+            Reason.CLOCK_SKEW,
+            f"event_time more than {limits.max_future_skew_s:.0f} s in the future "
+            f"({_roughly(at - now)})",
+            device_id,
         )
     if (
         at < earliest
@@ -116,14 +124,27 @@ def _validate(
     ):
         # Older than any window the pipeline can still revise (the backfill horizon): late,
         # whatever the reason (a device offline too long, or its clock).
-        skew = at - now
         return Rejected(
             Reason.LATE_BEYOND_WINDOW,
-            f"event_time {-skew.total_seconds():.0f} s in the past, beyond the backfill "
-            f"horizon of {limits.max_event_age_s:.0f} s",
+            f"event_time beyond the backfill horizon of {limits.max_event_age_s:.0f} s "
+            f"({_roughly(now - at)} in the past)",
             device_id,
         )
     return Accepted(event, entry.source, device)
+
+
+def _roughly(skew: timedelta) -> str:
+    """How far off an event_time is, in words an operator can act on (a clock minutes or
+    days off), never to the second: the exact skew and the record's ``received_at`` would
+    give the event's time to the second, finer than the clean zone's minute, and the number
+    is the device's to choose (SPEC: no input-controlled text in a DLQ record)."""
+    if skew < timedelta(hours=1):
+        return "under an hour"
+    if skew < timedelta(days=1):
+        return "under a day"
+    if skew < timedelta(days=30):
+        return "under a month"
+    return "a month or more"
 
 
 class _RepeatedKey(Exception):

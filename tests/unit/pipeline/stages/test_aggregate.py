@@ -4,6 +4,7 @@ import re
 from datetime import UTC, datetime
 from typing import Any
 
+import orjson
 from hypothesis import given
 from hypothesis import strategies as st
 
@@ -112,3 +113,49 @@ def test_points_are_typed_tagged_and_suppressed() -> None:
     assert len(wait) == 1
     assert re.search(r"max_s=20(\.0)?,p50_s=20(\.0)?,p95_s=20(\.0)? ", wait[0])
     assert "i," not in wait[0].split(" ")[1] and not wait[0].split(" ")[1].endswith("i")
+
+
+def _reading(**payload: Any) -> CleanEvent:
+    p = {"sensor_type": "environment", "geohash": "6ur2x", "detections": 0, **payload}
+    return CleanEvent.model_validate(
+        {
+            "schema": "sensor.reading/1",
+            "source": "sensor",
+            "policy": "p1",
+            "device_id": "sensor-concordia-01",
+            "site": "concordia",
+            "seq": 1,
+            "event_time": START,
+            "payload": p,
+        }
+    )
+
+
+def test_what_a_count_cannot_take_is_named_never_counted() -> None:
+    """A clean event ingest could not have made (another writer, an older version): named by
+    its field, so the agent dead-letters it before ``add`` could fail part-way or a sum turn
+    infinite (2 x DBL_MAX was inf; the changelog's JSON stored it as null; the next reading
+    there failed every batch of its partition after a restart)."""
+    assert aggregate.unfit(_reading(value=1e9)) is None
+    assert aggregate.unfit(_reading(value=None)) is None
+    assert aggregate.unfit(_reading()) is None
+    assert aggregate.unfit(_crossing(1)) is None
+    assert aggregate.unfit(_reading(value=1.7976931348623157e308)) == (
+        "payload field value is not a bounded number"
+    )
+    assert aggregate.unfit(_reading(value=float("nan"))) is not None
+    assert aggregate.unfit(_reading(detections="3")) is not None
+    assert aggregate.unfit(_crossing(1, mode="car|bus")) == "payload field mode is not a name"
+    assert aggregate.unfit(_crossing(1, direction=None)) == "payload field direction is not a name"
+    missing = _crossing(1).model_copy(update={"payload": {"direction": "entry"}})
+    assert aggregate.unfit(missing) == "payload field mode is not a name"
+
+
+def test_a_window_of_fit_events_survives_its_json_changelog() -> None:
+    state = aggregate.new_state("concordia", START)
+    for offset, value in enumerate([1e9, 1e9, -3.5, None]):
+        event = _reading(value=value)
+        assert aggregate.unfit(event) is None
+        aggregate.add(state, event, ("hito.raw.sensor|0", offset))
+    assert orjson.loads(orjson.dumps(state)) == state
+    assert state["sensor"]["environment|6ur2x"]["value_sum"] == 2e9 - 3.5

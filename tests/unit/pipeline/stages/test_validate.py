@@ -10,6 +10,7 @@ from hypothesis import settings as hyp_settings
 from hypothesis import strategies as st
 
 from hito.devices import DeviceRegistry
+from hito.pipeline.stages.outcomes import Limits
 from hito.pipeline.stages.validate import Accepted, Rejected, validate
 from hito.runtime import limits_of
 from hito.schemas.envelope import CheckpointCrossingEvent
@@ -118,6 +119,12 @@ def _reject(raw: bytes, registry: DeviceRegistry, settings: HitoSettings) -> Rej
             Reason.LATE_BEYOND_WINDOW,
         ),
         (lambda e, r: orjson.dumps(e) + b" " * 70_000, Reason.OVERSIZED),
+        # Nested deeper than pydantic's parser goes (about 200), within orjson's 1024: it was
+        # a schema_violation "<root>: json_invalid".
+        (
+            lambda e, r: orjson.dumps({**e, "x": 0}).replace(b'"x":0', b'"x":' + _nested(300)),
+            Reason.MALFORMED_JSON,
+        ),
     ],
 )
 def test_each_bad_event_gets_its_reason(
@@ -237,3 +244,39 @@ def test_any_repeated_envelope_key_is_refused(key: str) -> None:
     doubled = b"{" + orjson.dumps(key) + b":" + value + b"," + raw[1:]
     rejected = _reject(doubled, runtime.registry, runtime.settings)
     assert rejected.reason is Reason.MALFORMED_JSON
+
+
+def _nested(depth: int) -> bytes:
+    return b"[" * depth + b"0" + b"]" * depth
+
+
+@pytest.mark.parametrize(
+    ("value", "verdict"),
+    [(1e9, "accepted"), (-1e9, "accepted"), (1.7976931348623157e308, "refused"), (-2e9, "refused")],
+)
+def test_a_sensor_value_is_bounded(registry: DeviceRegistry, value: float, verdict: str) -> None:
+    """DBL_MAX, a common "no reading" sentinel, was accepted: two in one minute and cell
+    summed to inf in the aggregator, which its JSON changelog stored as null, and the next
+    reading there failed every batch of its partition after a restart."""
+    device = next(d for d in registry.devices.values() if d.kind == "sensor" and not d.revoked)
+    env: dict[str, Any] = {
+        "event_id": "0b6f4c9e-6a43-4a53-9d34-7b8f0d3c2a12",
+        "schema": "sensor.reading/1",
+        "device_id": device.device_id,
+        "site": device.site,
+        "seq": 7,
+        "event_time": (NOW - timedelta(seconds=3)).isoformat(),
+        "payload": {"sensor_type": "environment", "lat": -18.35, "lon": -70.33,
+                    "detections": 0, "value": value, "unit": "lux", "battery_pct": 80.0},
+    }  # fmt: skip
+    env["sig"] = sign(env, device.key)
+    limits = Limits(max_future_skew_s=300.0, max_event_age_s=7 * 86400.0)
+    result = validate(
+        orjson.dumps(env), registry=registry, limits=limits, now=NOW, expected_source="sensor"
+    )
+    if verdict == "accepted":
+        assert isinstance(result, Accepted), result
+    else:
+        assert isinstance(result, Rejected)
+        assert result.reason is Reason.SCHEMA_VIOLATION
+        assert result.detail.startswith("payload.value: ")
