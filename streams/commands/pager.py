@@ -21,7 +21,7 @@ from rich.text import Text
 from hito.commands.common import JSON_HELP, print_json
 from hito.ops.pager.auth import TOKEN_FILE_ENV, TokenError, ensure_token, read_token, token_path
 from hito.ops.pager.diskspace import DEFAULT_MIN_FREE_MB, DiskNearlyFull, require_free_space
-from hito.ops.pager.outbox import Backoff
+from hito.ops.pager.outbox import Backoff, forward_url_problem
 from hito.ops.pager.pages import PageLog
 from hito.ops.pager.paths import page_log_path
 from hito.ops.pager.safe_text import printable
@@ -44,10 +44,21 @@ def serve_command(
         str | None,
         typer.Option(
             envvar="HITO_PAGER_FORWARD_URL",
-            help="The real paging service: every notification is queued on disk and POSTed "
-            "there, unchanged, until it answers 2xx. Unset: pages go nowhere but the log",
+            help="The real paging service (http:// or https://): every notification is queued "
+            "on disk and POSTed there, unchanged, until it answers 2xx. Required outside the "
+            "development profile unless --no-forward",
         ),
     ] = None,
+    no_forward: Annotated[
+        bool,
+        typer.Option(
+            "--no-forward",
+            envvar="HITO_PAGER_NO_FORWARD",
+            help="On purpose, no paging service: pages go only to the page log (and nobody is "
+            "paged). Outside the development profile the pager refuses to start without a "
+            "forward URL unless this is given",
+        ),
+    ] = False,
     token_file: Annotated[
         Path | None,
         typer.Option(
@@ -90,6 +101,12 @@ def serve_command(
     """Receive Alertmanager webhooks on 127.0.0.1 until interrupted (`hito up` starts it)."""
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
     settings = load_settings()
+    forward_url = forward_url or None  # compose passes an unset variable as ""
+    if refusal := _forward_refusal(forward_url, no_forward, settings.profile):
+        log.error("pager not started: %s", refusal)
+        raise typer.Exit(code=1)
+    if forward_url and no_forward:
+        log.warning("--no-forward (HITO_PAGER_NO_FORWARD) ignored: a forward URL is set")
     path = page_log_path(settings)
     # Checked before PageLog creates its directory: on a full disk even that can fail, with a
     # less helpful message. A page refused later (disk filled while running) is answered 503.
@@ -110,13 +127,33 @@ def serve_command(
     pager = Pager(
         PageLog(path),
         token,
-        forward_url=forward_url or None,
+        forward_url=forward_url,
         watchdog_timeout_s=watchdog_timeout,
         watchdog_grace_s=watchdog_grace,
         backoff=Backoff(initial_s=min(1.0, forward_retry_max), max_s=forward_retry_max),
         max_body_bytes=max_body_kb * 1024,
     )
     serve("127.0.0.1", port or settings.pager_port, pager)
+
+
+def _forward_refusal(forward_url: str | None, no_forward: bool, profile: str) -> str | None:
+    """Why the pager must not start with this forward configuration, or None.
+
+    A pager without a forward URL pages nobody, and says so only in a warning alert routed back
+    to itself: outside the development profile (the local stack of `hito up` and the tests) it
+    must be asked for explicitly. Messages name the option, never the URL (keys live in it).
+    """
+    if forward_url is not None:
+        if problem := forward_url_problem(forward_url):
+            return f"the forward URL (--forward-url, HITO_PAGER_FORWARD_URL) is unusable: {problem}"
+        return None
+    if no_forward or profile == "development":
+        return None
+    return (
+        "no forward URL, so no page would reach anyone. Set HITO_PAGER_FORWARD_URL (or "
+        "--forward-url) to the paging service's webhook, or HITO_PAGER_NO_FORWARD=1 (or "
+        "--no-forward) to keep pages only in the page log on purpose"
+    )
 
 
 @pager_app.command("show")

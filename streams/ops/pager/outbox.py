@@ -105,6 +105,22 @@ def redacted(url: str) -> str:
     return f"{parts.scheme}://{host}{f':{parts.port}' if parts.port else ''}/…"
 
 
+def forward_url_problem(url: str) -> str | None:
+    """Why ``url`` cannot be a forward target, or None when it can. Checked at start: a URL
+    without an http(s) scheme or a host would otherwise fail every attempt, retried for ever.
+    The answer names the problem, never a part of the URL (keys live in it)."""
+    try:
+        parts = urlsplit(url)
+        _ = parts.port  # raises ValueError for a port that is not a number (or too large)
+    except ValueError:
+        return "it is not a URL (a malformed host or port)"
+    if parts.scheme not in ("http", "https"):
+        return "it does not start with http:// or https://"
+    if not parts.hostname:
+        return "it has no host"
+    return None
+
+
 @dataclass(frozen=True)
 class Backoff:
     """Capped exponential back-off between failed attempts; there is no last attempt."""

@@ -222,6 +222,15 @@ def test_the_services_get_only_the_secrets_they_need() -> None:
     assert services["provision"]["environment"]["HITO_PRIVACY__KEY_STORE_FILE"] == store
 
 
+def test_the_pager_forwards_or_is_told_not_to() -> None:
+    """Both pass through, empty when unset: the pager (production profile, never
+    development here) then refuses to start rather than page nobody."""
+    env = _services()["pager"]["environment"]
+    assert env["HITO_PAGER_FORWARD_URL"] == "${HITO_PAGER_FORWARD_URL:-}"
+    assert env["HITO_PAGER_NO_FORWARD"] == "${HITO_PAGER_NO_FORWARD:-}"
+    assert not any("HITO_PROFILE" in (svc.get("environment") or {}) for svc in _services().values())
+
+
 def test_grafana_admin_is_not_admin_admin() -> None:
     grafana = _services()["grafana"]
     env = grafana["environment"]
