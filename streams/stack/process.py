@@ -1,4 +1,10 @@
-"""Detached service processes tracked by pid files under the state directory."""
+"""Detached service processes tracked by pid files under the state directory.
+
+A pid file holds the pid, then the process's start time and the boot id: after a power loss
+the pid may belong to an unrelated process by now, and only these tell the two apart (a
+live pid is not proof: `hito up` would skip the service, `hito down` would signal a
+stranger's process group).
+"""
 
 from __future__ import annotations
 
@@ -12,9 +18,17 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from hito.files import exclusive_lock
+from hito.files import exclusive_lock, write_private
 
-__all__ = ["ProcessFiles", "exclusive_lock", "read_pid", "start", "stop"]
+__all__ = [
+    "ProcessFiles",
+    "ProcessIdentity",
+    "exclusive_lock",
+    "identity",
+    "read_pid",
+    "start",
+    "stop",
+]
 
 log = logging.getLogger(__name__)
 
@@ -27,16 +41,75 @@ class ProcessFiles:
     log_path: Path
 
 
-def read_pid(files: ProcessFiles) -> int | None:
-    """The pid of the running service, or None when it is not running (stale files removed)."""
+_BOOT_ID = Path("/proc/sys/kernel/random/boot_id")
+
+
+@dataclass(frozen=True)
+class ProcessIdentity:
+    """What tells a process from a later one given the same pid: its start time (clock ticks
+    after boot, field 22 of /proc/<pid>/stat) and the boot it started in."""
+
+    start_time: str
+    boot_id: str
+
+    def lines(self) -> str:
+        return f"start_time={self.start_time}\nboot_id={self.boot_id}\n"
+
+
+def identity(pid: int) -> ProcessIdentity | None:
+    """The identity of the running ``pid``, or None when it cannot be read (gone, or hidden)."""
     try:
-        pid = int(files.pid_path.read_text().strip())
-    except (FileNotFoundError, ValueError):
+        stat = Path(f"/proc/{pid}/stat").read_text()
+        boot_id = _BOOT_ID.read_text().strip()
+    except OSError:
         return None
-    if not _alive(pid):
+    # The command name (field 2, in parentheses) may itself hold spaces and ")": the fields
+    # after the last ")" start at field 3, so the start time (22) is the 20th of them.
+    fields = stat.rsplit(")", 1)[1].split()
+    return ProcessIdentity(start_time=fields[19], boot_id=boot_id) if len(fields) > 19 else None
+
+
+def _parse(text: str) -> tuple[int, ProcessIdentity | None] | None:
+    """(pid, recorded identity) of a pid file's text; identity None for a pid-only file (an
+    older version's); None if unreadable."""
+    lines = text.split()
+    try:
+        pid = int(lines[0])
+    except (IndexError, ValueError):
+        return None
+    fields = {key: value for key, _, value in (line.partition("=") for line in lines[1:])}
+    if not fields:
+        return pid, None
+    if not fields.get("start_time") or not fields.get("boot_id"):
+        return None
+    return pid, ProcessIdentity(start_time=fields["start_time"], boot_id=fields["boot_id"])
+
+
+def read_pid(files: ProcessFiles) -> int | None:
+    """The pid of the running service, or None when it is not running (stale files removed).
+
+    A pid whose process started at another time, or in another boot, than the file records
+    is another process: stale. A pid-only file (written before identities were recorded) is
+    trusted while the pid is alive, so a stack running across the upgrade is still seen.
+    """
+    try:
+        parsed = _parse(files.pid_path.read_text())
+    except FileNotFoundError:
+        return None
+    if parsed is None:
+        return None
+    pid, recorded = parsed
+    if not _running(pid, recorded):
         files.pid_path.unlink(missing_ok=True)
         return None
     return pid
+
+
+def _running(pid: int, recorded: ProcessIdentity | None) -> bool:
+    """``pid`` is alive and, when an identity is recorded, still the process recorded."""
+    if not _alive(pid):
+        return False
+    return recorded is None or identity(pid) == recorded
 
 
 def _alive(pid: int) -> bool:
@@ -73,7 +146,10 @@ def start(
             stderr=subprocess.STDOUT,
             start_new_session=True,
         )
-    files.pid_path.write_text(f"{proc.pid}\n")
+    # Read now, before anything can reap the child: a zombie's /proc entry still has it.
+    known = identity(proc.pid)
+    # Atomic: a reader (`hito status`, a concurrent `hito down`) never sees half a file.
+    write_private(files.pid_path, f"{proc.pid}\n{known.lines() if known else ''}")
     log.info("started %s as pid %d", argv[0], proc.pid)
     return proc.pid
 
@@ -83,11 +159,13 @@ def stop(files: ProcessFiles, *, timeout_s: float = 30.0) -> bool:
     pid = read_pid(files)
     if pid is None:
         return False
+    recorded = identity(pid)
     with contextlib.suppress(ProcessLookupError):
         os.killpg(pid, signal.SIGTERM)
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
-        if not _alive(pid):
+        # Compared with the identity too: the pid may be reused once the service has exited.
+        if not _running(pid, recorded):
             break
         time.sleep(0.2)
     else:

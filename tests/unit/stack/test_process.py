@@ -1,8 +1,15 @@
 from __future__ import annotations
 
+import contextlib
+import os
+import signal
+import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
+
+import pytest
 
 from hito.stack import process
 from hito.stack.process import ProcessFiles
@@ -54,3 +61,95 @@ def test_stale_pid_file_is_not_a_running_service(tmp_path: Path) -> None:
     assert not files.pid_path.exists()
     files.pid_path.write_text("not a pid\n")
     assert process.read_pid(files) is None
+
+
+def _start_time(pid: int) -> str:
+    """Field 22 of /proc/<pid>/stat, read here independently of the code under test."""
+    return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[19]
+
+
+def _running(pid: int) -> bool:
+    state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    return state != "Z"
+
+
+def _end(pid: int) -> None:
+    """Kill and reap a sleep this test started (it is its own process group)."""
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(pid, signal.SIGKILL)
+    with contextlib.suppress(ChildProcessError):
+        os.waitpid(pid, 0)
+
+
+@pytest.fixture
+def unrelated() -> Iterator[subprocess.Popen[bytes]]:
+    """A process that is not the service: what a reused pid names after a power loss. Its
+    own session, as a service's, so a wrongly sent killpg would reach it."""
+    proc = subprocess.Popen(["sleep", "30"], start_new_session=True)
+    yield proc
+    proc.kill()
+    proc.wait()
+
+
+def test_start_records_the_start_time_and_boot_of_the_process(tmp_path: Path) -> None:
+    files = _files(tmp_path)
+    pid = process.start(["sleep", "30"], files, cwd=tmp_path)
+    try:
+        boot_id = Path("/proc/sys/kernel/random/boot_id").read_text().strip()
+        assert files.pid_path.read_text().split() == [
+            str(pid),
+            f"start_time={_start_time(pid)}",
+            f"boot_id={boot_id}",
+        ]
+        assert process.read_pid(files) == pid
+    finally:
+        _end(pid)
+
+
+def test_a_pid_now_naming_another_process_is_stale_and_never_signalled(
+    tmp_path: Path, unrelated: subprocess.Popen[bytes]
+) -> None:
+    files = _files(tmp_path)
+    time.sleep(0.1)  # the service starts clock ticks after the unrelated process
+    service = process.start(["sleep", "30"], files, cwd=tmp_path)
+    assert _start_time(service) != _start_time(unrelated.pid)
+    _end(service)
+    # The file start() wrote, its pid now belonging to the unrelated process (reused after
+    # a power loss): the start time recorded is the service's, not that process's.
+    recorded = files.pid_path.read_text()
+    files.pid_path.write_text(recorded.replace(str(service), str(unrelated.pid), 1))
+
+    assert process.read_pid(files) is None
+    assert not files.pid_path.exists()
+    files.pid_path.write_text(recorded.replace(str(service), str(unrelated.pid), 1))
+    assert process.stop(files, timeout_s=1) is False
+    time.sleep(0.2)
+    assert unrelated.poll() is None and _running(unrelated.pid)
+
+
+def test_a_pid_file_from_another_boot_is_stale(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    files = _files(tmp_path)
+    pid = process.start(["sleep", "30"], files, cwd=tmp_path)
+    try:
+        assert process.read_pid(files) == pid
+        other_boot = tmp_path / "boot_id"
+        other_boot.write_text("00000000-0000-0000-0000-000000000000\n")
+        # raising=False: the outcome below, not the attribute, is what the test checks.
+        monkeypatch.setattr(process, "_BOOT_ID", other_boot, raising=False)
+        assert process.read_pid(files) is None
+        assert not files.pid_path.exists()
+        assert _running(pid)
+    finally:
+        _end(pid)
+
+
+def test_a_pid_only_file_of_an_older_version_is_still_trusted(
+    tmp_path: Path, unrelated: subprocess.Popen[bytes]
+) -> None:
+    # Written before identities were recorded: a stack running across the upgrade is seen.
+    files = _files(tmp_path)
+    files.pid_path.parent.mkdir(parents=True)
+    files.pid_path.write_text(f"{unrelated.pid}\n")
+    assert process.read_pid(files) == unrelated.pid
