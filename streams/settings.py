@@ -12,6 +12,7 @@ is not set stays unset, and whatever needs it refuses to start, naming the varia
 
 from __future__ import annotations
 
+import ipaddress
 from importlib.resources import files
 from pathlib import Path
 from typing import Any, Literal
@@ -55,6 +56,16 @@ class MissingSecret(RuntimeError):
             f"not set: {', '.join(self.variables)} (secrets; the public development files "
             "of infra/dev/ are used only with HITO_PROFILE=development)"
         )
+
+
+def is_loopback(host: str) -> bool:
+    """Whether ``host`` names this machine only (``localhost``, 127.0.0.0/8, ::1)."""
+    if host.lower() == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False  # any other name may resolve beyond this machine
 
 
 class SettingsError(ValueError):
@@ -105,6 +116,11 @@ class KafkaSettings(_Frozen):
     )
     ssl_cafile: Path | None = Field(
         default=None, description="CA that signed the broker's certificate (SASL_SSL)"
+    )
+    allow_plaintext: bool = Field(
+        default=False,
+        description="SASL_PLAINTEXT to a host beyond loopback outside the development profile, "
+        "on purpose (a network the operator vouches for); else refused at start",
     )
     users_file: Path | None = Field(
         default=None, description="SCRAM users and their roles: a secret (0600 file)"
@@ -163,6 +179,11 @@ class InfluxSettings(_Frozen):
         default=None,
         description="Read+write on the bucket and its archive (<bucket>-archive) only; "
         "default: <state_dir>/influxdb/tokens.json",
+    )
+    allow_plaintext: bool = Field(
+        default=False,
+        description="Plain HTTP (tokens in clear) to a host beyond loopback outside the "
+        "development profile, on purpose; else refused at start (put a TLS proxy on loopback)",
     )
 
     @property
@@ -417,6 +438,41 @@ class HitoSettings(BaseSettings):
                 "the development profile; set your own, or HITO_PROFILE=development for the "
                 "local stack"
             )
+        return self
+
+    @model_validator(mode="after")
+    def _no_plaintext_beyond_loopback(self) -> HitoSettings:
+        """Events carry personal data and InfluxDB requests carry tokens: outside the
+        development profile, neither crosses a network in clear unless the operator says so.
+        Before, a Kafka host beyond loopback with the default SASL_PLAINTEXT (or a CA file
+        set and the protocol forgotten, the CA then ignored) was accepted without a word."""
+        kafka, influx = self.kafka, self.influxdb
+        if kafka.ssl_cafile is not None and kafka.security_protocol != "SASL_SSL":
+            raise ValueError(
+                "HITO_KAFKA__SSL_CAFILE is set but HITO_KAFKA__SECURITY_PROTOCOL is not "
+                "SASL_SSL: the CA would be ignored and the connection left in clear"
+            )
+        if self.profile == "development":
+            return self
+        refused = []
+        if (
+            kafka.security_protocol == "SASL_PLAINTEXT"
+            and not kafka.allow_plaintext
+            and not is_loopback(kafka.host)
+        ):
+            refused.append(
+                "HITO_KAFKA__HOST is beyond loopback with HITO_KAFKA__SECURITY_PROTOCOL="
+                "SASL_PLAINTEXT (set SASL_SSL and HITO_KAFKA__SSL_CAFILE, or "
+                "HITO_KAFKA__ALLOW_PLAINTEXT=true on purpose)"
+            )
+        if not influx.allow_plaintext and not is_loopback(influx.host):
+            refused.append(
+                "HITO_INFLUXDB__HOST is beyond loopback and Hito speaks plain HTTP to it "
+                "(reach it through a TLS proxy on loopback, or HITO_INFLUXDB__ALLOW_PLAINTEXT"
+                "=true on purpose)"
+            )
+        if refused:
+            raise ValueError("; ".join(refused))
         return self
 
     def require(self, *secrets: tuple[str, str]) -> None:

@@ -168,3 +168,47 @@ def test_commands_refuse_to_start_without_their_secrets(
     assert all(name in line for name in named)
     assert "Traceback" not in done.stderr
     assert not (tmp_path / "state" / "kafka").exists()  # nothing was started
+
+
+@pytest.mark.parametrize(
+    ("env", "refused"),
+    [
+        ({"HITO_KAFKA__HOST": "10.20.0.5"}, "HITO_KAFKA__HOST"),
+        ({"HITO_KAFKA__HOST": "kafka.border.internal"}, "HITO_KAFKA__HOST"),
+        ({"HITO_INFLUXDB__HOST": "10.20.0.6"}, "HITO_INFLUXDB__HOST"),
+        ({"HITO_KAFKA__SSL_CAFILE": "/etc/hito/ca.pem"}, "HITO_KAFKA__SSL_CAFILE"),
+        ({"HITO_KAFKA__HOST": "10.20.0.5", "HITO_KAFKA__ALLOW_PLAINTEXT": "true"}, None),
+        ({"HITO_INFLUXDB__HOST": "10.20.0.6", "HITO_INFLUXDB__ALLOW_PLAINTEXT": "true"}, None),
+        (
+            {
+                "HITO_KAFKA__HOST": "10.20.0.5",
+                "HITO_KAFKA__SECURITY_PROTOCOL": "SASL_SSL",
+                "HITO_KAFKA__SSL_CAFILE": "/etc/hito/ca.pem",
+            },
+            None,
+        ),
+        ({"HITO_KAFKA__HOST": "localhost", "HITO_INFLUXDB__HOST": "::1"}, None),
+    ],
+)
+def test_plaintext_beyond_loopback_is_refused_unless_asked_for(
+    production: None, monkeypatch: pytest.MonkeyPatch, env: dict[str, str], refused: str | None
+) -> None:
+    """Outside the development profile, events (personal data) and InfluxDB tokens never
+    cross a network in clear by default: a forgotten HITO_KAFKA__SECURITY_PROTOCOL used to
+    be accepted without a word (and a CA file set without it, silently ignored)."""
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    if refused is None:
+        load_settings()
+        return
+    with pytest.raises(SettingsError, match=refused) as error:
+        load_settings()
+    assert "10.20.0" not in str(error.value)  # named, never repeated
+
+
+def test_the_development_profile_may_use_plaintext_anywhere(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("HITO_PROFILE", "development")
+    monkeypatch.setenv("HITO_KAFKA__HOST", "10.20.0.5")
+    assert load_settings().kafka.security_protocol == "SASL_PLAINTEXT"
