@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import sys
+from typing import Annotated
 
 import typer
 from rich.console import Console
@@ -13,6 +15,7 @@ from hito.commands.common import JSON_HELP, print_json
 from hito.settings import INFLUX_ADMIN, KAFKA_USERS, HitoSettings, load_settings
 from hito.stack import manager, overview
 from hito.stack.progress import make_runner
+from hito.stack.services import services
 
 
 def _settings() -> HitoSettings:
@@ -58,16 +61,59 @@ def up(
     _print_status(settings, Console())
 
 
+# What --wipe deletes, service by service: said before asking, because some of it cannot be
+# rebuilt (aggregates older than the raw topics' retention, pages not yet forwarded).
+WIPES = {
+    "kafka": "every topic (raw events, clean events, DLQ) and consumer offsets",
+    "influxdb": "every aggregate, the window archive and the scoped tokens",
+    "prometheus": "the metrics history",
+    "alertmanager": "silences and the notification log",
+    "pager": "the page log and the outbox (pages not yet forwarded to on-call)",
+}
+
+
 def down(
     wipe: bool = typer.Option(False, "--wipe", help="Also delete the services' data"),
+    only: Annotated[
+        list[str] | None,
+        typer.Option(help="Only this service (repeatable): kafka, influxdb, prometheus, ..."),
+    ] = None,
+    yes: bool = typer.Option(False, "--yes", help="Wipe without asking"),
 ) -> None:
-    """Stop the local services (data is kept unless --wipe)."""
+    """Stop the local services (data is kept unless --wipe, which asks first)."""
     settings = _settings()
-    stopped = manager.down(settings, wipe=wipe)
+    names = [svc.name for svc in services(manager.stack_settings(settings, strict=False))]
+    unknown = sorted(set(only or ()) - set(names))
+    if unknown:
+        raise typer.BadParameter(f"no such service: {', '.join(unknown)}", param_hint="--only")
+    if only is not None and "kafka" in only:  # every node of a cluster: one Kafka's data
+        only = [*only, *(n for n in names if n.startswith("kafka-"))]
+    if wipe and not yes:
+        _confirm_wipe(settings, [n for n in names if only is None or n in only])
+    stopped = manager.down(settings, wipe=wipe, only=only)
     Console().print(
         f"stopped: {', '.join(stopped) or 'nothing was running'}"
         + (f"; wiped data under {settings.state_dir}" if wipe else "")
     )
+
+
+def _confirm_wipe(settings: HitoSettings, names: list[str]) -> None:
+    """Say what --wipe deletes and ask; without a terminal to ask on, refuse (a script says
+    --yes). It used to delete everything at once: advice to wipe Kafka's data cost the
+    aggregates and the unsent pages too."""
+    console = Console(stderr=True)
+    console.print(f"[yellow]--wipe deletes, under {settings.state_dir}:[/]")
+    for name in names:
+        console.print(f"  {name}: {WIPES.get(name, 'its data')}")
+    if not _interactive():
+        console.print("[red]not wiped:[/] confirm with --yes (no terminal to ask on)")
+        raise typer.Exit(2)
+    if not typer.confirm("Delete this data for good?", default=False):
+        raise typer.Exit(1)
+
+
+def _interactive() -> bool:
+    return sys.stdin.isatty()
 
 
 def status(

@@ -81,7 +81,7 @@ class KafkaNode(Service):
         elif not (data / _SCRAM_MARKER).exists():
             raise RuntimeError(
                 f"Kafka data in {data} predates SASL/SCRAM (no admin credential in its metadata); "
-                "wipe it with `hito down --wipe` and run `hito up` again"
+                "delete it with `hito down --wipe --only kafka` and run `hito up` again"
             )
 
     def _format(self, settings: HitoSettings) -> None:

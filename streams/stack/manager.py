@@ -31,21 +31,23 @@ class ServiceStatus:
     log_path: str
 
 
-def stack_settings(settings: HitoSettings) -> HitoSettings:
+def stack_settings(settings: HitoSettings, *, strict: bool = True) -> HitoSettings:
     """The settings with the broker count the state directory's Kafka was formatted with
     (`hito up --brokers 3` records it), so `hito status` and `hito down` see every node.
-    Raises StackError when the settings ask for another count explicitly: a cluster cannot
-    be made from a single broker's data, nor the reverse."""
+    Raises StackError when the settings ask for another count explicitly (unless not
+    ``strict``: stopping or wiping what is there): a cluster cannot be made from a single
+    broker's data, nor the reverse."""
     recorded = recorded_brokers(settings)
     kafka = settings.kafka
     if recorded is None and (settings.state_dir / "kafka" / "data" / "meta.properties").exists():
         recorded = 1  # formatted before the count was recorded
     if recorded is None or recorded == kafka.brokers:
         return settings
-    if "brokers" in kafka.model_fields_set:
+    if strict and "brokers" in kafka.model_fields_set:
         raise StackError(
             f"{settings.state_dir} holds a Kafka of {recorded} broker(s), not {kafka.brokers}: "
-            "use another HITO_STATE_DIR, or `hito down --wipe` first"
+            "use another HITO_STATE_DIR, or delete its Kafka data first (`hito down --wipe --only "
+            "kafka`: the topics only; InfluxDB's aggregates and the pager's pages stay)"
         )
     return settings.model_copy(update={"kafka": kafka.model_copy(update={"brokers": recorded})})
 
@@ -155,7 +157,7 @@ def down(settings: HitoSettings, *, wipe: bool = False, only: list[str] | None =
     ``only`` limits it to the named services (a test session stops just what it started).
     """
     stopped = []
-    settings = stack_settings(settings)
+    settings = stack_settings(settings, strict=False)  # what the state directory holds
     with process.exclusive_lock(settings.state_dir / "stack.lock"):
         for svc in reversed(services(settings)):
             if only is not None and svc.name not in only:
