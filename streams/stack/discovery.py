@@ -18,7 +18,9 @@ import os
 import socket
 from pathlib import Path
 
+from hito.files import write_private
 from hito.settings import HitoSettings
+from hito.stack import process
 
 
 def worker_targets_dir(settings: HitoSettings) -> Path:
@@ -61,31 +63,57 @@ def registered(settings: HitoSettings) -> list[str]:
     return out
 
 
-def local_marker(settings: HitoSettings, pid: int | None = None) -> Path:
-    """Where a worker notes its metrics address for `hito probe --worker` on the same host
-    (a container's healthcheck finds its own worker there: same host name, its pid)."""
-    name = f"worker-{socket.gethostname()}-{pid or os.getpid()}.address"
+def local_marker(settings: HitoSettings, address: str, pid: int | None = None) -> Path:
+    """Where a worker notes its metrics address for `hito probe --worker` on the same host.
+
+    Named by host, pid *and* port: in compose every replica has the host's name (host
+    network) and pid 1, so a name of host and pid was one file for all of them — each
+    healthcheck probed whichever replica wrote last, and one replica's clean stop removed
+    the file the others' healthchecks needed (unhealthy for good)."""
+    port = address.rsplit(":", 1)[-1]
+    name = f"worker-{socket.gethostname()}-{pid or os.getpid()}-{port}.address"
     return settings.state_dir / "run" / name
 
 
 def mark_local(settings: HitoSettings, address: str) -> Path:
-    path = local_marker(settings)
+    """The marker holds the address, then who wrote it: the pid namespace (a container's own)
+    and the process's identity (start time, boot), so a probe takes only its own worker's."""
+    path = local_marker(settings, address)
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(address + "\n")
+    me = process.identity(os.getpid())
+    write_private(path, f"{address}\npid_ns={_pid_namespace()}\n{me.lines() if me else ''}")
     return path
 
 
 def local_workers(settings: HitoSettings) -> list[str]:
-    """Metrics addresses of this host's running workers (their markers; dead ones skipped)."""
+    """Metrics addresses of this host's running workers, as seen from this process: markers
+    of another pid namespace (another container's replica), of a dead pid, or of a pid now
+    naming another process are skipped."""
     out = []
     pattern = f"worker-{socket.gethostname()}-*.address"
+    here = _pid_namespace()
     for path in sorted((settings.state_dir / "run").glob(pattern)):
-        pid = int(path.name.removesuffix(".address").rsplit("-", 1)[1])
         try:
-            os.kill(pid, 0)
-        except ProcessLookupError:
+            lines = path.read_text().split()
+            pid = int(path.name.removesuffix(".address").rsplit("-", 2)[1])
+        except (OSError, ValueError, IndexError):
             continue
-        except PermissionError:
-            pass
-        out.append(path.read_text().strip())
+        fields = dict(line.partition("=")[::2] for line in lines[1:])
+        if fields.get("pid_ns", here) != here:
+            continue
+        recorded = (
+            process.ProcessIdentity(fields["start_time"], fields["boot_id"])
+            if "start_time" in fields and "boot_id" in fields
+            else None
+        )
+        if lines and process.running(pid, recorded):
+            out.append(lines[0])
     return out
+
+
+def _pid_namespace() -> str:
+    """This process's pid namespace ("pid:[4026531836]"): each container has its own."""
+    try:
+        return str(Path("/proc/self/ns/pid").readlink())
+    except OSError:
+        return ""

@@ -26,6 +26,7 @@ __all__ = [
     "exclusive_lock",
     "identity",
     "read_pid",
+    "running",
     "start",
     "stop",
 ]
@@ -99,13 +100,13 @@ def read_pid(files: ProcessFiles) -> int | None:
     if parsed is None:
         return None
     pid, recorded = parsed
-    if not _running(pid, recorded):
+    if not running(pid, recorded):
         files.pid_path.unlink(missing_ok=True)
         return None
     return pid
 
 
-def _running(pid: int, recorded: ProcessIdentity | None) -> bool:
+def running(pid: int, recorded: ProcessIdentity | None) -> bool:
     """``pid`` is alive and, when an identity is recorded, still the process recorded."""
     if not _alive(pid):
         return False
@@ -165,7 +166,7 @@ def stop(files: ProcessFiles, *, timeout_s: float = 30.0) -> bool:
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
         # Compared with the identity too: the pid may be reused once the service has exited.
-        if not _running(pid, recorded):
+        if not running(pid, recorded):
             break
         time.sleep(0.2)
     else:

@@ -4,6 +4,7 @@ say, removed on a clean stop (the live checks are tests/integration/stack/test_d
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 import pytest
@@ -66,7 +67,7 @@ def test_probe_answers_for_this_hosts_live_workers_only(
         live = f"127.0.0.1:{server.server_port}"
         discovery.mark_local(settings, live)
         # A marker of a process that is gone (a crashed worker) is not checked.
-        dead = discovery.local_marker(settings, pid=2**22 + 1)
+        dead = discovery.local_marker(settings, "127.0.0.1:1", pid=2**22 + 1)
         dead.write_text("127.0.0.1:1\n")
         assert discovery.local_workers(settings) == [live]
         result = runner.invoke(app, ["probe", "--worker"])
@@ -77,3 +78,26 @@ def test_probe_answers_for_this_hosts_live_workers_only(
     finally:
         server.shutdown()
         thread.join(timeout=5)
+
+
+def test_replicas_with_one_host_name_and_pid_each_find_their_own_marker(
+    tmp_path: Path,
+) -> None:
+    """In compose every worker replica has the host's name (host network) and pid 1: the
+    markers were one file, so each healthcheck probed whichever replica wrote last, and a
+    replica stopped cleanly removed the marker the others needed. Now each has its own (by
+    port), and a probe takes only markers of its own pid namespace and process."""
+    settings = HitoSettings(state_dir=tmp_path)
+    mine = discovery.mark_local(settings, "127.0.0.1:9101")
+    me = os.getpid()
+    # Another container's replica: the same host name and pid, its own namespace and port.
+    other = discovery.local_marker(settings, "127.0.0.1:9102", pid=me)
+    assert other != mine
+    other.write_text("127.0.0.1:9102\npid_ns=pid:[1]\nstart_time=1\nboot_id=x\n")
+    # A marker naming this pid but another process (a pid reused after a crash).
+    reused = discovery.local_marker(settings, "127.0.0.1:9103", pid=me)
+    lines = mine.read_text().splitlines()
+    reused.write_text("\n".join(["127.0.0.1:9103", lines[1], "start_time=1", lines[3]]) + "\n")
+    assert discovery.local_workers(settings) == ["127.0.0.1:9101"]
+    other.unlink()  # that replica stops cleanly: this one's marker stays
+    assert discovery.local_workers(settings) == ["127.0.0.1:9101"]
