@@ -4,7 +4,9 @@ from the command line, with the device SDK's outbox (docs/ingestion.md, "Store a
 ``upload-log`` runs as the ``device`` Kafka role. It queues a flight log's fixes in the
 device's outbox and waits for the broker to acknowledge them; interrupted (killed, broker
 gone), it is simply run again: fixes queued before are not queued again, and the outbox sends
-what it still holds.
+what it still holds. It must use the station's own state folder: a new one would number the
+fixes from ``seq`` 0 again, below what the station sent, and the pipeline would drop them as
+stale or duplicate; so it creates one only when told (``--new-state``).
 """
 
 from __future__ import annotations
@@ -24,6 +26,12 @@ device_app = typer.Typer(
 STATE_DIR_HELP = (
     "The device's state folder (outbox, upload journal); default: <state dir>/devices/<id>. "
     "One process at a time."
+)
+
+
+NEW_STATE_HELP = (
+    "Create the state folder if it holds no device state yet: only for a station that has never "
+    "sent (a new folder numbers its events from seq 0 again)"
 )
 
 
@@ -47,6 +55,7 @@ def upload_log(
     timeout: float = typer.Option(
         300.0, min=0.0, help="Seconds to wait for the broker's acknowledgements"
     ),
+    new_state: Annotated[bool, typer.Option("--new-state", help=NEW_STATE_HELP)] = False,
 ) -> None:
     """Publish a drone flight log (hito.flight-log/1) as signed drone.telemetry/1 events with
     their fix times; resumable: run it again after an interruption."""
@@ -63,13 +72,21 @@ def upload_log(
         )
     if registered.kind != "drone":
         raise typer.BadParameter(f"{device} is a {registered.kind}, not a drone ground station")
+    folder = _state_dir(state_dir, device)
+    if not new_state and not (folder / "device.json").exists():
+        raise typer.BadParameter(
+            f"{folder} holds no device state; a new one would number the fixes from seq 0, and "
+            "the pipeline drops numbers the station already used as stale or duplicate. Give "
+            "the folder the station's SDK uses, or add --new-state if it has never sent",
+            param_hint="--state-dir",
+        )
     key = _read_key(key_file) if key_file else registered.key
     console = Console()
     client = DeviceClient(
         device_id=device,
         site=registered.site,
         key=key,
-        state_dir=_state_dir(state_dir, device),
+        state_dir=folder,
         producer_config=client_config(settings.kafka, "device"),
         topic_for_source=dict(settings.pipeline.raw_topics),
     )

@@ -16,6 +16,9 @@ Crash consistency: the journal's ``pending.json`` names the batch (its seqs) *be
 batch is appended to the outbox, and is folded into the per-flight files after. On start-up
 (:meth:`UploadJournal.recover`) a pending batch the outbox holds completely is committed; one
 it holds partly (the append never returned, so nothing of it was sent) is cut from the outbox.
+Without a crash: an append that raised stored nothing (the outbox cut it back), so the batch is
+forgotten, unless the outbox is ``interrupted`` (then the next start decides); a batch whose
+commit raised is committed by the next :meth:`UploadJournal.queue` before it looks fixes up.
 """
 
 from __future__ import annotations
@@ -145,6 +148,10 @@ class UploadJournal:
         outbox: Outbox,
         build: Callable[[int, Fix], Record],
     ) -> UploadReport:
+        # A pending.json left by this process names seqs the outbox may hold: it must not be
+        # overwritten by a new batch before it is settled.
+        outbox.ensure_appendable()
+        self._commit_appended(outbox)
         flights = sorted({f.flight_id for f in fixes})
         queued = {flight: self._queued(flight) for flight in flights}
         new = [f for f in fixes if str(f.fix_us) not in queued[f.flight_id]]
@@ -153,13 +160,16 @@ class UploadJournal:
             records = [build(first + i, f) for i, f in enumerate(new)]
             pending = self.dir / "pending.json"
             entries = [[f.flight_id, str(f.fix_us), first + i] for i, f in enumerate(new)]
-            durable.write_json_atomic(
-                pending, {"first_seq": first, "last_seq": records[-1].seq, "fixes": entries}
-            )
             try:
+                durable.write_json_atomic(
+                    pending, {"first_seq": first, "last_seq": records[-1].seq, "fixes": entries}
+                )
                 outbox.append(records)
             except BaseException:
-                durable.remove(pending)  # nothing of it was appended
+                # A failed append stored nothing (the outbox cut it back), unless the outbox
+                # says it is interrupted: then the next start's recover() decides from the disk.
+                if not outbox.interrupted:
+                    durable.remove(pending)
                 raise
             self._commit()
             self._prune(outbox)
@@ -171,6 +181,13 @@ class UploadJournal:
             last_seq=first + len(new) - 1 if new else None,
             flights=tuple(flights),
         )
+
+    def _commit_appended(self, outbox: Outbox) -> None:
+        """A batch this process appended whose commit raised (a full disk): commit it now, so
+        its fixes are not queued again under new seqs."""
+        stored = durable.read_json(self.dir / "pending.json")
+        if isinstance(stored, dict) and outbox.last_seq >= int(stored["last_seq"]):
+            self._commit()
 
     def _commit(self) -> None:
         """Fold ``pending.json`` into the per-flight files (idempotent), then remove it."""

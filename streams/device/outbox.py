@@ -21,6 +21,10 @@ Invariants:
   (:attr:`next_seq`, hito.device.seq).
 - Bounded in bytes: an append that would pass ``max_bytes`` raises :class:`OutboxFull` and
   stores nothing; nothing already stored is dropped to make room.
+- An append that raises, for any reason (a disk error, a KeyboardInterrupt after the fsync),
+  stored nothing: its bytes are cut back before the exception goes on. When even that fails,
+  the outbox is :attr:`~Outbox.interrupted`: it takes nothing more until it is reopened, whose
+  recovery reads what the disk holds (so no ``seq`` is handed out twice).
 """
 
 from __future__ import annotations
@@ -47,7 +51,15 @@ from hito.device.segments import (
 )
 from hito.device.seq import SeqFloor
 
-__all__ = ["EventTooOld", "Outbox", "OutboxFull", "OutboxLocked", "OutboxStatus", "Position"]
+__all__ = [
+    "EventTooOld",
+    "Outbox",
+    "OutboxFull",
+    "OutboxInterrupted",
+    "OutboxLocked",
+    "OutboxStatus",
+    "Position",
+]
 
 log = logging.getLogger(__name__)
 
@@ -60,6 +72,11 @@ class OutboxFull(RuntimeError):
 
 class EventTooOld(ValueError):
     """The event is already older than the outbox's ``max_age_s``: it may not wait in it."""
+
+
+class OutboxInterrupted(RuntimeError):
+    """An append failed and its bytes could not be cut back: the outbox takes nothing more
+    until it is reopened."""
 
 
 class OutboxCorrupt(OSError):
@@ -130,6 +147,8 @@ class Outbox:
         durable.make_dirs(directory)
         self._lock_fd: int | None = take_lock(directory / "lock")
         self._write_fd: int | None = None
+        # Set while an append's bytes may be in the file but not in the segments' sizes.
+        self._interrupted = False
         try:
             self._open()
         except BaseException:
@@ -163,6 +182,21 @@ class Outbox:
     @property
     def next_seq(self) -> int:
         return self.last_seq + 1
+
+    @property
+    def interrupted(self) -> bool:
+        """An append raised and the file may still hold some of its records (the cut-back
+        failed too): only a reopen's recovery knows what is stored."""
+        return self._interrupted
+
+    def ensure_appendable(self) -> None:
+        """Raise :class:`OutboxInterrupted` when :attr:`interrupted`."""
+        if self._interrupted:
+            raise OutboxInterrupted(
+                f"{self.dir}: an append failed and could not be undone; the outbox takes no more "
+                "events until it is reopened (restart the device client: its recovery finds "
+                "what the disk holds)"
+            )
 
     def raise_floor(self, next_seq: int) -> None:
         self._floor.raise_to(next_seq)
@@ -203,6 +237,7 @@ class Outbox:
         returns once they are fsync'd."""
         if not records:
             return
+        self.ensure_appendable()
         self._check_bounds(records, int(self._clock() * 1000))
         expected = self.next_seq
         for r in records:
@@ -212,19 +247,30 @@ class Outbox:
         data = b"".join(encode(r) for r in records)
         seg = self._writable_segment()
         assert self._write_fd is not None
+        before = (seg.size, len(seg.appended), seg.max_seq)
+        # Until the file and the segment's fields agree again: an exception that escapes the
+        # handler below (a second KeyboardInterrupt, a failing ftruncate) leaves it set.
+        self._interrupted = True
         try:
             view = memoryview(data)
             while view:
                 view = view[os.write(self._write_fd, view) :]
             os.fsync(self._write_fd)
-        except OSError:
-            # Leave nothing half-written behind for the next append (a reopen would cut it).
+            seg.size += len(data)
+            seg.appended.extend(r.appended_ms for r in records)
+            seg.max_seq = records[-1].seq
+        except BaseException:
+            # Any exception, KeyboardInterrupt or SystemExit included, even after the fsync:
+            # the caller hears "failed", so the batch must not stay. Left in the file, the
+            # next start would send it (the upload journal having forgotten it: queued twice),
+            # and this process would append after it with the same seqs.
+            seg.size, seg.max_seq = before[0], before[2]
+            del seg.appended[before[1] :]
             os.ftruncate(self._write_fd, seg.size)
             os.fsync(self._write_fd)
+            self._interrupted = False
             raise
-        seg.size += len(data)
-        seg.appended.extend(r.appended_ms for r in records)
-        seg.max_seq = records[-1].seq
+        self._interrupted = False
 
     def _check_bounds(self, records: Sequence[Record], now_ms: int) -> None:
         max_age_ms = int(self.limits.max_age_s * 1000)

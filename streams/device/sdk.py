@@ -33,12 +33,13 @@ from pathlib import Path
 from typing import Any
 
 import orjson
+from pydantic import BaseModel, ValidationError
 
 from hito.device import durable, flightlog
 from hito.device.outbox import Outbox, OutboxLimits, OutboxStatus
 from hito.device.records import Record
 from hito.device.sender import Producer, Sender, SenderConfig, SenderStatus
-from hito.schemas.registry import Source, lookup
+from hito.schemas.registry import SOURCES, Source, lookup
 from hito.schemas.signing import sign
 from hito.schemas.topics import DEFAULT_RAW_TOPICS
 
@@ -74,6 +75,12 @@ def with_signature(unsigned: dict[str, Any], key: bytes) -> dict[str, Any]:
     return unsigned
 
 
+class InvalidEvent(ValueError):
+    """The event does not match its schema. The message names fields and error kinds only,
+    never values: pydantic's own message quotes the input (a document number, an operator id),
+    which would end up in the device's logs."""
+
+
 def build_event(
     *,
     schema: str,
@@ -86,7 +93,8 @@ def build_event(
     event_id: uuid.UUID | None = None,
 ) -> dict[str, Any]:
     """A signed envelope as a JSON-ready dict, validated against its schema (what the pipeline
-    would accept, so a device finds its own mistakes before sending)."""
+    would accept, so a device finds its own mistakes before sending); :class:`InvalidEvent`
+    when it is not."""
     entry = lookup(schema)
     if entry is None:
         raise ValueError(f"unknown schema {schema!r}")
@@ -102,8 +110,35 @@ def build_event(
         ),
         key,
     )
-    entry.model.model_validate_json(orjson.dumps(signed), strict=True)
+    try:
+        entry.model.model_validate_json(orjson.dumps(signed), strict=True)
+    except ValidationError as exc:
+        # from None: a logged traceback would print the chained ValidationError, values too.
+        raise InvalidEvent(f"not a valid {schema} event: {_describe(exc, entry.model)}") from None
     return signed
+
+
+def _describe(exc: ValidationError, model: type[BaseModel]) -> str:
+    """Field paths and error kinds; a field name the schema does not have is ``<unknown>``
+    (an extra key may itself be personal data, a document number used as a key)."""
+    known = _field_names(model)
+    parts = []
+    for err in exc.errors(include_input=False, include_url=False):
+        path = ".".join(
+            str(p) if isinstance(p, int) else p if p in known else "<unknown>" for p in err["loc"]
+        )
+        parts.append(f"{path or '<root>'}: {err['type']}")
+    return "; ".join(parts)
+
+
+def _field_names(model: type[BaseModel]) -> frozenset[str]:
+    names: set[str] = set()
+    for name, info in model.model_fields.items():
+        names.add(info.alias or name)
+        nested = info.annotation
+        if isinstance(nested, type) and issubclass(nested, BaseModel):
+            names |= _field_names(nested)
+    return frozenset(names)
 
 
 def encode(envelope: Mapping[str, Any]) -> bytes:
@@ -150,6 +185,41 @@ def kafka_settings(
     return config
 
 
+# The outbox's guarantees rest on these (kafka_producer): a caller may not change them.
+_SET_BY_THE_SDK = frozenset({"acks", "enable_idempotence"})
+
+
+def checked_producer_config(config: Mapping[str, Any]) -> dict[str, Any]:
+    """``config``, refused (ValueError) when it sets what the SDK sets or a key kafka-python
+    does not know. Checked at once: the sender makes the producer in its thread and retries a
+    failure forever, so a bad key would hold every event back with no error to the caller."""
+    from kafka import KafkaProducer
+
+    own = sorted(_SET_BY_THE_SDK & set(config))
+    if own:
+        raise ValueError(
+            f"producer_config may not set {', '.join(own)}: the SDK sets acks='all' and "
+            "enable_idempotence=True, which the outbox's delivery relies on"
+        )
+    unknown = sorted(set(config) - set(KafkaProducer.DEFAULT_CONFIG))
+    if unknown:
+        raise ValueError(f"producer_config: kafka-python has no setting {', '.join(unknown)}")
+    return dict(config)
+
+
+def raw_topics(overrides: Mapping[Source, str] | None) -> dict[Source, str]:
+    """The default raw topics, with ``overrides`` for some or all sources: a source left out
+    keeps its default (the sender would otherwise fail on its events forever)."""
+    topics = dict(DEFAULT_RAW_TOPICS)
+    for source, topic in (overrides or {}).items():
+        if source not in SOURCES:
+            raise ValueError(f"topic_for_source: {source!r} is not one of {', '.join(SOURCES)}")
+        if not isinstance(topic, str) or not topic:
+            raise ValueError(f"topic_for_source: the topic of {source} is not a topic name")
+        topics[source] = topic
+    return topics
+
+
 def kafka_producer(config: Mapping[str, Any]) -> Producer:
     """A kafka-python producer for the outbox: acks=all and idempotence (a broker-side retry
     never writes a second copy), and bounded waits (``config`` may change them), so an
@@ -178,8 +248,10 @@ class DeviceClient:
     a time may use it (a second one gets ``OutboxLocked``). Kafka: ``producer_factory`` (called
     again after every failure), or ``producer_config`` (kafka-python settings, e.g.
     ``hito.credentials.client_config``), or ``bootstrap`` with the device user's credentials.
-    ``min_seq``: a device moving from an SDK without an outbox passes the value of its old
-    ``seq`` file plus a margin (that file was not fsync'd)."""
+    ``topic_for_source``: raw topics that differ from the defaults (a source left out keeps
+    its default). ``min_seq``: a device moving from an SDK without an outbox passes the value
+    of its old ``seq`` file plus a margin (that file was not fsync'd). Bad settings raise
+    ValueError here, before anything is stored."""
 
     def __init__(
         self,
@@ -214,9 +286,9 @@ class DeviceClient:
                 producer_config = kafka_settings(
                     bootstrap, username, password, security_protocol, ssl_cafile
                 )
-            settings = dict(producer_config)
+            settings = checked_producer_config(producer_config)
             producer_factory = lambda: kafka_producer(settings)  # noqa: E731
-        topics: dict[Source, str] = dict(topic_for_source or DEFAULT_RAW_TOPICS)
+        topics = raw_topics(topic_for_source)
         _claim_state_dir(state_dir, device_id, site)
         self._outbox = Outbox(state_dir / "outbox", limits, clock)
         try:
@@ -241,7 +313,8 @@ class DeviceClient:
         event_id: uuid.UUID | None = None,
     ) -> int:
         """Build, validate, sign and durably queue one event; returns its ``seq``. Raises
-        ``OutboxFull`` or ``EventTooOld`` (hito.device.outbox): nothing is dropped quietly."""
+        :class:`InvalidEvent`, ``OutboxFull`` or ``EventTooOld`` (hito.device.outbox): nothing
+        is dropped quietly (``OutboxInterrupted``: restart the client, see the outbox)."""
         return self.send_many([Outgoing(schema, payload, event_time, event_id)])[0]
 
     def send_many(self, events: Iterable[Outgoing]) -> list[int]:

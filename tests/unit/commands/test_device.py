@@ -78,3 +78,31 @@ def test_upload_log_is_for_drone_ground_stations(
     code, text = run(monkeypatch, *args, "--device", "nobody-01")
     assert code != 0 and "not an active registered device" in text
     assert not (tmp_path / "s").exists()
+
+
+def test_upload_log_starts_a_new_state_folder_only_when_told(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """A new folder numbers the fixes from seq 0 again: below what a station that sent
+    already used, dropped by the pipeline as stale or duplicate while the command said
+    "delivered". So the station's own folder, or --new-state."""
+    broker = FakeBroker()
+    monkeypatch.setattr("hito.device.sdk.kafka_producer", lambda config: broker.connect())
+    monkeypatch.setenv("HITO_STATE_DIR", str(tmp_path / "hito"))
+    log = tmp_path / "f.jsonl"
+    assert run(monkeypatch, "sample-log", str(log))[0] == 0
+    upload = ["upload-log", str(log), "--device", "drone-gs-cl-01", "--timeout", "10"]
+    state = tmp_path / "station"
+    for where in ([], ["--state-dir", str(state)]):
+        code, text = run(monkeypatch, *upload, *where)
+        flat = " ".join(text.replace("│", " ").split())  # rich wraps the message in a box
+        assert code != 0 and "holds no device state" in flat and "add --new-state" in flat
+    assert not (tmp_path / "hito").exists() and not state.exists()
+    assert broker.acked == []
+    code, text = run(monkeypatch, *upload, "--state-dir", str(state), "--new-state")
+    assert code == 0, text
+    assert "481 queued now (seq 0 to 480)" in text and "delivered" in text
+    code, text = run(monkeypatch, *upload, "--state-dir", str(state))  # its own folder: fine
+    assert code == 0, text
+    assert "none new, 481 queued before" in text
+    assert [e["seq"] for _, _, e in broker.acked] == list(range(481))

@@ -5,6 +5,9 @@ exports and a crash in the middle of queueing."""
 from __future__ import annotations
 
 import dataclasses
+import errno
+import os
+import uuid
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -15,7 +18,7 @@ import pytest
 
 from hito.device import flightlog
 from hito.device.flightlog import FlightLogError, read_flight_log
-from hito.device.outbox import EventTooOld
+from hito.device.outbox import EventTooOld, OutboxInterrupted
 from hito.device.records import decode, encode
 from hito.device.sdk import DeviceClient
 from hito.device.sender import SenderConfig
@@ -194,6 +197,121 @@ def test_a_crash_after_the_append_commits_the_batch_on_restart(
     report = again.upload_flight_log(log_file(tmp_path, fixes(50)))
     assert (report.queued, report.already_queued) == (0, 50)
     again.flush(timeout=10)
+    assert [e["seq"] for _, _, e in broker.acked] == list(range(50))
+
+
+def interrupt_after_the_segment_fsync(
+    monkeypatch: pytest.MonkeyPatch, exc: BaseException | None = None
+) -> None:
+    """The next fsync of an outbox segment happens, then Ctrl-C (or ``exc``): the batch is on
+    disk."""
+    real = os.fsync
+    armed = [exc or KeyboardInterrupt("Ctrl-C just after the fsync")]
+
+    def fsync(fd: int) -> None:
+        real(fd)
+        if armed and Path(f"/proc/self/fd/{fd}").readlink().suffix == ".seg":
+            raise armed.pop()
+
+    monkeypatch.setattr(os, "fsync", fsync)
+
+
+def test_an_upload_interrupted_after_the_fsync_queues_each_fix_once_when_run_again(
+    tmp_path: Path,
+    client_for: Callable[[], DeviceClient],
+    broker: FakeBroker,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    broker.reachable = False
+    client = client_for()
+    interrupt_after_the_segment_fsync(monkeypatch)
+    with pytest.raises(KeyboardInterrupt):
+        client.upload_flight_log(log_file(tmp_path, fixes(50)))
+    client.close(timeout=1)
+    broker.reachable = True
+    again = client_for()  # a fresh start, then the operator runs the upload again
+    report = again.upload_flight_log(log_file(tmp_path, fixes(50)))
+    assert (report.queued, report.first_seq) == (50, 0)
+    again.flush(timeout=10)
+    assert [e["seq"] for _, _, e in broker.acked] == list(range(50))
+
+
+def test_after_an_interrupted_upload_a_running_client_reuses_no_seq(
+    tmp_path: Path,
+    client_for: Callable[[], DeviceClient],
+    broker: FakeBroker,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    client = client_for()
+    interrupt_after_the_segment_fsync(monkeypatch)
+    with pytest.raises(KeyboardInterrupt):
+        client.upload_flight_log(log_file(tmp_path, fixes(50)))
+    live = uuid.uuid4()
+    payload = {k: v for k, v in fixes(1)[0].items() if k != "fix_time"}
+    assert (
+        client.send("drone.telemetry/1", payload, event_time=datetime.now(UTC), event_id=live) == 0
+    )
+    report = client.upload_flight_log(log_file(tmp_path, fixes(50)))
+    assert (report.queued, report.first_seq) == (50, 1)
+    client.flush(timeout=10)
+    events = [e for _, _, e in broker.acked]
+    assert [e["seq"] for e in events] == list(range(51))
+    assert events[0]["event_id"] == str(live)
+    assert len({e["event_id"] for e in events}) == 51  # each fix once
+
+
+def test_an_append_that_cannot_be_undone_keeps_the_batch_for_the_restart_to_decide(
+    tmp_path: Path,
+    client_for: Callable[[], DeviceClient],
+    broker: FakeBroker,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    broker.reachable = False
+    client = client_for()
+    interrupt_after_the_segment_fsync(monkeypatch, SystemExit("a signal handler's exit"))
+
+    def ftruncate_fails(fd: int, size: int) -> None:
+        raise OSError(errno.EIO, "Input/output error")
+
+    monkeypatch.setattr(os, "ftruncate", ftruncate_fails)
+    with pytest.raises(OSError, match="Input/output error"):
+        client.upload_flight_log(log_file(tmp_path, fixes(50)))
+    monkeypatch.undo()
+    pending = tmp_path / "state" / "uploads" / "pending.json"
+    batch = pending.read_bytes()  # kept: the disk may hold the batch
+    with pytest.raises(OutboxInterrupted):  # its seqs may be on disk: none is handed out again
+        client.upload_flight_log(log_file(tmp_path, fixes(60)))
+    assert pending.read_bytes() == batch  # not replaced by the refused upload's batch
+    client.close(timeout=1)
+    broker.reachable = True
+    again = client_for()  # recovery: the outbox holds the whole batch, so it is committed
+    report = again.upload_flight_log(log_file(tmp_path, fixes(50)))
+    assert (report.queued, report.already_queued) == (0, 50)
+    again.flush(timeout=10)
+    assert [e["seq"] for _, _, e in broker.acked] == list(range(50))
+
+
+def test_a_commit_that_failed_is_made_before_the_next_upload_of_the_process(
+    tmp_path: Path,
+    client_for: Callable[[], DeviceClient],
+    broker: FakeBroker,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    client = client_for()
+    real = flightlog.UploadJournal._commit
+    failures = [OSError(errno.ENOSPC, "No space left on device")]
+
+    def commit(self: flightlog.UploadJournal) -> None:
+        if failures:
+            raise failures.pop()
+        real(self)
+
+    monkeypatch.setattr(flightlog.UploadJournal, "_commit", commit)
+    with pytest.raises(OSError, match="No space left"):
+        client.upload_flight_log(log_file(tmp_path, fixes(50)))  # appended, not recorded
+    report = client.upload_flight_log(log_file(tmp_path, fixes(50)))  # the operator retries
+    assert (report.queued, report.already_queued) == (0, 50)
+    client.flush(timeout=10)
     assert [e["seq"] for _, _, e in broker.acked] == list(range(50))
 
 

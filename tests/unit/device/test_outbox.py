@@ -14,6 +14,7 @@ from hito.device.outbox import (
     EventTooOld,
     Outbox,
     OutboxFull,
+    OutboxInterrupted,
     OutboxLimits,
     OutboxLocked,
 )
@@ -265,3 +266,57 @@ def test_fsync_where_the_module_says(folder: Path, clock: Clock, fsyncs: Fsyncs)
         f"unlink {seg}",
         "outbox",
     ]
+
+
+def test_an_append_interrupted_after_its_fsync_stores_nothing(
+    folder: Path, clock: Clock, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A KeyboardInterrupt once the batch is on disk: the caller hears "failed", so the batch
+    is cut back, and the outbox goes on after its last good record, in memory and on disk."""
+    box = opened(folder, clock)
+    box.append([rec(0)])
+    real = os.fsync
+    armed = [True]
+
+    def fsync_then_interrupt(fd: int) -> None:
+        real(fd)
+        if armed and Path(f"/proc/self/fd/{fd}").readlink().suffix == ".seg":
+            armed.clear()
+            raise KeyboardInterrupt("Ctrl-C just after the fsync")
+
+    monkeypatch.setattr(os, "fsync", fsync_then_interrupt)
+    with pytest.raises(KeyboardInterrupt):
+        box.append([rec(1), rec(2)])
+    assert not box.interrupted and box.next_seq == 1 and seqs(box) == [0]
+    box.append([rec(1, size=10)])  # seq 1 again: nobody saw the cut one
+    expected = [rec(0).event, rec(1, size=10).event]
+    assert [p.record.event for p in box.pending()] == expected
+    box.close()
+    assert [p.record.event for p in opened(folder, clock).pending()] == expected
+
+
+def test_an_append_that_cannot_be_cut_back_stops_the_outbox_until_reopened(
+    folder: Path, clock: Clock, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    box = opened(folder, clock)
+    real = os.fsync
+
+    def fsync_then_interrupt(fd: int) -> None:
+        real(fd)
+        if Path(f"/proc/self/fd/{fd}").readlink().suffix == ".seg":
+            raise SystemExit("a signal handler's exit")
+
+    def ftruncate_fails(fd: int, size: int) -> None:
+        raise OSError(5, "Input/output error")
+
+    monkeypatch.setattr(os, "fsync", fsync_then_interrupt)
+    monkeypatch.setattr(os, "ftruncate", ftruncate_fails)
+    with pytest.raises(OSError, match="Input/output error"):
+        box.append([rec(0), rec(1)])
+    monkeypatch.undo()
+    assert box.interrupted
+    with pytest.raises(OutboxInterrupted, match="until it is reopened"):
+        box.append([rec(0)])  # would reuse seq 0, which the file holds
+    box.close()
+    again = opened(folder, clock)  # recovery reads what the disk holds
+    assert seqs(again) == [0, 1] and again.next_seq == 2 and not again.interrupted

@@ -5,6 +5,7 @@ tests/integration/pipeline/test_store_and_forward.py does it against Kafka and a
 from __future__ import annotations
 
 import time
+import traceback
 import uuid
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
@@ -13,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from hito.device.outbox import OutboxFull, OutboxLimits
-from hito.device.sdk import DeliveryTimeout, DeviceClient, Outgoing
+from hito.device.sdk import DeliveryTimeout, DeviceClient, InvalidEvent, Outgoing, build_event
 from hito.device.sender import SenderConfig
 from tests.unit.device.fakes import FakeBroker
 
@@ -157,9 +158,82 @@ def test_a_bad_event_is_refused_before_it_takes_a_seq(
     make_client: Callable[..., DeviceClient],
 ) -> None:
     client = make_client()
-    with pytest.raises(ValueError, match="validation error"):
+    with pytest.raises(InvalidEvent, match=r"payload\.detections: greater_than_equal"):
         client.send("sensor.reading/1", {**SENSOR, "detections": -1}, event_time=datetime.now(UTC))
     assert send(client, 1) == [0]
+
+
+CROSSING = {
+    "direction": "entry",
+    "mode": "car",
+    "lane": "L1",
+    "document_type": "passport",
+    "document_number": "X1234567",
+    "nationality": "CHL",
+    "birth_year": 1980,
+    "outcome": "admitted",
+    "processing_seconds": 40.0,
+}
+
+
+def test_a_refused_event_names_fields_never_their_values() -> None:
+    """The error (and its traceback) ends up in the device's logs: no personal data in it."""
+    bad = {**CROSSING, "document_number": "ab-123456789-zz", "birth_year": "1980", "P1234567": 1}
+    with pytest.raises(InvalidEvent) as caught:
+        build_event(
+            schema="checkpoint.crossing/1",
+            device_id="ckpt-chacalluta-01",
+            site="chacalluta",
+            seq=0,
+            event_time=datetime.now(UTC),
+            payload=bad,
+            key=KEY,
+        )
+    logged = "".join(traceback.format_exception(caught.value))
+    for value in ("ab-123456789-zz", "1980", "P1234567"):
+        assert value not in logged
+    assert "payload.document_number: string_pattern_mismatch" in str(caught.value)
+    assert "payload.birth_year: int_type" in str(caught.value)
+    assert "payload.<unknown>: extra_forbidden" in str(caught.value)
+
+
+def test_a_partial_topic_map_keeps_the_defaults_for_the_other_sources(
+    make_client: Callable[..., DeviceClient], broker: FakeBroker
+) -> None:
+    client = make_client(topic_for_source={"sensor": "site-a.raw.sensor"})
+    client.send("sensor.reading/1", SENSOR, event_time=datetime.now(UTC))
+    client.send("checkpoint.crossing/1", CROSSING, event_time=datetime.now(UTC))
+    client.flush(timeout=5)
+    assert [topic for topic, _, _ in broker.acked] == ["site-a.raw.sensor", "hito.raw.checkpoint"]
+
+
+@pytest.mark.parametrize(
+    ("options", "message"),
+    [
+        ({"topic_for_source": {"sensors": "raw"}}, "'sensors' is not one of checkpoint"),
+        ({"topic_for_source": {"sensor": ""}}, "the topic of sensor is not a topic name"),
+        ({"producer_config": {"bootstrap_servers": "b:9092", "acks": 1}}, "may not set acks"),
+        (
+            {"producer_config": {"enable_idempotence": False}},
+            "may not set enable_idempotence",
+        ),
+        (
+            {"producer_config": {"bootstrap_servers": "b:9092", "lingerms": 5}},
+            "kafka-python has no setting lingerms",
+        ),
+    ],
+)
+def test_bad_topics_or_producer_settings_are_refused_at_construction(
+    make_client: Callable[..., DeviceClient],
+    tmp_path: Path,
+    options: dict[str, object],
+    message: str,
+) -> None:
+    if "producer_config" in options:
+        options = {**options, "producer_factory": None}
+    with pytest.raises(ValueError, match=message):
+        make_client(**options)
+    assert not (tmp_path / "state").exists()  # refused before anything was stored
 
 
 def test_a_state_folder_belongs_to_one_device(
