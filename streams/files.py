@@ -30,7 +30,9 @@ def exclusive_lock(path: Path) -> Iterator[None]:
 def write_private(path: Path, content: str | bytes) -> None:
     """Write ``content`` to ``path`` readable by this user only (0600), atomically: a reader
     sees the old file or the new one, never half of it, and never a moment of wider
-    permissions (a temporary file left by a crash keeps its mode: it is set again)."""
+    permissions (a temporary file left by a crash keeps its mode: it is set again). The
+    rename is fsync'd with its directory: after a power cut the file is the old or the new
+    one, never missing or empty."""
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_suffix(path.suffix + ".tmp")
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
@@ -40,6 +42,11 @@ def write_private(path: Path, content: str | bytes) -> None:
         fh.flush()
         os.fsync(fh.fileno())
     tmp.replace(path)
+    directory = os.open(path.parent, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        os.fsync(directory)
+    finally:
+        os.close(directory)
 
 
 M = TypeVar("M", bound=BaseModel)

@@ -135,14 +135,17 @@ class Prometheus(Service):
         home = self.data_dir(settings)
         major = settings.prometheus.version.split(".")[0]
         marker = home / "major-version"
-        if (home / "wal").exists() or (marker.exists() and marker.read_text().strip() != major):
+        # An empty or unreadable marker (a power cut while it was written, before it was
+        # written atomically) says nothing: the history is not deleted for it.
+        recorded = marker.read_text().strip() if marker.exists() else ""
+        if (home / "wal").exists() or (recorded and recorded != major):
             # A Prometheus 2 data directory (the tsdb was <state>/prometheus itself) or another
             # major's: metrics history only, never needed to page.
             for entry in home.iterdir():
                 if entry.name not in {"targets"}:
                     shutil.rmtree(entry) if entry.is_dir() else entry.unlink()
             log.warning("removed Prometheus data of another version from %s", home)
-        marker.write_text(f"{major}\n")
+        write_private(marker, f"{major}\n")
         worker_targets_dir(settings).mkdir(parents=True, exist_ok=True)
         shipped_dir = settings.infra_dir / "prometheus"
         shipped = (shipped_dir / "prometheus.yml").read_text()

@@ -52,3 +52,27 @@ def test_builds_run_the_scripts_with_the_settings_versions_once(tmp_path: Path) 
     assert calls == []
     argv = Prometheus("prometheus", "").argv(settings)
     assert argv[0] == str(tmp_path / "cache" / "bin" / "prometheus-v3.16.0")
+
+
+def _history(tmp_path: Path, marker: str | None) -> tuple[HitoSettings, Path]:
+    settings = HitoSettings(state_dir=tmp_path / "state")
+    home = Prometheus("prometheus", "metrics").data_dir(settings)
+    (home / "data").mkdir(parents=True)
+    kept = home / "data" / "chunk"
+    kept.write_bytes(b"metrics history")
+    if marker is not None:
+        (home / "major-version").write_text(marker)
+    return settings, kept
+
+
+def test_the_metrics_history_goes_only_for_another_major_version(tmp_path: Path) -> None:
+    """An empty marker (a power cut while it was written, before it was written atomically)
+    was taken for another major version: the whole history was deleted."""
+    prometheus = Prometheus("prometheus", "metrics")
+    major = HitoSettings().prometheus.version.split(".")[0]
+    for n, (marker, stays) in enumerate([("", True), (None, True), (major, True), ("2\n", False)]):
+        settings, kept = _history(tmp_path / str(n), marker)
+        prometheus.prepare(settings)
+        assert kept.exists() is stays, marker
+        marker_file = prometheus.data_dir(settings) / "major-version"
+        assert marker_file.read_text() == f"{major}\n"
