@@ -19,6 +19,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from hito.files import write_private
 from hito.settings import HitoSettings, KafkaSettings
 from hito.stack.base import Runner, Service, require_command
 
@@ -117,7 +118,9 @@ class KafkaNode(Service):
             argfile.unlink(missing_ok=True)
         if done.returncode != 0:
             raise RuntimeError(f"formatting Kafka storage failed: {done.stderr[-2000:]}")
-        (self.data_dir(settings) / "data" / _SCRAM_MARKER).touch()
+        # fsync'd with its directory: a marker lost to a power cut would have this node's
+        # (just formatted, SCRAM-ready) data refused as older than SASL/SCRAM.
+        write_private(self.data_dir(settings) / "data" / _SCRAM_MARKER, "")
         log.info("formatted Kafka node %d with cluster id %s", self.node + 1, cluster_id)
 
     def _java_prefix(self, settings: HitoSettings) -> list[str]:
