@@ -52,6 +52,7 @@ from hito.device.segments import (
 from hito.device.seq import SeqFloor
 
 __all__ = [
+    "ClockNotSet",
     "EventTooOld",
     "Outbox",
     "OutboxFull",
@@ -72,6 +73,18 @@ class OutboxFull(RuntimeError):
 
 class EventTooOld(ValueError):
     """The event is already older than the outbox's ``max_age_s``: it may not wait in it."""
+
+
+# A device clock before this instant is not set: one without a real-time-clock battery boots
+# at 1970 (or at a stale fake-hwclock time) until NTP steps it. Every queue time stamped meanwhile
+# would be decades old once the clock is stepped, and the next expiry would delete them all
+# (valid flight-log fixes with correct GPS times included): such an append is refused instead.
+CLOCK_FLOOR_S = 1_735_689_600  # 2025-01-01T00:00:00Z, before any release of Hito
+
+
+class ClockNotSet(RuntimeError):
+    """The device's clock reads before :data:`CLOCK_FLOOR_S`: it has not been set. Nothing is
+    stored; set the clock (NTP, GPS) and send again."""
 
 
 class OutboxInterrupted(RuntimeError):
@@ -238,7 +251,13 @@ class Outbox:
         if not records:
             return
         self.ensure_appendable()
-        self._check_bounds(records, int(self._clock() * 1000))
+        now_ms = int(self._clock() * 1000)
+        if now_ms < CLOCK_FLOOR_S * 1000:
+            raise ClockNotSet(
+                f"the device clock reads {now_ms // 1000} s since 1970, before 2025: it is not set "
+                "(no real-time clock?); nothing was stored: set the clock and send again"
+            )
+        self._check_bounds(records, now_ms)
         expected = self.next_seq
         for r in records:
             if r.seq < expected:

@@ -313,8 +313,9 @@ class DeviceClient:
         event_id: uuid.UUID | None = None,
     ) -> int:
         """Build, validate, sign and durably queue one event; returns its ``seq``. Raises
-        :class:`InvalidEvent`, ``OutboxFull`` or ``EventTooOld`` (hito.device.outbox): nothing
-        is dropped quietly (``OutboxInterrupted``: restart the client, see the outbox)."""
+        :class:`InvalidEvent`, ``OutboxFull``, ``EventTooOld`` or ``ClockNotSet``
+        (hito.device.outbox): nothing is dropped quietly (``OutboxInterrupted``: restart the
+        client, see the outbox)."""
         return self.send_many([Outgoing(schema, payload, event_time, event_id)])[0]
 
     def send_many(self, events: Iterable[Outgoing]) -> list[int]:

@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 
 from hito.device.outbox import (
+    ClockNotSet,
     EventTooOld,
     Outbox,
     OutboxFull,
@@ -320,3 +321,20 @@ def test_an_append_that_cannot_be_cut_back_stops_the_outbox_until_reopened(
     box.close()
     again = opened(folder, clock)  # recovery reads what the disk holds
     assert seqs(again) == [0, 1] and again.next_seq == 2 and not again.interrupted
+
+
+def test_a_clock_that_is_not_set_queues_nothing(folder: Path, clock: Clock) -> None:
+    """A ground station without a real-time-clock battery boots at 1970. Its flight log's
+    fixes (correct GPS times) were queued with 1970 queue times; once NTP stepped the clock,
+    the next expiry took them for 56 years old and deleted them all. Now nothing is queued
+    until the clock is set, and what is queued after that waits its full max age."""
+    box = opened(folder, clock, max_age_s=3600)
+    clock.t = 86_400.0  # 1970-01-02: not set
+    fix = Record(0, int(T0 * 1000), int(clock.t * 1000), "drone", b"a fix at its GPS time")
+    with pytest.raises(ClockNotSet):
+        box.append([fix])
+    assert box.pending() == [] and box.next_seq == 0
+    clock.t = T0  # NTP stepped it
+    box.append([rec(0)])
+    assert box.expire().events == 0
+    assert seqs(box) == [0]
