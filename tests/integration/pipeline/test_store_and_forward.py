@@ -21,7 +21,8 @@ import orjson
 from kafka import KafkaConsumer, TopicPartition
 
 from hito.credentials import client_config
-from hito.device.sdk import DeviceClient, kafka_producer
+from hito.device.kafka_client import kafka_producer
+from hito.device.sdk import DeviceClient
 from hito.device.sender import Producer, SenderConfig
 from hito.device.simulate.flight_log import flight_fixes, write_flight_log
 from hito.pipeline.stages.windows import format_start, window_start

@@ -13,7 +13,8 @@ from pathlib import Path
 from typing import Any
 
 from hito.credentials import client_config
-from hito.device.sdk import DeviceClient, kafka_producer
+from hito.device.kafka_client import kafka_producer
+from hito.device.sdk import DeviceClient
 from hito.device.sender import Producer
 from hito.devices import DeviceRegistry
 from hito.settings import load_settings
