@@ -242,6 +242,7 @@ def build_worker(
         repeat_days=repeat_days,
         repeat_rules=repeat_rules,
         on_day_published=lambda site: metrics.repeat_days_published.labels(site=site).inc(),
+        rebalancing=lambda: bool(app.rebalancing),
         pause_after_clear_s=_test_seconds("HITO_TEST_PAUSE_AFTER_CLEAR_S"),
     )
     # concurrency=1: one batch at a time per lane (the tables are written in batch order).

@@ -17,7 +17,7 @@ import asyncio
 import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 
 from hito.pipeline.agents.surge import SurgeDetector
 from hito.pipeline.dead_letters import DeadLetters, Origin
@@ -46,6 +46,8 @@ log = logging.getLogger(__name__)
 # Surge points not written yet (InfluxDB down): old scores matter less than memory, so the
 # oldest go first past this many (logged).
 SURGE_BACKLOG_MAX = 10_000
+# A rebalance, recovery included, takes seconds to a minute or two: past this, say so.
+REBALANCE_LONG = timedelta(minutes=5)
 
 
 @dataclass(eq=False, kw_only=True)
@@ -63,6 +65,8 @@ class Publisher:
     repeat_days: RepeatDays
     repeat_rules: RepeatRules
     on_day_published: Callable[[str], None] = lambda site: None
+    # True from a rebalance's start to the end of its recovery (Faust's app.rebalancing).
+    rebalancing: Callable[[], bool] = lambda: False
     # A fault hook for tests (HITO_TEST_PAUSE_AFTER_CLEAR_S): a pause between a flush's
     # deletes and its writes, where a stop must not cut it (worker.py waits for the flush).
     pause_after_clear_s: float | None = None
@@ -71,10 +75,32 @@ class Publisher:
     surge_backlog: list[str] = field(default_factory=list, init=False)
     # The partitions owned at the last scan of repeat_crossings' days (None: never scanned).
     repeat_scanned_for: set[int] | None = field(default=None, init=False)
+    # Since when ticks wait for a rebalance to end (and when that was last logged).
+    held_since: datetime | None = field(default=None, init=False)
+    held_warned: datetime = field(default=datetime.min.replace(tzinfo=UTC), init=False)
 
     async def flush(self, owned: set[int]) -> None:
         """One tick: windows (public, then the archive), then pipeline counts, surge scores
-        and closed days of repeat_crossings of owned partitions."""
+        and closed days of repeat_crossings of owned partitions.
+
+        Nothing while a rebalance runs, recovery included: the tables of a partition taken
+        over are being read back from their changelogs (Faust's memory store applies them in
+        batches, and keeps keys this worker wrote before the partition left), so a tick would
+        publish from a partial or stale state. Before, a takeover by a running worker could
+        archive its own older copy of a window over the version another worker had archived,
+        and scan a closed day of repeat_crossings from some of its people only, overwriting
+        the published counts with smaller ones (the assignor names the partitions at the
+        rebalance's start, before their recovery)."""
+        if self.rebalancing():
+            now = self.clock()
+            self.held_since = self.held_since or now
+            if now - self.held_since > REBALANCE_LONG and now - self.held_warned > REBALANCE_LONG:
+                self.held_warned = now
+                log.warning(
+                    "nothing published for %s: the rebalance has not ended", now - self.held_since
+                )
+            return
+        self.held_since = None
         self.archive.retain(owned)
         await self.flush_windows(owned)
         await self.flush_archive(owned)

@@ -142,3 +142,32 @@ def test_closed_days_are_scanned_for_only_when_one_may_have_closed() -> None:
 
     scans, published = asyncio.run(scenario())
     assert scans == [0, 1] and published == [(0, "chacalluta", EPOCH)]
+
+
+def test_nothing_is_published_while_a_rebalance_runs(caplog: pytest.LogCaptureFixture) -> None:
+    """From a rebalance's start to the end of its recovery the tables of a partition taken
+    over are partial: a tick then wrote windows, archived them and scanned closed days from
+    whatever had been read back. Now it waits for the rebalance to end."""
+    rebalancing = [True]
+
+    async def scenario() -> tuple[dict[str, int], dict[str, int]]:
+        async with influx_answering(204) as (port, _):
+            publisher, _ = publisher_with_one_window(port)
+            publisher.sink.delete = _no_delete  # type: ignore[method-assign,assignment]
+            publisher.rebalancing = lambda: rebalancing[0]
+            now = [START]
+            publisher.clock = lambda: now[0]
+            await publisher.flush({0})
+            now[0] += timedelta(minutes=6)  # a rebalance that does not end is said
+            await publisher.flush({0})
+            assert "nothing published for 0:06:00: the rebalance has not ended" in caplog.text
+            during = publisher.windows.pending({0})
+            assert publisher.repeat_scanned_for is None  # no scan of days either
+            rebalancing[0] = False
+            await publisher.flush({0})
+            await publisher.sink.close()
+            return during, publisher.windows.pending({0})
+
+    during, after = asyncio.run(scenario())
+    assert during == {"0|chacalluta|2026-12-03T12:00:00Z": 2}
+    assert after == {}
