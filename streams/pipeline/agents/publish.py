@@ -30,7 +30,13 @@ from hito.pipeline.sinks.errors import (
     write_or_dead_letter,
 )
 from hito.pipeline.sinks.influx import InfluxSink
-from hito.pipeline.sinks.lines import archive_line, points_for, repeat_points, series_predicate
+from hito.pipeline.sinks.lines import (
+    archive_line,
+    points_for,
+    repeat_points,
+    series_predicate,
+    window_predicates,
+)
 from hito.pipeline.stages import repeat
 from hito.pipeline.stages.outcomes import Rejected
 from hito.pipeline.stages.repeat import RepeatRules
@@ -121,7 +127,8 @@ class Publisher:
         async def clear_stale() -> None:
             # Suppression can stop publishing a cell: its old point must go, or sums double
             # it. A window this process has not written yet may have stale points from an
-            # earlier process: clear the site's points at that time first.
+            # earlier process: clear the window's measurements at that time first (only
+            # those: the minute's surge point and a day's repeat_crossings point stay).
             cleared = False
             for key, new in series.items():
                 start = parse_start(states[key]["start"])
@@ -131,7 +138,7 @@ class Publisher:
                     # minute's surge point and the other measurements stay).
                     self.published[key] = _series(points_for(before, self.small_count_k))
                 if key not in self.published:
-                    await self.sink.delete(start, [f'site="{states[key]["site"]}"'])
+                    await self.sink.delete(start, window_predicates(states[key]))
                     cleared = True
                 elif stale := self.published[key] - new:
                     await self.sink.delete(start, [series_predicate(s) for s in sorted(stale)])

@@ -148,6 +148,25 @@ def _wait_fields(cells: list[dict[str, Any]]) -> dict[str, float]:
     }
 
 
+def window_predicates(state: State) -> list[str]:
+    """Delete predicates for every point a window of this state could have had published, at
+    its start: one per measurement its cells feed (cells only ever grow, so an earlier version
+    fed no other), and never the other measurements at that second — the minute's surge score,
+    the day's repeat_crossings point at a day's first minute. A single ``site="..."`` predicate
+    deleted those too, for good (neither is written again)."""
+    site = state["site"]
+    measurements = []
+    if state["crossings"] or state["nationality"] or state["wait"]:
+        measurements += ["crossings", "crossings_by_nationality", "wait_time"]
+    if state["sensor"]:
+        measurements.append("sensor")
+    if state["drone"]:
+        measurements.append("drone")
+    if state.get("revisions"):
+        measurements.append(REVISIONS)
+    return [f'_measurement="{m}" AND site="{site}"' for m in measurements]
+
+
 def series_predicate(series_key: str) -> str:
     """`crossings,direction=entry,mode=car` -> an InfluxDB delete predicate for that series."""
     measurement, *tags = series_key.split(",")

@@ -15,6 +15,7 @@ from hito.pipeline.agents.publish import Publisher
 from hito.pipeline.agents.surge import SurgeDetector
 from hito.pipeline.dead_letters import DeadLetters
 from hito.pipeline.sinks.errors import Outcome
+from hito.pipeline.sinks.lines import window_predicates
 from hito.pipeline.stages import aggregate
 from hito.pipeline.stages.repeat import RepeatRules
 from hito.pipeline.stages.windows import WindowRules
@@ -171,3 +172,34 @@ def test_nothing_is_published_while_a_rebalance_runs(caplog: pytest.LogCaptureFi
     during, after = asyncio.run(scenario())
     assert during == {"0|chacalluta|2026-12-03T12:00:00Z": 2}
     assert after == {}
+
+
+def test_a_window_new_to_this_process_clears_only_its_own_measurements() -> None:
+    """Before its first write, a window clears what an earlier process may have published at
+    its start. It cleared every point of the site at that second, the minute's surge score and
+    (at a day's first minute) the day's repeat_crossings point too, neither written again."""
+    deleted: list[tuple[datetime, list[str]]] = []
+
+    async def record(start: datetime, predicates: list[str]) -> None:
+        deleted.append((start, predicates))
+
+    async def scenario() -> None:
+        async with influx_answering(204) as (port, _):
+            publisher, _ = publisher_with_one_window(port)
+            publisher.sink.delete = record  # type: ignore[method-assign]
+            assert await publisher.flush_windows({0}) is Outcome.WRITTEN
+            await publisher.sink.close()
+
+    asyncio.run(scenario())
+    assert deleted == [(START, ['_measurement="sensor" AND site="chacalluta"'])]
+
+
+def test_the_predicates_follow_the_measurements_a_window_feeds() -> None:
+    state = aggregate.new_state("chacalluta", START)
+    assert window_predicates(state) == []
+    state["crossings"] = {"entry|car|admitted": 1}
+    state["revisions"] = {"checkpoint": 1}
+    assert window_predicates(state) == [
+        f'_measurement="{m}" AND site="chacalluta"'
+        for m in ("crossings", "crossings_by_nationality", "wait_time", "revisions")
+    ]
