@@ -1,4 +1,5 @@
-"""``hito policy keys init|rotate|status``: the pseudonym key store (docs/privacy.md, "Keys").
+"""``hito policy keys init|rotate|status|destroy-expired``: the pseudonym key store
+(docs/privacy.md, "Keys").
 
 No command prints a key. Files that carry keys between hosts (a store copy, a rotation seed)
 are deleted by the command that installs them.
@@ -23,7 +24,7 @@ from hito.pipeline.keystore import (
     read_chain_file,
     write_chain_file,
 )
-from hito.pipeline.pseudonyms import epoch_of, epoch_start
+from hito.pipeline.pseudonyms import epoch_of, epoch_start, first_open_epoch
 from hito.runtime import key_grace_s, key_store_path
 from hito.schemas.privacy.policy import load_policy
 from hito.settings import load_settings
@@ -103,8 +104,12 @@ def rotate(
         if given is None or len(given.segments) != 1:
             raise KeyStoreError(f"{seed_in}: not a rotation seed for {purpose}")
         (segment,) = given.segments
-        store.rotate(purpose, segment.from_epoch, segment.key, now)
-        seed_in.unlink()
+        try:
+            store.rotate(purpose, segment.from_epoch, segment.key, now)
+        finally:
+            # Deleted even when refused (its epoch has begun here): a seed left behind holds
+            # every key of the new chain.
+            seed_in.unlink()
         first = segment.from_epoch
     else:
         first = from_epoch if from_epoch is not None else epoch_of(now, epochs[purpose]) + 1
@@ -114,13 +119,36 @@ def rotate(
             write_chain_file(seed_out, {purpose: Chain(epochs[purpose], (Segment(first, key),))})
     start = epoch_start(first, epochs[purpose]).isoformat()
     Console().print(f"{purpose}: a new key from epoch e{first} ({start}) on")
+    if seed_out is not None:
+        Console().print(
+            f"[yellow]{seed_out} holds every key of the new chain:[/] copy it to each other "
+            "host over a secure channel (`--seed-in` deletes the copy there), then delete it "
+            "here (e.g. `shred -u`) before the epoch begins"
+        )
+
+
+@keys_app.command("destroy-expired")
+def destroy_expired() -> None:
+    """Destroy the keys of closed epochs now (what a running worker does every few minutes):
+    for a host whose store outlives its worker (stopped, standby, retired), run it from a
+    timer, e.g. hourly. Such a store kept a closed day's key, from which every later day's key
+    follows, for as long as no worker ran."""
+    path, _, grace = _epochs()
+    moved = KeyStore.open(path).destroy_expired(datetime.now(UTC), grace)
+    console = Console()
+    for purpose, first in sorted(moved.items()):
+        console.print(f"{purpose}: keys before e{first} destroyed")
+    if not moved:
+        console.print("no key of a closed epoch was held")
 
 
 @keys_app.command("status")
 def status() -> None:
-    """Per purpose: the epoch length, the oldest epoch whose key is still held, rotations."""
+    """Per purpose: the epoch length, the oldest epoch whose key is still held, rotations.
+    Exit 1 when a closed epoch's key is still held (run `destroy-expired`)."""
     path, epochs, grace = _epochs()
     store = KeyStore.open(path)
+    now = datetime.now(UTC)
     mode = oct(path.stat().st_mode & 0o777)
     table = Table(title=f"Pseudonym key store {path} (mode {mode}; keys closed {grace} s after)")
     for col in ("purpose", "epoch", "oldest key held", "later rotations", "in policy"):
@@ -136,3 +164,15 @@ def status() -> None:
             "yes" if purpose in epochs else "no",
         )
     Console().print(table)
+    overdue = sorted(
+        purpose
+        for purpose, chain in store.chains.items()
+        if chain.first_epoch < first_open_epoch(now, chain.epoch_s, grace)
+    )
+    if overdue:
+        Console(stderr=True).print(
+            f"[red]keys of closed epochs are still held[/] ({', '.join(overdue)}): no worker "
+            "has destroyed them; run `hito policy keys destroy-expired` (and from a timer on "
+            "a host whose store outlives its worker)"
+        )
+        raise typer.Exit(1)
