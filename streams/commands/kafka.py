@@ -49,17 +49,20 @@ def provision() -> None:
 
 
 def provision_all() -> None:
-    """Prepare a deployment: Kafka users, quotas, topics and ACLs; InfluxDB's scoped tokens;
-    the pseudonym key store, if this host has none yet.
+    """Prepare a deployment: Kafka users, quotas, topics and ACLs; InfluxDB's scoped tokens
+    and the buckets' retention (the privacy policy's); the pseudonym key store, if this host
+    has none yet.
 
     Idempotent, once per deployment before the first worker (docker-compose.yml's one-shot
     job). The tokens go to the state directory's tokens.json (0600), where workers read
     theirs; the key store to HITO_PRIVACY__KEY_STORE_FILE (0600, on the workers' volume).
     Neither is ever printed."""
     from hito.access.influx_tokens import ensure_bucket_tokens
+    from hito.access.retention import apply_to_bucket
     from hito.commands.policy_keys import init as init_key_store
     from hito.credentials import tokens_path
     from hito.runtime import key_store_path
+    from hito.schemas.privacy.policy import load_policy
 
     settings = load_settings()
     settings.require(KAFKA_USERS, *INFLUX_ADMIN)
@@ -68,6 +71,14 @@ def provision_all() -> None:
     ensure_bucket_tokens(settings.influxdb, path)
     console = Console()
     console.print(f"InfluxDB tokens of bucket {settings.influxdb.bucket}: {path}")
+    # The buckets keep data as long as the privacy policy says (compose made the bucket
+    # without a retention: aggregates were kept for ever; only `hito up` applied it).
+    policy = load_policy(settings.privacy.policy_file)
+    changed = apply_to_bucket(settings, policy)
+    console.print(
+        f"bucket retention: policy {policy.version}'s"
+        + (" (set now)" if changed else " (already so)")
+    )
     store = key_store_path(settings)
     if store.exists():
         console.print(f"pseudonym key store {store}: exists, left as it is")

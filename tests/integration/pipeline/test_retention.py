@@ -10,6 +10,7 @@ import os
 import subprocess
 import sys
 import uuid
+from pathlib import Path
 
 from kafka.admin import ConfigResource, ConfigResourceType, NewTopic
 
@@ -72,6 +73,38 @@ def test_the_retention_audit_fails_on_a_planted_drift(isolated_runtime: Runtime)
     finally:
         admin.delete_topics([changelog])
         admin.close()
+
+
+def test_provision_gives_the_buckets_the_policys_retention(
+    isolated_runtime: Runtime, tmp_path: Path
+) -> None:
+    """`hito provision` (docker-compose's one-shot job) left the bucket as compose's InfluxDB
+    made it, keeping aggregates for ever; only `hito up` applied the policy's retention."""
+    settings, policy = isolated_runtime.settings, isolated_runtime.policy
+    p = settings.pipeline
+    _bucket_forever(isolated_runtime)
+    assert Drift(f"bucket {settings.influxdb.bucket}", "retention_s", "34560000", "0") in audit(
+        settings, policy
+    )
+    env = {
+        **os.environ,
+        "HITO_STATE_DIR": str(tmp_path / "state"),
+        "HITO_PIPELINE__RAW_TOPICS": json.dumps(dict(p.raw_topics)),
+        "HITO_PIPELINE__DLQ_TOPIC": p.dlq_topic,
+        "HITO_PIPELINE__DLQ_ORIGINALS_TOPIC": p.dlq_originals_topic,
+        "HITO_PIPELINE__CLEAN_TOPIC_PREFIX": p.clean_topic_prefix,
+        "HITO_INFLUXDB__BUCKET": settings.influxdb.bucket,
+    }
+    done = subprocess.run(
+        [sys.executable, "-m", "hito.cli", "provision"],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=120,
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert f"bucket retention: policy {policy.version}'s (set now)" in done.stdout
+    assert [d for d in audit(settings, policy) if d.resource.startswith("bucket")] == []
 
 
 def _bucket_forever(runtime: Runtime) -> None:
