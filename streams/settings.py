@@ -173,7 +173,7 @@ class InfluxSettings(_Frozen):
     password: SecretStr | None = Field(default=None, description="The admin user's password")
     token: SecretStr | None = Field(
         default=None,
-        description="Admin token: setup, erasure, tests; never what a worker writes with",
+        description="Admin token: setup, retention, tests; never what a worker writes with",
     )
     pipeline_token: SecretStr | None = Field(
         default=None,
