@@ -84,6 +84,11 @@ def points_for(state: State, k: int) -> list[str]:
         if hidden:
             groups.append((OTHER, hidden))
         for mode, members in groups:
+            if sum(c["n"] for c in members) < k:
+                # The whole direction has fewer than k people (suppression then publishes
+                # it as one group): its times would be theirs, one person's exact processing
+                # time when alone. Their count is in `crossings`; no times.
+                continue
             point("wait_time", {"direction": direction, "mode": mode}, _wait_fields(members))
     for key, c in sorted(state["sensor"].items()):
         sensor_type, geohash = key.split("|")

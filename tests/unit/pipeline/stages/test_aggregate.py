@@ -115,6 +115,20 @@ def test_points_are_typed_tagged_and_suppressed() -> None:
     assert "i," not in wait[0].split(" ")[1] and not wait[0].split(" ")[1].endswith("i")
 
 
+def test_a_direction_under_k_publishes_its_count_but_no_times() -> None:
+    """One truck southbound at 4 a.m.: suppression publishes the direction as one group, and
+    its wait_time point was that driver's exact processing time (p50 = p95 = max)."""
+    state = aggregate.new_state("chacalluta", START)
+    aggregate.add(state, _crossing(0, direction="exit", mode="truck", processing_seconds=73.4),
+                  (RAW, 0))  # fmt: skip
+    lines = points_for(state, k=5)
+    assert [ln.split(",")[0] for ln in lines] == ["crossings", "crossings_by_nationality"]
+    assert not any("73.4" in ln for ln in lines)
+    for seq in range(1, 5):  # k people now: the times are theirs together
+        aggregate.add(state, _crossing(seq, direction="exit", mode="truck"), (RAW, seq))
+    assert any(ln.startswith("wait_time,direction=exit") for ln in points_for(state, k=5))
+
+
 def _reading(**payload: Any) -> CleanEvent:
     p = {"sensor_type": "environment", "geohash": "6ur2x", "detections": 0, **payload}
     return CleanEvent.model_validate(
