@@ -1,9 +1,10 @@
 """What a failed InfluxDB write means, and the one policy every flush follows.
 
 A failure is either *retryable* — the same points may be written later: InfluxDB down, slow or
-overloaded (connection errors, timeouts, HTTP 429 and 5xx), or refusing our token (401/403: a
-revoked or replaced token is about credentials, not the points; the sink re-reads its token) —
-or *permanent*: any other 4xx, which these points will never get past (a bug in what we wrote).
+overloaded (connection errors, timeouts, HTTP 429 and 5xx), refusing our token (401/403: a
+revoked or replaced token is about credentials, not the points; the sink re-reads its token),
+or without the bucket (404: a configuration to fix, which pages as SinkFailing) — or
+*permanent*: any other 4xx, which these points will never get past (a bug in what we wrote).
 
 The policy (:func:`write_or_dead_letter`), the same for windows, pipeline counts and surge
 scores: a retryable failure defers the points (they stay pending and are written on a later
@@ -23,7 +24,7 @@ log = logging.getLogger(__name__)
 
 class PermanentSinkError(Exception):
     """InfluxDB refused the batch for a reason that will not go away (HTTP 4xx but 401, 403,
-    429)."""
+    404, 429)."""
 
     def __init__(self, status: int, body: str) -> None:
         super().__init__(f"InfluxDB rejected the batch: HTTP {status}: {body[:300]}")
@@ -45,7 +46,10 @@ def classify_status(status: int) -> Failure:
     """An HTTP status of a failed write (0: no response at all)."""
     if status in (401, 403):
         return Failure.CREDENTIALS
-    if status == 0 or status == 429 or status >= 500:
+    # 404: no such bucket or org (deleted and being made again, or misnamed): about where the
+    # points go, not what they are. It was permanent: every window and closed day published
+    # meanwhile was dead-lettered and counted done, lost to the bucket for good.
+    if status in (0, 404, 429) or status >= 500:
         return Failure.RETRYABLE
     return Failure.PERMANENT
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 from collections.abc import Iterator
 from datetime import UTC, datetime
@@ -10,6 +11,9 @@ import pytest
 from influxdb_client import InfluxDBClient, Point
 from influxdb_client.client.write_api import SYNCHRONOUS
 
+from hito.pipeline.metrics import PipelineMetrics
+from hito.pipeline.sinks.errors import RetryableSinkError
+from hito.pipeline.sinks.influx import InfluxSink
 from hito.settings import HitoSettings
 
 
@@ -53,3 +57,23 @@ def test_point_round_trips_through_flux(client: InfluxDBClient, stack: HitoSetti
         assert (rec.values["site"], rec.values["direction"]) == ("chacalluta", "entry")
     finally:
         client.buckets_api().delete_bucket(bucket)
+
+
+def test_a_missing_bucket_is_retried_not_dead_lettered(stack: HitoSettings) -> None:
+    """The real InfluxDB answers a write to a bucket it lacks with 404. That was a permanent
+    refusal: every window published meanwhile was dead-lettered and counted done, lost to the
+    bucket once it was made again. It is retryable now (and pages as SinkFailing)."""
+    settings = stack.influxdb.model_copy(update={"bucket": f"hito-gone-{uuid.uuid4().hex[:8]}"})
+    sink = InfluxSink(settings, PipelineMetrics())
+    line = f"crossings,site=chacalluta count=1i {int(datetime.now(UTC).timestamp())}"
+
+    async def scenario() -> str:
+        try:
+            with pytest.raises(RetryableSinkError) as raised:
+                await sink.write([line])
+            return str(raised.value)
+        finally:
+            await sink.close()
+
+    assert "HTTP 404" in asyncio.run(scenario())
+    assert not sink.healthy

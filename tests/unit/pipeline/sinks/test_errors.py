@@ -37,7 +37,7 @@ LINE = "crossings,site=s,direction=entry count=1i 1764700000"
         (400, Failure.PERMANENT),
         (401, Failure.CREDENTIALS),
         (403, Failure.CREDENTIALS),
-        (404, Failure.PERMANENT),
+        (404, Failure.RETRYABLE),
         (413, Failure.PERMANENT),
         (422, Failure.PERMANENT),
         (429, Failure.RETRYABLE),
@@ -85,7 +85,7 @@ def errors_of(sink: InfluxSink, kind: str) -> float:
     return value
 
 
-@pytest.mark.parametrize("status", [429, 500, 503])
+@pytest.mark.parametrize("status", [404, 429, 500, 503])
 def test_overload_and_server_errors_are_retryable_and_back_off(status: int) -> None:
     async def scenario() -> None:
         async with influx_answering(status) as (port, _):
@@ -116,7 +116,7 @@ def test_a_refused_token_is_retryable_and_read_again(status: int) -> None:
     asyncio.run(scenario())
 
 
-@pytest.mark.parametrize("status", [400, 404, 422])
+@pytest.mark.parametrize("status", [400, 413, 422])
 def test_other_client_errors_are_permanent(status: int) -> None:
     async def scenario() -> None:
         async with influx_answering(status) as (port, _):
