@@ -10,7 +10,8 @@ from hito.devices import DeviceRegistry
 from hito.pipeline.keystore import KeyStore, KeyStoreError
 from hito.pipeline.stages.outcomes import Limits
 from hito.schemas.privacy.policy import Policy, load_policy
-from hito.settings import PSEUDONYM_KEYS, HitoSettings, PipelineSettings
+from hito.schemas.privacy.retention import archive_retention_s
+from hito.settings import PSEUDONYM_KEYS, HitoSettings, PipelineSettings, SettingsError
 
 
 @dataclass(frozen=True)
@@ -85,6 +86,22 @@ def open_key_store(settings: HitoSettings, policy: Policy, now: datetime) -> Key
     return store
 
 
+def _archive_outlives_the_horizon(pipeline: PipelineSettings, policy: Policy) -> None:
+    """A window may be revised until it has been closed for the backfill horizon, from its
+    archived counts: the archive must keep it that long (its points are timed at the window's
+    start). With a horizon past the archive's retention, a revision found no archived window
+    and was counted onto an empty one (the public minute lost its earlier counts), and
+    InfluxDB refused the archive's points for good."""
+    needed = pipeline.backfill_horizon_s + pipeline.window_s + pipeline.allowed_lateness_s
+    kept = archive_retention_s(policy)
+    if needed > kept:
+        raise SettingsError(
+            f"HITO_PIPELINE__BACKFILL_HORIZON_S: windows may be revised up to {needed} s after "
+            f"they start, but the policy {policy.version} keeps the window archive "
+            f"{kept} s (retention_hours.window_archive): shorten the horizon or lengthen that"
+        )
+
+
 def load_runtime(settings: HitoSettings, now: datetime | None = None) -> Runtime:
     """Fails fast: a registry without keys, a policy that misses a field or purpose, a key
     store that does not fit the policy."""
@@ -95,6 +112,7 @@ def load_runtime(settings: HitoSettings, now: datetime | None = None) -> Runtime
         *(() if settings.development_secrets else (PSEUDONYM_KEYS,)),
     )
     policy = load_policy(priv.policy_file)
+    _archive_outlives_the_horizon(p, policy)
     return Runtime(
         settings=settings,
         registry=DeviceRegistry.load(*p.registry_files()),

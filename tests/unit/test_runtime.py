@@ -8,9 +8,9 @@ from pathlib import Path
 import pytest
 
 from hito.pipeline.keystore import KeyStore, KeyStoreError
-from hito.runtime import key_store_path, open_key_store
+from hito.runtime import key_store_path, load_runtime, open_key_store
 from hito.schemas.privacy.policy import load_policy
-from hito.settings import HitoSettings, MissingSecret, PrivacySettings, Profile
+from hito.settings import HitoSettings, MissingSecret, PrivacySettings, Profile, SettingsError
 
 NOW = datetime(2026, 12, 3, 12, 0, tzinfo=UTC)
 
@@ -54,3 +54,14 @@ def test_a_store_without_the_policys_purpose_or_horizon_is_refused(tmp_path: Pat
     KeyStore.provision(twelve_hours, {"repeat_crossings": 12 * 3600}, NOW, 360)
     with pytest.raises(KeyStoreError, match="the policy's horizon is 86400 s"):
         open_key_store(_settings(tmp_path, "production", twelve_hours), load_policy(), NOW)
+
+
+def test_a_backfill_horizon_past_the_window_archive_is_refused(tmp_path: Path) -> None:
+    """Revisions read a window back from the archive: a horizon longer than the archive
+    keeps windows counted revisions onto empty ones (and InfluxDB refused the archive's
+    points for good). 7 days fit the shipped policy's 169 h; 8 do not."""
+    settings = _settings(tmp_path, "development", None)
+    assert load_runtime(settings, NOW).settings.pipeline.backfill_horizon_s == 7 * 86400
+    longer = settings.pipeline.model_copy(update={"backfill_horizon_s": 8 * 86400})
+    with pytest.raises(SettingsError, match="HITO_PIPELINE__BACKFILL_HORIZON_S"):
+        load_runtime(settings.model_copy(update={"pipeline": longer}), NOW)

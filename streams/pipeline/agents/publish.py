@@ -165,6 +165,16 @@ class Publisher:
             seconds=self.rules.window_s + self.rules.allowed_lateness_s
         )
         due = self.archive.due(self.windows, owned, format_start(closed))
+        # A window beyond the backfill horizon takes no event any more: nothing will revise it,
+        # so it needs no archive (and InfluxDB refuses points past the archive's retention,
+        # for ever: that one batch held every later window, none could be evicted, and the
+        # aggregator stopped once too many waited for a revision). It may leave as archived.
+        final = format_start(closed - timedelta(seconds=self.rules.backfill_horizon_s))
+        beyond = {key: v for key, v in due.items() if self.windows.state(key)["start"] < final}
+        if beyond:
+            log.warning("%d windows beyond the backfill horizon left unarchived", len(beyond))
+            self.archive.mark_archived(beyond)
+            due = {key: v for key, v in due.items() if key not in beyond}
         if not due:
             return None
         lines = [archive_line(self.windows.state(key)) for key in due]

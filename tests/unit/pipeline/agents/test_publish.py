@@ -203,3 +203,22 @@ def test_the_predicates_follow_the_measurements_a_window_feeds() -> None:
         f'_measurement="{m}" AND site="chacalluta"'
         for m in ("crossings", "crossings_by_nationality", "wait_time", "revisions")
     ]
+
+
+def test_a_window_beyond_the_backfill_horizon_leaves_without_an_archive() -> None:
+    """No event can revise it any more, and InfluxDB refuses archive points past the archive's
+    retention for ever: that refusal held every later window's archive (so none could be
+    evicted) until the aggregator stopped."""
+
+    async def scenario() -> tuple[Outcome | None, dict[str, int]]:
+        async with influx_answering(422) as (port, _):  # any write would be refused
+            publisher, _ = publisher_with_one_window(port)
+            (key,) = publisher.windows.pending({0})
+            publisher.windows.mark_written({key: 2})
+            publisher.clock = lambda: START + timedelta(days=7, minutes=7)
+            outcome = await publisher.flush_archive({0})
+            await publisher.sink.close()
+            return outcome, publisher.archive.archived
+
+    outcome, archived = asyncio.run(scenario())
+    assert outcome is None and archived == {"0|chacalluta|2026-12-03T12:00:00Z": 2}
