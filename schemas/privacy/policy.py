@@ -28,6 +28,24 @@ RuleKind = Literal["keep", "pseudonymise", "drop", "year_band", "geohash", "voca
 _NAME = r"^[a-z][a-z0-9_]{0,47}$"
 _VOCABULARY_WORD = r"^[A-Za-z0-9_-]{1,32}$"
 _VERSION = r"^[A-Za-z0-9._:-]{1,64}$"
+_NUMBERS = re.compile(r"(\d+)")
+
+
+def newest_version(a: str, b: str) -> str:
+    """The later of two policy versions, numbers compared as numbers ("2026-12-03.10" is
+    after "2026-12-03.9", which plain string order put first). An aggregate counted under two
+    versions (an upgrade in the middle of a minute) is tagged with the newer."""
+    if a == b:
+        return a
+    return max(a, b, key=_version_key)
+
+
+def _version_key(version: str) -> tuple[tuple[str | int, ...], str]:
+    # Text at even positions, numbers at odd ones: tuples compare without mixing types; the
+    # text itself breaks ties ("v01" and "v1"), so the order is total.
+    parts = tuple(int(p) if i % 2 else p for i, p in enumerate(_NUMBERS.split(version)))
+    return parts, version
+
 
 # Data zones and what each retention covers (policy.yaml ``retention_hours``).
 RETENTION_ZONES: Mapping[str, str] = {

@@ -47,6 +47,7 @@ from hito.pipeline.state.pipeline_counts import Cells, PipelineCounts
 from hito.pipeline.state.repeat_days import RepeatDays
 from hito.pipeline.state.versioned import VersionedWindows, partition_of, table_key
 from hito.schemas.clean import CleanEvent
+from hito.schemas.privacy.policy import newest_version
 from hito.schemas.reasons import Reason
 
 log = logging.getLogger(__name__)
@@ -290,7 +291,7 @@ class Aggregator:
         before, policy = stored if stored else (None, "")
         after = repeat.record(before, seen.crossing)
         if after is not None:
-            self.repeat_days.put(partition, seen.name, after, max(policy, clean.policy))
+            self.repeat_days.put(partition, seen.name, after, newest_version(policy, clean.policy))
 
 
 def _rewrite_if_failed(written: Written, settled: asyncio.Future[None]) -> None:

@@ -18,6 +18,7 @@ import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
+from functools import reduce
 
 from hito.pipeline.agents.surge import SurgeDetector
 from hito.pipeline.dead_letters import DeadLetters, Origin
@@ -46,6 +47,7 @@ from hito.pipeline.state.archive import WindowArchive
 from hito.pipeline.state.pipeline_counts import PipelineCounts
 from hito.pipeline.state.repeat_days import RepeatDays
 from hito.pipeline.state.versioned import VersionedWindows, partition_of
+from hito.schemas.privacy.policy import newest_version
 from hito.schemas.reasons import Reason
 
 log = logging.getLogger(__name__)
@@ -252,7 +254,7 @@ class Publisher:
                 site,
                 rules.day_start(epoch),
                 repeat.day_cells(crossings for crossings, _ in people),
-                max(policy for _, policy in people) or "unknown",
+                reduce(newest_version, (policy for _, policy in people), "") or "unknown",
                 rules.k,
             )
             for (_, site, epoch), people in sorted(due.items())

@@ -19,6 +19,7 @@ from typing import Any
 from hito.pipeline.stages.windows import format_start
 from hito.schemas.clean import CleanEvent, CleanValue
 from hito.schemas.envelope import SENSOR_VALUE_LIMIT
+from hito.schemas.privacy.policy import newest_version
 
 STAGE = "aggregate"
 # Upper edges (seconds) of the processing-time histogram; percentiles are reported as the
@@ -133,7 +134,7 @@ def add(state: State, event: CleanEvent, origin: RawOrigin, revised_at: int | No
         return False
     state["hw"][origin[0]] = origin[1]
     state["version"] += 1
-    state["policy"] = max(state["policy"], event.policy)
+    state["policy"] = newest_version(state["policy"], event.policy)
     if revised_at is not None:
         _inc(state.setdefault("revisions", {}), event.source)
         state["revised_at"] = revised_at
