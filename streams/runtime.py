@@ -92,7 +92,7 @@ def _archive_outlives_the_horizon(pipeline: PipelineSettings, policy: Policy) ->
     start). With a horizon past the archive's retention, a revision found no archived window
     and was counted onto an empty one (the public minute lost its earlier counts), and
     InfluxDB refused the archive's points for good."""
-    needed = pipeline.backfill_horizon_s + pipeline.window_s + pipeline.allowed_lateness_s
+    needed = pipeline.backfill_horizon_s + pipeline.window_s  # (WindowRules.timeliness)
     kept = archive_retention_s(policy)
     if needed > kept:
         raise SettingsError(

@@ -128,7 +128,7 @@ class Deliveries:
             future = await self.send(record)
             await self.send.flush()
             if future is not None:
-                await future
+                await asyncio.shield(future)  # (a stop here must not cancel the produce)
         except asyncio.CancelledError as exc:
             if stopping():
                 raise
@@ -142,12 +142,21 @@ async def _settle_each(futures: Iterable[Awaitable[Any] | None]) -> list[Any]:
     """Each future's result or exception (a cancelled one's ``CancelledError``), in order; a
     future shared by several records (one record batch) is awaited once."""
     listed = list(futures)
-    unique = {id(f): f for f in listed if f is not None}
-    results = await asyncio.gather(*unique.values(), return_exceptions=True)
-    by_id = dict(zip(unique, results, strict=True))
-    # A produce future the client cancelled is a failure to retry (wait() sends it again);
-    # gather itself raises when this task is stopped.
+    unique = {id(f): asyncio.ensure_future(f) for f in listed if f is not None}
+    # asyncio.wait, not gather: a stop of this task must not cancel the futures, which a
+    # producer's record batch shares with other tasks' records (another agent, the publisher's
+    # dead letters); gather cancelled them, and those tasks then sent their records again.
+    if unique:
+        await asyncio.wait(unique.values())
+    by_id = {key: _outcome(done) for key, done in unique.items()}
+    # A produce future the client cancelled is a failure to retry (wait() sends it again).
     return [None if f is None else by_id[id(f)] for f in listed]
+
+
+def _outcome(done: asyncio.Future[Any]) -> Any:
+    if done.cancelled():
+        return asyncio.CancelledError()
+    return done.exception() or done.result()
 
 
 async def _failed(exc: BaseException) -> Any:

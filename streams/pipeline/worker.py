@@ -25,7 +25,7 @@ from hito.credentials import pipeline_token
 from hito.devices import RegistryWatcher
 from hito.pipeline.agents.aggregate import Aggregator
 from hito.pipeline.agents.ingest import Ingest
-from hito.pipeline.agents.publish import Publisher
+from hito.pipeline.agents.publish import Publisher, RecoveryHold
 from hito.pipeline.agents.surge import SurgeDetector
 from hito.pipeline.dead_letters import DeadLetters
 from hito.pipeline.faust.app import create_app
@@ -228,6 +228,7 @@ def build_worker(
         kill_mid_backfill=_test_hook("HITO_TEST_KILL_MID_BACKFILL"),
     )
     detector = SurgeDetector(runtime.settings.surge, p.window_s, metrics, sink.crossings_per_minute)
+    recovering = RecoveryHold(lambda: bool(app.rebalancing))
     publisher = Publisher(
         sink=sink,
         windows=windows,
@@ -242,7 +243,7 @@ def build_worker(
         repeat_days=repeat_days,
         repeat_rules=repeat_rules,
         on_day_published=lambda site: metrics.repeat_days_published.labels(site=site).inc(),
-        rebalancing=lambda: bool(app.rebalancing),
+        rebalancing=recovering,
         pause_after_clear_s=_test_seconds("HITO_TEST_PAUSE_AFTER_CLEAR_S"),
     )
     # concurrency=1: one batch at a time per lane (the tables are written in batch order).
@@ -295,6 +296,7 @@ def build_worker(
         kept = {tp.partition for tp in assigned if tp.topic in inputs}
         for store in (windows, repeat_days, counts.windows):
             store.keep_unwritten(kept)
+        recovering.assigned()  # the publisher waits for the recovery of this assignment
 
     app.on_partitions_assigned.connect(cast(Any, forget_unwritten))
     lag_reported: set[tuple[str, int]] = set()

@@ -99,7 +99,9 @@ def local_workers(settings: HitoSettings) -> list[str]:
         except (OSError, ValueError, IndexError):
             continue
         fields = dict(line.partition("=")[::2] for line in lines[1:])
-        if fields.get("pid_ns", here) != here:
+        if fields.get("pid_ns") != here:
+            # Another container's replica, or a marker of an older version (named by host and
+            # pid only: a host name ending in digits would be read as the pid).
             continue
         recorded = (
             process.ProcessIdentity(fields["start_time"], fields["boot_id"])

@@ -62,6 +62,9 @@ def test_a_backfill_horizon_past_the_window_archive_is_refused(tmp_path: Path) -
     points for good). 7 days fit the shipped policy's 169 h; 8 do not."""
     settings = _settings(tmp_path, "development", None)
     assert load_runtime(settings, NOW).settings.pipeline.backfill_horizon_s == 7 * 86400
+    # The bench's six hours of lateness count from within the horizon: accepted.
+    lenient = settings.pipeline.model_copy(update={"allowed_lateness_s": 6 * 3600})
+    assert load_runtime(settings.model_copy(update={"pipeline": lenient}), NOW)
     longer = settings.pipeline.model_copy(update={"backfill_horizon_s": 8 * 86400})
     with pytest.raises(SettingsError, match="HITO_PIPELINE__BACKFILL_HORIZON_S"):
         load_runtime(settings.model_copy(update={"pipeline": longer}), NOW)

@@ -58,6 +58,29 @@ SURGE_BACKLOG_MAX = 10_000
 REBALANCE_LONG = timedelta(minutes=5)
 
 
+@dataclass
+class RecoveryHold:
+    """Whether the tables are being read back for a new assignment: from the assignment of a
+    rebalance (``assigned()``, on Faust's ``on_partitions_assigned``) to the rebalance's end
+    (Faust's ``app.rebalancing`` cleared once recovery is done).
+
+    Not from the rebalance's start: its revoke phase waits for the batch an agent has in
+    hand, and an aggregator batch may be waiting for the publisher to archive windows (room
+    for revisions); holding the publisher then would hold the rebalance for good. The tables
+    are whole until the assignment."""
+
+    rebalancing: Callable[[], bool]
+    _assigned: bool = False
+
+    def assigned(self) -> None:
+        self._assigned = True
+
+    def __call__(self) -> bool:
+        if not self.rebalancing():
+            self._assigned = False
+        return self._assigned
+
+
 @dataclass(eq=False, kw_only=True)
 class Publisher:
     sink: InfluxSink
@@ -73,7 +96,7 @@ class Publisher:
     repeat_days: RepeatDays
     repeat_rules: RepeatRules
     on_day_published: Callable[[str], None] = lambda site: None
-    # True from a rebalance's start to the end of its recovery (Faust's app.rebalancing).
+    # True while a rebalance's new assignment is being recovered (RecoveryHold).
     rebalancing: Callable[[], bool] = lambda: False
     # A fault hook for tests (HITO_TEST_PAUSE_AFTER_CLEAR_S): a pause between a flush's
     # deletes and its writes, where a stop must not cut it (worker.py waits for the flush).
@@ -91,14 +114,14 @@ class Publisher:
         """One tick: windows (public, then the archive), then pipeline counts, surge scores
         and closed days of repeat_crossings of owned partitions.
 
-        Nothing while a rebalance runs, recovery included: the tables of a partition taken
-        over are being read back from their changelogs (Faust's memory store applies them in
-        batches, and keeps keys this worker wrote before the partition left), so a tick would
-        publish from a partial or stale state. Before, a takeover by a running worker could
-        archive its own older copy of a window over the version another worker had archived,
-        and scan a closed day of repeat_crossings from some of its people only, overwriting
-        the published counts with smaller ones (the assignor names the partitions at the
-        rebalance's start, before their recovery)."""
+        Nothing while a new assignment is being recovered (:class:`RecoveryHold`): the tables of a
+        partition taken over are being read back from their changelogs (Faust's memory store applies
+        them in batches, and keeps keys this worker wrote before the partition left), so a tick
+        would publish from a partial or stale state. Before, a takeover by a running worker could
+        archive its own older copy of a window over the version another worker had archived, and
+        scan a closed day of repeat_crossings from some of its people only, overwriting the
+        published counts with smaller ones (the assignor names the partitions at the rebalance's
+        start, before their recovery)."""
         if self.rebalancing():
             now = self.clock()
             self.held_since = self.held_since or now
@@ -129,7 +152,7 @@ class Publisher:
         async def clear_stale() -> None:
             # Suppression can stop publishing a cell: its old point must go, or sums double
             # it. A window this process has not written yet may have stale points from an
-            # earlier process: clear the window's measurements at that time first (only
+            # earlier process: clear the site's window measurements at that time first (only
             # those: the minute's surge point and a day's repeat_crossings point stay).
             cleared = False
             for key, new in series.items():
@@ -171,7 +194,10 @@ class Publisher:
         # so it needs no archive (and InfluxDB refuses points past the archive's retention,
         # for ever: that one batch held every later window, none could be evicted, and the
         # aggregator stopped once too many waited for a revision). It may leave as archived.
-        final = format_start(closed - timedelta(seconds=self.rules.backfill_horizon_s))
+        # (WindowRules.timeliness: revisable while its end is at most the horizon ago.)
+        final = format_start(
+            self.clock() - timedelta(seconds=self.rules.window_s + self.rules.backfill_horizon_s)
+        )
         beyond = {key: v for key, v in due.items() if self.windows.state(key)["start"] < final}
         if beyond:
             log.warning("%d windows beyond the backfill horizon left unarchived", len(beyond))

@@ -153,23 +153,27 @@ def _wait_fields(cells: list[dict[str, Any]]) -> dict[str, float]:
     }
 
 
+# Every measurement a window's points go to (points_for): what a window new to a process
+# clears at its start before its first write.
+WINDOW_MEASUREMENTS = (
+    "crossings",
+    "crossings_by_nationality",
+    "wait_time",
+    "sensor",
+    "drone",
+    REVISIONS,
+)
+
+
 def window_predicates(state: State) -> list[str]:
-    """Delete predicates for every point a window of this state could have had published, at
-    its start: one per measurement its cells feed (cells only ever grow, so an earlier version
-    fed no other), and never the other measurements at that second — the minute's surge score,
-    the day's repeat_crossings point at a day's first minute. A single ``site="..."`` predicate
-    deleted those too, for good (neither is written again)."""
+    """Delete predicates for every point an earlier process may have published for this
+    window (at its start): each window measurement of its site, whatever the state holds now
+    (a publication may have run ahead of the changelog the state was restored from), and never
+    the other measurements at that second — the minute's surge score, the day's
+    repeat_crossings point at a day's first minute. A single ``site="..."`` predicate deleted
+    those too, for good (neither is written again)."""
     site = state["site"]
-    measurements = []
-    if state["crossings"] or state["nationality"] or state["wait"]:
-        measurements += ["crossings", "crossings_by_nationality", "wait_time"]
-    if state["sensor"]:
-        measurements.append("sensor")
-    if state["drone"]:
-        measurements.append("drone")
-    if state.get("revisions"):
-        measurements.append(REVISIONS)
-    return [f'_measurement="{m}" AND site="{site}"' for m in measurements]
+    return [f'_measurement="{m}" AND site="{site}"' for m in WINDOW_MEASUREMENTS]
 
 
 def series_predicate(series_key: str) -> str:

@@ -114,3 +114,33 @@ def test_a_stop_while_waiting_is_let_through() -> None:
 
     assert asyncio.run(scenario()) is True
     assert attempts == [b"a"]
+
+
+def test_a_stop_of_one_task_leaves_a_shared_produce_alone() -> None:
+    """A producer's record batch has one future for all its records, and they may be two
+    tasks' (an agent's and the publisher's dead letters). Waiting with gather, a stop of one
+    task cancelled that future: the other then took it for a cancelled produce and sent its
+    record again (a duplicate DLQ record at every stop)."""
+    attempts: list[bytes] = []
+
+    async def scenario() -> tuple[bool, list[Any]]:
+        shared: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+
+        async def answer(value: bytes) -> Any:
+            attempts.append(value)
+            return shared
+
+        stopped, other = Deliveries(ScriptedSend(answer)), Deliveries(ScriptedSend(answer))
+        await stopped.add("t", None, b"a")
+        await other.add("t", None, b"b")
+        waiting = asyncio.ensure_future(stopped.wait())
+        settled = asyncio.ensure_future(other.wait())
+        await asyncio.sleep(0.01)
+        waiting.cancel()  # the stop of one task
+        await asyncio.sleep(0.01)
+        shared.set_result(None)  # the batch is in Kafka
+        return shared.cancelled(), await settled
+
+    cancelled, refused = asyncio.run(scenario())
+    assert not cancelled and refused == []
+    assert attempts == [b"a", b"b"]  # nothing sent again

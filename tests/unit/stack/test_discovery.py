@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import socket
 from pathlib import Path
 
 import pytest
@@ -99,5 +100,8 @@ def test_replicas_with_one_host_name_and_pid_each_find_their_own_marker(
     lines = mine.read_text().splitlines()
     reused.write_text("\n".join(["127.0.0.1:9103", lines[1], "start_time=1", lines[3]]) + "\n")
     assert discovery.local_workers(settings) == ["127.0.0.1:9101"]
-    other.unlink()  # that replica stops cleanly: this one's marker stays
+    # A marker of the version before: host and pid only, no namespace. Not taken.
+    (tmp_path / "run" / f"worker-{socket.gethostname()}-{me}.address").write_text("127.0.0.1:1\n")
     assert discovery.local_workers(settings) == ["127.0.0.1:9101"]
+    other.unlink()  # that replica stops cleanly: it removes its own marker, not this one's
+    assert mine.exists()

@@ -11,11 +11,11 @@ from typing import Any
 import pytest
 
 from hito.ops.dlq import decode_original, decode_record
-from hito.pipeline.agents.publish import Publisher
+from hito.pipeline.agents.publish import Publisher, RecoveryHold
 from hito.pipeline.agents.surge import SurgeDetector
 from hito.pipeline.dead_letters import DeadLetters
 from hito.pipeline.sinks.errors import Outcome
-from hito.pipeline.sinks.lines import window_predicates
+from hito.pipeline.sinks.lines import points_for, window_predicates
 from hito.pipeline.stages import aggregate
 from hito.pipeline.stages.repeat import RepeatRules
 from hito.pipeline.stages.windows import WindowRules
@@ -174,7 +174,7 @@ def test_nothing_is_published_while_a_rebalance_runs(caplog: pytest.LogCaptureFi
     assert after == {}
 
 
-def test_a_window_new_to_this_process_clears_only_its_own_measurements() -> None:
+def test_a_window_new_to_this_process_clears_only_window_measurements() -> None:
     """Before its first write, a window clears what an earlier process may have published at
     its start. It cleared every point of the site at that second, the minute's surge score and
     (at a day's first minute) the day's repeat_crossings point too, neither written again."""
@@ -191,18 +191,44 @@ def test_a_window_new_to_this_process_clears_only_its_own_measurements() -> None
             await publisher.sink.close()
 
     asyncio.run(scenario())
-    assert deleted == [(START, ['_measurement="sensor" AND site="chacalluta"'])]
+    assert deleted == [(START, [f'_measurement="{m}" AND site="chacalluta"' for m in (
+        "crossings", "crossings_by_nationality", "wait_time", "sensor", "drone", "revisions"
+    )])]  # fmt: skip
 
 
-def test_the_predicates_follow_the_measurements_a_window_feeds() -> None:
+def test_the_predicates_cover_every_measurement_a_window_is_published_to() -> None:
+    """What points_for writes for a window holding every kind of cell: each of its
+    measurements is among those cleared, and neither surge nor repeat_crossings is."""
     state = aggregate.new_state("chacalluta", START)
-    assert window_predicates(state) == []
-    state["crossings"] = {"entry|car|admitted": 1}
-    state["revisions"] = {"checkpoint": 1}
-    assert window_predicates(state) == [
-        f'_measurement="{m}" AND site="chacalluta"'
-        for m in ("crossings", "crossings_by_nationality", "wait_time", "revisions")
-    ]
+    state["crossings"] = {"entry|car|admitted": 6}
+    state["nationality"] = {"entry|PER": 6}
+    state["wait"] = {"entry|car": {"n": 6, "max": 20.0, "b": [6] + [0] * 18}}
+    state["sensor"] = {"ground|6mk4bb": {"detections": 1, "readings": 1, "value_sum": 0.0,
+                                          "values": 0}}  # fmt: skip
+    state["drone"] = {"6mk4bb": {"detections": 1, "fixes": 1, "alt_sum": 90.0,
+                                 "battery_min": 80.0}}  # fmt: skip
+    state["revisions"], state["revised_at"] = {"checkpoint": 1}, 1_800_000_000
+    written = {line.split(",")[0] for line in points_for(state, 5)}
+    cleared = {p.split('"')[1] for p in window_predicates(state)}
+    assert written == cleared
+    assert not cleared & {"surge", "repeat_crossings"}
+
+
+def test_the_hold_runs_from_the_assignment_to_the_rebalance_end() -> None:
+    """Held from the rebalance's start, the publisher could not archive the windows an
+    aggregator batch was waiting on for room, and the revoke phase waits for that batch: the
+    rebalance never ended. The tables are whole until the new assignment."""
+    rebalancing = [False]
+    hold = RecoveryHold(lambda: rebalancing[0])
+    assert not hold()
+    rebalancing[0] = True  # the revoke phase: not held
+    assert not hold()
+    hold.assigned()  # the new assignment is recovered from here
+    assert hold()
+    rebalancing[0] = False  # its recovery is done
+    assert not hold()
+    rebalancing[0] = True  # the next rebalance, before its assignment: not held
+    assert not hold()
 
 
 def test_a_window_beyond_the_backfill_horizon_leaves_without_an_archive() -> None:
