@@ -32,7 +32,7 @@ def handle_first_two(m: LaneMachine) -> None:
     """raw-0: records 0 and 1 handled and committed."""
     m.start(assigned={RAW0})
     m.produce(tp=RAW0, n=2)
-    m.fetch(sizes=[2, 0, 0], changelog_at=None, blocks=False)
+    m.fetch(sizes=[2, 0, 0], changelog=False, blocks=False)
     m.deliver()
     m.agent_takes(pick=0)
     m.agent_finishes(pick=0, ok=True)
@@ -51,7 +51,7 @@ def test_a_delivery_spanning_the_seek_does_not_admit_records_it_then_drops(
     machine.rebalance(assigned={RAW0}, recovery=True)
     machine.release("join")
     machine.release("recovered")  # the seek to committed offsets is under way
-    machine.fetch(sizes=[3, 0, 0], changelog_at=0, blocks=True)
+    machine.fetch(sizes=[3, 0, 0], changelog=True, blocks=True)
     machine.deliver()  # waits on the changelog record
     machine.release("seek")
     machine.release("changelog")
@@ -68,7 +68,7 @@ def test_a_batch_queued_before_faust_resumes_flow_is_read_again(machine: LaneMac
     machine.rebalance(assigned={RAW0}, recovery=True)
     for gate in ("join", "recovered", "seek"):
         machine.release(gate)
-    machine.fetch(sizes=[3, 0, 0], changelog_at=None, blocks=False)
+    machine.fetch(sizes=[3, 0, 0], changelog=False, blocks=False)
     machine.deliver()
     assert machine.queues["ingest"].qsize() == 1
     machine.release("resume-window")  # FlowControlEvent.resume: the queue is cleared
@@ -88,8 +88,8 @@ def test_a_batch_cleared_while_the_one_before_is_in_hand_is_read_again(
     machine.rebalance(assigned={RAW0}, recovery=True)
     for gate in ("join", "recovered", "seek"):
         machine.release(gate)
-    machine.fetch(sizes=[2, 0, 0], changelog_at=None, blocks=False, deliver=True)  # 2..3
-    machine.fetch(sizes=[2, 0, 0], changelog_at=None, blocks=False, deliver=True)  # 4..5
+    machine.fetch(sizes=[2, 0, 0], changelog=False, blocks=False, deliver=True)  # 2..3
+    machine.fetch(sizes=[2, 0, 0], changelog=False, blocks=False, deliver=True)  # 4..5
     machine.agent_takes(pick=0, then="hold")  # 2..3 in hand
     machine.release("resume-window")  # 4..5 cleared
     machine.agent_finishes(pick=0, ok=True)
@@ -107,7 +107,7 @@ def test_records_skipped_during_the_seek_at_the_end_of_a_log_are_read_again(
     machine.rebalance(assigned={RAW0}, recovery=False)
     machine.release("join")
     machine.produce(tp=RAW0, n=1)
-    machine.fetch(sizes=[1, 0, 0], changelog_at=None, blocks=False)
+    machine.fetch(sizes=[1, 0, 0], changelog=False, blocks=False)
     machine.deliver()
     machine.release("seek")
     machine.release("resume-window")
@@ -134,7 +134,7 @@ def test_no_watermark_survives_for_a_partition_that_went_elsewhere(machine: Lane
     seek: past record 0, which nobody had handled."""
     machine.start(assigned={CLEAN0})
     machine.produce(tp=CLEAN0, n=2)
-    machine.fetch(sizes=[0, 0, 2], changelog_at=None, blocks=False)
+    machine.fetch(sizes=[0, 0, 2], changelog=False, blocks=False)
     machine.rebalance(assigned={RAW0}, recovery=False)
     machine.getmany_after_flow_stopped(sizes=NONE)
     machine.release("seek")
@@ -163,10 +163,10 @@ def test_a_failed_batch_is_read_again_before_the_next_one_is_handled(
     pauses for the back-off, and the partition is read again from 0, without a rebalance."""
     machine.start(assigned={RAW1})
     machine.produce(tp=RAW1, n=1)
-    machine.fetch(sizes=[0, 1, 0], changelog_at=None, blocks=False, deliver=True)
+    machine.fetch(sizes=[0, 1, 0], changelog=False, blocks=False, deliver=True)
     machine.agent_takes(pick=0, then="hold")
     machine.produce(tp=RAW1, n=1)
-    machine.fetch(sizes=[0, 1, 0], changelog_at=None, blocks=False, deliver=True)
+    machine.fetch(sizes=[0, 1, 0], changelog=False, blocks=False, deliver=True)
     machine.agent_finishes(pick=0, ok=False)
     assert machine.lanes.pending_rereads() == {RAW1: (0, 1.0)}  # from 0, in 1 s
     assert RAW1 not in machine.consumer._get_active_partitions()  # not fetched meanwhile
@@ -174,7 +174,7 @@ def test_a_failed_batch_is_read_again_before_the_next_one_is_handled(
     assert machine.handled[RAW1] == set()
     machine.batches_are_handled_in_order()
     machine.time_passes(seconds=1.0)
-    machine.fetch(sizes=[0, 2, 0], changelog_at=None, blocks=False, deliver=True)
+    machine.fetch(sizes=[0, 2, 0], changelog=False, blocks=False, deliver=True)
     assert machine.consumer._get_active_partitions() >= {RAW1}
     machine.agent_takes(pick=0, then="ok")
     machine.commit()
@@ -188,7 +188,7 @@ def test_a_batch_that_keeps_failing_backs_off_longer_each_time(machine: LaneMach
     machine.produce(tp=RAW1, n=3)
     backoffs = []
     for _ in range(8):
-        machine.fetch(sizes=[0, 3, 0], changelog_at=None, blocks=False, deliver=True)
+        machine.fetch(sizes=[0, 3, 0], changelog=False, blocks=False, deliver=True)
         machine.agent_takes(pick=0, then="fail")
         ((start, due),) = machine.lanes.pending_rereads().values()
         assert start == 0
@@ -209,7 +209,7 @@ def test_a_batch_whose_handler_meets_a_cancelled_future_is_a_failure_not_a_stop(
     stood still here, its agent gone."""
     machine.start(assigned={RAW1})
     machine.produce(tp=RAW1, n=2)
-    machine.fetch(sizes=[0, 2, 0], changelog_at=None, blocks=False, deliver=True)
+    machine.fetch(sizes=[0, 2, 0], changelog=False, blocks=False, deliver=True)
     machine.agent_takes(pick=0, then="hold")
     machine.handling_cancelled(pick=0)
     assert machine.lanes.pending_rereads() == {RAW1: (0, 1.0)}  # backed off, from 0
@@ -226,7 +226,7 @@ def test_a_failing_partition_that_goes_elsewhere_is_no_longer_reported(
     machine.start(assigned={RAW0, RAW1})
     for tp in (RAW0, RAW1):
         machine.produce(tp=tp, n=2)
-    machine.fetch(sizes=[2, 2, 0], changelog_at=None, blocks=False, deliver=True)
+    machine.fetch(sizes=[2, 2, 0], changelog=False, blocks=False, deliver=True)
     machine.agent_takes(pick=0, then="fail")
     machine.agent_takes(pick=0, then="fail")
     ingest = machine.lanes.lanes[0]
@@ -249,7 +249,7 @@ def test_records_gone_to_retention_do_not_hold_the_commit(machine: LaneMachine) 
     machine.handled[RAW0].update({2, 3, 4})  # gone: the commit may pass them
     machine.processed[RAW0].update({2, 3, 4})
     for _ in range(2):  # the hole, a seek back to make sure, the skip
-        machine.fetch(sizes=[6, 0, 0], changelog_at=None, blocks=False, deliver=True)
+        machine.fetch(sizes=[6, 0, 0], changelog=False, blocks=False, deliver=True)
         while machine.can_take():
             machine.agent_takes(pick=0, then="ok")
     machine.commit()
@@ -274,3 +274,24 @@ def test_two_gone_ranges_before_the_watermark_reaches_either() -> None:
 
 def _record(offset: int) -> Record:
     return cast(Record, SimpleNamespace(topic=RAW0.topic, partition=0, offset=offset))
+
+
+def test_a_fetched_run_with_a_hole_is_taken_record_by_record(machine: LaneMachine) -> None:
+    """A lane partition's run is admitted whole only when its offsets are consecutive from the
+    next one expected; a run with a hole inside (never on our input topics: a broken fetch)
+    goes record by record: what precedes the hole reaches the lane, the consumer seeks back
+    to the hole, and nothing past it is admitted before the hole is read."""
+    handle_first_two(machine)
+    machine.produce(tp=RAW0, n=4)  # 2..5
+    machine.fetch(sizes=[4, 0, 0], changelog=False, blocks=False)
+    assert machine.fetched is not None
+    _, runs = machine.fetched
+    runs[RAW0] = [r for r in runs[RAW0] if r.offset != 3]
+    machine.deliver()
+    assert machine.consumer._next_offset[RAW0] == 3
+    assert machine.position[RAW0] == 3  # sought back to the hole
+    queued = machine.queues["ingest"].get_nowait()
+    assert [r.offset for r in queued.value.records] == [2]
+    machine.queues["ingest"].put_nowait(queued)
+    machine.drain()
+    assert machine.handled[RAW0] == set(range(6))
