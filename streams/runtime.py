@@ -9,6 +9,7 @@ from pathlib import Path
 from hito.devices import DeviceRegistry
 from hito.pipeline.keystore import KeyStore, KeyStoreError
 from hito.pipeline.stages.outcomes import Limits
+from hito.pipeline.stages.windows import WindowRules
 from hito.schemas.privacy.policy import Policy, load_policy
 from hito.schemas.privacy.retention import archive_retention_s
 from hito.settings import PSEUDONYM_KEYS, HitoSettings, PipelineSettings, SettingsError
@@ -92,7 +93,8 @@ def _archive_outlives_the_horizon(pipeline: PipelineSettings, policy: Policy) ->
     start). With a horizon past the archive's retention, a revision found no archived window
     and was counted onto an empty one (the public minute lost its earlier counts), and
     InfluxDB refused the archive's points for good."""
-    needed = pipeline.backfill_horizon_s + pipeline.window_s  # (WindowRules.timeliness)
+    rules = WindowRules(pipeline.window_s, pipeline.allowed_lateness_s, pipeline.backfill_horizon_s)
+    needed = int(rules.revisable_for.total_seconds())
     kept = archive_retention_s(policy)
     if needed > kept:
         raise SettingsError(

@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Awaitable, Iterable
+from collections.abc import Awaitable, Coroutine, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -59,7 +59,7 @@ class Deliveries:
     _pending: list[tuple[Outgoing, Awaitable[Any] | None]] = field(default_factory=list)
     _refused: list[Refused] = field(default_factory=list)
 
-    async def add(
+    def add(
         self,
         topic: str,
         key: bytes | None,
@@ -68,8 +68,10 @@ class Deliveries:
         *,
         partition: int | None = None,
         headers: Headers | None = None,
-    ) -> None:
-        await self._add(Outgoing(topic, key, value, tag, partition, headers))
+    ) -> Coroutine[Any, Any, None]:
+        """Send a record (await it). Not a coroutine itself: ``_add``'s is returned, one
+        coroutine per record a batch produces instead of two."""
+        return self._add(Outgoing(topic, key, value, tag, partition, headers))
 
     async def _add(self, record: Outgoing) -> None:
         try:

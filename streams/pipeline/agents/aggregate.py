@@ -52,6 +52,7 @@ from hito.schemas.reasons import Reason
 
 log = logging.getLogger(__name__)
 
+_clean_validator = CleanEvent.__pydantic_validator__
 BACKFILLED = "backfilled"  # the pipeline measurement's outcome of a revision
 
 
@@ -167,7 +168,8 @@ class Aggregator:
     def _decode(self, record: Record, now: datetime) -> Incoming:
         raw = raw_origin(record)
         try:
-            clean = CleanEvent.model_validate_json(record.value or b"")
+            # model_validate_json's own work, without its Python wrapper (as validate does).
+            clean: CleanEvent = _clean_validator.validate_json(record.value or b"")
         except ValidationError:
             return Incoming(record, None, raw)
         start = window_start(clean.event_time, self.rules.window_s)

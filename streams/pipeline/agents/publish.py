@@ -194,10 +194,7 @@ class Publisher:
         # so it needs no archive (and InfluxDB refuses points past the archive's retention,
         # for ever: that one batch held every later window, none could be evicted, and the
         # aggregator stopped once too many waited for a revision). It may leave as archived.
-        # (WindowRules.timeliness: revisable while its end is at most the horizon ago.)
-        final = format_start(
-            self.clock() - timedelta(seconds=self.rules.window_s + self.rules.backfill_horizon_s)
-        )
+        final = format_start(self.clock() - self.rules.revisable_for)
         beyond = {key: v for key, v in due.items() if self.windows.state(key)["start"] < final}
         if beyond:
             log.warning("%d windows beyond the backfill horizon left unarchived", len(beyond))

@@ -40,7 +40,10 @@ class BatchSend:
         producer = self._producer()
         partition = record.partition
         if partition is None:
-            partition = await self._partition_of(producer, record.topic, record.key)
+            # The cache inline: _partition_of is a coroutine, awaited only on a miss.
+            partition = self._partitions.get((record.topic, record.key))
+            if partition is None:
+                partition = await self._partition_of(producer, record.topic, record.key)
         slot = (record.topic, partition)
         opened = self._open.get(slot)
         if opened is None:

@@ -54,10 +54,15 @@ class WindowRules:
         (twice the lateness); older windows live in the archive (docs/aggregation.md)."""
         return timedelta(seconds=self.window_s + 2 * self.allowed_lateness_s)
 
+    @property
+    def revisable_for(self) -> timedelta:
+        """How long after its start a window may still be revised: the horizon counts from
+        the window's end, like the lateness (what the archive must keep, and how long)."""
+        return timedelta(seconds=self.window_s + self.backfill_horizon_s)
+
     def timeliness(self, start: datetime, now: datetime) -> Timeliness:
-        """Where an event of the window starting at ``start`` belongs. The horizon counts
-        from the window's end, like the lateness: a window is revisable while its end is
-        at most ``backfill_horizon_s`` ago."""
+        """Where an event of the window starting at ``start`` belongs. A window is revisable
+        while its end is at most ``backfill_horizon_s`` ago (``revisable_for``)."""
         closed_for = (now - start).total_seconds() - self.window_s
         if closed_for <= self.allowed_lateness_s:
             return Timeliness.LIVE

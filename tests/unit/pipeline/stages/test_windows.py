@@ -35,6 +35,14 @@ def test_timeliness_counts_from_the_windows_end(
     assert RULES.timeliness(NOW - age_of_start, NOW) is expected
 
 
+def test_a_window_is_revisable_for_exactly_what_timeliness_says() -> None:
+    """The archive check (runtime) and the archive skip (publish) read ``revisable_for``."""
+    assert RULES.revisable_for == timedelta(days=7, seconds=60)
+    last = NOW - RULES.revisable_for
+    assert RULES.timeliness(last, NOW) is Timeliness.BACKFILL
+    assert RULES.timeliness(last - timedelta(microseconds=1), NOW) is Timeliness.BEYOND
+
+
 def test_the_live_table_keeps_twice_the_lateness() -> None:
     assert RULES.horizon == timedelta(seconds=660)
 
