@@ -26,9 +26,21 @@ PERSON_STATE_CHANGELOG_SUFFIX = f"-{PERSON_STATE_TABLE}-changelog"
 
 
 def deleting_topic_configs(hours: int) -> dict[str, str]:
-    """A topic whose records are deleted ``hours`` after they were written."""
+    """A topic whose records are deleted ``hours`` after they were written.
+
+    "Written" by the broker's clock: records are stamped on arrival (``LogAppendTime``), not
+    with the producer's time. A device's clock then neither lengthens nor shortens how long
+    its raw events stay, and one running more than an hour ahead is not refused: Kafka 4
+    refuses records stamped further ahead than ``message.timestamp.after.max.ms`` (1 h by
+    default since 4.0), so such a device's outbox retried for ever and its events never
+    reached the pipeline's clock check (``clock_skew``, a reason the device maker can read;
+    tests/integration/pipeline/test_device_clock.py)."""
     retention = hours * HOUR_MS
-    return {"retention.ms": str(retention), "segment.ms": str(min(retention, HOUR_MS))}
+    return {
+        "retention.ms": str(retention),
+        "segment.ms": str(min(retention, HOUR_MS)),
+        "message.timestamp.type": "LogAppendTime",
+    }
 
 
 def topic_zones(topics: TopicNames) -> dict[str, str]:
