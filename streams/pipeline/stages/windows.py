@@ -16,17 +16,33 @@ _FORMAT = "%Y-%m-%dT%H:%M:%SZ"
 
 
 # The aggregator asks both for every clean event, and a batch's events share a few minutes:
-# memoised, 1.0 and 2.1 µs become 0.1 each (strftime is the dearer), about 3 µs of a worker's
-# 80 per event. Keys are instants (equal aware datetimes are the same instant), so a hit
-# returns what the call would; 4,096 entries are a few hundred KB at most.
+# memoised, 1.0 and 2.1 µs become about 0.2 each (strftime is the dearer), about 3 µs of a
+# worker's 80 per event. The memo's key is the datetime *and its UTC offset*: two datetimes of
+# one zone that differ only in ``fold`` (the repeated hour when clocks go back) are equal and
+# hash alike, yet are an hour apart; with the offset, equal keys are one instant. Naive
+# datetimes (local time, whatever the zone is then) are not memoised. 4,096 entries: a few
+# hundred KB at most.
 _MEMO = 4096
 
 
-@lru_cache(maxsize=_MEMO)
-def window_start(at: datetime, window_s: int) -> datetime:
-    """The start of the window holding ``at`` (an aware datetime)."""
+def _window_start(at: datetime, _offset: timedelta | None, window_s: int) -> datetime:
     ts = int(at.astimezone(UTC).timestamp())
     return datetime.fromtimestamp(ts - ts % window_s, tz=UTC)
+
+
+def _format_start(start: datetime, _offset: timedelta | None) -> str:
+    return start.astimezone(UTC).strftime(_FORMAT)
+
+
+_window_start_memo = lru_cache(maxsize=_MEMO)(_window_start)
+_format_start_memo = lru_cache(maxsize=_MEMO)(_format_start)
+
+
+def window_start(at: datetime, window_s: int) -> datetime:
+    """The start of the window holding ``at`` (an aware datetime)."""
+    if at.tzinfo is None:
+        return _window_start(at, None, window_s)
+    return _window_start_memo(at, at.utcoffset(), window_s)
 
 
 def window_start_of(timestamp_s: float, window_s: int) -> datetime:
@@ -35,9 +51,10 @@ def window_start_of(timestamp_s: float, window_s: int) -> datetime:
     return datetime.fromtimestamp(ts - ts % window_s, tz=UTC)
 
 
-@lru_cache(maxsize=_MEMO)
 def format_start(start: datetime) -> str:
-    return start.astimezone(UTC).strftime(_FORMAT)
+    if start.tzinfo is None:
+        return _format_start(start, None)
+    return _format_start_memo(start, start.utcoffset())
 
 
 def parse_start(text: str) -> datetime:
