@@ -559,22 +559,13 @@ class GaplessConsumer(AIOKafkaConsumer):
             if i % 100 == 99 and lanes is None:  # as Faust: let other tasks run meanwhile
                 await asyncio.sleep(0)
             offset = message.offset
-            if tp.topic in gapless:
+            if tp.topic in gapless:  # input records here only without lanes (else: runs)
                 if tp in rewound:
-                    continue
-                if lanes is not None and (not lanes.ready or lanes.generation != generation):
-                    # Fetched before a seek (or while it ran): fetched again from the seek's
-                    # position. Admitted now, they would move the expected offset past records
-                    # whose batch is dropped as stale at the end of this delivery.
-                    self._reposition.add(tp)
                     continue
                 admit = await self._admit(tp, offset)
                 if admit is Admit.REWOUND:
                     rewound.add(tp)
                 if admit is not Admit.DELIVER:
-                    continue
-                if lanes is not None and lanes.lane_for(tp.topic) is not None:
-                    self._to_lane(tp, message, to_lanes)
                     continue
             else:  # changelogs: Faust's own handling (compacted topics do have holes)
                 r_offset = read_offset.get(tp)
@@ -628,22 +619,18 @@ class GaplessConsumer(AIOKafkaConsumer):
             return
         for record in run:
             if not lanes.ready or lanes.generation != generation:
-                self._reposition.add(tp)  # as in _deliver: fetched again from the seek's position
+                # Fetched before a seek (or while it ran): fetched again from the seek's
+                # position. Admitted now, they would move the expected offset past records
+                # whose batch is dropped as stale at the end of this delivery.
+                self._reposition.add(tp)
                 return
             admit = await self._admit(tp, record.offset)
             if admit is Admit.REWOUND:
                 return  # the rest of the run comes again from the seek back
-            if admit is Admit.DELIVER:
-                self._to_lane(tp, record, to_lanes)
-
-    def _to_lane(self, tp: TP, record: Record, to_lanes: dict[TP, list[Record]]) -> None:
-        """An admitted record of a lane partition joins its batch (none before the seek)."""
-        lanes = type(self).lanes
-        if lanes is None or not lanes.ready:
-            return  # fetched before the seek: it comes again from there
-        to_lanes.setdefault(tp, []).append(record)
-        self._read_offset[tp] = record.offset
-        self._delivered(tp, record.offset)
+            if admit is Admit.DELIVER and lanes.ready:  # else: it comes again from the seek
+                to_lanes.setdefault(tp, []).append(record)
+                self._read_offset[tp] = record.offset
+                self._delivered(tp, record.offset)
 
     def _losing(self) -> bool:
         if not self.app.in_recovery:
