@@ -11,12 +11,15 @@ from contextlib import asynccontextmanager
 from datetime import datetime
 from typing import Any
 
+import orjson
 import pytest
 from influxdb_client import InfluxDBClient
 
 from hito.access.influx_tokens import ensure_bucket_tokens
 from hito.access.topics import ensure_topics
 from hito.credentials import tokens_path
+from hito.device.sdk import build_event
+from hito.devices import Device
 from hito.pipeline.worker import Worker, build_worker, utc_now
 from hito.runtime import Runtime
 from hito.settings import HitoSettings
@@ -107,3 +110,20 @@ def free_port() -> int:
         s.bind(("127.0.0.1", 0))
         port: int = s.getsockname()[1]
     return port
+
+
+def signed_crossing(device: Device, seq: int, event_time: datetime) -> bytes:
+    """A valid, signed ``checkpoint.crossing/1`` of ``device`` (a test's own document
+    number: ``P`` and the seq), as the device would send it."""
+    payload = {
+        "direction": "entry", "mode": "pedestrian", "lane": "L3",
+        "document_type": "passport", "document_number": f"P{seq:08d}",
+        "nationality": "PER", "birth_year": 1990, "outcome": "admitted",
+        "processing_seconds": 30.0,
+    }  # fmt: skip
+    return orjson.dumps(
+        build_event(
+            schema="checkpoint.crossing/1", device_id=device.device_id, site=device.site,
+            seq=seq, event_time=event_time, payload=payload, key=device.key,
+        )
+    )  # fmt: skip

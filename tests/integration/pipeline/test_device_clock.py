@@ -16,15 +16,13 @@ import time
 from collections import Counter
 from datetime import UTC, datetime, timedelta
 
-import orjson
 from kafka import KafkaAdminClient, KafkaProducer
 from kafka.admin import ConfigResource, ConfigResourceType
 
 from hito.credentials import client_config
-from hito.device.sdk import build_event
 from hito.ops.dlq import read_all
 from hito.runtime import Runtime
-from tests.integration.pipeline.conftest import running_worker, wait_until
+from tests.integration.pipeline.conftest import running_worker, signed_crossing, wait_until
 
 DEVICE = "cl-chacalluta-ckpt-01"
 AHEAD = timedelta(hours=2)
@@ -45,20 +43,6 @@ def test_a_device_clock_hours_ahead_is_dead_lettered_not_refused(
         admin.close()
     assert live["message.timestamp.type"]["value"] == "LogAppendTime"
 
-    def event(seq: int, clock: datetime) -> bytes:
-        payload = {
-            "direction": "entry", "mode": "pedestrian", "lane": "L3",
-            "document_type": "passport", "document_number": f"P{seq:08d}",
-            "nationality": "PER", "birth_year": 1990, "outcome": "admitted",
-            "processing_seconds": 30.0,
-        }  # fmt: skip
-        return orjson.dumps(
-            build_event(
-                schema="checkpoint.crossing/1", device_id=DEVICE, site=device.site, seq=seq,
-                event_time=clock, payload=payload, key=device.key,
-            )
-        )  # fmt: skip
-
     producer = KafkaProducer(**client_config(settings.kafka, "device"), acks="all")
     stamped: list[int] = []
     try:
@@ -68,7 +52,7 @@ def test_a_device_clock_hours_ahead_is_dead_lettered_not_refused(
             sent = producer.send(
                 topic,
                 key=DEVICE.encode(),
-                value=event(seq, clock),
+                value=signed_crossing(device, seq, clock),
                 timestamp_ms=int(clock.timestamp() * 1000),  # what kafka-python would stamp
             ).get(timeout=30)  # InvalidTimestampError before: the broker refused the record
             stamped.append(sent.timestamp)

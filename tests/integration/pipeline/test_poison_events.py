@@ -14,17 +14,15 @@ import asyncio
 from collections import Counter
 from datetime import UTC, datetime, timedelta
 
-import orjson
 from kafka import KafkaAdminClient, KafkaProducer
 from kafka.admin import ConfigResource, ConfigResourceType
 
 from hito.credentials import client_config
-from hito.device.sdk import build_event
 from hito.ops.dlq import read_all, read_originals
 from hito.runtime import Runtime
 from hito.schemas.dlq import MAX_ORIGINAL_BYTES
 from hito.settings import HitoSettings
-from tests.integration.pipeline.conftest import running_worker, wait_until
+from tests.integration.pipeline.conftest import running_worker, signed_crossing, wait_until
 
 DEVICE = "cl-chacalluta-ckpt-01"
 AFTER_EACH = 3  # valid events the device sends after each huge one
@@ -52,17 +50,7 @@ def test_huge_events_are_dead_lettered_and_the_device_goes_on(isolated_runtime: 
     seq = 0
 
     def event(seq: int) -> bytes:
-        payload = {
-            "direction": "entry", "mode": "pedestrian", "lane": "L3",
-            "document_type": "passport", "document_number": f"P{seq:08d}",
-            "nationality": "PER", "birth_year": 1990, "outcome": "admitted",
-            "processing_seconds": 30.0,
-        }  # fmt: skip
-        env = build_event(
-            schema="checkpoint.crossing/1", device_id=DEVICE, site=device.site, seq=seq,
-            event_time=now - timedelta(seconds=5), payload=payload, key=device.key,
-        )  # fmt: skip
-        return orjson.dumps(env)
+        return signed_crossing(device, seq, now - timedelta(seconds=5))
 
     records: list[bytes] = []
     for size in sizes:
