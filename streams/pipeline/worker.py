@@ -30,7 +30,6 @@ from hito.pipeline.agents.surge import SurgeDetector
 from hito.pipeline.dead_letters import DeadLetters
 from hito.pipeline.faust.app import create_app
 from hito.pipeline.faust.batches import Record
-from hito.pipeline.faust.consumer import FaultHooks
 from hito.pipeline.faust.lag import report_consumer_lag
 from hito.pipeline.faust.lane import (
     CHANNEL_SIZE,
@@ -40,6 +39,7 @@ from hito.pipeline.faust.lane import (
     install_lanes,
     lane_agent,
 )
+from hito.pipeline.faust.offsets import FaultHooks
 from hito.pipeline.faust.produce import BatchSend
 from hito.pipeline.metrics import PipelineMetrics
 from hito.pipeline.output import Send

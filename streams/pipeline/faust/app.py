@@ -8,7 +8,8 @@ from typing import Any
 import faust
 
 from hito.credentials import faust_credentials
-from hito.pipeline.faust.consumer import FaultHooks, gapless_consumer_class
+from hito.pipeline.faust.consumer import gapless_consumer_class
+from hito.pipeline.faust.offsets import FaultHooks
 from hito.settings import HitoSettings
 
 
@@ -28,9 +29,10 @@ def create_app(
       come from idempotent sinks and dedup state instead;
     - no web server, and never table contents over HTTP;
     - a consumer that re-reads records Faust would otherwise skip when partitions move
-      (streams/consumer.py); ``on_rewind(topic)`` is told each time it had to, and
-      ``on_skip(topic)`` of every record Faust acked unprocessed (its offset is not committed);
-      ``hooks``: fault hooks for tests (consumer.py).
+      (hito.pipeline.faust.consumer, .offsets); ``on_rewind(topic)`` is told each time it
+      had to, and ``on_skip(topic)`` of every record Faust acked unprocessed (its offset is
+      not committed);
+      ``hooks``: fault hooks for tests (offsets.FaultHooks).
     """
     datadir = settings.state_dir / "faust" / app_id
     datadir.parent.mkdir(parents=True, exist_ok=True)

@@ -14,7 +14,7 @@ from typing import Any
 from faust.transport.utils import DefaultSchedulingStrategy
 from faust.types import TP
 
-from tests.unit.pipeline.faust.test_consumer import Recording
+from tests.unit.pipeline.faust.test_offsets import Recording
 
 RAW0 = TP("hito.raw.checkpoint", 0)
 RAW1 = TP("hito.raw.checkpoint", 1)

@@ -1,8 +1,9 @@
 """The interleavings the lane state machine (test_lane.py) found, replayed step by step.
 
 Each ended with a partition whose commit could never move again (or, for the last one, with a
-commit past a record nobody handled) before the fixes in ``hito.pipeline.faust.consumer`` and
-``.lane``. ``drain`` runs the machine fairly and fails if any partition stays behind.
+commit past a record nobody handled) before the fixes in ``hito.pipeline.faust.consumer``,
+``.offsets`` and ``.lane``. ``drain`` runs the machine fairly and fails if any partition stays
+behind.
 """
 
 from __future__ import annotations
