@@ -1,7 +1,7 @@
 # Hito developer entry points. `make up` then `make test` on a fresh machine (see README.md).
 PYTHON ?= python3.11
 # The local stack, the demo, the benchmarks and the tests run with the public development
-# secrets of infra/dev/ (streams/settings.py): say so explicitly, for every target here.
+# secrets of infra/dev/ (streams/settings/): say so explicitly, for every target here.
 export HITO_PROFILE ?= development
 VENV ?= .venv
 BIN := $(VENV)/bin

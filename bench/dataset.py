@@ -23,7 +23,8 @@ from hito.device.simulate.fleet import DUPLICATE, VALID, Fleet, FleetPlan
 from hito.device.simulate.runner import send_messages
 from hito.devices import DeviceRegistry
 from hito.schemas.registry import Source
-from hito.settings import HitoSettings, PipelineSettings
+from hito.settings import HitoSettings
+from hito.settings.sections import PipelineSettings
 
 # Replayed data is older than a live stream's: the bench raises the allowed lateness so that
 # events produced minutes before a contender reads them still count (every contender alike).

@@ -17,7 +17,8 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator
 
 from hito.files import read_secret_yaml
-from hito.settings import HitoSettings, KafkaSettings
+from hito.settings import HitoSettings
+from hito.settings.sections import KafkaSettings
 
 Role = Literal["admin", "pipeline", "operator", "device"]
 # kafka-python warns "exchanging credentials in the clear" for every SCRAM login without TLS;

@@ -12,7 +12,8 @@ from hito.pipeline.stages.outcomes import Limits
 from hito.pipeline.stages.windows import WindowRules
 from hito.schemas.privacy.policy import Policy, load_policy
 from hito.schemas.privacy.retention import archive_retention_s
-from hito.settings import PSEUDONYM_KEYS, HitoSettings, PipelineSettings, SettingsError
+from hito.settings import PSEUDONYM_KEYS, HitoSettings, SettingsError
+from hito.settings.sections import PipelineSettings
 
 
 @dataclass(frozen=True)

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 # The tests are the development profile: the public development secrets of infra/dev/ are
-# allowed (streams/settings.py). Set before any settings object is made; processes the tests
+# allowed (streams/settings/). Set before any settings object is made; processes the tests
 # start inherit it. A test of the production profile removes it for itself.
 os.environ.setdefault("HITO_PROFILE", "development")
 # A key store of the test session's own (the development profile creates it on first use):

@@ -27,7 +27,7 @@ from hito.credentials import MissingToken, read_tokens
 from hito.files import exclusive_lock, write_private
 from hito.schemas.privacy.policy import load_policy
 from hito.schemas.privacy.retention import archive_retention_s
-from hito.settings import InfluxSettings
+from hito.settings.sections import InfluxSettings
 
 TokenRole = Literal["pipeline", "dashboards"]
 _ACTIONS: dict[TokenRole, tuple[str, ...]] = {

@@ -18,7 +18,8 @@ from dataclasses import dataclass
 from typing import Any, Literal
 
 from hito.credentials import MECHANISM, KafkaUser, client_config, load_users, user_for
-from hito.settings import HitoSettings, KafkaSettings
+from hito.settings import HitoSettings
+from hito.settings.sections import KafkaSettings
 
 
 def broker_jaas_properties(kafka: KafkaSettings) -> dict[str, str]:

@@ -20,7 +20,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from hito.files import write_private
-from hito.settings import HitoSettings, KafkaSettings
+from hito.settings import HitoSettings
+from hito.settings.sections import KafkaSettings
 from hito.stack.base import Runner, Service, require_command
 
 log = logging.getLogger(__name__)

@@ -184,6 +184,7 @@ def test_every_module_keeps_the_import_rules() -> None:
     [
         ("hito.pipeline.stages.validate", "import faust\n"),
         ("hito.pipeline.stages.validate", "from hito.settings import PipelineSettings\n"),
+        ("hito.pipeline.stages.validate", "from hito.settings.sections import SurgeSettings\n"),
         ("hito.pipeline.stages.dedup", "def f():\n    from influxdb_client import Point\n"),
         ("hito.pipeline.stages.aggregate", "from ..agents import ingest\n"),
         ("hito.device.sdk", "from hito.pipeline.stages import validate\n"),

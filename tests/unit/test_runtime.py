@@ -10,7 +10,8 @@ import pytest
 from hito.pipeline.keystore import KeyStore, KeyStoreError
 from hito.runtime import key_store_path, load_runtime, open_key_store
 from hito.schemas.privacy.policy import load_policy
-from hito.settings import HitoSettings, MissingSecret, PrivacySettings, Profile, SettingsError
+from hito.settings import HitoSettings, Profile, SettingsError
+from hito.settings.sections import MissingSecret, PrivacySettings
 
 NOW = datetime(2026, 12, 3, 12, 0, tzinfo=UTC)
 

@@ -22,7 +22,7 @@ from hito.pipeline.sinks.errors import RetryableSinkError
 from hito.pipeline.sinks.lines import line
 from hito.pipeline.stages import surge
 from hito.pipeline.stages.windows import format_start, parse_start
-from hito.settings import SurgeSettings
+from hito.settings.sections import SurgeSettings
 
 log = logging.getLogger(__name__)
 

@@ -30,7 +30,7 @@ from hito.pipeline.sinks.errors import (
 )
 from hito.pipeline.sinks.lines import ARCHIVE_MEASUREMENT
 from hito.pipeline.stages.aggregate import window_name
-from hito.settings import InfluxSettings
+from hito.settings.sections import InfluxSettings
 
 log = logging.getLogger(__name__)
 

@@ -44,7 +44,8 @@ from hito.credentials import MECHANISM, client_config
 from hito.device.sdk import build_event, encode
 from hito.devices import DeviceRegistry
 from hito.runtime import Runtime
-from hito.settings import HitoSettings, KafkaSettings
+from hito.settings import HitoSettings
+from hito.settings.sections import KafkaSettings
 from hito.stack.worker_process import WorkerProcess
 from tests.integration.pipeline.conftest import free_port
 from tests.integration.pipeline.test_late_events import PAYLOAD

@@ -28,7 +28,8 @@ import yaml
 from prometheus_client.parser import text_string_to_metric_families
 
 from hito.ops.pager.auth import token_path
-from hito.settings import REPO_ROOT, AlertmanagerSettings, HitoSettings, PrometheusSettings
+from hito.settings import REPO_ROOT, HitoSettings
+from hito.settings.sections import AlertmanagerSettings, PrometheusSettings
 from hito.stack import process
 from hito.stack.services import Alertmanager, PagerService, Prometheus, Service
 

@@ -18,7 +18,8 @@ from hito.access.influx_tokens import ensure_bucket_tokens
 from hito.pipeline.metrics import PipelineMetrics
 from hito.pipeline.sinks.errors import RetryableSinkError
 from hito.pipeline.sinks.influx import InfluxSink
-from hito.settings import HitoSettings, InfluxSettings
+from hito.settings import HitoSettings
+from hito.settings.sections import InfluxSettings
 
 
 @pytest.fixture

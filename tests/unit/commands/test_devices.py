@@ -11,7 +11,8 @@ from typer.testing import CliRunner
 
 from hito.cli import app
 from hito.devices import DeviceRegistry
-from hito.settings import DEV_DIR, HitoSettings, MissingSecret
+from hito.settings import DEV_DIR, HitoSettings
+from hito.settings.sections import MissingSecret
 
 DEV_REGISTRY = (DEV_DIR / "devices.dev.yaml", DEV_DIR / "device-keys.dev.yaml")
 

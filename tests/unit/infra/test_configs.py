@@ -10,7 +10,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from hito.settings import REPO_ROOT, HitoSettings, PrometheusSettings
+from hito.settings import REPO_ROOT, HitoSettings
+from hito.settings.sections import PrometheusSettings
 from tests.unit.infra.tools import tool as _tool
 
 INFRA = REPO_ROOT / "infra"

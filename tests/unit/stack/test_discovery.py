@@ -10,7 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from hito.settings import HitoSettings, PrometheusSettings
+from hito.settings import HitoSettings
+from hito.settings.sections import PrometheusSettings
 from hito.stack import discovery
 
 

@@ -8,7 +8,8 @@ from pathlib import Path
 import pytest
 
 from hito.access.topics import TopicSpec, created_configs
-from hito.settings import HitoSettings, KafkaSettings, SettingsError, load_settings
+from hito.settings import HitoSettings, SettingsError, load_settings
+from hito.settings.sections import KafkaSettings
 from hito.stack.kafka import CLUSTER_RECORD, kafka_nodes, node_properties
 from hito.stack.manager import StackError, stack_settings
 

@@ -12,7 +12,8 @@ from typing import Any
 
 import pytest
 
-from hito.settings import AlertmanagerSettings, HitoSettings, PrometheusSettings
+from hito.settings import HitoSettings
+from hito.settings.sections import AlertmanagerSettings, PrometheusSettings
 from hito.stack.manager import outdated
 
 

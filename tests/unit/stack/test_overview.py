@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from hito.settings import AlertmanagerSettings, HitoSettings, InfluxSettings, PrometheusSettings
+from hito.settings import HitoSettings
+from hito.settings.sections import AlertmanagerSettings, InfluxSettings, PrometheusSettings
 from hito.stack import overview
 
 

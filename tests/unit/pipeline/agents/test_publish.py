@@ -25,7 +25,7 @@ from hito.pipeline.state.repeat_days import RepeatDays
 from hito.pipeline.state.versioned import VersionedWindows
 from hito.schemas.reasons import Reason
 from hito.schemas.topics import TopicNames
-from hito.settings import SurgeSettings
+from hito.settings.sections import SurgeSettings
 from tests.agents.conftest import RecordingSend
 from tests.unit.pipeline.sinks.test_errors import influx_answering, sink_on
 from tests.unit.pipeline.state.test_versioned import Table

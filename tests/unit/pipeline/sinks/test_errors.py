@@ -25,7 +25,7 @@ from hito.pipeline.sinks.errors import (
     write_or_dead_letter,
 )
 from hito.pipeline.sinks.influx import InfluxSink
-from hito.settings import InfluxSettings
+from hito.settings.sections import InfluxSettings
 
 LINE = "crossings,site=s,direction=entry count=1i 1764700000"
 

@@ -13,7 +13,7 @@ from hypothesis import strategies as st
 from hito.pipeline.agents.surge import SurgeDetector
 from hito.pipeline.metrics import PipelineMetrics
 from hito.pipeline.stages import surge
-from hito.settings import SurgeSettings
+from hito.settings.sections import SurgeSettings
 
 SANTIAGO = ZoneInfo("America/Santiago")
 PARAMS = surge.SurgeParams()

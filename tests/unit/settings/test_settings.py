@@ -9,14 +9,8 @@ import pytest
 from pydantic import ValidationError
 
 from hito.runtime import load_runtime
-from hito.settings import (
-    DEV_DIR,
-    DEV_ONLY_INFLUX_TOKEN,
-    HitoSettings,
-    MissingSecret,
-    SettingsError,
-    load_settings,
-)
+from hito.settings import DEV_DIR, DEV_ONLY_INFLUX_TOKEN, HitoSettings, SettingsError, load_settings
+from hito.settings.sections import MissingSecret
 
 
 def test_defaults_are_loopback_and_dev_marked() -> None:
