@@ -6,6 +6,7 @@ pass without the real Kafka, InfluxDB, Prometheus and Alertmanager.
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Iterator
 
 import pytest
@@ -14,6 +15,7 @@ from rich.console import Console
 from hito.settings import HitoSettings, load_settings
 from hito.stack import manager
 from hito.stack.progress import make_runner
+from tests.integration.stack.paging_outage import OUTAGE_TEST, Background, outage_scenario
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
@@ -29,3 +31,18 @@ def stack() -> Iterator[HitoSettings]:
     yield settings
     if started:
         manager.down(settings, only=started)
+
+
+@pytest.fixture(scope="session", autouse=True)
+def paging_outage(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Background]:
+    """The paging-service outage (stack/paging_outage.py) runs beside the rest of the session
+    from its first integration test on, when its test was selected; its test waits for it."""
+    stopping = threading.Event()
+    scenario = outage_scenario(tmp_path_factory.mktemp("paging-outage"), stopping)
+    if any(item.name == OUTAGE_TEST for item in request.session.items):
+        scenario.start()
+    yield scenario
+    stopping.set()  # a session that ended before the test: stop waiting, stop its services
+    scenario.join(60)

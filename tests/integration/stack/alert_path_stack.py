@@ -12,6 +12,7 @@ Alertmanager re-sends the Watchdog every 2 s instead of every minute.
 from __future__ import annotations
 
 import os
+import random
 import signal
 import socket
 import threading
@@ -43,6 +44,24 @@ def free_port() -> int:
         s.bind(("127.0.0.1", 0))
         port: int = s.getsockname()[1]
         return port
+
+
+def quiet_port() -> int:
+    """A free loopback port below the kernel's ephemeral range: no client socket and no spare
+    port (``free_port``) of another test takes it, so a server may close it for minutes and
+    open it again (ForwardTarget during the paging outage, while the session runs beside it).
+    Above the shared stack's fixed ports (18086, 19090-19500)."""
+    low = int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
+    rng = random.SystemRandom()
+    for _ in range(200):
+        port = rng.randrange(20000, max(low, 20001))
+        with socket.socket() as s:
+            try:
+                s.bind(("127.0.0.1", port))
+            except OSError:
+                continue  # in use
+            return port
+    raise AssertionError(f"no free port in 20000..{low}")
 
 
 def wait_for(what: str, timeout_s: float, check: Callable[[], T | None], every_s: float = 0.5) -> T:
@@ -85,7 +104,7 @@ class ForwardTarget:
     closes its port (connection refused), ``up()`` opens the same port again."""
 
     def __init__(self) -> None:
-        self.port = free_port()
+        self.port = quiet_port()
         self.url = f"http://127.0.0.1:{self.port}/hook"
         self.received: list[dict[str, Any]] = []
         self._server: ThreadingHTTPServer | None = None

@@ -9,17 +9,15 @@ afterwards; the shared stack is not touched.
 2. A POST without the token is refused and recorded nowhere, while Alertmanager's (with the
    token from the state directory) keep arriving.
 3. The paging service is down for ``HITO_TEST_FORWARD_OUTAGE_S`` (default 300 s, the issue's
-   five minutes; the whole test stays under 6 minutes) and the pager crashes meanwhile: every
-   page is delivered, in order, when the service is back, and PagerForwardFailing has paged.
+   five minutes; the whole scenario stays under 6 minutes) and the pager crashes meanwhile:
+   every page is delivered, in order, when the service is back, and PagerForwardFailing has
+   paged. It runs beside the rest of the session (paging_outage.py).
 """
 
 from __future__ import annotations
 
-import os
 import time
-import uuid
 from collections.abc import Iterator
-from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import httpx
@@ -27,9 +25,11 @@ import orjson
 import pytest
 
 from tests.integration.stack.alert_path_stack import AlertPath, ForwardTarget, wait_for
-
-WATCHDOG_TIMEOUT_S = 20.0
-OUTAGE_S = float(os.environ.get("HITO_TEST_FORWARD_OUTAGE_S", "300"))
+from tests.integration.stack.paging_outage import (
+    OUTAGE_TEST_TIMEOUT_S,
+    WATCHDOG_TIMEOUT_S,
+    Background,
+)
 
 
 @pytest.fixture
@@ -141,65 +141,10 @@ def test_a_post_without_the_token_is_refused_and_recorded_nowhere(
     assert (r.status_code, r.json()) == (200, {"recorded": 1})
 
 
-def post_alert(path: AlertPath, run: str) -> None:
-    now = datetime.now(UTC)
-    alert = {
-        "labels": {"alertname": "AlertPathTest", "severity": "critical", "run": run},
-        "annotations": {"summary": "a page during the outage", "runbook_url": "docs/x.md"},
-        "startsAt": now.isoformat(),
-        "endsAt": (now + timedelta(hours=1)).isoformat(),
-    }
-    r = httpx.post(f"{path.settings.alertmanager.url}/api/v2/alerts", json=[alert], timeout=5)
-    r.raise_for_status()
-
-
-@pytest.mark.timeout(OUTAGE_S + 240)
+@pytest.mark.timeout(OUTAGE_TEST_TIMEOUT_S)
 def test_pages_wait_out_a_paging_service_outage_and_a_pager_crash(
-    alert_path: AlertPath, target: ForwardTarget
+    paging_outage: Background,
 ) -> None:
-    alert_path.start_all()  # the target is down from the start: its port is closed
-    outage_began = time.monotonic()
-    run = uuid.uuid4().hex[:10]
-    post_alert(alert_path, run)
-    wait_for("AlertPathTest recorded", 30, lambda: alert_path.pages("AlertPathTest"))
-    wait_for(
-        "failed forward attempts",
-        30,
-        lambda: (alert_path.metric("hito_pager_forward_failures_total") or 0) >= 3,
-    )
-    assert (alert_path.metric("hito_pager_forward_queue") or 0) >= 1
-
-    # Half-way through, the pager crashes and is started again: the queue is on disk.
-    time.sleep(max(0.0, OUTAGE_S / 2 - (time.monotonic() - outage_began)))
-    queued = alert_path.metric("hito_pager_forward_queue")
-    alert_path.kill(alert_path.pager)
-    alert_path.start(alert_path.pager)
-    assert alert_path.metric("hito_pager_forward_queue") == queued
-    assert queued is not None and queued >= 1
-
-    # Prometheus notices the failing forward (2 min of failures) and pages about it: that page
-    # queues too. The target stays down at least OUTAGE_S, and until then.
-    wait_for(
-        "PagerForwardFailing recorded",
-        OUTAGE_S + 180,
-        lambda: alert_path.pages("PagerForwardFailing"),
-        every_s=2,
-    )
-    time.sleep(max(0.0, OUTAGE_S - (time.monotonic() - outage_began)))
-    assert target.received == []
-    failures_during_outage = alert_path.metric("hito_pager_forward_failures_total") or 0
-    assert failures_during_outage >= 3  # since the restart alone
-
-    target.up()
-    back = time.monotonic()
-    wait_for("the queue drained", 30, lambda: alert_path.metric("hito_pager_forward_queue") == 0)
-    delivered_after = time.monotonic() - back
-    assert delivered_after <= 10  # within one back-off period (2 s) plus the sends
-    names = target.alertnames()
-    assert names[0] == ("AlertPathTest", "firing")  # in order: the oldest page first
-    assert ("PagerForwardFailing", "firing") in names
-    assert names.index(("PagerForwardFailing", "firing")) > 0
-    assert target.received[0]["alerts"][0]["labels"]["run"] == run
-    # A pager restart is not a silence: Alertmanager reached the new one within the grace.
-    assert alert_path.pages("AlertPathSilent") == []
-    assert list((alert_path.settings.state_dir / "pager" / "outbox").iterdir()) == []
+    """The scenario runs beside the rest of the session (paging_outage.py); this waits for it
+    and raises what it raised."""
+    paging_outage.result(OUTAGE_TEST_TIMEOUT_S)
