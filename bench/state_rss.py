@@ -84,7 +84,7 @@ def build(devices: int, identities: int) -> dict[str, Any]:
     from hito.pipeline.state import dedup_compact, repeat_days
     from hito.pipeline.state.dedup_arrays import DedupArrays
     from hito.pipeline.state.person_days import PersonDays
-    from hito.settings import PipelineSettings
+    from hito.settings.sections import PipelineSettings
 
     steps: list[dict[str, Any]] = []
     started = time.monotonic()
