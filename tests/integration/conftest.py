@@ -38,10 +38,15 @@ def paging_outage(
     request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[Background]:
     """The paging-service outage (stack/paging_outage.py) runs beside the rest of the session
-    from its first integration test on, when its test was selected; its test waits for it."""
+    from its first integration test on, when its test was selected; its test waits for it.
+    It starts once the shared stack is up, when the session needs one (its start-up would
+    otherwise share the cores with the scenario's first, timed, steps)."""
     stopping = threading.Event()
     scenario = outage_scenario(tmp_path_factory.mktemp("paging-outage"), stopping)
-    if any(item.name == OUTAGE_TEST for item in request.session.items):
+    items = request.session.items
+    if any(item.name == OUTAGE_TEST for item in items):
+        if any("stack" in getattr(item, "fixturenames", ()) for item in items):
+            request.getfixturevalue("stack")
         scenario.start()
     yield scenario
     stopping.set()  # a session that ended before the test: stop waiting, stop its services

@@ -26,6 +26,7 @@ from hito.pipeline.faust.recovery_watch import watch_recovery
 
 log = logging.getLogger(__name__)
 
+# Fetch requests wait for this much data, or this long (Faust: 1 byte, up to 1.5 s): at a
 # moderate rate one fetch then brings a batch instead of a handful of records, which halved the
 # p99 latency at 600 events/s and cut a fifth of the worker's CPU per event (bench/README.md).
 FETCH_MIN_BYTES = 64 * 1024
@@ -52,7 +53,8 @@ class _ConsumerThread(AIOKafkaConsumerThread):
 
 
 class GaplessConsumer(OffsetKeeper):
-    """aiokafka-backed Faust consumer; see the module docstring."""
+    """aiokafka-backed Faust consumer: this module's fetch loop on the bookkeeping of
+    OffsetKeeper (hito.pipeline.faust.offsets, whose docstring tells why it exists)."""
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)

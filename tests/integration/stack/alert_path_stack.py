@@ -1,5 +1,5 @@
 """A private alert path for tests: the real Prometheus, Alertmanager and `hito pager`, started
-by the stack's own code (hito.stack.services: token, config copy, argv) on spare loopback ports
+by the stack's own code (hito.stack.services: token, config copy, argv) on quiet loopback ports
 with a temporary state directory, plus the forward target (the "paging service"), a local
 HTTP server the test switches off and on.
 
@@ -38,30 +38,34 @@ SHIPPED = REPO_ROOT / "infra"
 T = TypeVar("T")
 
 
-def free_port() -> int:
-    # Ephemeral, so it never collides with the shared stack's fixed ports (19090-19103).
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port
+# Ports of the private alert paths: below the kernel's ephemeral range, away from the shared
+# stack's (13000, 18086, 19090-19500) and from test_cluster.py's Kafka nodes (21000-31020).
+QUIET_PORTS = range(14000, 18000)
+_handed_out: set[int] = set()  # never the same port twice in a session: one may be closed
+_handing_out = threading.Lock()
 
 
 def quiet_port() -> int:
-    """A free loopback port below the kernel's ephemeral range: no client socket and no spare
-    port (``free_port``) of another test takes it, so a server may close it for minutes and
-    open it again (ForwardTarget during the paging outage, while the session runs beside it).
-    Above the shared stack's fixed ports (18086, 19090-19500)."""
+    """A free loopback port of QUIET_PORTS not handed out before in this session. No client
+    socket and no spare port of another test (bound to port 0: ephemeral) takes it, so a
+    service may close it and open it again (the forward target down for minutes, the pager
+    restarted) while the session runs beside it (paging_outage.py)."""
     low = int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
+    assert QUIET_PORTS.stop <= low, f"the ephemeral range starts at {low}, below {QUIET_PORTS}"
     rng = random.SystemRandom()
-    for _ in range(200):
-        port = rng.randrange(20000, max(low, 20001))
-        with socket.socket() as s:
-            try:
-                s.bind(("127.0.0.1", port))
-            except OSError:
-                continue  # in use
+    with _handing_out:
+        for _ in range(200):
+            port = rng.choice(QUIET_PORTS)
+            if port in _handed_out:
+                continue
+            with socket.socket() as s:
+                try:
+                    s.bind(("127.0.0.1", port))
+                except OSError:
+                    continue  # in use
+            _handed_out.add(port)
             return port
-    raise AssertionError(f"no free port in 20000..{low}")
+    raise AssertionError(f"no free port in {QUIET_PORTS}")
 
 
 def wait_for(what: str, timeout_s: float, check: Callable[[], T | None], every_s: float = 0.5) -> T:
@@ -152,7 +156,7 @@ class AlertPath:
 
     @classmethod
     def create(cls, root: Path, *, watchdog_timeout_s: float, forward_url: str | None) -> AlertPath:
-        ports = [free_port() for _ in range(3)]
+        ports = [quiet_port() for _ in range(3)]
         write_test_configs(root / "infra", *ports)
         settings = HitoSettings(
             state_dir=root / "state",

@@ -3,15 +3,16 @@
 The scenario lasts more than five minutes (``HITO_TEST_FORWARD_OUTAGE_S``, default 300 s, the
 issue's five minutes) and spends them waiting. It needs none of the session's shared services:
 it has its own Prometheus, Alertmanager and pager (alert_path_stack.py) and its own forward
-target. So tests/integration/conftest.py starts it in a thread when the first integration test
-starts, and its test only waits for the outcome; the other tests run meanwhile. In CI that
-took five minutes off a 44-minute run. The scenario and its checks are the same as when it
-ran inside its test, and a failure is raised in its test.
+target. So tests/integration/conftest.py starts it in a thread once the shared stack is up, and
+its test only waits for the outcome; the other tests run meanwhile. The scenario and its checks
+are the same as when it ran inside its test, and a failure is raised in its test.
 
-Two things keep it apart from the tests around it:
-- Its forward target listens below the kernel's ephemeral port range (alert_path_stack.py,
-  ``quiet_port``). While the target is down, no client socket or spare port of another test
-  can take its port.
+What keeps it apart from the tests around it:
+- Its ports are below the kernel's ephemeral range and apart from every other test's
+  (alert_path_stack.py, ``QUIET_PORTS``): while the forward target is down for minutes, or the
+  pager restarts, no client socket or spare port of another test takes its port.
+- Whatever ends the session early (-x, a failing fixture) also stops its services: from its
+  thread, or from the fixture's teardown when the thread is still inside a wait.
 - It never changes the process environment. With ``HITO_PAGER_TOKEN_FILE`` set, the private
   pager would share that token file; the scenario then runs inside its test, as before, with
   the variable removed for that test only.
@@ -35,17 +36,27 @@ from tests.integration.stack.alert_path_stack import AlertPath, ForwardTarget, w
 
 WATCHDOG_TIMEOUT_S = 20.0
 OUTAGE_S = float(os.environ.get("HITO_TEST_FORWARD_OUTAGE_S", "300"))
-# The test's own limit (pytest-timeout) when it runs the scenario inline.
+# The test's own limit (pytest-timeout), whether it waits for the scenario or runs it inline;
+# it waits a little less, to say what timed out.
 OUTAGE_TEST_TIMEOUT_S = OUTAGE_S + 240
+OUTAGE_WAIT_S = OUTAGE_TEST_TIMEOUT_S - 30
 OUTAGE_TEST = "test_pages_wait_out_a_paging_service_outage_and_a_pager_crash"
 
 
 class Background:
     """A scenario in a thread of its own. ``result()`` waits for it and raises what it raised;
-    a scenario never started (or not allowed in the background) runs there, inline."""
+    a scenario never started (or not allowed in the background) runs there, inline.
+    ``cleanup`` stops what it started; the scenario calls it too, on its way out."""
 
-    def __init__(self, body: Callable[[], None], *, inline_only: str | None = None) -> None:
+    def __init__(
+        self,
+        body: Callable[[], None],
+        cleanup: Callable[[], None],
+        *,
+        inline_only: str | None = None,
+    ) -> None:
         self._body = body
+        self._cleanup = cleanup
         self._inline_only = inline_only  # why it may not run in the background
         self._error: BaseException | None = None
         self._thread: threading.Thread | None = None
@@ -74,16 +85,30 @@ class Background:
             raise self._error
 
     def join(self, timeout_s: float) -> None:
-        """Wait for the thread (after its stop was asked for): its services stop with it."""
+        """Wait for the thread (after its stop was asked for); if it is still inside a wait
+        that does not watch the stop (a service's start-up, say), stop its services here."""
         if self._thread is not None:
             self._thread.join(timeout_s)
+            if self._thread.is_alive():
+                self._cleanup()
 
 
 def outage_scenario(root: Path, stopping: threading.Event) -> Background:
     """The scenario, under ``root``; ``stopping`` set at the end of the session cuts its waits
     short (a session that ended before its test, with -x say) and it stops its services."""
     inline_only = f"{TOKEN_FILE_ENV} is set" if os.environ.get(TOKEN_FILE_ENV) else None
-    return Background(lambda: _outage(root, stopping), inline_only=inline_only)
+    target = ForwardTarget()
+    alert_path = AlertPath.create(
+        root, watchdog_timeout_s=WATCHDOG_TIMEOUT_S, forward_url=target.url
+    )
+
+    def cleanup() -> None:
+        alert_path.stop_all()
+        target.down()
+
+    return Background(
+        lambda: _outage(alert_path, target, stopping, cleanup), cleanup, inline_only=inline_only
+    )
 
 
 def _post_alert(path: AlertPath, run: str) -> None:
@@ -98,12 +123,12 @@ def _post_alert(path: AlertPath, run: str) -> None:
     r.raise_for_status()
 
 
-def _outage(root: Path, stopping: threading.Event) -> None:
-    target = ForwardTarget()
-    alert_path = AlertPath.create(
-        root, watchdog_timeout_s=WATCHDOG_TIMEOUT_S, forward_url=target.url
-    )
-
+def _outage(
+    alert_path: AlertPath,
+    target: ForwardTarget,
+    stopping: threading.Event,
+    cleanup: Callable[[], None],
+) -> None:
     def sleep(seconds: float) -> None:
         if stopping.wait(max(0.0, seconds)):
             raise AssertionError("the session ended before the scenario")
@@ -158,5 +183,4 @@ def _outage(root: Path, stopping: threading.Event) -> None:
         assert alert_path.pages("AlertPathSilent") == []
         assert list((alert_path.settings.state_dir / "pager" / "outbox").iterdir()) == []
     finally:
-        alert_path.stop_all()
-        target.down()
+        cleanup()

@@ -27,6 +27,7 @@ import pytest
 from tests.integration.stack.alert_path_stack import AlertPath, ForwardTarget, wait_for
 from tests.integration.stack.paging_outage import (
     OUTAGE_TEST_TIMEOUT_S,
+    OUTAGE_WAIT_S,
     WATCHDOG_TIMEOUT_S,
     Background,
 )
@@ -147,4 +148,4 @@ def test_pages_wait_out_a_paging_service_outage_and_a_pager_crash(
 ) -> None:
     """The scenario runs beside the rest of the session (paging_outage.py); this waits for it
     and raises what it raised."""
-    paging_outage.result(OUTAGE_TEST_TIMEOUT_S)
+    paging_outage.result(OUTAGE_WAIT_S)
