@@ -95,6 +95,10 @@ def _finish(proc: subprocess.Popen[bytes], timeout_s: float, log: Path) -> None:
         proc.kill()
         proc.wait(timeout=10)
         raise RuntimeError(f"{proc.args!r} did not finish in {timeout_s} s; see {log}") from None
+    except BaseException:  # the bench itself is stopping (TERM, Ctrl-C): its contender too
+        proc.kill()
+        proc.wait(timeout=10)
+        raise
     if proc.returncode != 0:
         tail = log.read_text(errors="replace")[-3000:]
         raise RuntimeError(f"{proc.args!r} exited {proc.returncode}:\n{tail}")

@@ -74,6 +74,7 @@ def bench(
     from hito.bench.dataset import Mix
     from hito.bench.harness import CONTENDERS, BenchOptions, run_bench
     from hito.stack import manager
+    from hito.stack.process import stop_on_term
     from hito.stack.progress import make_runner
 
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
@@ -109,7 +110,8 @@ def bench(
         timeout_s=timeout_s,
         keep=keep,
     )
-    report = run_bench(settings, options, Console(stderr=as_json))
+    with stop_on_term():  # a stopped bench stops its contenders (their finally blocks)
+        report = run_bench(settings, options, Console(stderr=as_json))
     if as_json:
         from hito.bench.report import summary
 

@@ -45,6 +45,7 @@ def demo(
     from hito.demo import report
     from hito.demo.run import OFFLINE_DEVICE, DemoPlan, run_demo
     from hito.stack import manager
+    from hito.stack.process import stop_on_term
     from hito.stack.progress import make_runner
 
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
@@ -63,7 +64,8 @@ def demo(
         offline_span_s=outage_span,
     )
     target = out_dir or settings.state_dir / "demo"
-    run = run_demo(runtime, plan, target, console, keep_running=keep_running)
+    with stop_on_term():  # a stopped demo stops its worker and keeps its fleet's seq numbers
+        run = run_demo(runtime, plan, target, console, keep_running=keep_running)
     summary = report.summarise(runtime, plan, run)
     summary_path = report.write_summary(summary, target)
     png = report.render_png(runtime, plan, run, summary, target / "demo.png")

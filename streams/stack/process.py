@@ -14,9 +14,10 @@ import os
 import signal
 import subprocess
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from types import FrameType
 
 from hito.files import exclusive_lock, write_private
 
@@ -175,3 +176,22 @@ def stop(files: ProcessFiles, *, timeout_s: float = 30.0) -> bool:
             os.killpg(pid, signal.SIGKILL)
     files.pid_path.unlink(missing_ok=True)
     return True
+
+
+@contextlib.contextmanager
+def stop_on_term() -> Iterator[None]:
+    """SIGTERM raises SystemExit(143) inside this block instead of ending the process at once,
+    so the ``finally`` and ``except BaseException`` blocks of a command that started processes
+    run and stop them. ``hito bench`` stopped with TERM had left its Hito worker running (its
+    contenders run in sessions of their own: a signal to the command reaches none of them);
+    ``hito demo`` would also have lost its fleet's next seq numbers. The handler before is put
+    back on the way out."""
+
+    def _exit(signum: int, frame: FrameType | None) -> None:
+        raise SystemExit(128 + signum)
+
+    previous = signal.signal(signal.SIGTERM, _exit)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)

@@ -153,3 +153,54 @@ def test_a_pid_only_file_of_an_older_version_is_still_trusted(
     files.pid_path.parent.mkdir(parents=True)
     files.pid_path.write_text(f"{unrelated.pid}\n")
     assert process.read_pid(files) == unrelated.pid
+
+
+# A command that started a process in a session of its own (as `hito bench` its contenders)
+# and stops it in a finally block, then waits; the test sends it SIGTERM.
+_COMMAND = """
+import contextlib, subprocess, sys, time
+from hito.stack.process import stop_on_term
+started = subprocess.Popen(
+    [sys.executable, "-c", "import time; time.sleep(60)"], start_new_session=True
+)
+guard = stop_on_term() if sys.argv[2] == "1" else contextlib.nullcontext()
+with guard:
+    try:
+        open(sys.argv[1], "w").write(str(started.pid))
+        time.sleep(60)
+    finally:
+        started.kill()
+        started.wait()
+"""
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    return True
+
+
+@pytest.mark.parametrize("guarded", [True, False])
+def test_a_terminated_command_stops_what_it_started_only_under_stop_on_term(
+    tmp_path: Path, guarded: bool
+) -> None:
+    pid_file = tmp_path / "started.pid"
+    command = subprocess.Popen(
+        [sys.executable, "-c", _COMMAND, str(pid_file), "1" if guarded else "0"]
+    )
+    deadline = time.monotonic() + 30
+    while not (pid_file.exists() and pid_file.read_text()):
+        assert time.monotonic() < deadline, "the command never started its process"
+        time.sleep(0.05)
+    started = int(pid_file.read_text())
+    command.send_signal(signal.SIGTERM)
+    try:
+        assert command.wait(timeout=10) == (143 if guarded else -signal.SIGTERM)
+        time.sleep(0.2)  # an orphan is reparented, not gone
+        # Unguarded, TERM ends the command at once: its finally never runs (the defect).
+        assert _alive(started) is not guarded
+    finally:
+        if _alive(started):
+            os.kill(started, signal.SIGKILL)
