@@ -22,11 +22,13 @@ COPY infra/ infra/
 RUN bash infra/image/build-wheel.sh /src /dist python3
 
 FROM ${PYTHON_IMAGE}
-# A fixed uid/gid, so files on shared volumes (state, worker targets) and secrets mounted from
-# the host can be given to it.
+# A fixed uid/gid, so files on shared volumes (state, worker targets, Grafana's token) and
+# secrets mounted from the host can be given to it. A named volume first mounted here takes
+# these directories' owner and mode: the services that read one (Prometheus the targets,
+# Grafana its token) join group 10001 in docker-compose.yml; nobody else can read them.
 RUN groupadd --system --gid 10001 hito \
  && useradd --system --uid 10001 --gid hito --no-create-home --home-dir /var/lib/hito hito \
- && install -d -o hito -g hito -m 0750 /var/lib/hito /var/lib/hito/targets
+ && install -d -o hito -g hito -m 0750 /var/lib/hito /var/lib/hito/targets /var/lib/hito/grafana
 COPY --from=build /dist/ /tmp/dist/
 COPY lock/runtime.txt /tmp/runtime.txt
 COPY infra/image/install-wheel.sh /tmp/install-wheel.sh

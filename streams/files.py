@@ -27,16 +27,17 @@ def exclusive_lock(path: Path) -> Iterator[None]:
             fcntl.flock(handle, fcntl.LOCK_UN)
 
 
-def write_private(path: Path, content: str | bytes) -> None:
-    """Write ``content`` to ``path`` readable by this user only (0600), atomically: a reader
+def write_private(path: Path, content: str | bytes, *, mode: int = 0o600) -> None:
+    """Write ``content`` to ``path`` readable by this user only (0600; ``mode=0o640`` also by
+    this user's group, for a file another service reads by joining it), atomically: a reader
     sees the old file or the new one, never half of it, and never a moment of wider
     permissions (a temporary file left by a crash keeps its mode: it is set again). The
     rename is fsync'd with its directory: after a power cut the file is the old or the new
     one, never missing or empty."""
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_suffix(path.suffix + ".tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    os.fchmod(fd, 0o600)
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, mode)
+    os.fchmod(fd, mode)
     with os.fdopen(fd, "wb") as fh:
         fh.write(content.encode() if isinstance(content, str) else content)
         fh.flush()

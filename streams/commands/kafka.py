@@ -48,19 +48,28 @@ def provision() -> None:
     console.print(f"ACLs granted: {len(grants(settings))}")
 
 
-def provision_all() -> None:
+def provision_all(
+    grafana_token: Annotated[
+        Path | None,
+        typer.Option(
+            help="Also write the bucket's read-only InfluxDB token to this file (0640) for "
+            "Grafana (docker-compose.yml's Grafana reads it at start)"
+        ),
+    ] = None,
+) -> None:
     """Prepare a deployment: Kafka users, quotas, topics and ACLs; InfluxDB's scoped tokens
     and the buckets' retention (the privacy policy's); the pseudonym key store, if this host
     has none yet.
 
     Idempotent, once per deployment before the first worker (docker-compose.yml's one-shot
     job). The tokens go to the state directory's tokens.json (0600), where workers read
-    theirs; the key store to HITO_PRIVACY__KEY_STORE_FILE (0600, on the workers' volume).
-    Neither is ever printed."""
+    theirs, and Grafana's to --grafana-token if given; the key store to
+    HITO_PRIVACY__KEY_STORE_FILE (0600, on the workers' volume). None is ever printed."""
     from hito.access.influx_tokens import ensure_bucket_tokens
     from hito.access.retention import apply_to_bucket
     from hito.commands.policy_keys import init as init_key_store
     from hito.credentials import tokens_path
+    from hito.files import write_private
     from hito.runtime import key_store_path
     from hito.schemas.privacy.policy import load_policy
 
@@ -68,9 +77,13 @@ def provision_all() -> None:
     settings.require(KAFKA_USERS, *INFLUX_ADMIN)
     provision()
     path = tokens_path(settings)
-    ensure_bucket_tokens(settings.influxdb, path)
+    found = ensure_bucket_tokens(settings.influxdb, path)
     console = Console()
     console.print(f"InfluxDB tokens of bucket {settings.influxdb.bucket}: {path}")
+    if grafana_token is not None:
+        # Group-readable: Grafana's container joins the group of this file (docker-compose.yml).
+        write_private(grafana_token, found["dashboards"].get_secret_value(), mode=0o640)
+        console.print(f"Grafana's read-only token: {grafana_token}")
     # The buckets keep data as long as the privacy policy says (compose made the bucket
     # without a retention: aggregates were kept for ever; only `hito up` applied it).
     policy = load_policy(settings.privacy.policy_file)

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import os
+import stat
 import subprocess
 import sys
 import uuid
@@ -75,11 +76,13 @@ def test_the_retention_audit_fails_on_a_planted_drift(isolated_runtime: Runtime)
         admin.close()
 
 
-def test_provision_gives_the_buckets_the_policys_retention(
+def test_provision_gives_the_buckets_the_policys_retention_and_grafana_its_token(
     isolated_runtime: Runtime, tmp_path: Path
 ) -> None:
     """`hito provision` (docker-compose's one-shot job) left the bucket as compose's InfluxDB
-    made it, keeping aggregates for ever; only `hito up` applied the policy's retention."""
+    made it, keeping aggregates for ever; only `hito up` applied the policy's retention. And
+    Grafana's read-only token had to be copied into .env by hand (forgotten: every InfluxDB
+    panel failed); provision now writes it where compose's Grafana reads it."""
     settings, policy = isolated_runtime.settings, isolated_runtime.policy
     p = settings.pipeline
     _bucket_forever(isolated_runtime)
@@ -95,8 +98,9 @@ def test_provision_gives_the_buckets_the_policys_retention(
         "HITO_PIPELINE__CLEAN_TOPIC_PREFIX": p.clean_topic_prefix,
         "HITO_INFLUXDB__BUCKET": settings.influxdb.bucket,
     }
+    grafana_token = tmp_path / "grafana" / "influxdb.token"
     done = subprocess.run(
-        [sys.executable, "-m", "hito.cli", "provision"],
+        [sys.executable, "-m", "hito.cli", "provision", "--grafana-token", str(grafana_token)],
         capture_output=True,
         text=True,
         env=env,
@@ -105,6 +109,13 @@ def test_provision_gives_the_buckets_the_policys_retention(
     assert done.returncode == 0, done.stdout + done.stderr
     assert f"bucket retention: policy {policy.version}'s (set now)" in done.stdout
     assert [d for d in audit(settings, policy) if d.resource.startswith("bucket")] == []
+    # The bucket's read-only token, readable by the file's group (Grafana's container joins
+    # it), and never printed.
+    tokens = json.loads((tmp_path / "state" / "influxdb" / "tokens.json").read_text())
+    dashboards = tokens[settings.influxdb.bucket]["dashboards"]["token"]
+    assert grafana_token.read_text() == dashboards
+    assert stat.S_IMODE(grafana_token.stat().st_mode) == 0o640
+    assert dashboards not in done.stdout + done.stderr
 
 
 def _bucket_forever(runtime: Runtime) -> None:

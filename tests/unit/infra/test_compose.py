@@ -17,35 +17,16 @@ import yaml
 
 from hito.cli import hito_version
 from hito.settings import REPO_ROOT, HitoSettings
-
-COMPOSE = REPO_ROOT / "docker-compose.yml"
-DOCKERFILE = REPO_ROOT / "Dockerfile"
-HITO_SERVICES = {"provision", "worker", "pager"}
-SECRETS_DIR = "${HITO_SECRETS_DIR:-./secrets}"
-
-
-def _compose() -> dict[str, Any]:
-    data = yaml.safe_load(COMPOSE.read_text())
-    assert isinstance(data, dict)
-    return data
-
-
-def _services() -> dict[str, dict[str, Any]]:
-    services: dict[str, dict[str, Any]] = _compose()["services"]
-    return services
-
-
-def _bind_mounts() -> list[tuple[str, Path, str]]:
-    """Mounts of repository files (short syntax); secrets from the environment are not."""
-    out = []
-    for name, svc in _services().items():
-        for volume in svc.get("volumes", []):
-            if isinstance(volume, dict):
-                continue
-            source, target = volume.split(":")[:2]
-            if source.startswith((".", "/")):
-                out.append((name, (REPO_ROOT / source).resolve(), target))
-    return out
+from tests.unit.infra.compose_file import (
+    COMPOSE,
+    DOCKERFILE,
+    HITO_SERVICES,
+    SECRETS_DIR,
+    bind_mounts,
+    compose,
+    dockerfile,
+    services,
+)
 
 
 @pytest.fixture(scope="module")
@@ -59,19 +40,19 @@ def compose_schema() -> dict[str, Any]:
 
 
 def test_the_compose_file_is_valid_compose(compose_schema: dict[str, Any]) -> None:
-    jsonschema.validate(_compose(), compose_schema)
+    jsonschema.validate(compose(), compose_schema)
 
 
 def test_the_schema_check_can_fail(compose_schema: dict[str, Any]) -> None:
-    broken = _compose()
+    broken = compose()
     broken["services"]["worker"]["restart_policy"] = "always"  # not a compose key
     with pytest.raises(jsonschema.ValidationError):
         jsonschema.validate(broken, compose_schema)
 
 
 def test_services_and_pinned_images() -> None:
-    services = _services()
-    assert set(services) == {
+    svc_by_name = services()
+    assert set(svc_by_name) == {
         "kafka",
         "influxdb",
         "prometheus",
@@ -79,36 +60,37 @@ def test_services_and_pinned_images() -> None:
         "grafana",
         *HITO_SERVICES,
     }
-    for name, svc in services.items():
+    for name, svc in svc_by_name.items():
         image = svc["image"]
         tag = image.rsplit(":", 1)[1] if ":" in image else ""
         assert tag and "latest" not in tag, f"{name} image {image} is not pinned"
         assert svc["network_mode"] == "host", name
     for name in HITO_SERVICES:
         # Built from this repository's Dockerfile, tagged with the package's version.
-        assert services[name]["build"] == "."
-        assert services[name]["image"] == f"hito:${{HITO_IMAGE_TAG:-{hito_version()}}}"
+        assert svc_by_name[name]["build"] == "."
+        assert svc_by_name[name]["image"] == f"hito:${{HITO_IMAGE_TAG:-{hito_version()}}}"
 
 
 def test_versions_match_the_local_stack() -> None:
     s = HitoSettings()
-    services = _services()
-    assert services["kafka"]["image"] == f"apache/kafka:{s.kafka.version}"
-    assert services["influxdb"]["image"] == f"influxdb:{s.influxdb.version.lstrip('v')}"
-    assert services["prometheus"]["image"] == f"prom/prometheus:v{s.prometheus.version}"
-    assert services["alertmanager"]["image"] == f"prom/alertmanager:v{s.alertmanager.version}"
-    env = services["influxdb"]["environment"]
+    svc_by_name = services()
+    assert svc_by_name["kafka"]["image"] == f"apache/kafka:{s.kafka.version}"
+    assert svc_by_name["influxdb"]["image"] == f"influxdb:{s.influxdb.version.lstrip('v')}"
+    assert svc_by_name["prometheus"]["image"] == f"prom/prometheus:v{s.prometheus.version}"
+    assert svc_by_name["alertmanager"]["image"] == f"prom/alertmanager:v{s.alertmanager.version}"
+    env = svc_by_name["influxdb"]["environment"]
     assert env["INFLUXD_HTTP_BIND_ADDRESS"] == f"127.0.0.1:{s.influxdb.port}"
     assert (env["DOCKER_INFLUXDB_INIT_ORG"], env["DOCKER_INFLUXDB_INIT_BUCKET"]) == ("hito", "hito")
     assert (
-        f"--web.listen-address=127.0.0.1:{s.prometheus.port}" in services["prometheus"]["command"]
+        f"--web.listen-address=127.0.0.1:{s.prometheus.port}"
+        in svc_by_name["prometheus"]["command"]
     )
-    am_cmd = services["alertmanager"]["command"]
+    am_cmd = svc_by_name["alertmanager"]["command"]
     assert f"--web.listen-address=127.0.0.1:{s.alertmanager.port}" in am_cmd
 
 
 def test_every_service_restarts_and_reports_its_health() -> None:
-    for name, svc in _services().items():
+    for name, svc in services().items():
         if name == "provision":  # one-shot: runs to completion, never restarted
             assert svc["restart"] == "no"
             assert "healthcheck" not in svc
@@ -125,25 +107,25 @@ def test_hito_healthchecks_are_real_commands() -> None:
     from hito.cli import app
 
     for name in ("worker", "pager"):
-        test = _services()[name]["healthcheck"]["test"]
+        test = services()[name]["healthcheck"]["test"]
         assert test[:3] == ["CMD", "hito", "probe"], name
         options = [a for a in test[3:] if a.startswith("--")]
         help_text = CliRunner().invoke(app, ["probe", "--help"]).output
         assert all(o in help_text for o in options), (name, options)
-    pager = _services()["pager"]["healthcheck"]["test"]
+    pager = services()["pager"]["healthcheck"]["test"]
     assert pager[-1] == f"http://127.0.0.1:{HitoSettings().pager_port}/health"
 
 
 def test_workers_scale_and_prometheus_finds_them() -> None:
-    services = _services()
-    worker = services["worker"]
+    svc_by_name = services()
+    worker = svc_by_name["worker"]
     # --scale worker=N: no fixed name, no published or fixed metrics port.
     assert "container_name" not in worker and "ports" not in worker
     assert worker["command"] == ["worker"]
     targets = worker["environment"]["HITO_PROMETHEUS__WORKER_TARGETS_DIR"]
     assert f"worker-targets:{targets}" in worker["volumes"]
     # Prometheus mounts the same volume where its config's file discovery looks.
-    prom = services["prometheus"]
+    prom = svc_by_name["prometheus"]
     config_mount = next(v for v in prom["volumes"] if v.endswith("prometheus.yml:ro"))
     config_dir = Path(config_mount.split(":")[1]).parent
     config = yaml.safe_load((REPO_ROOT / "infra" / "prometheus" / "prometheus.yml").read_text())
@@ -155,20 +137,21 @@ def test_workers_scale_and_prometheus_finds_them() -> None:
 
 
 def test_order_provisioning_before_workers() -> None:
-    services = _services()
-    assert services["provision"]["command"] == ["provision"]
-    assert services["provision"]["depends_on"] == {
+    svc_by_name = services()
+    assert svc_by_name["provision"]["command"][0] == "provision"
+    assert svc_by_name["provision"]["depends_on"] == {
         "kafka": {"condition": "service_healthy"},
         "influxdb": {"condition": "service_healthy"},
     }
     done = {"provision": {"condition": "service_completed_successfully"}}
-    assert services["worker"]["depends_on"] == done
-    assert services["prometheus"]["depends_on"] == done
+    assert svc_by_name["worker"]["depends_on"] == done
+    assert svc_by_name["prometheus"]["depends_on"] == done
+    assert svc_by_name["grafana"]["depends_on"]["provision"] == done["provision"]
 
 
 def test_every_mounted_file_exists_and_lives_in_infra() -> None:
-    mounts = _bind_mounts()
-    assert len(mounts) == 6
+    mounts = bind_mounts()
+    assert len(mounts) == 7
     for name, source, _ in mounts:
         assert source.exists(), f"{name} mounts missing {source}"
         assert source.is_relative_to(REPO_ROOT / "infra"), f"{name} mounts {source}"
@@ -176,7 +159,7 @@ def test_every_mounted_file_exists_and_lives_in_infra() -> None:
 
 
 def test_named_volumes_are_declared() -> None:
-    data = _compose()
+    data = compose()
     declared = set(data["volumes"])
     used = {
         v.split(":")[0]
@@ -190,7 +173,7 @@ def test_named_volumes_are_declared() -> None:
 def test_secrets_come_from_files_or_the_environment_never_from_here() -> None:
     text = COMPOSE.read_text()
     assert "DEV-ONLY" not in text and "admin/admin" not in text
-    data = _compose()
+    data = compose()
     for name, secret in data["secrets"].items():
         assert secret["file"].startswith(f"{SECRETS_DIR}/"), name
     used = {s for svc in data["services"].values() for s in svc.get("secrets", [])}
@@ -199,52 +182,50 @@ def test_secrets_come_from_files_or_the_environment_never_from_here() -> None:
     # Passwords and tokens in the environment are required (`:?`): no default to fall back to.
     for svc in data["services"].values():
         for key, value in (svc.get("environment") or {}).items():
-            if re.search(r"PASSWORD$|(?<!DASHBOARDS_)TOKEN$", key) and key != "HITO_INFLUXDB_TOKEN":
+            if re.search(r"PASSWORD$|TOKEN$", key):
                 assert re.fullmatch(r"\$\{[A-Z_]+:\?[^}]+\}", str(value)), (key, value)
 
 
 def test_the_services_get_only_the_secrets_they_need() -> None:
-    services = _services()
-    assert services["provision"]["secrets"] == ["kafka_users"]
-    assert services["worker"]["secrets"] == [
+    svc_by_name = services()
+    assert svc_by_name["provision"]["secrets"] == ["kafka_users"]
+    assert svc_by_name["worker"]["secrets"] == [
         "kafka_pipeline",
         "devices",
         "device_keys",
     ]
-    assert services["pager"]["secrets"] == ["pager_token"]
-    env = services["worker"]["environment"]
+    assert svc_by_name["pager"]["secrets"] == ["pager_token"]
+    env = svc_by_name["worker"]["environment"]
     assert env["HITO_KAFKA__USERS_FILE"] == "/run/secrets/kafka_pipeline"  # not the admin's
     assert "HITO_INFLUXDB__TOKEN" not in env  # workers write with their scoped token
     # The key store is rewritten as keys are destroyed: on the state volume, never a
     # read-only secret, and the same file provision made.
     store = env["HITO_PRIVACY__KEY_STORE_FILE"]
     assert store.startswith("/var/lib/hito/")
-    assert services["provision"]["environment"]["HITO_PRIVACY__KEY_STORE_FILE"] == store
+    assert svc_by_name["provision"]["environment"]["HITO_PRIVACY__KEY_STORE_FILE"] == store
 
 
 def test_the_pager_forwards_or_is_told_not_to() -> None:
     """Both pass through, empty when unset: the pager (production profile, never
     development here) then refuses to start rather than page nobody."""
-    env = _services()["pager"]["environment"]
+    env = services()["pager"]["environment"]
     assert env["HITO_PAGER_FORWARD_URL"] == "${HITO_PAGER_FORWARD_URL:-}"
     assert env["HITO_PAGER_NO_FORWARD"] == "${HITO_PAGER_NO_FORWARD:-}"
-    assert not any("HITO_PROFILE" in (svc.get("environment") or {}) for svc in _services().values())
+    assert not any("HITO_PROFILE" in (svc.get("environment") or {}) for svc in services().values())
 
 
 def test_grafana_admin_is_not_admin_admin() -> None:
-    grafana = _services()["grafana"]
+    grafana = services()["grafana"]
     env = grafana["environment"]
     assert "GF_SECURITY_ADMIN_PASSWORD" not in env
     assert env["GF_SECURITY_ADMIN_PASSWORD__FILE"] == "/run/secrets/grafana_admin_password"
     assert grafana["secrets"] == ["grafana_admin_password"]
     assert env["GF_SECURITY_ADMIN_USER"] == "${HITO_GRAFANA_ADMIN_USER:-hito-admin}"
-    # Read-only on the hito bucket; never the admin token.
-    assert env["HITO_INFLUXDB_TOKEN"] == "${HITO_INFLUXDB_DASHBOARDS_TOKEN:-}"
 
 
 def test_kafka_runs_the_shared_start_script_with_sasl() -> None:
-    kafka = _services()["kafka"]
-    mounts = {target: source for name, source, target in _bind_mounts() if name == "kafka"}
+    kafka = services()["kafka"]
+    mounts = {target: source for name, source, target in bind_mounts() if name == "kafka"}
     config_dir = mounts["/etc/hito/kafka"]
     assert config_dir == (REPO_ROOT / "infra" / "kafka").resolve()
     script = kafka["entrypoint"][-1]
@@ -258,30 +239,26 @@ def test_kafka_runs_the_shared_start_script_with_sasl() -> None:
 
 def test_prometheus_has_no_lifecycle_api_and_needs_the_runbook_base() -> None:
     """/-/quit and /-/reload would let anything on the machine stop every alert."""
-    prom = _services()["prometheus"]
+    prom = services()["prometheus"]
     assert "--web.enable-lifecycle" not in prom["command"]
     assert prom["environment"]["HITO_RUNBOOK_BASE_URL"].startswith("${HITO_RUNBOOK_BASE_URL:?")
 
 
 def test_alertmanager_gets_the_pager_token_next_to_its_config() -> None:
-    am = _services()["alertmanager"]
+    am = services()["alertmanager"]
     [mount] = [v for v in am["volumes"] if isinstance(v, dict)]
     assert mount["source"] == f"{SECRETS_DIR}/pager.token"
     assert (mount["type"], mount["read_only"]) == ("bind", True)
     config_target = next(
-        target for svc, _, target in _bind_mounts() if target.endswith("alertmanager.yml")
+        target for svc, _, target in bind_mounts() if target.endswith("alertmanager.yml")
     )
     assert mount["target"] == str(Path(config_target).parent / "pager.token")
     # The pager checks the same file the Alertmanager sends.
-    assert _compose()["secrets"]["pager_token"]["file"] == mount["source"]
-
-
-def _dockerfile() -> list[str]:
-    return [line for line in DOCKERFILE.read_text().splitlines() if line and line[0] != "#"]
+    assert compose()["secrets"]["pager_token"]["file"] == mount["source"]
 
 
 def test_the_image_is_pinned_non_root_and_runs_hito() -> None:
-    lines = _dockerfile()
+    lines = dockerfile()
     [base] = [line for line in lines if line.startswith("ARG PYTHON_IMAGE=")]
     # An exact patch release of Python 3.11 on an exact Debian release, never a moving tag.
     assert re.fullmatch(
@@ -304,7 +281,7 @@ def test_the_image_leaves_the_development_secrets_out() -> None:
     assert "*" in ignored and "infra/dev/" in ignored
     copied = [
         line.split()[1]
-        for line in _dockerfile()
+        for line in dockerfile()
         if line.startswith("COPY ") and "--from" not in line
     ]
     for source in copied:

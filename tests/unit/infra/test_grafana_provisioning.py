@@ -1,9 +1,14 @@
-"""Grafana cannot run here: its provisioning files are checked against a small strict model."""
+"""Grafana cannot run here: its provisioning files are checked against a small strict model,
+and the script docker-compose.yml starts it with is run with a stand-in for its entrypoint."""
 
 from __future__ import annotations
 
+import os
+import subprocess
+from pathlib import Path
 from typing import Literal
 
+import pytest
 import yaml
 from pydantic import BaseModel, ConfigDict
 
@@ -73,3 +78,38 @@ def test_dashboard_provider_reads_the_mounted_folder() -> None:
     compose = yaml.safe_load((REPO_ROOT / "docker-compose.yml").read_text())
     mounts = compose["services"]["grafana"]["volumes"]
     assert f"./infra/grafana/dashboards:{f.providers[0].options.path}:ro" in mounts
+
+
+START = REPO_ROOT / "infra" / "grafana" / "compose-start.sh"
+
+
+def _start_grafana(tmp_path: Path, token: str | None) -> subprocess.CompletedProcess[str]:
+    """compose-start.sh as docker-compose.yml runs it, with a stand-in for the image's
+    /run.sh that prints the variable the datasource's token is read from."""
+    datasources = yaml.safe_load((PROVISIONING / "datasources" / "hito.yml").read_text())
+    [influx] = [d for d in datasources["datasources"] if d["type"] == "influxdb"]
+    variable = influx["secureJsonData"]["token"].removeprefix("$")
+    token_file = tmp_path / "influxdb.token"
+    if token is not None:
+        token_file.write_text(token)
+    return subprocess.run(
+        ["sh", str(START), "sh", "-c", f'printf %s "${variable}"'],
+        env={"PATH": os.environ["PATH"], "HITO_GRAFANA_TOKEN_FILE": str(token_file)},
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
+
+
+def test_grafana_starts_with_the_token_provision_wrote(tmp_path: Path) -> None:
+    done = _start_grafana(tmp_path, "read-only-token-7f3a")
+    assert (done.returncode, done.stdout, done.stderr) == (0, "read-only-token-7f3a", "")
+
+
+@pytest.mark.parametrize("token", [None, ""], ids=["missing", "empty"])
+def test_grafana_does_not_start_without_it(tmp_path: Path, token: str | None) -> None:
+    done = _start_grafana(tmp_path, token)
+    assert (done.returncode, done.stdout) == (1, "")
+    assert done.stderr.startswith(
+        f"grafana not started: no read-only InfluxDB token in {tmp_path / 'influxdb.token'}"
+    )
