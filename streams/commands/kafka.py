@@ -53,7 +53,8 @@ def provision_all(
         Path | None,
         typer.Option(
             help="Also write the bucket's read-only InfluxDB token to this file (0640) for "
-            "Grafana (docker-compose.yml's Grafana reads it at start)"
+            "Grafana (docker-compose.yml's Grafana reads it at start)",
+            dir_okay=False,
         ),
     ] = None,
 ) -> None:
@@ -81,9 +82,19 @@ def provision_all(
     console = Console()
     console.print(f"InfluxDB tokens of bucket {settings.influxdb.bucket}: {path}")
     if grafana_token is not None:
+        token = found["dashboards"].get_secret_value()
+        before = grafana_token.read_text() if grafana_token.is_file() else None
         # Group-readable: Grafana's container joins the group of this file (docker-compose.yml).
-        write_private(grafana_token, found["dashboards"].get_secret_value(), mode=0o640)
-        console.print(f"Grafana's read-only token: {grafana_token}")
+        write_private(grafana_token, token, mode=0o640)
+        if before is not None and before != token:
+            # A Grafana started before holds the old token, which InfluxDB no longer knows.
+            console.print(
+                f"Grafana's read-only token {grafana_token}: replaced; restart Grafana "
+                "(docker compose restart grafana)",
+                soft_wrap=True,  # the path whole, on one line
+            )
+        else:
+            console.print(f"Grafana's read-only token: {grafana_token}", soft_wrap=True)
     # The buckets keep data as long as the privacy policy says (compose made the bucket
     # without a retention: aggregates were kept for ever; only `hito up` applied it).
     policy = load_policy(settings.privacy.policy_file)

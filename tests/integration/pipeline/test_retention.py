@@ -98,7 +98,10 @@ def test_provision_gives_the_buckets_the_policys_retention_and_grafana_its_token
         "HITO_PIPELINE__CLEAN_TOPIC_PREFIX": p.clean_topic_prefix,
         "HITO_INFLUXDB__BUCKET": settings.influxdb.bucket,
     }
+    # A token from before (an InfluxDB since wiped): replaced, and provision says so.
     grafana_token = tmp_path / "grafana" / "influxdb.token"
+    grafana_token.parent.mkdir()
+    grafana_token.write_text("token-of-a-wiped-influxdb")
     done = subprocess.run(
         [sys.executable, "-m", "hito.cli", "provision", "--grafana-token", str(grafana_token)],
         capture_output=True,
@@ -115,6 +118,7 @@ def test_provision_gives_the_buckets_the_policys_retention_and_grafana_its_token
     dashboards = tokens[settings.influxdb.bucket]["dashboards"]["token"]
     assert grafana_token.read_text() == dashboards
     assert stat.S_IMODE(grafana_token.stat().st_mode) == 0o640
+    assert f"Grafana's read-only token {grafana_token}: replaced; restart Grafana" in done.stdout
     assert dashboards not in done.stdout + done.stderr
 
 

@@ -9,13 +9,18 @@ Prometheus no workers to scrape, Grafana no token."""
 
 from __future__ import annotations
 
+import os
 import re
+import stat
 from pathlib import Path
 from typing import Any
 
 from typer.testing import CliRunner
 
 from hito.cli import app
+from hito.settings import REPO_ROOT, HitoSettings
+from hito.settings.sections import PrometheusSettings
+from hito.stack import discovery
 from tests.unit.infra.compose_file import (
     COMPOSE,
     bind_mounts,
@@ -105,12 +110,26 @@ def test_grafana_reads_the_token_provision_writes_and_nothing_else() -> None:
         "provision",
         "grafana",
     ]
-    # Its start script (the mounted one) reads the file, then runs the image's own entrypoint.
+    # Its start script (the mounted one) reads the file, then runs the image's own entrypoint;
+    # the healthcheck asks the same script whether the file still holds that token.
     [script] = [
         target
-        for name, _, target in bind_mounts()
-        if target.endswith("compose-start.sh") and name == "grafana"
+        for name, source, target in bind_mounts()
+        if name == "grafana" and source == REPO_ROOT / "infra" / "grafana" / "compose-start.sh"
     ]
-    assert grafana["entrypoint"] == ["sh", script]
+    assert grafana["entrypoint"] == ["bash", script]
     assert grafana["command"] == ["/run.sh"]
+    assert grafana["healthcheck"]["test"][-1].endswith(f"&& bash {script} --token-unchanged")
     assert "DASHBOARDS_TOKEN" not in COMPOSE.read_text()
+
+
+def test_the_files_in_the_shared_volumes_are_readable_by_their_group(tmp_path: Path) -> None:
+    """The directories are not enough: a worker's target file Prometheus cannot open is no
+    target either (Grafana's token, 0640, is checked where provision writes it for real)."""
+    settings = HitoSettings(prometheus=PrometheusSettings(worker_targets_dir=tmp_path))
+    old = os.umask(0o022)  # the image's (Docker's default)
+    try:
+        path = discovery.register(settings, "127.0.0.1:19999", {"instance": "w1"})
+    finally:
+        os.umask(old)
+    assert stat.S_IMODE(path.stat().st_mode) & stat.S_IRGRP
