@@ -1,8 +1,9 @@
-"""``hito devices import``: the registry file workers load at any fleet size (hito.devices).
+"""``hito devices import|seq``: the device registry, and where dedup stands for a device.
 
-Reads the YAML registry with its keys file (by default the ones the settings name) or a CSV,
-validates every device as the workers' YAML loader does, and writes the registry file (0600:
-it holds the keys), then reads it back as a worker would. Nothing printed names a key.
+``import`` reads the YAML registry with its keys file (by default the ones the settings name)
+or a CSV, validates every device as the workers' YAML loader does, and writes the registry file
+(0600: it holds the keys), then reads it back as a worker would. Nothing printed names a key.
+``seq`` reads a device's dedup state back from the pipeline's changelog (hito.ops.device_seq).
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ from typing import Annotated
 
 import typer
 from rich.console import Console
+from rich.table import Table
 
 from hito.devices import DeviceRegistry, binary, sources
 from hito.devices.registry import Columns
@@ -68,3 +70,48 @@ def import_registry(
         f"{written:.1f} s; a worker loads it in {loaded:.2f} s",
         soft_wrap=True,
     )
+
+
+@devices_app.command("seq")
+def device_seq(
+    device_ids: Annotated[list[str], typer.Argument(help="Device ids", show_default=False)],
+    app_id: Annotated[
+        str, typer.Option(help="The workers' app id (hito worker --app-id)")
+    ] = "hito",
+) -> None:
+    """Where the pipeline's dedup stands for these devices: the lowest seq it takes as new
+    whatever came before (a silenced device's SDK min_seq), the numbers missing below it, and
+    when a worker last wrote the state. Read from the dedup table's changelog, as the admin.
+
+    A device whose numbers are below what the pipeline has seen of it is silenced: every
+    event is counted stale or duplicate, none reaches the DLQ, DeviceSilent fires. It happens
+    when its state folder is lost (a new SD card, a re-imaged terminal: its SDK numbers from 0
+    again) or when it once sent a number far ahead (a corrupt counter after a power cut). Only
+    the device can get past the mark: start its SDK with min_seq at the seq shown here."""
+    from hito.ops.compacted import read_latest
+    from hito.pipeline.stages.dedup import SeqState
+    from hito.pipeline.worker import DEDUP_TABLE
+
+    settings = load_settings()
+    topic = f"{app_id}-{DEDUP_TABLE}-changelog"  # Faust's name for the table's changelog
+    try:
+        found = read_latest(settings, topic, device_ids, role="admin")
+    except LookupError as exc:
+        Console(stderr=True).print(
+            f"{exc}: no worker of app id {app_id!r} has run yet, or another app id is meant "
+            "(--app-id)",
+            soft_wrap=True,
+        )
+        raise typer.Exit(1) from exc
+    table = Table("device", "min_seq", "missing below it", "state written", "partition")
+    for latest in found:
+        if latest.value is None:
+            table.add_row(latest.key, "0", "-", "none: no event of it accepted", "-")
+            continue
+        state = SeqState.from_json(latest.value)
+        written = latest.written_at.isoformat(timespec="seconds") if latest.written_at else "-"
+        missing = state.gaps_opened - state.gaps_filled
+        table.add_row(
+            latest.key, str(state.high + 1), f"{missing:,}", written, str(latest.partition)
+        )
+    Console().print(table)

@@ -180,8 +180,9 @@ class DeviceClient:
     ``hito.credentials.client_config``), or ``bootstrap`` with the device user's credentials.
     ``topic_for_source``: raw topics that differ from the defaults (a source left out keeps
     its default). ``min_seq``: a device moving from an SDK without an outbox passes the value
-    of its old ``seq`` file plus a margin (that file was not fsync'd). Bad settings raise
-    ValueError here, before anything is stored."""
+    of its old ``seq`` file plus a margin (that file was not fsync'd); one whose state folder
+    was lost passes what `hito devices seq` shows. Bad settings raise ValueError here, before
+    anything is stored."""
 
     def __init__(
         self,

@@ -8,16 +8,16 @@ zone), so ``hito dlq replay`` runs as the admin. Records are built by
 
 from __future__ import annotations
 
-import time
 from collections import Counter
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Generic, TypeVar
 
-from kafka import KafkaConsumer, KafkaProducer, TopicPartition
+from kafka import KafkaProducer
 from pydantic import BaseModel
 
 from hito.credentials import Role, client_config
+from hito.ops.read_to_end import read_to_end
 from hito.schemas.dlq import DlqOriginal, DlqRecord
 from hito.schemas.reasons import Reason
 from hito.settings import HitoSettings
@@ -51,30 +51,9 @@ def read_topic(
     *,
     timeout_s: float = 60.0,
 ) -> Iterator[Entry[R]]:
-    """Every record now on ``topic``, from the beginning (no consumer group, no commits).
-
-    Reads each partition up to its end offset as of the call; raises TimeoutError rather than
-    return a partial view when the broker is too slow.
-    """
-    consumer = KafkaConsumer(**client_config(settings.kafka, role), enable_auto_commit=False)
-    try:
-        partitions = consumer.partitions_for_topic(topic) or set()
-        tps = [TopicPartition(topic, p) for p in sorted(partitions)]
-        if not tps:
-            return
-        consumer.assign(tps)
-        consumer.seek_to_beginning(*tps)
-        end = consumer.end_offsets(tps)
-        deadline = time.monotonic() + timeout_s
-        while any(consumer.position(tp) < end[tp] for tp in tps):
-            if time.monotonic() > deadline:
-                raise TimeoutError(f"{topic} not read to its end within {timeout_s:.0f} s")
-            for tp, messages in consumer.poll(timeout_ms=500).items():
-                for msg in messages:
-                    if msg.offset < end[tp]:
-                        yield Entry(msg.partition, msg.offset, model.model_validate_json(msg.value))
-    finally:
-        consumer.close()
+    """Every record now on ``topic``, from the beginning (:func:`read_to_end`), decoded."""
+    for msg in read_to_end(settings, topic, role, timeout_s=timeout_s):
+        yield Entry(msg.partition, msg.offset, model.model_validate_json(msg.value))
 
 
 def read_all(settings: HitoSettings, *, timeout_s: float = 60.0) -> Iterator[DlqEntry]:

@@ -65,6 +65,9 @@ log = logging.getLogger(__name__)
 # How long a stop waits for the flush in progress: well inside docker-compose's 60 s grace and
 # the 30 s WorkerProcess gives a stop before it kills.
 SHUTDOWN_FLUSH_WAIT_S = 20
+# The dedup table: its changelog, "<app id>-dedup-seq-changelog", is what `hito devices seq`
+# reads a device's state back from.
+DEDUP_TABLE = "dedup-seq"
 
 Clock = Callable[[], datetime]
 
@@ -156,8 +159,8 @@ def build_worker(
 
     # Its values live in arrays by registry entry (hito.pipeline.state.stores); the
     # changelog's records are device_id -> SeqState.to_json(), as with Faust's own store.
-    tables["dedup-seq"] = app.Table(
-        "dedup-seq",
+    tables[DEDUP_TABLE] = app.Table(
+        DEDUP_TABLE,
         default=None,
         partitions=p.topic_partitions,
         help="Per device: highest seq seen and the window of recent ones",
@@ -204,7 +207,7 @@ def build_worker(
         policy=runtime.policy,
         keys=runtime.key_store.lookup,
         registry=registry,
-        seq_table=TableWriter(tables["dedup-seq"]),
+        seq_table=TableWriter(tables[DEDUP_TABLE]),
         counts=counts,
         send=emit,
         dead_letters=dead_letters,
@@ -309,11 +312,11 @@ def build_worker(
     # Devices are reported by the worker that owns their partition now; losses from the dedup
     # state (hito.pipeline.device_metrics).
     metrics.devices.owned = lambda: app.consumer.assignment()
-    metrics.devices.losses = stores.seq_states(tables["dedup-seq"]).missing
+    metrics.devices.losses = stores.seq_states(tables[DEDUP_TABLE]).missing
     return Worker(
         app=app,
         ingest=ingest,
-        seq_table=tables["dedup-seq"],
+        seq_table=tables[DEDUP_TABLE],
         aggregate=aggregate,
         windows=tables["agg-windows"],
         counts_table=tables["pipeline-counts"],

@@ -13,9 +13,14 @@ import uuid
 from datetime import UTC, datetime
 from typing import Any
 
+from typer.testing import CliRunner
+
+from hito.cli import app
 from hito.credentials import client_config
 from hito.device.simulate.fleet import Fleet, FleetPlan
 from hito.device.simulate.runner import send_messages
+from hito.ops.compacted import read_latest
+from hito.pipeline.stages.dedup import SeqState
 from hito.pipeline.worker import Worker
 from hito.runtime import Runtime
 from tests.integration.pipeline.conftest import running_worker, wait_until
@@ -95,3 +100,14 @@ def test_a_fresh_worker_recovers_the_lane_tables_exactly(isolated_runtime: Runti
             f"{len(changed)} values differ (e.g. {sorted(changed)[:3]})"
         )
     assert after == before
+    # `hito devices seq` reads the dedup states back from the same changelog, as the admin.
+    dedup = before["dedup-seq"]
+    topic = f"{app_id}-dedup-seq-changelog"
+    found = read_latest(settings, topic, [*dedup, "no-such-device"], role="admin")
+    assert {f.key: f.value for f in found} == {**dedup, "no-such-device": None}
+    device_id, value = sorted(dedup.items())[0]
+    shown = CliRunner().invoke(app, ["devices", "seq", device_id, "--app-id", app_id])
+    assert shown.exit_code == 0, shown.output
+    assert f"│ {SeqState.from_json(value).high + 1} " in shown.output
+    absent = CliRunner().invoke(app, ["devices", "seq", device_id, "--app-id", "hito-none"])
+    assert absent.exit_code == 1 and "no topic hito-none-dedup-seq-changelog" in absent.output

@@ -146,6 +146,7 @@ def _production_env() -> dict[str, str]:
             ],
         ),
         (["dlq", "inspect"], ["HITO_KAFKA__USERS_FILE"]),
+        (["devices", "seq", "ck-01"], ["HITO_KAFKA__USERS_FILE"]),
         (["up"], ["HITO_KAFKA__USERS_FILE"]),
         (["influx", "tokens"], ["HITO_INFLUXDB__TOKEN"]),
     ],
