@@ -10,15 +10,18 @@ from __future__ import annotations
 
 import time
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from rich.console import Console
-from rich.table import Table
 
+from hito.commands.common import JSON_HELP, print_json
 from hito.devices import DeviceRegistry, binary, sources
 from hito.devices.registry import Columns
 from hito.settings import load_settings
+
+if TYPE_CHECKING:
+    from hito.ops.compacted import Latest
 
 devices_app = typer.Typer(help="The device registry.", no_args_is_help=True)
 
@@ -78,10 +81,14 @@ def device_seq(
     app_id: Annotated[
         str, typer.Option(help="The workers' app id (hito worker --app-id)")
     ] = "hito",
+    timeout_s: Annotated[
+        float, typer.Option("--timeout", min=1, help="Seconds to read the changelog in")
+    ] = 300.0,
+    as_json: Annotated[bool, typer.Option("--json", help=JSON_HELP)] = False,
 ) -> None:
     """Where the pipeline's dedup stands for these devices: the lowest seq it takes as new
-    whatever came before (a silenced device's SDK min_seq), the numbers missing below it, and
-    when a worker last wrote the state. Read from the dedup table's changelog, as the admin.
+    whatever came before (a silenced device's SDK min_seq), and when a worker last wrote the
+    state. Read from the dedup table's changelog, as the admin.
 
     A device whose numbers are below what the pipeline has seen of it is silenced: every
     event is counted stale or duplicate, none reaches the DLQ, DeviceSilent fires. It happens
@@ -89,13 +96,13 @@ def device_seq(
     again) or when it once sent a number far ahead (a corrupt counter after a power cut). Only
     the device can get past the mark: start its SDK with min_seq at the seq shown here."""
     from hito.ops.compacted import read_latest
-    from hito.pipeline.stages.dedup import SeqState
-    from hito.pipeline.worker import DEDUP_TABLE
+    from hito.pipeline.stages.dedup import changelog_topic
 
     settings = load_settings()
-    topic = f"{app_id}-{DEDUP_TABLE}-changelog"  # Faust's name for the table's changelog
     try:
-        found = read_latest(settings, topic, device_ids, role="admin")
+        found = read_latest(
+            settings, changelog_topic(app_id), device_ids, role="admin", timeout_s=timeout_s
+        )
     except LookupError as exc:
         Console(stderr=True).print(
             f"{exc}: no worker of app id {app_id!r} has run yet, or another app id is meant "
@@ -103,15 +110,52 @@ def device_seq(
             soft_wrap=True,
         )
         raise typer.Exit(1) from exc
-    table = Table("device", "min_seq", "missing below it", "state written", "partition")
+    marks = [_mark(device_id, [f for f in found if f.key == device_id]) for device_id in device_ids]
+    if as_json:
+        print_json(marks)
+        return
+    console = Console()
+    for mark in marks:
+        # Plain lines, never wrapped: the number is copied into the device's configuration.
+        console.print(f"{mark['device_id']}: {mark['summary']}", soft_wrap=True, highlight=False)
+
+
+def _mark(device_id: str, found: list[Latest]) -> dict[str, Any]:
+    """What `hito devices seq` says of one device, from its newest state in each partition."""
+    from hito.pipeline.stages.dedup import SeqState
+    from hito.schemas.envelope import MAX_SEQ
+
+    states: list[tuple[Latest, SeqState]] = []
+    unreadable: list[int] = []
     for latest in found:
         if latest.value is None:
-            table.add_row(latest.key, "0", "-", "none: no event of it accepted", "-")
             continue
-        state = SeqState.from_json(latest.value)
-        written = latest.written_at.isoformat(timespec="seconds") if latest.written_at else "-"
-        missing = state.gaps_opened - state.gaps_filled
-        table.add_row(
-            latest.key, str(state.high + 1), f"{missing:,}", written, str(latest.partition)
+        try:
+            states.append((latest, SeqState.from_json(latest.value)))
+        except (TypeError, ValueError):
+            unreadable.append(latest.partition or 0)
+    mark: dict[str, Any] = {"device_id": device_id, "min_seq": 0, "partitions": []}
+    if not states:
+        mark["summary"] = "min_seq 0: no state" + (
+            f" (unreadable in partition {unreadable}: the worker starts it afresh)"
+            if unreadable
+            else " (no event of it accepted yet, or not this id)"
         )
-    Console().print(table)
+        return mark
+    high = max(state.high for _, state in states)
+    written = max(latest.written_at for latest, _ in states if latest.written_at)
+    mark["partitions"] = sorted(latest.partition for latest, _ in states)
+    mark["written_at"] = written.isoformat(timespec="seconds")
+    if high >= MAX_SEQ:
+        mark["min_seq"] = None
+        mark["summary"] = (
+            f"no seq is left above its mark ({high}, the largest a device may send): it can "
+            "only send again under a new device id (register one)"
+        )
+        return mark
+    mark["min_seq"] = high + 1
+    mark["summary"] = (
+        f"min_seq {high + 1} (state written {mark['written_at']}, partition "
+        f"{', '.join(map(str, mark['partitions']))})"
+    )
+    return mark

@@ -45,6 +45,7 @@ from hito.device.kafka_client import (
 from hito.device.outbox import Outbox, OutboxLimits, OutboxStatus
 from hito.device.records import Record
 from hito.device.sender import Producer, Sender, SenderConfig, SenderStatus
+from hito.schemas.envelope import MAX_SEQ
 from hito.schemas.registry import Source, lookup
 from hito.schemas.signing import sign
 
@@ -204,6 +205,8 @@ class DeviceClient:
         min_seq: int = 0,
         clock: Callable[[], float] = time.time,
     ) -> None:
+        if not 0 <= min_seq <= MAX_SEQ:
+            raise ValueError(f"min_seq is from 0 to {MAX_SEQ} (the largest seq a device sends)")
         self.device_id = device_id
         self.site = site
         self._key = key

@@ -30,7 +30,8 @@ class Record:
 
 @dataclass(frozen=True)
 class Latest:
-    """A key's newest value, JSON-decoded; ``value`` None: no record of it, or deleted."""
+    """A key's newest value in one partition, JSON-decoded; ``value`` None: no record of it
+    anywhere (``partition`` None too), or deleted there."""
 
     key: str
     value: Any = None
@@ -39,35 +40,49 @@ class Latest:
 
 
 def latest_values(records: Iterable[Record], wanted: Iterable[str]) -> list[Latest]:
-    """The newest value of each wanted key, in ``wanted``'s order (each once). A record whose
-    key or value is not JSON, or has no key, raises ValueError: the topic is not what the
-    caller took it for, and an answer from it would be wrong."""
+    """The newest value of each wanted key in each partition that has one, in ``wanted``'s
+    order (each key once; by partition), or one ``Latest(key)`` for a key found nowhere. A
+    key is normally in one partition; it is in two when its records were produced with two
+    partitioners (a client of another language, say), and the caller must see both.
+
+    Keys are compared encoded, so the records of other keys are not decoded (a changelog of a
+    million keys is read in full). A wanted key's record that has no JSON value raises
+    ValueError: the topic is not what the caller took it for."""
     order = list(dict.fromkeys(wanted))
-    keys = set(order)
-    found: dict[str, Latest] = {}
+    encoded = {json.dumps(key).encode(): key for key in order}
+    found: dict[tuple[str, int], Latest] = {}
     for record in records:
-        if record.key is None:
-            raise ValueError(f"a record without a key in partition {record.partition}")
-        key = json.loads(record.key)
-        if key not in keys:
+        key = encoded.get(record.key) if record.key is not None else None
+        if key is None:
             continue
+        where = (key, record.partition)
         if record.value is None:
-            found[key] = Latest(key)
+            found[where] = Latest(key, None, None, record.partition)
             continue
-        found[key] = Latest(
+        found[where] = Latest(
             key,
             json.loads(record.value),
             datetime.fromtimestamp(record.timestamp_ms / 1000, tz=UTC),
             record.partition,
         )
-    return [found.get(key, Latest(key)) for key in order]
+    out: list[Latest] = []
+    for key in order:
+        mine = [found[w] for w in sorted(w for w in found if w[0] == key)]
+        out.extend(mine or [Latest(key)])
+    return out
 
 
 def read_latest(
-    settings: HitoSettings, topic: str, keys: Iterable[str], *, role: Role, timeout_s: float = 120.0
+    settings: HitoSettings,
+    topic: str,
+    keys: Iterable[str],
+    *,
+    role: Role,
+    timeout_s: float = 300.0,
 ) -> list[Latest]:
-    """:func:`latest_values` of the whole topic as it is now (a million keys are some tens of
-    MB). LookupError when Kafka has no such topic."""
+    """:func:`latest_values` of the whole topic as it is now, as ``role``. A dedup changelog
+    holds up to about 1 KiB a device (its window of recent numbers), so a GB or so at a
+    million devices: minutes. LookupError when Kafka has no such topic."""
     records = (
         Record(msg.key, msg.value, msg.timestamp, msg.partition)
         for msg in read_to_end(settings, topic, role, timeout_s=timeout_s, missing_ok=False)

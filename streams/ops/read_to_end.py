@@ -22,10 +22,10 @@ def read_to_end(
     timeout_s: float = 60.0,
     missing_ok: bool = True,
 ) -> Iterator[Any]:
-    """Every record now on ``topic`` (kafka-python's ConsumerRecord), partition by partition
-    in offset order. Raises TimeoutError rather than return a partial view when the broker is
-    too slow. A topic that does not exist (or that ``role`` may not see) has no records, or
-    raises LookupError unless ``missing_ok``."""
+    """Every record now on ``topic`` (kafka-python's ConsumerRecord), in offset order within
+    each partition (the partitions' records interleave). Raises TimeoutError rather than
+    return a partial view when the broker is too slow. A topic that does not exist (or that
+    ``role`` may not see) has no records, or raises LookupError unless ``missing_ok``."""
     consumer = KafkaConsumer(**client_config(settings.kafka, role), enable_auto_commit=False)
     try:
         partitions = consumer.partitions_for_topic(topic) or set()

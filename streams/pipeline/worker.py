@@ -44,6 +44,7 @@ from hito.pipeline.faust.produce import BatchSend
 from hito.pipeline.metrics import PipelineMetrics
 from hito.pipeline.output import Send
 from hito.pipeline.sinks.influx import InfluxSink
+from hito.pipeline.stages import dedup
 from hito.pipeline.stages.repeat import MEASUREMENT as REPEAT_CROSSINGS
 from hito.pipeline.stages.repeat import RepeatRules
 from hito.pipeline.stages.windows import WindowRules
@@ -65,9 +66,6 @@ log = logging.getLogger(__name__)
 # How long a stop waits for the flush in progress: well inside docker-compose's 60 s grace and
 # the 30 s WorkerProcess gives a stop before it kills.
 SHUTDOWN_FLUSH_WAIT_S = 20
-# The dedup table: its changelog, "<app id>-dedup-seq-changelog", is what `hito devices seq`
-# reads a device's state back from.
-DEDUP_TABLE = "dedup-seq"
 
 Clock = Callable[[], datetime]
 
@@ -159,8 +157,8 @@ def build_worker(
 
     # Its values live in arrays by registry entry (hito.pipeline.state.stores); the
     # changelog's records are device_id -> SeqState.to_json(), as with Faust's own store.
-    tables[DEDUP_TABLE] = app.Table(
-        DEDUP_TABLE,
+    tables[dedup.TABLE] = app.Table(
+        dedup.TABLE,
         default=None,
         partitions=p.topic_partitions,
         help="Per device: highest seq seen and the window of recent ones",
@@ -207,7 +205,7 @@ def build_worker(
         policy=runtime.policy,
         keys=runtime.key_store.lookup,
         registry=registry,
-        seq_table=TableWriter(tables[DEDUP_TABLE]),
+        seq_table=TableWriter(tables[dedup.TABLE]),
         counts=counts,
         send=emit,
         dead_letters=dead_letters,
@@ -312,11 +310,11 @@ def build_worker(
     # Devices are reported by the worker that owns their partition now; losses from the dedup
     # state (hito.pipeline.device_metrics).
     metrics.devices.owned = lambda: app.consumer.assignment()
-    metrics.devices.losses = stores.seq_states(tables[DEDUP_TABLE]).missing
+    metrics.devices.losses = stores.seq_states(tables[dedup.TABLE]).missing
     return Worker(
         app=app,
         ingest=ingest,
-        seq_table=tables[DEDUP_TABLE],
+        seq_table=tables[dedup.TABLE],
         aggregate=aggregate,
         windows=tables["agg-windows"],
         counts_table=tables["pipeline-counts"],

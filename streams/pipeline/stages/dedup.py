@@ -16,6 +16,13 @@ from dataclasses import dataclass
 from enum import StrEnum
 
 STAGE = "dedup"
+# The worker's table of these states; its changelog is what `hito devices seq` reads back.
+TABLE = "dedup-seq"
+
+
+def changelog_topic(app_id: str) -> str:
+    """Faust's name for the table's changelog in the app ``app_id``."""
+    return f"{app_id}-{TABLE}-changelog"
 
 
 class SeqOutcome(StrEnum):

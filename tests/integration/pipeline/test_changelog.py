@@ -108,6 +108,6 @@ def test_a_fresh_worker_recovers_the_lane_tables_exactly(isolated_runtime: Runti
     device_id, value = sorted(dedup.items())[0]
     shown = CliRunner().invoke(app, ["devices", "seq", device_id, "--app-id", app_id])
     assert shown.exit_code == 0, shown.output
-    assert f"│ {SeqState.from_json(value).high + 1} " in shown.output
+    assert f"{device_id}: min_seq {SeqState.from_json(value).high + 1} " in shown.output
     absent = CliRunner().invoke(app, ["devices", "seq", device_id, "--app-id", "hito-none"])
     assert absent.exit_code == 1 and "no topic hito-none-dedup-seq-changelog" in absent.output

@@ -251,6 +251,17 @@ def test_min_seq_moves_a_device_from_the_old_sdk_past_its_numbers(
     assert send(client, 2) == [1200, 1201]
 
 
+@pytest.mark.parametrize("min_seq", [-1, 2**53])
+def test_min_seq_outside_what_a_device_may_send_is_refused(
+    make_client: Callable[..., DeviceClient], tmp_path: Path, min_seq: int
+) -> None:
+    """2^53 is what `hito devices seq` would ask of a device whose mark is the largest seq:
+    every event would then break the schema, so it is refused here, before anything."""
+    with pytest.raises(ValueError, match="min_seq is from 0 to"):
+        make_client(min_seq=min_seq)
+    assert not (tmp_path / "state").exists()
+
+
 def test_the_sender_expires_what_waited_too_long_and_says_so(
     make_client: Callable[..., DeviceClient],
     broker: FakeBroker,
