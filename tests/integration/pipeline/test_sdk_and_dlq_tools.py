@@ -8,12 +8,15 @@ import json
 import os
 import subprocess
 import sys
+import uuid
 from collections import Counter
 from datetime import UTC, datetime
 from pathlib import Path
 
 import yaml
+from typer.testing import CliRunner
 
+from hito.cli import app
 from hito.credentials import client_config, user_for
 from hito.device.sdk import DeviceClient
 from hito.device.simulate.fleet import Fleet, FleetPlan
@@ -76,6 +79,66 @@ def test_sdk_keeps_seq_across_restarts_and_retries_are_duplicates(
             return worker.metrics.events_by_outcome()
 
     assert asyncio.run(scenario()) == {"accepted": 6, "duplicate": 1}
+
+
+def test_a_device_below_its_mark_comes_back_with_the_min_seq_devices_seq_shows(
+    isolated_runtime: Runtime, tmp_path: Path
+) -> None:
+    """The field case of the DeviceSilent runbook: a device once sends a number far ahead (a
+    corrupt counter: ``min_seq`` stands in for it), then its state folder is lost and its SDK
+    numbers from 0 again. Every event is stale, none in the DLQ. `hito devices seq` reads its
+    mark back from the real changelog; restarted with that ``min_seq``, it is counted again."""
+    isolated, registry = isolated_runtime.settings, isolated_runtime.registry
+    device = registry.get("sensor-concordia-01")
+    assert device is not None
+    device_user = user_for(isolated.kafka, "device")
+    app_id = f"hito-test-{uuid.uuid4().hex[:8]}"
+
+    def client(state_dir: Path, min_seq: int = 0) -> DeviceClient:
+        assert device is not None
+        return DeviceClient(
+            device_id=device.device_id,
+            site=device.site,
+            key=device.key,
+            state_dir=state_dir,
+            bootstrap=isolated.kafka.bootstrap,
+            username=device_user.name,
+            password=device_user.password.get_secret_value(),
+            topic_for_source=dict(isolated.pipeline.raw_topics),
+            min_seq=min_seq,
+        )
+
+    async def send(sender: DeviceClient, count: int) -> list[int]:
+        seqs = [
+            sender.send("sensor.reading/1", SENSOR, event_time=datetime.now(UTC))
+            for _ in range(count)
+        ]
+        await asyncio.to_thread(sender.flush, 60)
+        sender.close()
+        return seqs
+
+    async def scenario() -> tuple[dict[str, float], dict[str, object], dict[str, float]]:
+        async with running_worker(isolated_runtime, app_id=app_id) as worker:
+            assert await send(client(tmp_path / "card"), 3) == [0, 1, 2]
+            assert await send(client(tmp_path / "card", min_seq=2**40), 1) == [2**40]
+            assert await send(client(tmp_path / "new-card"), 4) == [0, 1, 2, 3]
+            await wait_until(lambda: worker.metrics.total_events() >= 8, 60, "8 events")
+            await asyncio.sleep(1)  # the batch's changelog records
+            silenced = worker.metrics.events_by_outcome()
+            args = ["devices", "seq", device.device_id, "--app-id", app_id, "--json"]
+            shown = await asyncio.to_thread(CliRunner().invoke, app, args)
+            assert shown.exit_code == 0, shown.output
+            [mark] = json.loads(shown.output)
+            back = client(tmp_path / "new-card", min_seq=int(mark["min_seq"]))
+            assert await send(back, 2) == [2**40 + 1, 2**40 + 2]
+            await wait_until(lambda: worker.metrics.total_events() >= 10, 60, "10 events")
+            await asyncio.sleep(1)
+            return silenced, mark, worker.metrics.events_by_outcome()
+
+    silenced, mark, after = asyncio.run(scenario())
+    assert silenced == {"accepted": 4, "stale": 4}
+    assert mark["min_seq"] == 2**40 + 1
+    assert after == {"accepted": 6, "stale": 4}
 
 
 def resend(settings: HitoSettings, topic: str, device_id: str, value: bytes) -> None:
