@@ -36,28 +36,39 @@ SENSOR = {
 }
 
 
+SENSOR_DEVICE = "sensor-concordia-01"
+
+
+def sensor_client(runtime: Runtime, state_dir: Path, min_seq: int = 0) -> DeviceClient:
+    """The SDK of one sensor of the test registry, on the real broker as the device user."""
+    settings = runtime.settings
+    device = runtime.registry.get(SENSOR_DEVICE)
+    assert device is not None
+    user = user_for(settings.kafka, "device")
+    return DeviceClient(
+        device_id=device.device_id,
+        site=device.site,
+        key=device.key,
+        state_dir=state_dir,
+        bootstrap=settings.kafka.bootstrap,
+        username=user.name,
+        password=user.password.get_secret_value(),
+        topic_for_source=dict(settings.pipeline.raw_topics),
+        min_seq=min_seq,
+    )
+
+
 def test_sdk_keeps_seq_across_restarts_and_retries_are_duplicates(
     isolated_runtime: Runtime, tmp_path: Path
 ) -> None:
     isolated, registry = isolated_runtime.settings, isolated_runtime.registry
-    device = registry.get("sensor-concordia-01")
+    device = registry.get(SENSOR_DEVICE)
     assert device is not None
     state_dir = tmp_path / "device-state"
     topics = dict(isolated.pipeline.raw_topics)
-    device_user = user_for(isolated.kafka, "device")
 
     def client() -> DeviceClient:
-        assert device is not None
-        return DeviceClient(
-            device_id=device.device_id,
-            site=device.site,
-            key=device.key,
-            state_dir=state_dir,
-            bootstrap=isolated.kafka.bootstrap,
-            username=device_user.name,
-            password=device_user.password.get_secret_value(),
-            topic_for_source=topics,
-        )
+        return sensor_client(isolated_runtime, state_dir)
 
     async def scenario() -> dict[str, float]:
         async with running_worker(isolated_runtime) as worker:
@@ -88,25 +99,12 @@ def test_a_device_below_its_mark_comes_back_with_the_min_seq_devices_seq_shows(
     corrupt counter: ``min_seq`` stands in for it), then its state folder is lost and its SDK
     numbers from 0 again. Every event is stale, none in the DLQ. `hito devices seq` reads its
     mark back from the real changelog; restarted with that ``min_seq``, it is counted again."""
-    isolated, registry = isolated_runtime.settings, isolated_runtime.registry
-    device = registry.get("sensor-concordia-01")
+    device = isolated_runtime.registry.get(SENSOR_DEVICE)
     assert device is not None
-    device_user = user_for(isolated.kafka, "device")
     app_id = f"hito-test-{uuid.uuid4().hex[:8]}"
 
     def client(state_dir: Path, min_seq: int = 0) -> DeviceClient:
-        assert device is not None
-        return DeviceClient(
-            device_id=device.device_id,
-            site=device.site,
-            key=device.key,
-            state_dir=state_dir,
-            bootstrap=isolated.kafka.bootstrap,
-            username=device_user.name,
-            password=device_user.password.get_secret_value(),
-            topic_for_source=dict(isolated.pipeline.raw_topics),
-            min_seq=min_seq,
-        )
+        return sensor_client(isolated_runtime, state_dir, min_seq)
 
     async def send(sender: DeviceClient, count: int) -> list[int]:
         seqs = [
