@@ -3,7 +3,7 @@
 ``import`` reads the YAML registry with its keys file (by default the ones the settings name)
 or a CSV, validates every device as the workers' YAML loader does, and writes the registry file
 (0600: it holds the keys), then reads it back as a worker would. Nothing printed names a key.
-``seq`` reads a device's dedup state back from the pipeline's changelog (hito.ops.device_seq).
+``seq`` reads a device's dedup state back from the pipeline's changelog (hito.ops.compacted).
 """
 
 from __future__ import annotations
