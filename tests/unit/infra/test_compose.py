@@ -151,7 +151,7 @@ def test_order_provisioning_before_workers() -> None:
 
 def test_every_mounted_file_exists_and_lives_in_infra() -> None:
     mounts = bind_mounts()
-    assert len(mounts) == 7
+    assert len(mounts) == 8
     for name, source, _ in mounts:
         assert source.exists(), f"{name} mounts missing {source}"
         assert source.is_relative_to(REPO_ROOT / "infra"), f"{name} mounts {source}"
