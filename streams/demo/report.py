@@ -79,7 +79,11 @@ def dlq_by_reason(settings: HitoSettings, started: datetime) -> dict[str, int]:
     return {str(r["outcome"]): int(r["_value"]) for r in rows}
 
 
-def pages_since(settings: HitoSettings, started: datetime) -> list[dict[str, Any]]:
+def pages_between(
+    settings: HitoSettings, started: datetime, finished: datetime
+) -> list[dict[str, Any]]:
+    """The pages received during the run: a page logged after it (another run's alert
+    resolving, say) is not the run's, and would change between two reads of the log."""
     return [
         {
             "received_at": p.received_at.isoformat(),
@@ -90,7 +94,7 @@ def pages_since(settings: HitoSettings, started: datetime) -> list[dict[str, Any
             "runbook_url": p.runbook_url,
         }
         for p in PageLog(page_log_path(settings)).read()
-        if p.received_at >= started
+        if started <= p.received_at <= finished
     ]
 
 
@@ -115,7 +119,7 @@ def summarise(runtime: Runtime, plan: DemoPlan, run: DemoRun) -> dict[str, Any]:
         }
     )
     crossings = crossings_per_minute(s, run.started_at)
-    pages = pages_since(s, run.started_at)
+    pages = pages_between(s, run.started_at, run.finished_at)
     firing = Counter(
         f"{p['alertname']}@{p['site']}" if p["site"] else p["alertname"]
         for p in pages

@@ -174,14 +174,18 @@ def run(
         _wait_for("a surge score >= 4 in Prometheus", SURGE_START_S + 240, surge_visible)
         result.surge_visible_at = datetime.now(UTC)
 
-        # Every direction that paged must have resolved, its last page "resolved", before the
-        # scenario goes on: one still firing when this module ends resolves minutes later,
-        # inside the next module's run. In the CI run of 2026-12-05 this scenario went on after
-        # one direction's resolution; the other's reached test_backfill, whose "no surge"
-        # check failed on it.
+        # Every direction that paged must have resolved, its last page "resolved", and none be
+        # pending or firing in Prometheus without a page yet, before the scenario goes on: one
+        # still firing when this module ends resolves minutes later, inside the next module's
+        # run. In the CI run of 2026-12-05 this scenario went on after one direction's
+        # resolution; the other's reached test_backfill, whose "no surge" check failed on it.
         def resolved() -> bool:
             last = _last_surge_status(_pages_since(settings, result.started))
-            return bool(last) and set(last.values()) == {"resolved"}
+            return (
+                bool(last)
+                and set(last.values()) == {"resolved"}
+                and not _prom(settings, 'ALERTS{alertname="CheckpointSurge"}')
+            )
 
         _wait_for("every surge page to resolve", SURGE_S + 240, resolved)
 

@@ -127,6 +127,9 @@ def run(
         # kill itself in the middle of the backfill.
         time.sleep(OFFLINE_AFTER_S + 60)
         first.kill9()
+        # Its target file would keep Prometheus scraping a dead address, and WorkerDown
+        # firing into the modules after this one.
+        first.forget()
         second = worker(2, HITO_TEST_KILL_MID_BACKFILL="1")
         workers.append(second)
 
@@ -141,6 +144,7 @@ def run(
         _wait_for("DeviceSilent for the terminal", OFFLINE_FOR_S + 60, silent_page)
         _wait_for("the backfill's kill", OFFLINE_FOR_S + 60, lambda: not second.alive())
         result.killed_mid_backfill = b"killed mid-backfill" in second.log_path.read_bytes()
+        second.forget()
         third = worker(3)
         workers.append(third)
         sender.join(timeout=AFTER_S + 120)
