@@ -35,6 +35,7 @@ from hito.demo.revised import Outage, Revision, added_by_run
 from hito.device.simulate.fleet import VALID, Fleet, FleetPlan, SimMessage
 from hito.device.simulate.runner import send_messages
 from hito.devices import DeviceRegistry
+from hito.ops.pager.pages import Page, paged_and_resolved
 from hito.runtime import Runtime
 from hito.stack.worker_process import WorkerProcess, free_port
 
@@ -302,7 +303,7 @@ def _settle(
 ) -> None:
     """Until every sent event is accounted for and every crossing aggregated, InfluxDB has had
     a few flushes and holds every revision the worker counted, and (if there was a surge) its
-    page has resolved — or the timeout passes."""
+    pages have resolved, entry's and exit's — or the timeout passes."""
     deadline = time.monotonic() + plan.settle_timeout_s
     total = sum(sent.values())
     while time.monotonic() < deadline and (
@@ -315,14 +316,12 @@ def _settle(
         time.sleep(1)
     while plan.surge_s and time.monotonic() < deadline:
         pages = httpx.get(f"http://127.0.0.1:{pager_port}/pages", timeout=5).json()
-        states = [
-            p["status"]
-            for p in pages
-            if p["alertname"] == "CheckpointSurge"
-            and p["site"] == SURGE_SITE
-            and datetime.fromisoformat(p["received_at"]) >= since
-        ]
-        # This demo's surge paged, and that page has resolved since.
-        if "firing" in states and "resolved" in states[states.index("firing") :]:
+        mine = [Page.model_validate(p) for p in pages]
+        # This demo's surge paged, and each of its alerts (entry, exit) has resolved since:
+        # the summary lists the pages up to the end of the run.
+        if paged_and_resolved(
+            [p for p in mine if p.site == SURGE_SITE and p.received_at >= since],
+            "CheckpointSurge",
+        ):
             return
         time.sleep(2)

@@ -7,7 +7,7 @@ from __future__ import annotations
 import logging
 import os
 import threading
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from datetime import datetime
 from pathlib import Path
 from typing import Any, Literal
@@ -150,6 +150,20 @@ class PageLog:
                         yield Page.model_validate_json(line)
                     except ValidationError:
                         log.warning("unreadable line in %s skipped", self.path)
+
+
+def paged_and_resolved(pages: Iterable[Page], alertname: str) -> bool:
+    """Whether ``alertname`` paged (a firing page among ``pages``) and every alert of that
+    name, one per label set (its fingerprint: CheckpointSurge has one per site and
+    direction), has resolved since: its last page says so. Not only the first to resolve: a
+    surge pages for entry and exit, which resolve minutes apart."""
+    last: dict[str, str] = {}
+    fired = False
+    for p in sorted(pages, key=lambda p: p.received_at):  # stable: a notification's order
+        if p.alertname == alertname:
+            last[p.fingerprint] = p.status
+            fired = fired or p.status == "firing"
+    return fired and set(last.values()) == {"resolved"}
 
 
 def summarise(pages: list[Page]) -> dict[str, Any]:
