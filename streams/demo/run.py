@@ -20,6 +20,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import httpx
 import orjson
@@ -248,6 +249,7 @@ def run_demo(
             tally.valid["checkpoint"],
             plan,
             settings.pager_port,
+            settings.prometheus.url,
             started,
             revisions_published if outage else None,
         )
@@ -298,6 +300,7 @@ def _settle(
     crossings: int,
     plan: DemoPlan,
     pager_port: int,
+    prometheus_url: str,
     since: datetime,
     revisions_published: Callable[[], bool] | None = None,
 ) -> None:
@@ -316,12 +319,25 @@ def _settle(
         time.sleep(1)
     while plan.surge_s and time.monotonic() < deadline:
         pages = httpx.get(f"http://127.0.0.1:{pager_port}/pages", timeout=5).json()
-        mine = [Page.model_validate(p) for p in pages]
-        # This demo's surge paged, and each of its alerts (entry, exit) has resolved since:
-        # the summary lists the pages up to the end of the run.
-        if paged_and_resolved(
-            [p for p in mine if p.site == SURGE_SITE and p.received_at >= since],
-            "CheckpointSurge",
+        surge_site_pages = [
+            page
+            for page in map(Page.model_validate, pages)
+            if page.site == SURGE_SITE and page.received_at >= since
+        ]
+        # This demo's surge paged, each of its alerts (entry, exit) has resolved since, and
+        # none is pending or firing without a page yet: the summary lists the pages up to the
+        # end of the run.
+        if paged_and_resolved(surge_site_pages, "CheckpointSurge") and not _surge_alerts(
+            prometheus_url
         ):
             return
         time.sleep(2)
+
+
+def _surge_alerts(prometheus_url: str) -> list[Any]:
+    """CheckpointSurge alerts at the demo's surge site pending or firing in Prometheus."""
+    query = f'ALERTS{{alertname="CheckpointSurge",site="{SURGE_SITE}"}}'
+    r = httpx.get(f"{prometheus_url}/api/v1/query", params={"query": query}, timeout=5)
+    r.raise_for_status()
+    result: list[Any] = r.json()["data"]["result"]
+    return result

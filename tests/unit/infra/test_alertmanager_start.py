@@ -81,6 +81,7 @@ def test_the_token_must_be_readable_by_the_group_compose_adds(shared_dir: Path) 
     groups = ",".join(services()["alertmanager"]["group_add"])
     as_image_user = ["setpriv", f"--reuid={NOBODY}", f"--regid={NOBODY}", f"--groups={groups}"]
     script = Path(shutil.copy(START, shared_dir))  # wherever the checkout is, nobody reads it
+    script.chmod(0o644)
     token = shared_dir / "pager.token"
     token.write_text("p" * 43)
     os.chown(token, 10001, 10001)

@@ -10,7 +10,9 @@ from hito.ops.pager.pages import Page, paged_and_resolved
 T0 = datetime(2026, 12, 5, 12, 52, 12, tzinfo=UTC)
 
 
-def _surge(direction: str, status: Literal["firing", "resolved"], after_s: float) -> Page:
+def _surge(
+    direction: str, status: Literal["firing", "resolved"], after_s: float, fingerprint: bool = True
+) -> Page:
     return Page(
         received_at=T0 + timedelta(seconds=after_s),
         urgency="critical",
@@ -24,7 +26,7 @@ def _surge(direction: str, status: Literal["firing", "resolved"], after_s: float
         labels={"alertname": "CheckpointSurge", "site": "chacalluta", "direction": direction},
         starts_at=T0.isoformat(),
         ends_at="",
-        fingerprint=f"fp-{direction}",
+        fingerprint=f"fp-{direction}" if fingerprint else "",
     )
 
 
@@ -53,3 +55,12 @@ def test_nothing_paged_or_only_a_resolution_is_not_a_surge_over() -> None:
     # An earlier run's alert resolving: no firing page among these.
     assert not paged_and_resolved([_surge("entry", "resolved", 0)], "CheckpointSurge")
     assert not paged_and_resolved([_surge("entry", "firing", 0)], "SinkFailing")
+
+
+def test_without_fingerprints_the_labels_tell_the_alerts_apart() -> None:
+    pages = [
+        _surge("entry", "firing", 0, fingerprint=False),
+        _surge("exit", "firing", 0, fingerprint=False),
+        _surge("exit", "resolved", 60, fingerprint=False),
+    ]
+    assert not paged_and_resolved(pages, "CheckpointSurge")
