@@ -20,7 +20,6 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any
 
 import httpx
 import orjson
@@ -38,6 +37,7 @@ from hito.device.simulate.runner import send_messages
 from hito.devices import DeviceRegistry
 from hito.ops.pager.pages import Page, paged_and_resolved
 from hito.runtime import Runtime
+from hito.stack.base import prometheus_query
 from hito.stack.worker_process import WorkerProcess, free_port
 
 SURGE_SITE = "chacalluta"
@@ -327,17 +327,9 @@ def _settle(
         # This demo's surge paged, each of its alerts (entry, exit) has resolved since, and
         # none is pending or firing without a page yet: the summary lists the pages up to the
         # end of the run.
-        if paged_and_resolved(surge_site_pages, "CheckpointSurge") and not _surge_alerts(
-            prometheus_url
+        surge_alerts = f'ALERTS{{alertname="CheckpointSurge",site="{SURGE_SITE}"}}'
+        if paged_and_resolved(surge_site_pages, "CheckpointSurge") and not prometheus_query(
+            prometheus_url, surge_alerts
         ):
             return
         time.sleep(2)
-
-
-def _surge_alerts(prometheus_url: str) -> list[Any]:
-    """CheckpointSurge alerts at the demo's surge site pending or firing in Prometheus."""
-    query = f'ALERTS{{alertname="CheckpointSurge",site="{SURGE_SITE}"}}'
-    r = httpx.get(f"{prometheus_url}/api/v1/query", params={"query": query}, timeout=5)
-    r.raise_for_status()
-    result: list[Any] = r.json()["data"]["result"]
-    return result

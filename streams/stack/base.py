@@ -10,6 +10,7 @@ import shutil
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import httpx
 
@@ -71,6 +72,15 @@ def http_json(url: str) -> object:
         return r.json() if r.status_code == 200 else None
     except (httpx.HTTPError, ValueError):
         return None
+
+
+def prometheus_query(prometheus_url: str, promql: str, timeout_s: float = 5.0) -> list[Any]:
+    """An instant query's result (one item per series). Raises httpx.HTTPError when Prometheus
+    does not answer 200, KeyError or ValueError when the answer is not Prometheus's."""
+    r = httpx.get(f"{prometheus_url}/api/v1/query", params={"query": promql}, timeout=timeout_s)
+    r.raise_for_status()
+    result: list[Any] = r.json()["data"]["result"]
+    return result
 
 
 def http_ok(url: str) -> bool:

@@ -11,6 +11,7 @@ from typing import Any
 import httpx
 
 from hito.settings import HitoSettings
+from hito.stack.base import prometheus_query
 
 QUERIES = {
     "workers": 'count(up{job="hito-worker"} == 1) or vector(0)',
@@ -42,13 +43,7 @@ def collect(settings: HitoSettings, timeout_s: float = 3.0) -> Overview:
     out = Overview()
     try:
         for name, query in QUERIES.items():
-            r = httpx.get(
-                f"{settings.prometheus.url}/api/v1/query",
-                params={"query": query},
-                timeout=timeout_s,
-            )
-            r.raise_for_status()
-            result = r.json()["data"]["result"]
+            result = prometheus_query(settings.prometheus.url, query, timeout_s)
             out.pipeline[name] = float(result[0]["value"][1]) if result else 0.0
     except (httpx.HTTPError, KeyError, ValueError) as exc:
         out.problems.append(f"Prometheus: {exc}")
