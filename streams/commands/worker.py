@@ -24,6 +24,7 @@ def worker(
     import faust
     from prometheus_client import start_http_server
 
+    from hito.pipeline.heap import settle_heap
     from hito.pipeline.worker import build_worker
     from hito.stack import discovery
 
@@ -42,6 +43,11 @@ def worker(
     marker = discovery.mark_local(settings, address)
     log.info(
         "metrics on http://%s/metrics%s", address, f" (target file {target})" if target else ""
+    )
+    # Last before the event loop: what the worker keeps for its life exists now (heap.py).
+    heap = settle_heap()
+    log.info(
+        "heap settled: %d objects frozen, collector thresholds %s", heap.frozen, heap.thresholds
     )
     try:
         faust.Worker(w.app, loglevel="INFO").execute_from_commandline()

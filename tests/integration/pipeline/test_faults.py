@@ -132,9 +132,12 @@ def test_killed_between_publish_and_dedup_state_then_restart_is_exact(
             time.sleep(0.1)
         assert not first.alive(), "the fault hook never fired:\n" + first.log_tail()
         assert first.proc.returncode == -signal.SIGKILL, first.proc.returncode
-        assert b"test fault hook: killed between publish and dedup state" in (
-            first.log_path.read_bytes()
-        ), first.log_tail()
+        first_log = first.log_path.read_bytes()
+        assert b"test fault hook: killed between publish and dedup state" in first_log, (
+            first.log_tail()
+        )
+        # `hito worker` froze its start-up heap (hito.pipeline.heap) before the event loop.
+        assert b"heap settled: " in first_log, first.log_tail()
         assert 0 < processed_before_kill < len(messages)
         second = WorkerProcess.start(settings, app_id, PORTS[1], tmp_path / "second.log")
         sender.join(timeout=60)
