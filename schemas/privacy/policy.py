@@ -35,8 +35,10 @@ def newest_version(a: str, b: str) -> str:
     """The later of two policy versions, numbers compared as numbers ("2026-12-03.10" is
     after "2026-12-03.9", which plain string order put first). An aggregate counted under two
     versions (an upgrade in the middle of a minute) is tagged with the newer."""
-    if a == b:
+    if a == b or not b:
         return a
+    if not a:  # a new window or person-day: no version yet (the least of all, see the test)
+        return b
     return max(a, b, key=_version_key)
 
 

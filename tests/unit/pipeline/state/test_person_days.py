@@ -85,6 +85,12 @@ def test_it_is_a_dict(ops: list[tuple[str, object, object]]) -> None:
         assert len(mine) == len(model)
     assert dict(mine.items()) == model
     assert {k: mine[k] for k in model} == model
+    # A partition's keys without a walk: its days' rows and its other values, exactly.
+    for p in range(4):
+        in_rows = {k for day in list(mine.days) if day[0] == p for k in mine.row_keys(day)}
+        others = set(mine.other_keys(p))
+        assert not in_rows & others
+        assert in_rows | others == {k for k in model if k.startswith(f"{p}|")}
 
 
 def test_people_who_crossed_once_are_rows_and_merge_in_order() -> None:

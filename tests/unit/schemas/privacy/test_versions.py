@@ -7,7 +7,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from hito.schemas.privacy.policy import newest_version
+from hito.schemas.privacy.policy import _version_key, newest_version
 
 
 @pytest.mark.parametrize(
@@ -35,3 +35,11 @@ def test_it_is_an_order_whatever_the_versions(a: str, b: str, c: str) -> None:
     does not depend on the order events arrived in."""
     assert newest_version(a, b) == newest_version(b, a) in (a, b)
     assert newest_version(newest_version(a, b), c) == newest_version(a, newest_version(b, c))
+
+
+@given(VERSIONS)
+def test_no_version_yet_is_older_than_any(a: str) -> None:
+    """No version yet (the empty text of a new window or person-day) gives way to any version,
+    as the order says: the shortcut for it must agree with the key."""
+    assert newest_version("", a) == newest_version(a, "") == a
+    assert _version_key("") < _version_key(a)
