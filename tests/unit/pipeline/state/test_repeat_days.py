@@ -49,12 +49,12 @@ class LoggedTable(Table):
             for r in self.send.sent
         ]
 
-    def delete_published(self, days: RepeatDays, partition: int) -> int:
+    def delete_published(self, days: RepeatDays, partition: int, limit: int = 10_000) -> int:
         async def run() -> int:
             deliveries = Deliveries(self.send)
             self.people.refuse = True
             try:
-                n = await days.delete_published(deliveries, partition)
+                n = await days.delete_published(deliveries, partition, limit)
             finally:
                 self.people.refuse = False
             assert await deliveries.wait() == []
@@ -130,3 +130,20 @@ def test_a_day_marked_by_a_crash_is_never_published_again_only_deleted() -> None
     assert not [key for key in table.data if f"e{E}:" in key]
     assert not [key for key in table.data if is_marker(key.split("|", 1)[1])]
     assert len(table.data) == 2  # the next day is untouched
+
+
+def test_a_big_day_is_deleted_a_limited_number_at_a_time_behind_its_marker() -> None:
+    days, table = _filled()
+    days.published.add((0, "chacalluta", E))
+    marker = table_key(0, f"chacalluta|#e{E}:")
+    assert table.delete_published(days, 0, limit=2) == 2
+    assert table.log == [("set", marker), ("del", table.log[1][1]), ("del", table.log[2][1])]
+    # Left part-way: marked (never published again from what is left), still to delete.
+    people, marked = days.days({0})
+    assert marked == {(0, "chacalluta", E)} and len(people[(0, "chacalluta", E)]) == 1
+    assert (0, "chacalluta", E) in days.published
+    assert table.delete_published(days, 0, limit=2) == 1
+    assert [op for op, _ in table.log[3:]] == ["del", "del"] and table.log[-1] == ("del", marker)
+    assert sorted(table.data) == sorted(table_key(0, _person(n, E + 1)) for n in range(2))
+    assert days.published == set()
+    assert table.delete_published(days, 0, limit=2) == 0 and len(table.log) == 5
