@@ -29,6 +29,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from hito.devices import DeviceRegistry
+from hito.pipeline.state.other_values import OtherValues
 
 _KEY = re.compile(r"(0|[1-9][0-9]*)\|([^|\n]+)\|e(0|[1-9][0-9]*):([0-9a-f]{32})")
 _SEQ = re.compile(r"0|[1-9][0-9]{0,18}")  # canonical decimal (int64: checked too)
@@ -151,65 +152,13 @@ class _Rows:
         dev[:] = np.maximum(to[dev], 0).astype(np.uint32)
 
 
-class _Others:
-    """The values without a row form, as stored (a dict), with their keys indexed by partition
-    (the text before a key's first "|"): a partition's published days are deleted from these
-    and from its rows' days without walking every person (``hito.pipeline.state.repeat_days``;
-    a walk of a million person-days, every eviction, took 1.2 s)."""
-
-    __slots__ = ("_by_partition", "values")
-
-    def __init__(self) -> None:
-        self.values: dict[str, Any] = {}
-        self._by_partition: dict[str, set[str]] = {}
-
-    def __len__(self) -> int:
-        return len(self.values)
-
-    def __contains__(self, key: object) -> bool:
-        return key in self.values
-
-    def __getitem__(self, key: str) -> Any:
-        return self.values[key]
-
-    def __setitem__(self, key: str, value: Any) -> None:
-        if key not in self.values:
-            self._by_partition.setdefault(_partition_text(key), set()).add(key)
-        self.values[key] = value
-
-    def __delitem__(self, key: str) -> None:
-        del self.values[key]
-        keys = self._by_partition[_partition_text(key)]
-        keys.discard(key)
-        if not keys:
-            del self._by_partition[_partition_text(key)]
-
-    def pop(self, key: str) -> None:
-        if key in self.values:
-            del self[key]
-
-    def keys_of(self, partition: str) -> list[str]:
-        return list(self._by_partition.get(partition, ()))
-
-    def partitions(self) -> list[str]:
-        return list(self._by_partition)
-
-    def clear(self) -> None:
-        self.values.clear()
-        self._by_partition.clear()
-
-
-def _partition_text(key: str) -> str:
-    return key.split("|", 1)[0] if "|" in key else ""
-
-
 class PersonDays(MutableMapping[str, str]):
     def __init__(self, registry: Callable[[], DeviceRegistry] | None = None) -> None:
         """``registry``: the registry now (rows name devices by its entries)."""
         self._registry_now = registry or (lambda: _EMPTY)
         self.registry = self._registry_now()
         self.days: dict[Day, _Rows] = {}
-        self.other = _Others()  # what has no row form, as stored
+        self.other = OtherValues()  # what has no row form, as stored (other_values.py)
         self.contexts: list[tuple[str, str]] = []  # (direction, policy)
         self._context: dict[tuple[str, str], int] = {}
         # Crossings come from few devices (checkpoint terminals): their entries, remembered.
@@ -297,7 +246,7 @@ class PersonDays(MutableMapping[str, str]):
                 self._delete_row(*parsed)
             self.other[key] = value
             return
-        self.other.pop(key)
+        self.other.discard(key)
         rows = self.days.get(parsed[0])
         if rows is None:
             rows = self.days[parsed[0]] = _Rows()
@@ -347,11 +296,16 @@ class PersonDays(MutableMapping[str, str]):
                 for key in self.other.keys_of(partition):
                     del self.other[key]
 
-    def other_keys(self, partition: int) -> list[str]:
-        """Keys of ``partition`` (``"<partition>|…"``) whose values have no row form (several
-        crossings, a day's deletion marker, an unlisted device), from an index: not a walk."""
+    def other_keys(self, partition: int, day: tuple[str, int]) -> list[str]:
+        """Keys of ``partition``'s ``day`` (site, epoch) whose values have no row form
+        (several crossings, the day's deletion marker, an unlisted device): from an index."""
         self.follow()
-        return self.other.keys_of(str(partition))
+        return self.other.keys_of_day(str(partition), day)
+
+    def marker_keys(self, partition: int) -> list[str]:
+        """Keys of ``partition``'s day deletion markers: from an index."""
+        self.follow()
+        return self.other.markers_of(str(partition))
 
     def row_keys(self, day: Day, limit: int | None = None) -> list[str]:
         """Keys of ``day``'s rows (people who crossed once), at most ``limit``: only those

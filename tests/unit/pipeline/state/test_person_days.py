@@ -7,9 +7,10 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from hito.devices import Device, DeviceRegistry
+from hito.pipeline.stages.repeat import day_of
 from hito.pipeline.state import person_days
 from hito.pipeline.state.person_days import PersonDays
-from hito.pipeline.state.repeat_days import marker_name, pack, table_key
+from hito.pipeline.state.repeat_days import is_marker, marker_name, pack, table_key
 
 DEVICES = ["cl-chacalluta-ckpt-01", "pe-santarosa-ckpt-02", "dev-1"]
 # The registries the worker may reload: all, one device dropped, reordered with another.
@@ -85,12 +86,24 @@ def test_it_is_a_dict(ops: list[tuple[str, object, object]]) -> None:
         assert len(mine) == len(model)
     assert dict(mine.items()) == model
     assert {k: mine[k] for k in model} == model
-    # A partition's keys without a walk: its days' rows and its other values, exactly.
+    # A day's keys and a partition's markers without a walk: from the indexes, exactly.
     for p in range(4):
-        in_rows = {k for day in list(mine.days) if day[0] == p for k in mine.row_keys(day)}
-        others = set(mine.other_keys(p))
-        assert not in_rows & others
-        assert in_rows | others == {k for k in model if k.startswith(f"{p}|")}
+        named = {k: k[len(f"{p}|") :] for k in model if k.startswith(f"{p}|")}
+        days = {k: _day(name) for k, name in named.items()}
+        for day in {d for d in days.values() if d is not None}:
+            in_rows = set(mine.row_keys((p, *day)))
+            others = set(mine.other_keys(p, day))
+            assert not in_rows & others
+            assert in_rows | others == {k for k, d in days.items() if d == day}
+        markers = {k for k, name in named.items() if days[k] and is_marker(name)}
+        assert set(mine.marker_keys(p)) == markers
+
+
+def _day(name: str) -> tuple[str, int] | None:
+    try:
+        return day_of(name)
+    except ValueError:
+        return None
 
 
 def test_people_who_crossed_once_are_rows_and_merge_in_order() -> None:
