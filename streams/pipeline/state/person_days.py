@@ -20,7 +20,6 @@ the registry drops turns its rows back into text).
 from __future__ import annotations
 
 import bisect
-import itertools
 import re
 from collections.abc import Callable, Iterator, MutableMapping
 from typing import Any
@@ -307,15 +306,13 @@ class PersonDays(MutableMapping[str, str]):
         self.follow()
         return self.other.markers_of(str(partition))
 
-    def row_keys(self, day: Day, limit: int | None = None) -> list[str]:
-        """Keys of ``day``'s rows (people who crossed once), at most ``limit``: only those
-        are built."""
+    def row_keys(self, day: Day) -> list[str]:
+        """Keys of ``day``'s rows (people who crossed once): only that day's are built."""
         self.follow()
         rows = self.days.get(day)
         if rows is None:
             return []
-        people = itertools.islice(rows.items(), limit)
-        return [self._key_text(day, person) for person, _ in people]
+        return [self._key_text(day, person) for person, _ in rows.items()]
 
     def clear(self) -> None:
         self.days.clear()

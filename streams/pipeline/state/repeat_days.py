@@ -28,10 +28,6 @@ from hito.pipeline.state.person_days import PersonDays
 from hito.pipeline.state.stores import PersonDaysStore
 
 Day = tuple[int, str, int]  # (partition, site, epoch)
-# Person records deleted per call (a batch): a published day of a busy partition can hold
-# hundreds of thousands, and their tombstones cost ~12 µs each (3 s for 250,000 in one batch
-# held the partition that long); the rest go with the next calls, a few seconds apart.
-DELETE_AT_ONCE = 10_000
 PersonDay = tuple[Crossings, str]  # (crossings, policy version)
 
 
@@ -122,22 +118,20 @@ class RepeatDays(ChangedInBatches):
                     out.setdefault(day, []).append(unpack(value))
         return out, marked
 
-    async def delete_published(
-        self, deliveries: Deliveries, partition: int, limit: int = DELETE_AT_ONCE
-    ) -> int:
+    async def delete_published(self, deliveries: Deliveries, partition: int) -> int:
         """Delete the person records of ``partition``'s published days (with the batch in
-        ``deliveries``), at most ``limit`` of them; returns how many were deleted.
+        ``deliveries``); returns how many were deleted.
 
-        A day's deletion is a marker, the records' tombstones, then the marker's: one
-        changelog partition keeps their order, so a crash part-way leaves the marker with
-        the records not deleted yet. A marked day is never published again (what is left of
-        it would be too small a count), only deleted, here, next time. The same holds for a
-        day left part-way by ``limit``: its marker stays, and the next call goes on."""
+        A day's deletion is a marker, the records' tombstones, then the marker's, all in this
+        batch: one changelog partition keeps their order and the idempotent producer lands an
+        in-order prefix of them, so a crash part-way leaves the marker with the records not
+        deleted yet. A marked day is never published again (what is left of it would be too
+        small a count), only deleted, here, next time. Not split over batches: a failed
+        batch's tombstones are not sent again (its keys are gone from the store), so a later
+        batch's marker tombstone would leave them live and unmarked (found in review)."""
         # Called every few seconds: only the partition's markers and the keys of the days
         # that go are read, from the store's indexes (a walk over every person-day took 1.2 s
         # at a million of them).
-        if limit < 1:
-            raise ValueError("limit must be at least 1")
         people = self.people
         prefix = f"{partition}|"
         days = {(site, epoch) for p, site, epoch in self.published if p == partition}
@@ -145,30 +139,20 @@ class RepeatDays(ChangedInBatches):
         deleted = 0
         for site, epoch in sorted(days):
             marker = table_key(partition, marker_name(site, epoch))
-            # Every call, even when the store has it: this batch's tombstones must follow a
-            # marker record of their own (an earlier batch's may never have reached Kafka).
             await self.writer.put(deliveries, partition, marker, "deleting")
-            room = limit - deleted
-            gone = self._keys_of_day(partition, site, epoch, marker, room)
-            for key in gone:
-                await self.writer.delete(deliveries, partition, key)
-                self._dirty.discard(key)
-            deleted += len(gone)
-            if deleted == limit:
-                break  # the day may hold more: its marker stays for the next call
-            if self._keys_of_day(partition, site, epoch, marker, 1):
-                # A registry reload while this ran turned rows into text values: the next
-                # call deletes them; the marker stays until the day is empty.
-                continue
+            # Until the day is empty: a registry reload during the sends below turns rows into
+            # text values not listed yet (a closed day gains no new record).
+            while gone := self._keys_of_day(partition, site, epoch, marker):
+                for key in gone:
+                    await self.writer.delete(deliveries, partition, key)
+                    self._dirty.discard(key)
+                deleted += len(gone)
             await self.writer.delete(deliveries, partition, marker)
             self.published.discard((partition, site, epoch))
         return deleted
 
-    def _keys_of_day(
-        self, partition: int, site: str, epoch: int, marker: str, limit: int
-    ) -> list[str]:
-        """Up to ``limit`` keys of the day's person records (text values, then rows)."""
+    def _keys_of_day(self, partition: int, site: str, epoch: int, marker: str) -> list[str]:
+        """The keys of the day's person records (text values, then rows)."""
         people = self.people
         keys = [key for key in people.other_keys(partition, (site, epoch)) if key != marker]
-        keys = keys[:limit]
-        return keys + people.row_keys((partition, site, epoch), limit - len(keys))
+        return keys + people.row_keys((partition, site, epoch))

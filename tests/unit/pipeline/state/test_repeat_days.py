@@ -8,7 +8,6 @@ import asyncio
 from collections.abc import Iterator
 
 import orjson
-import pytest
 
 from hito.devices import Device, DeviceRegistry
 from hito.pipeline.delivery import Deliveries
@@ -50,12 +49,12 @@ class LoggedTable(Table):
             for r in self.send.sent
         ]
 
-    def delete_published(self, days: RepeatDays, partition: int, limit: int = 10_000) -> int:
+    def delete_published(self, days: RepeatDays, partition: int) -> int:
         async def run() -> int:
             deliveries = Deliveries(self.send)
             self.people.refuse = True
             try:
-                n = await days.delete_published(deliveries, partition, limit)
+                n = await days.delete_published(deliveries, partition)
             finally:
                 self.people.refuse = False
             assert await deliveries.wait() == []
@@ -133,37 +132,10 @@ def test_a_day_marked_by_a_crash_is_never_published_again_only_deleted() -> None
     assert len(table.data) == 2  # the next day is untouched
 
 
-def test_a_big_day_is_deleted_a_limited_number_at_a_time_behind_its_marker() -> None:
-    days, table = _filled()
-    days.published.add((0, "chacalluta", E))
-    marker = table_key(0, f"chacalluta|#e{E}:")
-    assert table.delete_published(days, 0, limit=2) == 2
-    assert table.log == [("set", marker), ("del", table.log[1][1]), ("del", table.log[2][1])]
-    # Left part-way: marked (never published again from what is left), still to delete.
-    people, marked = days.days({0})
-    assert marked == {(0, "chacalluta", E)} and len(people[(0, "chacalluta", E)]) == 1
-    assert (0, "chacalluta", E) in days.published
-    assert table.delete_published(days, 0, limit=2) == 1
-    # The marker again first: this batch's tombstones never go without one of their own (the
-    # first batch's marker may not have reached Kafka).
-    assert [op for op, _ in table.log[3:]] == ["set", "del", "del"]
-    assert table.log[3] == ("set", marker) and table.log[-1] == ("del", marker)
-    assert sorted(table.data) == sorted(table_key(0, _person(n, E + 1)) for n in range(2))
-    assert days.published == set()
-    assert table.delete_published(days, 0, limit=2) == 0 and len(table.log) == 6
-
-
-def test_a_limit_below_one_is_refused() -> None:
-    days, table = _filled()
-    days.published.add((0, "chacalluta", E))
-    with pytest.raises(ValueError, match="at least 1"):
-        table.delete_published(days, 0, limit=0)
-
-
-def test_rows_turned_to_text_by_a_registry_reload_mid_call_keep_the_marker() -> None:
+def test_rows_a_reload_turns_to_text_mid_deletion_go_in_the_same_batch() -> None:
     """A reload that drops a device while a day is deleted moves its rows to text values
-    the call did not list: the marker stays (never published again) and the next call
-    deletes them."""
+    the deletion had not listed: they go in the same batch, before the marker's tombstone
+    (a later batch could not make up for a failure of this one)."""
     table = LoggedTable()
     people = table.people
     registry = [REGISTRY]
@@ -175,15 +147,17 @@ def test_rows_turned_to_text_by_a_registry_reload_mid_call_keep_the_marker() -> 
     marker = table_key(0, f"chacalluta|#e{E}:")
     real_row_keys = people.row_keys
 
-    def row_keys_then_reload(day: tuple[int, str, int], limit: int | None = None) -> list[str]:
-        keys = real_row_keys(day, limit)[:1]  # listed: one; then the reload turns the rest
+    def row_keys_then_reload(day: tuple[int, str, int]) -> list[str]:
+        keys = real_row_keys(day)[:1]  # listed: one; then the reload turns the rest to text
         registry[0] = DeviceRegistry([])
         return keys
 
     people.row_keys = row_keys_then_reload  # type: ignore[method-assign]
-    assert table.delete_published(days, 0) == 1
-    people.row_keys = real_row_keys  # type: ignore[method-assign]
-    assert marker in people and (0, "chacalluta", E) in days.published
-    assert table.delete_published(days, 0) == 2
+    assert table.delete_published(days, 0) == 3
     assert dict(people.items()) == {} and days.published == set()
-    assert table.log[-1] == ("del", marker)
+    assert table.log == [
+        ("set", marker),
+        *[("del", key) for _, key in table.log[1:4]],
+        ("del", marker),
+    ]
+    assert {key for _, key in table.log[1:4]} == {table_key(0, _person(n, E)) for n in range(3)}
