@@ -141,8 +141,15 @@ class RepeatDays(ChangedInBatches):
             marker = table_key(partition, marker_name(site, epoch))
             await self.writer.put(deliveries, partition, marker, "deleting")
             # Until the day is empty: a registry reload during the sends below turns rows into
-            # text values not listed yet (a closed day gains no new record).
-            while gone := self._keys_of_day(partition, site, epoch, marker):
+            # text values not listed yet (a closed day gains no new record). A key is listed
+            # once at most, so this ends whatever the store does.
+            listed: set[str] = set()
+            while gone := [
+                key
+                for key in self._keys_of_day(partition, site, epoch, marker)
+                if key not in listed
+            ]:
+                listed.update(gone)
                 for key in gone:
                     await self.writer.delete(deliveries, partition, key)
                     self._dirty.discard(key)
