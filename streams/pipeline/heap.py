@@ -13,8 +13,8 @@ and the survivors the collections find are the batch's own, alive until it ends.
 
 - ``gc.freeze()`` once the worker is built moves those objects to a generation no collection
   walks. They are the worker's for its life; any of them that becomes garbage is still freed
-  by reference counting, only a cycle among them would never be (none is made on purpose: a
-  registry replaced by a reload is freed by its count). What Faust's worker creates later (the
+  by reference counting, only a cycle among them would never be (none is made on purpose;
+  at worst the start-up objects' size stays, once). What Faust's worker creates later (the
   event loop, the Kafka clients, lazily imported modules) is not frozen. Frozen objects are
   also hidden from ``gc.get_objects()`` and ``gc.get_referrers()`` (memory debugging).
 - The young threshold goes from 700 to ``YOUNG_THRESHOLD``: a collection then finds the same
