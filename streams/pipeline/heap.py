@@ -51,5 +51,4 @@ def settle_heap(young_threshold: int = YOUNG_THRESHOLD) -> SettledHeap:
     gc.freeze()
     _, middle, oldest = gc.get_threshold()
     gc.set_threshold(young_threshold, middle, oldest)
-    threshold = gc.get_threshold()
-    return SettledHeap(gc.get_freeze_count(), (threshold[0], threshold[1], threshold[2]))
+    return SettledHeap(gc.get_freeze_count(), gc.get_threshold())

@@ -84,6 +84,15 @@ def day_of(name: str) -> tuple[str, int]:
     return site, epoch_of_pseudonym(person)
 
 
+def marker_name(site: str, epoch: int) -> str:
+    """The name of a day's deletion marker: ``<site>|#e<epoch>`` (a pseudonym starts "e")."""
+    return f"{site}|#e{epoch}:"
+
+
+def is_marker(name: str) -> bool:
+    return name.split("|", 1)[1].startswith("#")
+
+
 def record(crossings: Crossings | None, crossing: str) -> Crossings | None:
     """The person's crossings with ``crossing`` added; None when it is there already."""
     known = crossings or []

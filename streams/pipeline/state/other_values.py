@@ -13,7 +13,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from typing import Any
 
-from hito.pipeline.stages.repeat import day_of
+from hito.pipeline.stages.repeat import day_of, is_marker
 
 DayOf = tuple[str, int]  # (site, epoch)
 
@@ -25,14 +25,13 @@ def where(key: str) -> tuple[str, DayOf | None, bool]:
     partition, bar, name = key.partition("|")
     if not bar:
         return "", None, False
-    _, bar, person = name.partition("|")
-    if not bar:
+    if "|" not in name:
         return partition, None, False
     try:
         day = day_of(name)
     except ValueError:
         return partition, None, False
-    return partition, day, person.startswith("#")
+    return partition, day, is_marker(name)
 
 
 class OtherValues:

@@ -22,7 +22,7 @@ from collections.abc import Callable
 from typing import Any
 
 from hito.pipeline.delivery import Deliveries
-from hito.pipeline.stages.repeat import Crossings, day_of
+from hito.pipeline.stages.repeat import Crossings, day_of, is_marker, marker_name
 from hito.pipeline.state.changelog import ChangedInBatches, DirtyKeys, TableWriter
 from hito.pipeline.state.person_days import PersonDays
 from hito.pipeline.state.stores import PersonDaysStore
@@ -42,15 +42,6 @@ def unpack(value: str) -> PersonDay:
 
 def table_key(partition: int, name: str) -> str:
     return f"{partition}|{name}"
-
-
-def marker_name(site: str, epoch: int) -> str:
-    """The name of a day's deletion marker: ``<site>|#e<epoch>`` (a pseudonym starts "e")."""
-    return f"{site}|#e{epoch}:"
-
-
-def is_marker(name: str) -> bool:
-    return name.split("|", 1)[1].startswith("#")
 
 
 class RepeatDays(ChangedInBatches):
@@ -146,7 +137,7 @@ class RepeatDays(ChangedInBatches):
             listed: set[str] = set()
             while gone := [
                 key
-                for key in self._keys_of_day(partition, site, epoch, marker)
+                for key in _keys_of_day(people, partition, site, epoch, marker)
                 if key not in listed
             ]:
                 listed.update(gone)
@@ -158,8 +149,10 @@ class RepeatDays(ChangedInBatches):
             self.published.discard((partition, site, epoch))
         return deleted
 
-    def _keys_of_day(self, partition: int, site: str, epoch: int, marker: str) -> list[str]:
-        """The keys of the day's person records (text values, then rows)."""
-        people = self.people
-        keys = [key for key in people.other_keys(partition, (site, epoch)) if key != marker]
-        return keys + people.row_keys((partition, site, epoch))
+
+def _keys_of_day(
+    people: PersonDays, partition: int, site: str, epoch: int, marker: str
+) -> list[str]:
+    """The keys of the day's person records (text values, then rows)."""
+    keys = [key for key in people.other_keys(partition, (site, epoch)) if key != marker]
+    return keys + people.row_keys((partition, site, epoch))

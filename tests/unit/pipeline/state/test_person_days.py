@@ -7,10 +7,10 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from hito.devices import Device, DeviceRegistry
-from hito.pipeline.stages.repeat import day_of
+from hito.pipeline.stages.repeat import day_of, is_marker, marker_name
 from hito.pipeline.state import person_days
 from hito.pipeline.state.person_days import PersonDays
-from hito.pipeline.state.repeat_days import is_marker, marker_name, pack, table_key
+from hito.pipeline.state.repeat_days import pack, table_key
 
 DEVICES = ["cl-chacalluta-ckpt-01", "pe-santarosa-ckpt-02", "dev-1"]
 # The registries the worker may reload: all, one device dropped, reordered with another.

@@ -11,8 +11,9 @@ import orjson
 
 from hito.devices import Device, DeviceRegistry
 from hito.pipeline.delivery import Deliveries
+from hito.pipeline.stages.repeat import is_marker
 from hito.pipeline.state.person_days import PersonDays
-from hito.pipeline.state.repeat_days import RepeatDays, is_marker, pack, table_key
+from hito.pipeline.state.repeat_days import RepeatDays, pack, table_key
 from tests.agents.conftest import RecordingSend
 from tests.unit.pipeline.state.test_versioned import Table
 
