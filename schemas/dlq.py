@@ -8,15 +8,20 @@
   ``MAX_ORIGINAL_BYTES`` only a prefix is kept, with the full length and SHA-256, so that
   every record fits the topic's size limit whatever a device sent.
 
-Both carry the rejected record's coordinates (source topic, partition, offset) and the
-original's SHA-256, which pair them.
+Both carry the rejected record's coordinates (source topic, partition, offset) and a
+``rejection_id``, random per rejection, which pair them. The operators' record carries no
+digest of the bytes: a SHA-256 of a short input (a document number sent alone by a broken
+device, say) is reversed by trying every candidate, so a plain digest would repeat the PII it
+hashes (dlq.record/2 had one; :func:`without_plain_digest` drops it when an old record is
+read). The originals record, which holds the bytes anyway, keeps their SHA-256.
 """
 
 from __future__ import annotations
 
 import base64
 import hashlib
-from typing import Annotated
+import secrets
+from typing import Annotated, Any
 
 from pydantic import AwareDatetime, Field
 
@@ -32,6 +37,8 @@ MAX_ORIGINAL_BYTES = 256 * 1024
 Stage = Annotated[str, Field(pattern=r"^[a-z_]{1,32}$")]
 DeviceId = Annotated[str | None, Field(pattern=DEVICE_ID_PATTERN)]
 Sha256 = Annotated[str, Field(pattern=r"^[0-9a-f]{64}$")]
+RejectionId = Annotated[str, Field(pattern=r"^[0-9a-f]{32}$")]
+_PAIRS = "Random per rejection: pairs the hito.dlq record with its hito.dlq.originals record"
 
 
 class DlqRecord(StrictModel):
@@ -52,7 +59,9 @@ class DlqRecord(StrictModel):
     source_offset: int | None = None
     received_at: AwareDatetime
     original_bytes: int = Field(ge=0, description="Size of what was rejected")
-    original_sha256: Sha256 = Field(description="SHA-256 of what was rejected (pairs records)")
+    rejection_id: RejectionId | None = Field(
+        default=None, description=f"{_PAIRS} (absent on records written before dlq.record/3)"
+    )
 
 
 class DlqOriginal(StrictModel):
@@ -66,7 +75,10 @@ class DlqOriginal(StrictModel):
     source_offset: int | None = None
     received_at: AwareDatetime
     original_bytes: int = Field(ge=0)
-    original_sha256: Sha256
+    original_sha256: Sha256 = Field(description="SHA-256 of all the rejected bytes")
+    rejection_id: RejectionId | None = Field(
+        default=None, description=f"{_PAIRS} (absent on records written before dlq.original/2)"
+    )
     cut: bool = Field(description=f"Only the first {MAX_ORIGINAL_BYTES} bytes are kept")
     original_b64: str = Field(description="The rejected bytes (or their prefix), base64")
     original_key_b64: str | None = Field(
@@ -90,3 +102,14 @@ def kept_original(raw: bytes) -> tuple[str, bool]:
 
 def sha256_hex(raw: bytes) -> str:
     return hashlib.sha256(raw).hexdigest()
+
+
+def new_rejection_id() -> str:
+    """128 random bits: no function of the rejected bytes, so it tells nothing about them."""
+    return secrets.token_hex(16)
+
+
+def without_plain_digest(doc: dict[str, Any]) -> dict[str, Any]:
+    """An operators' record as read, without the bytes' SHA-256 that dlq.record/2 carried (it
+    stays on ``hito.dlq`` until the topic's retention removes it, and is never shown)."""
+    return {k: v for k, v in doc.items() if k != "original_sha256"}

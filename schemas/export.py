@@ -31,8 +31,9 @@ def rendered_schemas() -> dict[str, str]:
         }
         doc["title"] = entry.name
         out[f"{entry.file_stem}.schema.json"] = _dump(doc)
-    # /2: since the DLQ was split, operators' records carry no original bytes.
-    for name, model in (("dlq.record/2", DlqRecord), ("dlq.original/1", DlqOriginal)):
+    # record/2: since the DLQ was split, operators' records carry no original bytes; record/3
+    # and original/2: a random rejection_id pairs them, not the bytes' SHA-256 (hito.schemas.dlq).
+    for name, model in (("dlq.record/3", DlqRecord), ("dlq.original/2", DlqOriginal)):
         doc = {
             "$schema": "https://json-schema.org/draft/2020-12/schema",
             "$id": f"{ID_BASE}{name}",

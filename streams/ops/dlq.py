@@ -13,12 +13,13 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Generic, TypeVar
 
+import orjson
 from kafka import KafkaProducer
 from pydantic import BaseModel
 
 from hito.credentials import Role, client_config
 from hito.ops.read_to_end import read_to_end
-from hito.schemas.dlq import DlqOriginal, DlqRecord
+from hito.schemas.dlq import DlqOriginal, DlqRecord, without_plain_digest
 from hito.schemas.reasons import Reason
 from hito.settings import HitoSettings
 
@@ -26,7 +27,11 @@ R = TypeVar("R", bound=BaseModel)
 
 
 def decode_record(data: bytes) -> DlqRecord:
-    return DlqRecord.model_validate_json(data)
+    """An operators' record, of this version or dlq.record/2 (its plain digest dropped)."""
+    doc = orjson.loads(data)
+    if isinstance(doc, dict):
+        doc = without_plain_digest(doc)
+    return DlqRecord.model_validate(doc)
 
 
 def decode_original(data: bytes) -> DlqOriginal:
@@ -46,20 +51,20 @@ DlqEntry = Entry[DlqRecord]
 def read_topic(
     settings: HitoSettings,
     topic: str,
-    model: type[R],
+    decode: Callable[[bytes], R],
     role: Role,
     *,
     timeout_s: float = 60.0,
 ) -> Iterator[Entry[R]]:
     """Every record now on ``topic``, from the beginning (:func:`read_to_end`), decoded."""
     for msg in read_to_end(settings, topic, role, timeout_s=timeout_s):
-        yield Entry(msg.partition, msg.offset, model.model_validate_json(msg.value))
+        yield Entry(msg.partition, msg.offset, decode(msg.value))
 
 
 def read_all(settings: HitoSettings, *, timeout_s: float = 60.0) -> Iterator[DlqEntry]:
     """Every operator record of the DLQ, as the operator reads it."""
     topic = settings.pipeline.topics.dlq
-    return read_topic(settings, topic, DlqRecord, "operator", timeout_s=timeout_s)
+    return read_topic(settings, topic, decode_record, "operator", timeout_s=timeout_s)
 
 
 def read_originals(
@@ -67,7 +72,7 @@ def read_originals(
 ) -> Iterator[Entry[DlqOriginal]]:
     """Every rejected event's bytes (raw zone): as the admin."""
     topic = settings.pipeline.topics.dlq_originals
-    return read_topic(settings, topic, DlqOriginal, "admin", timeout_s=timeout_s)
+    return read_topic(settings, topic, decode_original, "admin", timeout_s=timeout_s)
 
 
 def redacted_view(entry: DlqEntry) -> dict[str, object]:

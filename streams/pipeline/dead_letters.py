@@ -17,7 +17,13 @@ from datetime import datetime
 from hito.pipeline.delivery import Deliveries, Refused
 from hito.pipeline.metrics import PipelineMetrics
 from hito.pipeline.stages.outcomes import Rejected
-from hito.schemas.dlq import DlqOriginal, DlqRecord, kept_original, sha256_hex
+from hito.schemas.dlq import (
+    DlqOriginal,
+    DlqRecord,
+    kept_original,
+    new_rejection_id,
+    sha256_hex,
+)
 from hito.schemas.topics import TopicNames
 
 log = logging.getLogger(__name__)
@@ -38,7 +44,6 @@ class Origin:
 def make_records(
     rejected: Rejected, original: bytes, origin: Origin, *, now: datetime, retryable: bool = False
 ) -> tuple[DlqRecord, DlqOriginal]:
-    digest = sha256_hex(original)
     kept, cut = kept_original(original)
     where = {
         "source_topic": origin.topic,
@@ -46,7 +51,7 @@ def make_records(
         "source_offset": origin.offset,
         "received_at": now,
         "original_bytes": len(original),
-        "original_sha256": digest,
+        "rejection_id": new_rejection_id(),
     }
     record = DlqRecord(
         reason=rejected.reason,
@@ -61,6 +66,7 @@ def make_records(
         reason=rejected.reason,
         stage=rejected.stage,
         device_id=rejected.device_id,
+        original_sha256=sha256_hex(original),
         cut=cut,
         original_b64=kept,
         original_key_b64=kept_original(origin.key)[0] if origin.key is not None else None,

@@ -40,11 +40,12 @@ def test_agent_routes_every_message_to_its_outcome(runtime: Runtime) -> None:
     rejected = [m for m in messages if m.expected not in (VALID, DUPLICATE)]
     assert [r.reason.value for r in dlq] == [m.expected for m in rejected]
     # Operators' records hold no bytes; the originals (raw zone) hold them exactly, paired by
-    # the source coordinates and digest.
+    # the source coordinates and the rejection's id, one id per rejection.
     assert [o.original for o in originals] == [m.value for m in rejected]
-    assert [(r.source_offset, r.original_sha256) for r in dlq] == [
-        (o.source_offset, o.original_sha256) for o in originals
+    assert [(r.source_offset, r.rejection_id) for r in dlq] == [
+        (o.source_offset, o.rejection_id) for o in originals
     ]
+    assert len({r.rejection_id for r in dlq} - {None}) == len(rejected)
     assert [r.original_bytes for r in dlq] == [len(m.value) for m in rejected]
 
     # One clean event per accepted event, on its source's clean topic, keyed by site, with

@@ -11,7 +11,6 @@ devices and workers produce with acks=all and idempotence.
 from __future__ import annotations
 
 import dataclasses
-import hashlib
 import json
 import os
 import random
@@ -27,7 +26,7 @@ import pytest
 from rich.console import Console
 
 from hito.device.simulate.fleet import DUPLICATE, LATE, VALID, SimMessage
-from hito.ops.dlq import read_all
+from hito.ops.dlq import read_all, read_originals
 from hito.runtime import Runtime
 from hito.settings import HitoSettings
 from hito.stack import manager, process
@@ -157,8 +156,9 @@ def _run_through(
 def _assert_dlq_as_meant(settings: HitoSettings, messages: list[SimMessage]) -> None:
     """Every event meant for the DLQ has its record, and nothing else is there. A record
     written twice for the same source offset (a batch handled again after a rebalance) is
-    the same record. Every refusal here happens at validation (a late event is older than
-    the backfill horizon), so each is matched by the raw event's SHA-256."""
+    the same rejection. Every refusal here happens at validation (a late event is older than
+    the backfill horizon), so each is matched by the raw event's bytes in the raw zone's
+    originals record paired with it."""
     meant = Counter(
         "late_beyond_window" if m.expected == LATE else m.expected
         for m in messages
@@ -170,10 +170,9 @@ def _assert_dlq_as_meant(settings: HitoSettings, messages: list[SimMessage]) -> 
     }
     assert Counter(r.reason.value for r in records.values()) == meant
     assert {r.stage for r in records.values()} <= {"validate"}
-    assert {r.original_sha256 for r in records.values()} == {
-        hashlib.sha256(m.value).hexdigest()
-        for m in messages
-        if m.expected not in (VALID, DUPLICATE)
+    originals = {o.record.rejection_id: o.record for o in read_originals(settings)}
+    assert {originals[r.rejection_id].original for r in records.values()} == {
+        m.value for m in messages if m.expected not in (VALID, DUPLICATE)
     }
 
 

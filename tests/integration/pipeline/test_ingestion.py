@@ -76,9 +76,10 @@ def test_valid_dlq_and_duplicates_add_up_to_what_was_sent(isolated_runtime: Runt
     originals = [e.record for e in read_originals(isolated)]
     sent_bad = Counter((m.expected, m.value) for m in messages if m.expected in bad)
     assert Counter((o.reason.value, o.original) for o in originals) == sent_bad
-    assert {(e.record.source_offset, e.record.original_sha256) for e in records} == {
-        (o.source_offset, o.original_sha256) for o in originals
+    assert {(e.record.source_offset, e.record.rejection_id) for e in records} == {
+        (o.source_offset, o.rejection_id) for o in originals
     }
+    assert None not in {e.record.rejection_id for e in records}
 
 
 def pipeline_totals(settings: HitoSettings) -> dict[tuple[str, str], int]:

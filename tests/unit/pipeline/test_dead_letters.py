@@ -3,13 +3,17 @@ Kafka's size limit whatever a device sent (issue #18, findings 2, 3 and 5)."""
 
 from __future__ import annotations
 
+import hashlib
 from datetime import UTC, datetime
 
 import orjson
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from pydantic import ValidationError
 
 from hito.devices import DeviceRegistry
+from hito.ops.dlq import decode_record
 from hito.pipeline.dead_letters import Origin, make_records
 from hito.pipeline.stages.outcomes import Limits, Rejected
 from hito.pipeline.stages.validate import SCHEMA_NAMES, validate
@@ -82,3 +86,46 @@ def test_a_ten_megabyte_event_still_makes_records_under_the_kafka_limit() -> Non
     )
     assert len(original.model_dump_json()) < 1_000_000  # the producer's request limit
     assert original.cut and record.original_bytes == len(raw)
+
+
+@settings(max_examples=200, deadline=None)
+@given(sent=IDENTIFIERS.map(str.encode))
+def test_operators_record_holds_no_function_of_the_bytes(sent: bytes) -> None:
+    """A broken device that sends a document number alone: a plain digest of it on hito.dlq
+    would be reversed by hashing every candidate number. The operators' record holds neither
+    the bytes nor any digest of them; the raw zone's record keeps the SHA-256."""
+    rejected = Rejected(Reason.MALFORMED_JSON, "not a single valid UTF-8 JSON document")
+    origin = Origin("hito.raw.checkpoint", 0, 7)
+    record, original = make_records(rejected, sent, origin, now=NOW)
+    again, _ = make_records(rejected, sent, origin, now=NOW)
+    shown = record.model_dump_json().encode()
+    for digest in (hashlib.sha256, hashlib.md5, hashlib.sha1, hashlib.blake2b):
+        assert digest(sent).hexdigest().encode() not in shown
+    assert sent not in shown
+    assert original.original_sha256 == hashlib.sha256(sent).hexdigest()
+    # The id pairs the two records of one rejection, and only them: the same bytes rejected
+    # again get another id.
+    assert record.rejection_id == original.rejection_id is not None
+    assert again.rejection_id != record.rejection_id
+
+
+def test_an_older_operators_record_is_read_without_its_digest() -> None:
+    """dlq.record/2 carried the bytes' SHA-256; such records stay on hito.dlq until the topic's
+    retention removes them. They are read (no rejection_id) and the digest is dropped."""
+    older = {
+        "reason": "malformed_json",
+        "stage": "validate",
+        "detail": "not a single valid UTF-8 JSON document",
+        "source_topic": "hito.raw.checkpoint",
+        "source_partition": 0,
+        "source_offset": 3,
+        "received_at": "2026-12-03T10:00:00Z",
+        "original_bytes": 9,
+        "original_sha256": hashlib.sha256(b"AB1234567").hexdigest(),
+    }
+    record = decode_record(orjson.dumps(older))
+    assert record.rejection_id is None and record.source_offset == 3
+    assert "original_sha256" not in record.model_dump()
+    # A field the model does not know is still refused (the record stays strict).
+    with pytest.raises(ValidationError):
+        decode_record(orjson.dumps({**older, "original_b64": "QUIx"}))

@@ -20,8 +20,8 @@ def test_export_marks_pii_and_forbids_extra_fields(tmp_path: Path) -> None:
     paths = export(tmp_path)
     assert sorted(p.name for p in paths) == [
         "checkpoint.crossing.v1.schema.json",
-        "dlq.original.v1.schema.json",
-        "dlq.record.v2.schema.json",
+        "dlq.original.v2.schema.json",
+        "dlq.record.v3.schema.json",
         "drone.telemetry.v1.schema.json",
         "sensor.reading.v1.schema.json",
     ]
