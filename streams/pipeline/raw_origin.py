@@ -22,6 +22,6 @@ def raw_origin(record: Record) -> RawOrigin | None:
             try:
                 source, _, offset = value.decode().rpartition("|")
                 return source, int(offset)
-            except (UnicodeDecodeError, ValueError):
-                return None
+            except (AttributeError, UnicodeDecodeError, ValueError):
+                return None  # AttributeError: a header without a value (None)
     return None

@@ -241,3 +241,65 @@ def test_a_clean_event_no_count_can_take_is_dead_lettered_not_summed(runtime: Ru
     }
     changelog = send.to(worker.windows.changelog_topic.get_topic_name())
     assert changelog and all(orjson.loads(r.value or b"null") is not None for r in changelog)
+
+
+def test_clean_records_whose_time_epoch_or_origin_cannot_be_used_are_dead_lettered(
+    runtime: Runtime,
+) -> None:
+    """Shapes a clean event passes its schema with, written by anything but ingest, that
+    raised in the aggregator and failed every batch of their partition for good: a time at
+    the calendar's ends (no window start: OverflowError), a pseudonym of an epoch far away
+    (its day has no start: ValueError), a raw-origin header without a value (AttributeError).
+    Each is a schema violation of the aggregate stage; the batch's other event is counted."""
+    send = RecordingSend()
+    worker = worker_for_tests(runtime, "hito-agg-shapes-test", NOW, send)
+    purpose = worker.aggregate_handler.repeat_rules.purpose
+    minute_ago = (NOW - timedelta(seconds=30)).isoformat()
+
+    def record(
+        offset: int, event_time: str = minute_ago, person: str | None = None, header: bool = True
+    ) -> tuple[str, bytes, bytes, list[tuple[str, bytes | None]]]:
+        event = {
+            "schema": "checkpoint.crossing/1",
+            "source": "checkpoint",
+            "policy": runtime.policy.version,
+            "device_id": "cl-chacalluta-ckpt-01",
+            "site": "chacalluta",
+            "seq": offset,
+            "event_time": event_time,
+            "payload": {"direction": "entry", "mode": "car", "outcome": "admitted",
+                        "nationality": "other", "processing_seconds": 40},
+            "pseudonyms": {purpose: {"document_number": person}} if person else {},
+        }  # fmt: skip
+        _, value = raw_origin_header("hito.raw.checkpoint", 0, offset)
+        header_value = value if header else None
+        return (
+            "hito.clean.checkpoint",
+            b"chacalluta",
+            orjson.dumps(event),
+            [("hito-raw", header_value)],
+        )
+
+    records = [
+        record(0, event_time="0001-01-01T00:30:00+01:00"),
+        record(1, event_time="9999-12-31T23:59:00-01:00"),
+        record(2, person="e999999999:" + "0" * 32),
+        record(3, header=False),
+        record(4, person=f"e{int(NOW.timestamp()) // 86400}:" + "1" * 32),
+    ]
+
+    async def scenario() -> list[str]:
+        async with worker.aggregate.test_context() as aggregate:
+            return await put_all(aggregate, lane_batches(worker.lanes, records))
+
+    outcomes = asyncio.run(scenario())
+    assert outcomes == ["schema_violation"] * 4 + ["counted"]
+    dlq = [decode_record(r.value) for r in send.to("hito.dlq") if r.value]
+    assert [(r.stage, r.source_offset, r.detail) for r in dlq] == [
+        ("aggregate", 0, "event_time is outside the years 2000-2199"),
+        ("aggregate", 1, "event_time is outside the years 2000-2199"),
+        ("aggregate", 2, f"pseudonyms.{purpose}.document_number is not of the event's epoch"),
+        ("aggregate", 3, "no raw origin header"),
+    ]
+    (state,) = worker.windows.data.values()
+    assert state["crossings"] == {"entry|car|admitted": 1}

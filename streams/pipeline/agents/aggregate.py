@@ -66,6 +66,7 @@ class Incoming:
     raw: RawOrigin | None
     start: datetime | None = None
     timeliness: Timeliness = Timeliness.LIVE
+    unfit: str | None = None  # why a clean event cannot be counted (then no start)
 
 
 # What a batch's changelog writes sent, per store: (the store's rewrite_later, key -> partition).
@@ -172,6 +173,9 @@ class Aggregator:
             clean: CleanEvent = _clean_validator.validate_json(record.value or b"")
         except ValidationError:
             return Incoming(record, None, raw)
+        unfit = aggregate.unfit(clean) or repeat.unfit(clean, self.repeat_rules)
+        if unfit is not None:  # checked first: such a time may have no window start
+            return Incoming(record, clean, raw, unfit=unfit)
         start = window_start(clean.event_time, self.rules.window_s)
         return Incoming(record, clean, raw, start, self.rules.timeliness(start, now))
 
@@ -238,9 +242,8 @@ class Aggregator:
         record, clean, raw = item.record, item.clean, item.raw
         data = record.value or b""
         origin = Origin(record.topic, record.partition, record.offset, record.key)
-        unfit = None if clean is None else aggregate.unfit(clean)
-        if clean is None or raw is None or item.start is None or unfit is not None:
-            detail = "not a clean event" if clean is None else unfit or "no raw origin header"
+        if clean is None or raw is None or item.start is None:
+            detail = "not a clean event" if clean is None else item.unfit or "no raw origin header"
             device = None if clean is None else clean.device_id
             rejected = Rejected(Reason.SCHEMA_VIOLATION, detail, device, stage=aggregate.STAGE)
             await self.dead_letters.reject(deliveries, rejected, data, origin)
