@@ -8,6 +8,7 @@ import asyncio
 import contextlib
 from collections import Counter
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import orjson
 from faust.types import TP
@@ -258,7 +259,7 @@ def test_clean_records_whose_time_epoch_or_origin_cannot_be_used_are_dead_letter
 
     def record(
         offset: int, event_time: str = minute_ago, person: str | None = None, header: bool = True
-    ) -> tuple[str, bytes, bytes, list[tuple[str, bytes | None]]]:
+    ) -> tuple[str, bytes, bytes, list[tuple[str, bytes]]]:
         event = {
             "schema": "checkpoint.crossing/1",
             "source": "checkpoint",
@@ -272,7 +273,7 @@ def test_clean_records_whose_time_epoch_or_origin_cannot_be_used_are_dead_letter
             "pseudonyms": {purpose: {"document_number": person}} if person else {},
         }  # fmt: skip
         _, value = raw_origin_header("hito.raw.checkpoint", 0, offset)
-        header_value = value if header else None
+        header_value: Any = value if header else None  # aiokafka gives None for no value
         return (
             "hito.clean.checkpoint",
             b"chacalluta",
