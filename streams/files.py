@@ -14,6 +14,8 @@ from typing import TypeVar
 import yaml
 from pydantic import BaseModel, ValidationError
 
+from hito.schemas.errors import describe, field_names
+
 
 @contextlib.contextmanager
 def exclusive_lock(path: Path) -> Iterator[None]:
@@ -64,16 +66,16 @@ def read_secret_yaml(path: Path, model: type[M]) -> M:
     try:
         doc = yaml.safe_load(path.read_text())
     except yaml.MarkedYAMLError as exc:
+        # Where only: YAML's problem text quotes the file (an unknown tag or alias is the
+        # text after its "!" or "*", which may be a password that starts with one).
         where = exc.problem_mark
-        at = f"line {where.line + 1}, column {where.column + 1}: " if where else ""
-        raise SecretFileError(f"{path}: not valid YAML ({at}{exc.problem})") from None
+        at = f" at line {where.line + 1}, column {where.column + 1}" if where else ""
+        raise SecretFileError(f"{path}: not valid YAML{at}") from None
     except yaml.YAMLError:
         raise SecretFileError(f"{path}: not valid YAML") from None
     try:
         return model.model_validate(doc)
     except ValidationError as exc:
-        problems = [
-            f"{'.'.join(map(str, e['loc'])) or 'top level'}: {e['msg']}"
-            for e in exc.errors(include_input=False, include_url=False, include_context=False)
-        ]
-        raise SecretFileError(f"{path}: {'; '.join(problems[:5])}") from None
+        # A key the model does not have may be a secret written without its own key (a
+        # password alone in a flow mapping): <unknown>, like any name the file chose.
+        raise SecretFileError(f"{path}: {describe(exc, field_names(model), limit=5)}") from None

@@ -11,7 +11,8 @@
 #   that exits and says why. Its checksum is kept for the healthcheck: a token provision
 #   replaced later (a wiped InfluxDB, new token scopes) turns Grafana unhealthy until restarted.
 # - The admin password file: /run.sh reads it without checking, and Grafana ignores an empty
-#   value, so an unreadable or empty file used to leave the admin with the password "admin".
+#   value, so an unreadable, empty or blank file used to leave the admin with the password
+#   "admin".
 #
 # `compose-start.sh --token-unchanged` (the healthcheck's second half) fails once the token
 # file differs from the one Grafana started with.
@@ -45,6 +46,10 @@ why="the provision job writes it; docker compose logs provision says why it did 
 readable "$token_file" "read-only InfluxDB token ($why)"
 if [ -n "${GF_SECURITY_ADMIN_PASSWORD__FILE:-}" ]; then
   readable "$GF_SECURITY_ADMIN_PASSWORD__FILE" "admin password file"
+  # /run.sh's $(< file) drops trailing newlines: a file of a newline alone (echo "$UNSET" >
+  # file) passes -s and reads as empty, which leaves "admin" too.
+  [ -n "$(tr -d '[:space:]' <"$GF_SECURITY_ADMIN_PASSWORD__FILE")" ] ||
+    refuse "admin password file $GF_SECURITY_ADMIN_PASSWORD__FILE is blank"
 fi
 token="$(cat "$token_file")"
 [ -n "$token" ] || refuse "the read-only InfluxDB token in $token_file is blank"

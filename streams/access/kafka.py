@@ -68,6 +68,8 @@ def grants(settings: HitoSettings) -> list[Grant]:
     internal = f"{k.pipeline_group_prefix}-"
     data = (*raw, p.dlq_topic, p.dlq_originals_topic, p.clean_topic_prefix)
     clashing = [t for t in data if t.startswith(internal)]
+    if internal.startswith(p.clean_topic_prefix):  # operators would read the changelogs
+        clashing.append(p.clean_topic_prefix)
     if clashing:
         raise ValueError(
             f"topics {clashing} start with {internal!r}, the prefix of the pipeline's internal "

@@ -37,12 +37,14 @@ from hito.device import durable
 from hito.device.outbox import Outbox
 from hito.device.records import Record
 from hito.schemas.envelope import DroneTelemetryV1
+from hito.schemas.errors import describe, field_names
 
 SCHEMA = "drone.telemetry/1"
 FORMAT = "hito.flight-log/1"
 _EVENT_IDS = uuid.uuid5(uuid.NAMESPACE_URL, "urn:hito:flight-log-fix")
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _US = timedelta(microseconds=1)
+_FIX_NAMES = field_names(DroneTelemetryV1)  # what an error about a fix may name
 
 
 class FlightLogError(ValueError):
@@ -110,8 +112,9 @@ def _parse_line(raw: bytes, number: int, *, torn: bool) -> Fix:
     try:
         DroneTelemetryV1.model_validate_json(orjson.dumps(obj), strict=True)
     except ValidationError as exc:
-        fields = sorted({".".join(map(str, e["loc"])) or "<fix>" for e in exc.errors()})
-        raise FlightLogError(f"{where}: not a {SCHEMA} payload ({', '.join(fields)})") from None
+        # Names the log chose (an unknown key may be personal data) are <unknown>.
+        problems = describe(exc, _FIX_NAMES, limit=5)
+        raise FlightLogError(f"{where}: not a {SCHEMA} payload ({problems})") from None
     return Fix(number, fix_time, obj)
 
 

@@ -33,7 +33,7 @@ from pathlib import Path
 from typing import Any
 
 import orjson
-from pydantic import BaseModel, ValidationError
+from pydantic import ValidationError
 
 from hito.device import durable, flightlog
 from hito.device.kafka_client import (
@@ -46,6 +46,7 @@ from hito.device.outbox import Outbox, OutboxLimits, OutboxStatus
 from hito.device.records import Record
 from hito.device.sender import Producer, Sender, SenderConfig, SenderStatus
 from hito.schemas.envelope import MAX_SEQ
+from hito.schemas.errors import describe, field_names
 from hito.schemas.registry import Source, lookup
 from hito.schemas.signing import sign
 
@@ -120,31 +121,10 @@ def build_event(
         entry.model.model_validate_json(orjson.dumps(signed), strict=True)
     except ValidationError as exc:
         # from None: a logged traceback would print the chained ValidationError, values too.
-        raise InvalidEvent(f"not a valid {schema} event: {_describe(exc, entry.model)}") from None
+        raise InvalidEvent(
+            f"not a valid {schema} event: {describe(exc, field_names(entry.model))}"
+        ) from None
     return signed
-
-
-def _describe(exc: ValidationError, model: type[BaseModel]) -> str:
-    """Field paths and error kinds; a field name the schema does not have is ``<unknown>``
-    (an extra key may itself be personal data, a document number used as a key)."""
-    known = _field_names(model)
-    parts = []
-    for err in exc.errors(include_input=False, include_url=False):
-        path = ".".join(
-            str(p) if isinstance(p, int) else p if p in known else "<unknown>" for p in err["loc"]
-        )
-        parts.append(f"{path or '<root>'}: {err['type']}")
-    return "; ".join(parts)
-
-
-def _field_names(model: type[BaseModel]) -> frozenset[str]:
-    names: set[str] = set()
-    for name, info in model.model_fields.items():
-        names.add(info.alias or name)
-        nested = info.annotation
-        if isinstance(nested, type) and issubclass(nested, BaseModel):
-            names |= _field_names(nested)
-    return frozenset(names)
 
 
 def encode(envelope: Mapping[str, Any]) -> bytes:

@@ -16,7 +16,6 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Literal
 
-import yaml
 from pydantic import BaseModel, ConfigDict, Field
 
 from hito.devices.registry import KIND_INDEX, MIN_KEY_BYTES, Device, RegistryError, valid_site
@@ -47,7 +46,9 @@ class _KeysFile(BaseModel):
 def from_yaml(devices_file: Path, keys_file: Path) -> Iterator[Device]:
     """The YAML registry's devices with their keys (checked as a whole first: a device
     without a key, or a key without a device, fails before any device is given)."""
-    entries = _RegistryFile.model_validate(yaml.safe_load(devices_file.read_text())).devices
+    # Not a secret, but read as one: a secret file named here by mistake (the keys file, a
+    # token file) must not be quoted in the error.
+    entries = read_secret_yaml(devices_file, _RegistryFile).devices
     keys = read_secret_yaml(keys_file, _KeysFile).keys
     bad_ids = [d for d in entries if not re.fullmatch(DEVICE_ID_PATTERN, d)]
     if bad_ids:

@@ -275,6 +275,26 @@ class PipelineSettings(_Frozen):
             )
         return self
 
+    @model_validator(mode="after")
+    def _clean_zone_apart(self) -> PipelineSettings:
+        """Operators and the pipeline get the clean topics by prefix (hito.access.kafka): a
+        prefix that covered a raw-zone topic (``hito.`` covers ``hito.raw.*`` and the DLQ's
+        originals) would let operators read personal data, and could make a clean topic's
+        name a raw topic's (clean events written where devices write)."""
+        prefix = self.clean_topic_prefix
+        covered = sorted(
+            t
+            for t in (*self.raw_topics.values(), self.dlq_topic, self.dlq_originals_topic)
+            if t.startswith(prefix)
+        )
+        if not prefix or covered:
+            raise ValueError(
+                f"clean_topic_prefix {prefix!r} also covers {covered or 'every topic'}: "
+                "operators read the clean topics by this prefix; give them a prefix of "
+                "their own (the default is hito.clean.)"
+            )
+        return self
+
     def registry_settings(self) -> tuple[tuple[str, str], ...]:
         """The registry's settings a process needs: the devices file, and the keys file
         unless the devices file is a registry file (which holds the keys)."""

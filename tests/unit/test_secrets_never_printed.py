@@ -54,6 +54,29 @@ CASES: dict[str, tuple[str, Callable[[Path], object]]] = {
         f"users:\n  - {{name: hito-admin, role: admin, password: '{KEY}$'}}\n",
         load_users,
     ),
+    # YAML's own message quotes the text after "!" (a tag) or "*" (an alias).
+    "kafka password starting with '!'": (
+        f"users:\n  - {{name: hito-admin, role: admin, password: !{KEY}}}\n",
+        load_users,
+    ),
+    "kafka password starting with '*'": (
+        f"users:\n  - {{name: hito-admin, role: admin, password: *{KEY}}}\n",
+        load_users,
+    ),
+    # pydantic's location names the unknown key: here the password itself.
+    "kafka password written without its key": (
+        f"users:\n  - {{name: hito-admin, role: admin, {KEY}}}\n",
+        load_users,
+    ),
+    # The registry is not a secret, but a secret file may be named as it by mistake.
+    "a token file given as the devices file": (
+        f"{KEY}\n",
+        lambda p: DeviceRegistry.load(p, Path("infra/dev/device-keys.dev.yaml")),
+    ),
+    "the keys file given as the devices file": (
+        f"keys:\n  cl-chacalluta-ckpt-01: {KEY}\n",
+        lambda p: DeviceRegistry.load(p, Path("infra/dev/device-keys.dev.yaml")),
+    ),
 }
 
 

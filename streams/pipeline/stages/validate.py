@@ -14,11 +14,12 @@ from datetime import datetime, timedelta
 from typing import Any
 
 import orjson
-from pydantic import BaseModel, ValidationError
+from pydantic import ValidationError
 
 from hito.devices import Device, DeviceRegistry
 from hito.pipeline.stages.outcomes import Accepted, Limits, Rejected
 from hito.schemas.envelope import Event
+from hito.schemas.errors import describe, field_names
 from hito.schemas.reasons import Reason
 from hito.schemas.registry import REGISTRY, Source, lookup
 from hito.schemas.signing import signature_valid_consuming
@@ -257,33 +258,10 @@ def _shifted(now: datetime, seconds: float, *, earlier: bool) -> datetime | None
         return None
 
 
-def _schema_names() -> frozenset[str]:
-    """Every field name of every registered schema (envelope and payloads, by alias)."""
-    names: set[str] = set()
-    models: list[type[BaseModel]] = [entry.model for entry in REGISTRY.values()]
-    while models:
-        model = models.pop()
-        for name, info in model.model_fields.items():
-            names.add(info.alias or name)
-            nested = info.annotation
-            if isinstance(nested, type) and issubclass(nested, BaseModel):
-                models.append(nested)
-    return frozenset(names)
-
-
-SCHEMA_NAMES = _schema_names()
+# Every field name of every registered schema (envelope and payloads, by alias): the names a
+# DLQ detail may echo (hito.schemas.errors).
+SCHEMA_NAMES = frozenset().union(*(field_names(entry.model) for entry in REGISTRY.values()))
 
 
 def _describe(exc: ValidationError) -> str:
-    """Field paths and error kinds only. Pydantic's messages and inputs may echo values, and a
-    path may hold a name the *device* chose (an unknown field named after a document number):
-    only names of the published schemas are echoed, anything else is ``<unknown>``."""
-    parts = []
-    for err in exc.errors(include_input=False, include_url=False)[:_MAX_DETAIL_ERRORS]:
-        path = ".".join(
-            (p if p in SCHEMA_NAMES else "<unknown>") if isinstance(p, str) else str(p)
-            for p in err["loc"]
-        )
-        parts.append(f"{path or '<root>'}: {err['type']}")
-    more = exc.error_count() - _MAX_DETAIL_ERRORS
-    return "; ".join(parts) + (f"; and {more} more" if more > 0 else "")
+    return describe(exc, SCHEMA_NAMES, limit=_MAX_DETAIL_ERRORS)

@@ -8,6 +8,7 @@ from typing import Any
 
 import pytest
 import yaml
+from pydantic import ValidationError
 from typer.testing import CliRunner
 
 from hito.access.kafka import Grant, apply_grants, broker_jaas_properties, grants, quota_entries
@@ -186,3 +187,22 @@ def test_grants_never_in_force_are_an_error(
     monkeypatch.setattr("hito.access.kafka.time.sleep", lambda _s: None)
     with pytest.raises(RuntimeError, match=r"Kafka ACLs not in force 15 s after their creation"):
         apply_grants(settings, DescribingAdmin(lag=10**6))
+
+
+@pytest.mark.parametrize("prefix", ["hito.", "hito.raw.", "hito.dlq", ""])
+def test_a_clean_prefix_covering_the_raw_zone_is_refused_at_start(
+    monkeypatch: pytest.MonkeyPatch, prefix: str
+) -> None:
+    """Operators read the clean topics by prefix: ``hito.`` would give them hito.raw.* and the
+    DLQ's originals (personal data), and the pipeline the right to write the raw topics."""
+    monkeypatch.setenv("HITO_PIPELINE__CLEAN_TOPIC_PREFIX", prefix)
+    with pytest.raises(ValidationError, match="clean_topic_prefix"):
+        HitoSettings()
+
+
+def test_a_clean_prefix_covering_the_internal_topics_is_refused() -> None:
+    """``hito-`` topics are the workers' changelogs (per-person days among them)."""
+    s = HitoSettings()
+    pipeline = s.pipeline.model_copy(update={"clean_topic_prefix": "hito-"})
+    with pytest.raises(ValueError, match="hito-"):
+        grants(s.model_copy(update={"pipeline": pipeline}))

@@ -89,7 +89,7 @@ def test_the_simulated_flight_is_a_valid_log(tmp_path: Path) -> None:
         (b"[1]\n", "not an object with a fix_time"),
         (b'{"fix_time": "yesterday"}\n', "fix_time is not RFC 3339"),
         (b'{"fix_time": "2026-11-29T10:00:00"}\n', "fix_time has no UTC offset"),
-        (b'{"fix_time": "2026-11-29T10:00:00Z", "flight_id": "F1"}\n', "alt_m, battery_pct"),
+        (b'{"fix_time": "2026-11-29T10:00:00Z", "flight_id": "F1"}\n', "alt_m: missing"),
         (b"\n\n", "no fixes"),
     ],
 )
@@ -99,6 +99,16 @@ def test_a_bad_log_is_refused_naming_the_line(tmp_path: Path, text: bytes, messa
     with pytest.raises(FlightLogError, match="line 2" if message != "no fixes" else message) as e:
         read_flight_log(path)
     assert message in str(e.value)
+
+
+def test_a_name_the_log_chose_is_not_repeated_in_the_error(tmp_path: Path) -> None:
+    """An unknown key may be personal data (a ground station that wrote the operator's
+    document number as a key): the error says <unknown>, as the SDK's and the DLQ's do."""
+    fix = {**fixes(1)[0], "P12345678-Juan-Perez": 1}
+    with pytest.raises(FlightLogError) as e:
+        read_flight_log(log_file(tmp_path, [fix]))
+    assert "<unknown>: extra_forbidden" in str(e.value)
+    assert "P12345678" not in str(e.value) and "Juan" not in str(e.value)
 
 
 def test_a_repeated_line_is_one_fix_a_conflicting_one_is_an_error(tmp_path: Path) -> None:

@@ -150,7 +150,9 @@ def test_grafana_does_not_start_without_its_token_file_setting(tmp_path: Path) -
     assert done.returncode != 0 and "set HITO_GRAFANA_TOKEN_FILE" in done.stderr
 
 
-@pytest.mark.parametrize("password", [None, ""], ids=["missing", "empty"])
+@pytest.mark.parametrize(
+    "password", [None, "", "\n", " \t\n"], ids=["missing", "empty", "newline", "blank"]
+)
 def test_grafana_does_not_start_without_its_admin_password(
     tmp_path: Path, password: str | None
 ) -> None:
@@ -165,6 +167,7 @@ def test_grafana_does_not_start_without_its_admin_password(
     assert (done.returncode, done.stdout) == (1, "")
     assert done.stderr.startswith("grafana not started: ")
     assert "admin password file" in done.stderr and str(password_file) in done.stderr
+    assert ("is blank" in done.stderr) == bool(password)
     password_file.write_text("a-strong-password")
     done = _start_grafana(
         tmp_path, "read-only-token-7f3a", GF_SECURITY_ADMIN_PASSWORD__FILE=str(password_file)
