@@ -4,6 +4,13 @@ A segment is a file of records (hito.device.records) named by its id; ids only g
 opening, each segment is read to the end of its good records: in the last one, bytes after
 that are a torn tail (an append the power cut short, never sent) and are cut; in an earlier
 one they would be corruption of fsync'd data, which is reported, never hidden.
+
+What is read is made durable first (each segment and the folder fsync'd): after a crash
+between an append's write and its fsync (kill -9, the OOM killer), the bytes a restart reads
+may still be only in the page cache. Trusted unsynced, their records would be sent and
+acknowledged, their seq numbers passed on; a power cut then would lose them, hand out their
+seq numbers again (new events dropped downstream as duplicates) and leave the acknowledged
+position past the end of the segment (the outbox unreadable for good).
 """
 
 from __future__ import annotations
@@ -15,6 +22,7 @@ from array import array
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from hito.device.durable import fsync_dir
 from hito.device.records import decode
 
 log = logging.getLogger("hito.device.outbox")
@@ -53,9 +61,10 @@ def load_segments(directory: Path, acked: Position) -> tuple[list[Segment], list
     segments: list[Segment] = []
     problems: list[str] = []
     ids = sorted(int(p.stem) for p in directory.glob("*.seg"))
+    fsync_dir(directory)  # the segments' names, before their bytes are trusted
     for n, segment_id in enumerate(ids):
         seg = Segment(segment_id, segment_path(directory, segment_id))
-        data = seg.path.read_bytes()
+        data = _read_durably(seg.path)
         decoded = decode(data)
         for offset, rec in decoded.records:
             if Position(segment_id, offset) < acked:
@@ -68,6 +77,17 @@ def load_segments(directory: Path, acked: Position) -> tuple[list[Segment], list
             problems.append(_short(seg, len(data), decoded.problem, last=n == len(ids) - 1))
         segments.append(seg)
     return segments, problems
+
+
+def _read_durably(path: Path) -> bytes:
+    """The file's bytes, fsync'd before they are returned (the module's docstring)."""
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+        with os.fdopen(os.dup(fd), "rb") as fh:
+            return fh.read()
+    finally:
+        os.close(fd)
 
 
 def _short(seg: Segment, length: int, problem: str, *, last: bool) -> str:

@@ -95,6 +95,32 @@ def test_a_restart_resumes_the_queue_and_the_seq(folder: Path, clock: Clock) -> 
     assert again.status().pending_events == 3
 
 
+def test_a_restart_makes_what_it_reads_durable_before_trusting_it(
+    folder: Path, clock: Clock, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An append's write done, its fsync not (kill -9 in between): the restart reads the bytes
+    from the page cache. Sent and acknowledged unsynced, a power cut would then lose them and
+    their seq numbers would be handed out again. So opening fsyncs every segment it reads, and
+    the folder, before any record is given out."""
+    box = opened(folder, clock, segment_bytes=3 * rec(0).size)
+    for i in range(7):
+        box.append([rec(i)])  # three segments: 3, 3 and 1 records
+    box.close()
+    segments = sorted(folder.glob("*.seg"))
+    assert len(segments) == 3
+    synced: list[str] = []
+    real_fsync = os.fsync
+
+    def recording_fsync(fd: int) -> None:
+        synced.append(os.readlink(f"/proc/self/fd/{fd}"))
+        real_fsync(fd)
+
+    monkeypatch.setattr(os, "fsync", recording_fsync)
+    again = opened(folder, clock)
+    assert {str(p) for p in segments} | {str(folder)} <= set(synced)
+    assert seqs(again) == list(range(7))
+
+
 def test_one_process_per_outbox(folder: Path, clock: Clock) -> None:
     box = opened(folder, clock)
     with pytest.raises(OutboxLocked, match=f"pid {os.getpid()}"):
