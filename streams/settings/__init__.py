@@ -15,6 +15,7 @@ The sections (kafka, influxdb, pipeline, ...) are hito.settings.sections.
 from __future__ import annotations
 
 import ipaddress
+import re
 from importlib.resources import files
 from pathlib import Path
 from typing import Any, Literal
@@ -68,7 +69,13 @@ class HitoSettings(BaseSettings):
     """Everything a Hito process needs to know, checked once when it starts."""
 
     model_config = SettingsConfigDict(
-        env_prefix="HITO_", env_nested_delimiter="__", frozen=True, extra="forbid"
+        env_prefix="HITO_",
+        env_nested_delimiter="__",
+        frozen=True,
+        extra="forbid",
+        # A variable set to nothing (HITO_X= , or ${UNSET} in a compose file) is not set: a
+        # secret given as "" passed as set (a token of nothing, a key store at ".").
+        env_ignore_empty=True,
     )
 
     profile: Profile = Field(
@@ -197,8 +204,27 @@ def _same_secret(given: object, development: Path | str) -> bool:
     if given is None:
         return False
     if isinstance(development, Path):
-        return isinstance(given, Path) and given.resolve().is_relative_to(DEV_DIR.resolve())
+        return isinstance(given, Path) and (
+            given.resolve().is_relative_to(DEV_DIR.resolve())
+            or _holds_development_secret(given, development)
+        )
     return isinstance(given, SecretStr) and given.get_secret_value() == development
+
+
+# What in the public development files is a secret: the Kafka passwords and the device keys.
+_DEVELOPMENT_SECRET_TEXT = re.compile(r"hito-DEV-ONLY-[A-Za-z0-9-]+|\b[0-9a-f]{64}\b")
+
+
+def _holds_development_secret(given: Path, development: Path) -> bool:
+    """A copy of a development file elsewhere (``cp infra/dev/kafka-users.dev.yaml
+    /etc/hito/``), or a file with one of its secrets pasted in: the path alone said nothing.
+    An unreadable file is left to the command that reads it."""
+    try:
+        text = given.read_text(errors="replace")
+        public = set(_DEVELOPMENT_SECRET_TEXT.findall(development.read_text()))
+    except OSError:
+        return False
+    return any(secret in text for secret in public)
 
 
 # What each kind of process needs (HitoSettings.require; the registry's: .sections).

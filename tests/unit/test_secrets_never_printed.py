@@ -13,6 +13,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
+import yaml
 
 from hito.credentials import load_users
 from hito.devices import DeviceRegistry
@@ -101,10 +102,22 @@ def test_a_worker_refusing_a_broken_key_file_prints_no_key(tmp_path: Path) -> No
     keys.write_text(CASES["pseudonym key store, a key with a stray character"][0])
     devices = tmp_path / "devices.yaml"
     devices.write_text(Path("infra/dev/devices.dev.yaml").read_text())
+    # Fresh secrets: outside the development profile, copies of the public ones are refused.
+    device_ids = yaml.safe_load(devices.read_text())["devices"]
     device_keys = tmp_path / "device-keys.yaml"
-    device_keys.write_text(Path("infra/dev/device-keys.dev.yaml").read_text())
+    device_keys.write_text(yaml.safe_dump({"keys": {d: secrets.token_hex(32) for d in device_ids}}))
     users = tmp_path / "users.yaml"
-    users.write_text(Path("infra/dev/kafka-users.dev.yaml").read_text())
+    roles = ("admin", "pipeline", "operator", "device")
+    users.write_text(
+        yaml.safe_dump(
+            {
+                "users": [
+                    {"name": f"hito-{r}", "role": r, "password": secrets.token_hex(16)}
+                    for r in roles
+                ]
+            }
+        )
+    )
     env = {
         **{k: v for k, v in os.environ.items() if k != "HITO_PROFILE"},
         "HITO_PRIVACY__KEY_STORE_FILE": str(keys),

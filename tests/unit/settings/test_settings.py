@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -81,6 +82,22 @@ def test_outside_development_no_secret_falls_back(production: None) -> None:
     ]
 
 
+@pytest.mark.parametrize("variable", [*SECRET_VARIABLES, "HITO_INFLUXDB__PIPELINE_TOKEN"])
+def test_a_secret_set_to_nothing_is_not_set(
+    production: None, monkeypatch: pytest.MonkeyPatch, variable: str
+) -> None:
+    """``HITO_INFLUXDB__PIPELINE_TOKEN=`` (or ``${UNSET}`` in a compose file) was a token of
+    nothing: the worker started and every write got 401. A file setting was ``Path(".")``,
+    and the start failed with "Is a directory". Now an empty variable is an unset one, and the
+    command that needs it refuses naming it."""
+    monkeypatch.setenv(variable, "")
+    section, name = variable.removeprefix("HITO_").lower().split("__")
+    settings = HitoSettings()
+    assert getattr(getattr(settings, section), name) is None
+    with pytest.raises(MissingSecret, match=variable):
+        settings.require((section, name))
+
+
 def test_the_development_profile_fills_in_the_public_files(
     production: None, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -114,6 +131,40 @@ def test_a_development_secret_is_refused_in_production(
     with pytest.raises(SettingsError, match=variable) as refused:
         load_settings()
     assert DEV_ONLY_INFLUX_TOKEN not in str(refused.value)  # named, never repeated
+
+
+@pytest.mark.parametrize(
+    ("variable", "public"),
+    [
+        ("HITO_KAFKA__USERS_FILE", "kafka-users.dev.yaml"),
+        ("HITO_PIPELINE__DEVICE_KEYS_FILE", "device-keys.dev.yaml"),
+    ],
+)
+@pytest.mark.parametrize("how", ["copied", "one secret pasted"])
+def test_a_copy_of_a_development_secret_file_is_refused_in_production(
+    production: None,
+    monkeypatch: pytest.MonkeyPatch,
+    tmp_path: Path,
+    variable: str,
+    public: str,
+    how: str,
+) -> None:
+    """``cp infra/dev/kafka-users.dev.yaml /etc/hito/users.yaml``: the path said nothing, so
+    the public admin password (or the public device keys: anyone could sign events) ran a
+    production deployment."""
+    text = (DEV_DIR / public).read_text()
+    copy = tmp_path / "secret.yaml"
+    if how == "copied":
+        copy.write_text(text)
+    else:  # a file of its own, but for one line taken from the public one
+        secret = re.compile(r"hito-DEV-ONLY-kafka-admin|[0-9a-f]{64}")
+        line = next(ln for ln in text.splitlines() if secret.search(ln))
+        copy.write_text(line.strip() + "\n")
+    monkeypatch.setenv(variable, str(copy))
+    with pytest.raises(SettingsError, match=variable):
+        load_settings()
+    copy.write_text(text.replace("DEV-ONLY", "own-secret").replace("a", "b"))
+    assert load_settings()  # its own secrets: accepted
 
 
 def _cli(args: list[str], env: dict[str, str], cwd: Path) -> subprocess.CompletedProcess[str]:
