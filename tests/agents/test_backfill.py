@@ -229,15 +229,16 @@ def test_an_unreadable_archive_never_counts_onto_an_empty_window(
     runtime: Runtime, refusal: str
 ) -> None:
     """InfluxDB down: the revision waits and is counted once the archive answers. InfluxDB
-    refusing for good (a missing bucket): the events go to the DLQ as sink_rejected, from
-    where they can be replayed, instead of overwriting an archived minute with less."""
+    refusing for good (400: a status the sink classifies as permanent; a missing bucket, 404,
+    is retryable): the events go to the DLQ as sink_rejected instead of overwriting an
+    archived minute with less."""
     send = RecordingSend()
     worker = worker_for_tests(runtime, f"hito-backfill-{refusal}", NOW, send)
     worker.publisher.sink.wait_ready = _no_wait  # type: ignore[method-assign]
     answers: list[Exception | dict[str, str]] = (
         [RetryableSinkError("connection refused"), {}]
         if refusal == "retryable"
-        else [PermanentSinkError(404, "bucket not found")]
+        else [PermanentSinkError(400, "the query could not be parsed")]
     )
 
     async def query(*_: Any) -> dict[str, str]:
@@ -265,7 +266,7 @@ def test_an_unreadable_archive_never_counts_onto_an_empty_window(
     assert outcomes == ["sink_rejected"] * 4
     dlq = [decode_record(r.value) for r in send.to("hito.dlq") if r.value]
     assert [(r.reason, r.stage) for r in dlq] == [(Reason.SINK_REJECTED, "aggregate")] * 4
-    assert dlq[0].detail == "window archive refused the read: HTTP 404"
+    assert dlq[0].detail == "window archive refused the read: HTTP 400"
     assert dict(worker.publisher.windows.writer.items()) == {}
     originals = send.to("hito.dlq.originals")
     assert len(originals) == 4
