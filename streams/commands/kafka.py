@@ -76,6 +76,7 @@ def provision_all(
 
     settings = load_settings()
     settings.require(KAFKA_USERS, *INFLUX_ADMIN)
+    key_store_path(settings)  # its setting too, before anything is changed (MissingSecret)
     provision()
     path = tokens_path(settings)
     found = ensure_bucket_tokens(settings.influxdb, path)

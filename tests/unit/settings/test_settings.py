@@ -216,6 +216,24 @@ def test_commands_refuse_to_start_without_their_secrets(
     assert not (tmp_path / "state" / "kafka").exists()  # nothing was started
 
 
+def test_provision_checks_the_key_store_setting_before_changing_anything(tmp_path: Path) -> None:
+    """It needed the key store only at its end: users, ACLs, topics, tokens and retention were
+    applied, then it refused. Now it refuses first (and never reaches Kafka: port 9)."""
+    users = tmp_path / "users.yaml"
+    users.write_text("users:\n  - {name: hito-admin, role: admin, password: own-secret-password-0123456789abcdef}\n")
+    env = {
+        **_production_env(),
+        "HITO_STATE_DIR": str(tmp_path / "state"),
+        "HITO_KAFKA__USERS_FILE": str(users),
+        "HITO_KAFKA__PORT": "9",
+        "HITO_INFLUXDB__TOKEN": "own-token",
+        "HITO_INFLUXDB__PASSWORD": "own-password",
+    }
+    done = _cli(["provision"], env, tmp_path)
+    assert (done.returncode, done.stdout) == (1, "")
+    assert done.stderr.startswith("hito: error: not set: HITO_PRIVACY__KEY_STORE_FILE (")
+
+
 @pytest.mark.parametrize(
     ("env", "refused"),
     [
