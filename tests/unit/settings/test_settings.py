@@ -220,7 +220,8 @@ def test_provision_checks_the_key_store_setting_before_changing_anything(tmp_pat
     """It needed the key store only at its end: users, ACLs, topics, tokens and retention were
     applied, then it refused. Now it refuses first (and never reaches Kafka: port 9)."""
     users = tmp_path / "users.yaml"
-    users.write_text("users:\n  - {name: hito-admin, role: admin, password: own-secret-password-0123456789abcdef}\n")
+    admin = "{name: hito-admin, role: admin, password: own-secret-password-0123456789abcdef}"
+    users.write_text(f"users:\n  - {admin}\n")
     env = {
         **_production_env(),
         "HITO_STATE_DIR": str(tmp_path / "state"),
