@@ -74,6 +74,7 @@ def simulate(
     ),
 ) -> None:
     """Run the simulated fleet of the reference crossing against Kafka."""
+    from hito.demo import continuity
     from hito.device.simulate.fleet import Fleet, FleetPlan
     from hito.device.simulate.runner import SendRefused, send_messages
 
@@ -83,6 +84,11 @@ def simulate(
         count = max(1, int(rate * duration))
     runtime = load_with_logging()
     settings, registry = runtime.settings, runtime.registry
+    # The fleet's devices go on from the seq numbers the last run on these topics left, as
+    # devices with a durable outbox do: from 0 again, every event of a second run was dropped
+    # downstream as a duplicate (or stale) while the counts printed here called it valid.
+    memory_file = settings.state_dir / "simulate" / continuity.MEMORY_FILE
+    memory = continuity.recall(memory_file, settings)
     plan = FleetPlan(
         count=count,
         seed=seed,
@@ -102,6 +108,7 @@ def simulate(
         offline_after_s=offline_after,
         offline_for_s=offline_for,
         offline_span_s=offline_span,
+        first_seq=memory.next_seq,
     )
     # At a set rate the run is live: event times, rhythm, surge and silences follow the clock.
     live_clock = (lambda: datetime.now(UTC)) if rate else None
@@ -116,6 +123,9 @@ def simulate(
     except SendRefused as exc:
         Console(stderr=True).print(f"[red]simulate failed:[/] {exc}")
         raise typer.Exit(1) from exc
+    finally:
+        # Every seq allocated, sent or not, is used up (a device never reuses one).
+        continuity.remember(memory_file, settings, memory.app_id, fleet.next_seqs())
     print_counts("sent, by expected outcome", sent)
     if manifest:
         manifest.write_text(json.dumps(dict(sorted(sent.items())), indent=2) + "\n")

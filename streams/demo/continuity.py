@@ -13,6 +13,9 @@ Why the same Faust app (consumer group, tables) and devices that go on from thei
 - The same app with every ``seq`` back at 0 would drop each event as a replay (dedup), so the
   fleet goes on where it stopped, as a device with a durable ``seq`` does.
 
+`hito simulate` keeps the seq numbers the same way (``<state dir>/simulate/fleet.json``; its
+app id is unused there).
+
 The first run (no file, or one made for other topics or another bucket) makes a new app, and
 its consumer group starts at the input topics' current end: events that other tools left in
 the topics are not the demo's.
