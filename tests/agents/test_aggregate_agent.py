@@ -299,7 +299,7 @@ def test_clean_records_whose_time_epoch_or_origin_cannot_be_used_are_dead_letter
     assert [(r.stage, r.source_offset, r.detail) for r in dlq] == [
         ("aggregate", 0, "event_time is outside the years 2000-2199"),
         ("aggregate", 1, "event_time is outside the years 2000-2199"),
-        ("aggregate", 2, f"pseudonyms.{purpose}.document_number is not of the event's epoch"),
+        ("aggregate", 2, f"pseudonyms.{purpose}.document_number: an epoch not begun"),
         ("aggregate", 3, "no raw origin header"),
     ]
     (state,) = worker.windows.data.values()

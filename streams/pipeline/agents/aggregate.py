@@ -173,7 +173,7 @@ class Aggregator:
             clean: CleanEvent = _clean_validator.validate_json(record.value or b"")
         except ValidationError:
             return Incoming(record, None, raw)
-        unfit = aggregate.unfit(clean) or repeat.unfit(clean, self.repeat_rules)
+        unfit = aggregate.unfit(clean)
         if unfit is not None:  # checked first: such a time may have no window start
             return Incoming(record, clean, raw, unfit=unfit)
         start = window_start(clean.event_time, self.rules.window_s)
@@ -270,7 +270,13 @@ class Aggregator:
             )
             await self.dead_letters.reject(deliveries, rejected, data, origin)
             return Reason.SINK_REJECTED.value
-        self._sight(clean, record.partition, now)
+        unfit = self._sight(clean, record.partition, now)
+        if unfit is not None:
+            rejected = Rejected(
+                Reason.SCHEMA_VIOLATION, unfit, clean.device_id, stage=aggregate.STAGE
+            )
+            await self.dead_letters.reject(deliveries, rejected, data, origin)
+            return Reason.SCHEMA_VIOLATION.value
         if state is None:
             state = aggregate.new_state(clean.site, start)
             if revision:
@@ -286,17 +292,24 @@ class Aggregator:
             return BACKFILLED
         return "counted"
 
-    def _sight(self, clean: CleanEvent, partition: int, now: datetime) -> None:
+    def _sight(self, clean: CleanEvent, partition: int, now: datetime) -> str | None:
         """Add the event's crossing to its person-day of ``repeat_crossings``: exact by itself
-        (the person-day holds the crossings it includes), whatever the window's state says."""
+        (the person-day holds the crossings it includes), whatever the window's state says.
+        Returns why it cannot (a pseudonym of an epoch not begun: RepeatRules.begun), having
+        changed nothing."""
         seen = repeat.sighting(clean, self.repeat_rules)
-        if seen is None or self.repeat_rules.closed(seen.epoch, now):
-            return  # no pseudonym, or a day already published (its state may be gone)
+        if seen is None:
+            return None  # no pseudonym
+        if not self.repeat_rules.begun(seen.epoch, now):
+            return f"pseudonyms.{self.repeat_rules.purpose}.{repeat.FIELD}: an epoch not begun"
+        if self.repeat_rules.closed(seen.epoch, now):
+            return None  # a day already published (its state may be gone)
         stored = self.repeat_days.get(partition, seen.name)
         before, policy = stored if stored else (None, "")
         after = repeat.record(before, seen.crossing)
         if after is not None:
             self.repeat_days.put(partition, seen.name, after, newest_version(policy, clean.policy))
+        return None
 
 
 def _rewrite_if_failed(written: Written, settled: asyncio.Future[None]) -> None:

@@ -22,7 +22,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime
 
-from hito.pipeline.pseudonyms import epoch_closed_at, epoch_of, epoch_start
+from hito.pipeline.pseudonyms import epoch_closed_at, epoch_start
 from hito.schemas.clean import CleanEvent
 
 STAGE = "repeat"
@@ -40,6 +40,14 @@ class RepeatRules:
 
     def closed(self, epoch: int, now: datetime) -> bool:
         return now >= epoch_closed_at(epoch, self.epoch_s, self.grace_s)
+
+    def begun(self, epoch: int, now: datetime) -> bool:
+        """Whether ``epoch`` has begun by ``now`` or begins next (an event a device's clock
+        puts minutes ahead is of the next epoch near midnight). A later one is no event's:
+        a clean event from anything but ingest may name any epoch up to 999,999,999, whose
+        day has no start in the calendar (ValueError in :meth:`closed`, for every batch of
+        its partition) or would never close (its person-day state kept for ever)."""
+        return epoch <= int(now.timestamp()) // self.epoch_s + 1
 
     def day_start(self, epoch: int) -> datetime:
         return epoch_start(epoch, self.epoch_s)
@@ -71,22 +79,6 @@ def sighting(event: CleanEvent, rules: RepeatRules) -> Sighting | None:
         return None
     crossing = f"{event.payload['direction']}|{event.device_id}|{event.seq}"
     return Sighting(event.site, epoch_of_pseudonym(person), person, crossing)
-
-
-def unfit(event: CleanEvent, rules: RepeatRules) -> str | None:
-    """Why the event's pseudonym cannot be recorded, or None. The anonymiser pseudonymises
-    with the key of the event's epoch, and the clean event's time is that time floored to the
-    policy's resolution (at most an hour; an epoch is at least one), so the pseudonym's epoch
-    is the clean time's or the next one. A
-    clean event from anything else may name any epoch; a far one has no start in the calendar
-    (its day's close would raise for every batch of its partition). Names no value."""
-    person = event.pseudonyms.get(rules.purpose, {}).get(FIELD)
-    if person is None:
-        return None
-    epoch = epoch_of(event.event_time, rules.epoch_s)
-    if epoch_of_pseudonym(person) not in (epoch, epoch + 1):
-        return f"pseudonyms.{rules.purpose}.{FIELD} is not of the event's epoch"
-    return None
 
 
 def epoch_of_pseudonym(person: str) -> int:
