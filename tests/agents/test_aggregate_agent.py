@@ -256,6 +256,7 @@ def test_clean_records_whose_time_epoch_or_origin_cannot_be_used_are_dead_letter
     worker = worker_for_tests(runtime, "hito-agg-shapes-test", NOW, send)
     purpose = worker.aggregate_handler.repeat_rules.purpose
     minute_ago = (NOW - timedelta(seconds=30)).isoformat()
+    today = int(NOW.timestamp()) // 86400
 
     def record(
         offset: int, event_time: str = minute_ago, person: str | None = None, header: bool = True
@@ -286,7 +287,9 @@ def test_clean_records_whose_time_epoch_or_origin_cannot_be_used_are_dead_letter
         record(1, event_time="9999-12-31T23:59:00-01:00"),
         record(2, person="e999999999:" + "0" * 32),
         record(3, header=False),
-        record(4, person=f"e{int(NOW.timestamp()) // 86400}:" + "1" * 32),
+        record(4, person=f"e{today + 5}:" + "2" * 32),  # a day to come: never closes
+        record(5, person=f"e{today + 1}:" + "3" * 32),  # tomorrow's (a clock ahead): counted
+        record(6, person=f"e{today}:" + "1" * 32),
     ]
 
     async def scenario() -> list[str]:
@@ -294,13 +297,14 @@ def test_clean_records_whose_time_epoch_or_origin_cannot_be_used_are_dead_letter
             return await put_all(aggregate, lane_batches(worker.lanes, records))
 
     outcomes = asyncio.run(scenario())
-    assert outcomes == ["schema_violation"] * 4 + ["counted"]
+    assert outcomes == ["schema_violation"] * 5 + ["counted"] * 2
     dlq = [decode_record(r.value) for r in send.to("hito.dlq") if r.value]
     assert [(r.stage, r.source_offset, r.detail) for r in dlq] == [
         ("aggregate", 0, "event_time is outside the years 2000-2199"),
         ("aggregate", 1, "event_time is outside the years 2000-2199"),
         ("aggregate", 2, f"pseudonyms.{purpose}.document_number: an epoch not begun"),
         ("aggregate", 3, "no raw origin header"),
+        ("aggregate", 4, f"pseudonyms.{purpose}.document_number: an epoch not begun"),
     ]
     (state,) = worker.windows.data.values()
-    assert state["crossings"] == {"entry|car|admitted": 1}
+    assert state["crossings"] == {"entry|car|admitted": 2}
