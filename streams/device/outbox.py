@@ -50,6 +50,7 @@ from hito.device.outbox_types import (
     Pending,
 )
 from hito.device.records import Record, decode, encode
+from hito.device.reserve import Reserve
 from hito.device.segments import (
     OutboxLocked,
     Position,
@@ -106,6 +107,7 @@ class Outbox:
 
     def _open(self) -> None:
         self._floor = SeqFloor(self.dir / "seq-floor.json")
+        self._reserve = Reserve(self.dir / "reserve")
         stored = durable.read_json(self.dir / "acked.json")
         self._acked = (
             Position(int(stored["segment"]), int(stored["offset"]))
@@ -119,6 +121,7 @@ class Outbox:
         # Segments wholly done with, whose deletion a crash interrupted.
         while self._segments and self._head_done():
             self._drop_head()
+        self._reserve.ensure()
 
     # -- state ---------------------------------------------------------------------------------
 
@@ -328,7 +331,9 @@ class Outbox:
             last.record.seq,
             now_ms,
         )
-        durable.write_json_atomic(self.dir / "expired.json", total.__dict__)
+        self._reserve.spending(
+            lambda: durable.write_json_atomic(self.dir / "expired.json", total.__dict__)
+        )
         self._expired = total
         log.error(
             "outbox: %d events waited longer than %.0f h and expired (seq %d to %d); the "
@@ -341,8 +346,10 @@ class Outbox:
         return Expired(count, first.record.seq, last.record.seq, now_ms)
 
     def _advance(self, end: Position, count: int) -> None:
-        durable.write_json_atomic(
-            self.dir / "acked.json", {"segment": end.segment, "offset": end.offset}
+        self._reserve.spending(
+            lambda: durable.write_json_atomic(
+                self.dir / "acked.json", {"segment": end.segment, "offset": end.offset}
+            )
         )
         self._acked = end
         left = count
@@ -358,6 +365,7 @@ class Outbox:
         while self._segments and self._head_done():
             self._drop_head()
         self.release_acked()
+        self._reserve.ensure()  # given up on a full disk: back once segments freed room
 
     def _head_done(self) -> bool:
         """The head segment is closed (not the tail) and wholly done with."""
@@ -369,7 +377,8 @@ class Outbox:
 
     def _drop_head(self) -> None:
         head = self._segments.pop(0)
-        self._floor.raise_to(head.max_seq + 1)  # before its records are gone (seq.py)
+        # Before its records are gone (seq.py).
+        self._reserve.spending(lambda: self._floor.raise_to(head.max_seq + 1))
         durable.remove(head.path)
         self._first_pending = 0
         if self._segments and self._acked.segment < self._segments[0].id:
@@ -385,7 +394,7 @@ class Outbox:
         first_ms = tail.appended[0] if tail.appended else 0
         if done and self._clock() - first_ms / 1000 >= self.limits.release_acked_after_s:
             self._close_writer()
-            self._floor.raise_to(tail.max_seq + 1)
+            self._reserve.spending(lambda: self._floor.raise_to(tail.max_seq + 1))
             durable.remove(tail.path)
             self._segments.clear()
             self._first_pending = 0
