@@ -376,10 +376,13 @@ class Outbox:
         return past and len(self._segments) > 1
 
     def _drop_head(self) -> None:
-        head = self._segments.pop(0)
+        # The disk first, then memory: a step that raises (a full disk, an I/O error) leaves
+        # the segment where it was, counted, and a later call does the rest.
+        head = self._segments[0]
         # Before its records are gone (seq.py).
         self._reserve.spending(lambda: self._floor.raise_to(head.max_seq + 1))
         durable.remove(head.path)
+        self._segments.pop(0)
         self._first_pending = 0
         if self._segments and self._acked.segment < self._segments[0].id:
             self._acked = Position(self._segments[0].id, 0)

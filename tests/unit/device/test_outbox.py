@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 
+from hito.device import durable
 from hito.device.outbox import (
     ClockNotSet,
     EventTooOld,
@@ -364,3 +365,29 @@ def test_a_clock_that_is_not_set_queues_nothing(folder: Path, clock: Clock) -> N
     box.append([rec(0)])
     assert box.expire().events == 0
     assert seqs(box) == [0]
+
+
+def test_a_segment_whose_deletion_fails_stays_counted(
+    folder: Path, clock: Clock, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The head segment was taken from memory before its deletion: when the deletion raised,
+    the outbox had forgotten where its waiting records began (4 counted of 8 waiting)."""
+    box = opened(folder, clock, segment_bytes=3 * rec(0).size)
+    for i in range(9):
+        box.append([rec(i)])  # segments of 3, 3 and 3 records
+    real_remove = durable.remove
+    failures = [OSError(5, "Input/output error")]
+
+    def failing_remove(path: Path) -> None:
+        if failures:
+            raise failures.pop()
+        real_remove(path)
+
+    monkeypatch.setattr(durable, "remove", failing_remove)
+    with pytest.raises(OSError, match="Input/output"):
+        box.ack(box.pending(max_records=3))  # the first segment, wholly
+    assert box.status().pending_events == 6
+    assert seqs(box) == list(range(3, 9))
+    box.ack(box.pending(max_records=1))  # the next ack deletes it
+    assert seqs(box) == list(range(4, 9)) and box.status().pending_events == 5
+    assert len(list(folder.glob("*.seg"))) == 2
