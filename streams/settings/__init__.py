@@ -15,7 +15,6 @@ The sections (kafka, influxdb, pipeline, ...) are hito.settings.sections.
 from __future__ import annotations
 
 import ipaddress
-import re
 from importlib.resources import files
 from pathlib import Path
 from typing import Any, Literal
@@ -23,6 +22,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, Field, SecretStr, ValidationError, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from hito.settings.public_secrets import holds_public_secret
 from hito.settings.sections import (
     AlertmanagerSettings,
     InfluxSettings,
@@ -204,27 +204,16 @@ def _same_secret(given: object, development: Path | str) -> bool:
     if given is None:
         return False
     if isinstance(development, Path):
+        # The path, and for the files holding secrets their content: a copy elsewhere, or one
+        # of their secrets pasted into a file of one's own (the devices file holds none).
         return isinstance(given, Path) and (
             given.resolve().is_relative_to(DEV_DIR.resolve())
-            or _holds_development_secret(given, development)
+            or (development.name in _SECRET_FILES and holds_public_secret(given))
         )
     return isinstance(given, SecretStr) and given.get_secret_value() == development
 
 
-# What in the public development files is a secret: the Kafka passwords and the device keys.
-_DEVELOPMENT_SECRET_TEXT = re.compile(r"hito-DEV-ONLY-[A-Za-z0-9-]+|\b[0-9a-f]{64}\b")
-
-
-def _holds_development_secret(given: Path, development: Path) -> bool:
-    """A copy of a development file elsewhere (``cp infra/dev/kafka-users.dev.yaml
-    /etc/hito/``), or a file with one of its secrets pasted in: the path alone said nothing.
-    An unreadable file is left to the command that reads it."""
-    try:
-        text = given.read_text(errors="replace")
-        public = set(_DEVELOPMENT_SECRET_TEXT.findall(development.read_text()))
-    except OSError:
-        return False
-    return any(secret in text for secret in public)
+_SECRET_FILES = ("kafka-users.dev.yaml", "device-keys.dev.yaml")
 
 
 # What each kind of process needs (HitoSettings.require; the registry's: .sections).
