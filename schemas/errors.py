@@ -9,6 +9,7 @@ for files (secret files, the device registry).
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any, get_args
 
 from pydantic import BaseModel, ValidationError
@@ -41,7 +42,10 @@ def _models_in(annotation: Any) -> list[type[BaseModel]]:
     return [m for arg in get_args(annotation) for m in _models_in(arg)]
 
 
-def describe(exc: ValidationError, known: frozenset[str], *, limit: int | None = None) -> str:
+Known = frozenset[str] | Callable[[str], bool]  # names that may be echoed, or a test of one
+
+
+def describe(exc: ValidationError, known: Known, *, limit: int | None = None) -> str:
     """``path: error type`` per error (at most ``limit``, then how many more), ``;``-joined."""
     errors = exc.errors(include_input=False, include_url=False, include_context=False)
     shown = errors if limit is None else errors[:limit]
@@ -50,7 +54,8 @@ def describe(exc: ValidationError, known: frozenset[str], *, limit: int | None =
     return "; ".join(parts) + (f"; and {more} more" if more > 0 else "")
 
 
-def path(loc: tuple[int | str, ...], known: frozenset[str]) -> str:
-    """A location as ``a.0.b``; a name not in ``known`` is ``<unknown>``; the root ``<root>``."""
-    text = ".".join(str(p) if isinstance(p, int) else p if p in known else UNKNOWN for p in loc)
+def path(loc: tuple[int | str, ...], known: Known) -> str:
+    """A location as ``a.0.b``; a name not ``known`` is ``<unknown>``; the root ``<root>``."""
+    echo = known.__contains__ if isinstance(known, frozenset) else known
+    text = ".".join(str(p) if isinstance(p, int) else p if echo(p) else UNKNOWN for p in loc)
     return text or "<root>"

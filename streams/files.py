@@ -7,7 +7,7 @@ from __future__ import annotations
 import contextlib
 import fcntl
 import os
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import TypeVar
 
@@ -61,8 +61,12 @@ class SecretFileError(ValueError):
     the offending text, which in a keys file is the key."""
 
 
-def read_secret_yaml(path: Path, model: type[M]) -> M:
-    """Parse ``path`` as YAML and validate it as ``model``; errors as SecretFileError."""
+def read_secret_yaml(
+    path: Path, model: type[M], *, also_named: Callable[[str], bool] | None = None
+) -> M:
+    """Parse ``path`` as YAML and validate it as ``model``; errors as SecretFileError.
+    ``also_named``: other names an error may echo (a registry's device ids; never in a file
+    whose dict keys could be its secrets)."""
     try:
         doc = yaml.safe_load(path.read_text())
     except yaml.MarkedYAMLError as exc:
@@ -78,4 +82,6 @@ def read_secret_yaml(path: Path, model: type[M]) -> M:
     except ValidationError as exc:
         # A key the model does not have may be a secret written without its own key (a
         # password alone in a flow mapping): <unknown>, like any name the file chose.
-        raise SecretFileError(f"{path}: {describe(exc, field_names(model), limit=5)}") from None
+        names = field_names(model)
+        known = names if also_named is None else (lambda n: n in names or also_named(n))
+        raise SecretFileError(f"{path}: {describe(exc, known, limit=5)}") from None

@@ -47,8 +47,9 @@ def from_yaml(devices_file: Path, keys_file: Path) -> Iterator[Device]:
     """The YAML registry's devices with their keys (checked as a whole first: a device
     without a key, or a key without a device, fails before any device is given)."""
     # Not a secret, but read as one: a secret file named here by mistake (the keys file, a
-    # token file) must not be quoted in the error.
-    entries = read_secret_yaml(devices_file, _RegistryFile).devices
+    # token file) must not be quoted in the error. Its device ids may be: they say which
+    # entry is wrong (a key of the keys file, which may look like one, is never echoed).
+    entries = read_secret_yaml(devices_file, _RegistryFile, also_named=_is_device_id).devices
     keys = read_secret_yaml(keys_file, _KeysFile).keys
     bad_ids = [d for d in entries if not re.fullmatch(DEVICE_ID_PATTERN, d)]
     if bad_ids:
@@ -60,6 +61,10 @@ def from_yaml(devices_file: Path, keys_file: Path) -> Iterator[Device]:
     for device_id, entry in entries.items():
         key = _key(keys[device_id], f"key of {device_id}")
         yield Device(device_id, entry.site, entry.kind, key, entry.status == "revoked")
+
+
+def _is_device_id(name: str) -> bool:
+    return re.fullmatch(DEVICE_ID_PATTERN, name) is not None
 
 
 def from_csv(path: Path) -> Iterator[Device]:

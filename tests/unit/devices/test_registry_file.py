@@ -14,6 +14,7 @@ import pytest
 from hito.devices import Device, DeviceRegistry, RegistryError, RegistryWatcher, binary, sources
 from hito.devices.binary import RegistryFileError
 from hito.devices.registry import Columns
+from hito.files import SecretFileError
 from hito.schemas.envelope import DEVICE_ID_PATTERN
 from hito.schemas.registry import Source
 from hito.settings import DEV_DIR
@@ -201,3 +202,21 @@ def test_a_device_twice_in_a_csv_is_refused(tmp_path: Path) -> None:
 def test_a_yaml_registry_without_its_keys_file_is_refused() -> None:
     with pytest.raises(RegistryError, match="needs its keys file"):
         DeviceRegistry.load(DEV_REGISTRY[0])
+
+
+def test_a_yaml_registry_error_names_the_device_but_never_a_key(tmp_path: Path) -> None:
+    """The registry is read as a secret file would be (a secret file named as it by mistake
+    is never quoted), but its device ids are echoed: they say which entry is wrong."""
+    devices = tmp_path / "devices.yaml"
+    devices.write_text("devices:\n  cl-new-ckpt-09: {site: chacalluta, kind: checkpointt}\n")
+    keys = tmp_path / "keys.yaml"
+    key = "ab" * 32
+    keys.write_text(f"keys:\n  cl-new-ckpt-09: {key}\n")
+    with pytest.raises(SecretFileError, match=r"devices\.cl-new-ckpt-09\.kind: literal_error"):
+        DeviceRegistry.load(devices, keys)
+    # The keys file's own errors still echo no name it holds: a key may look like an id.
+    keys.write_text(f"keys:\n  cl-new-ckpt-09: [{key}]\n")
+    devices.write_text("devices:\n  cl-new-ckpt-09: {site: chacalluta, kind: checkpoint}\n")
+    with pytest.raises(SecretFileError) as refused:
+        DeviceRegistry.load(devices, keys)
+    assert "keys.<unknown>: string_type" in str(refused.value) and key not in str(refused.value)
