@@ -13,8 +13,10 @@ Why the same Faust app (consumer group, tables) and devices that go on from thei
 - The same app with every ``seq`` back at 0 would drop each event as a replay (dedup), so the
   fleet goes on where it stopped, as a device with a durable ``seq`` does.
 
-`hito simulate` keeps the seq numbers the same way (``<state dir>/simulate/fleet.json``; its
-app id is unused there).
+`hito simulate` keeps its fleet's seq numbers the same way, in a file of its own
+(``<state dir>/simulate/fleet.json``; the app id is unused there). The two do not know each
+other's: a simulate run and a demo run on the same topics give the same devices the same seq
+numbers, and the later run's events are dropped as duplicates.
 
 The first run (no file, or one made for other topics or another bucket) makes a new app, and
 its consumer group starts at the input topics' current end: events that other tools left in
