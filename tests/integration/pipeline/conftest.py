@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import json
+import os
 import socket
 import uuid
 from collections.abc import AsyncIterator, Callable
@@ -28,6 +30,21 @@ from hito.settings import HitoSettings
 @pytest.fixture
 def isolated(stack: HitoSettings) -> HitoSettings:
     return make_isolated(stack)
+
+
+def isolated_env(settings: HitoSettings, **extra: str) -> dict[str, str]:
+    """This process's environment with the isolated topics and bucket of ``settings``: what
+    a `hito` command run as a subprocess needs to use them (``extra``: more variables)."""
+    p = settings.pipeline
+    return {
+        **os.environ,
+        "HITO_PIPELINE__RAW_TOPICS": json.dumps(dict(p.raw_topics)),
+        "HITO_PIPELINE__DLQ_TOPIC": p.dlq_topic,
+        "HITO_PIPELINE__DLQ_ORIGINALS_TOPIC": p.dlq_originals_topic,
+        "HITO_PIPELINE__CLEAN_TOPIC_PREFIX": p.clean_topic_prefix,
+        "HITO_INFLUXDB__BUCKET": settings.influxdb.bucket,
+        **extra,
+    }
 
 
 def make_isolated(stack: HitoSettings) -> HitoSettings:

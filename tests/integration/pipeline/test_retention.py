@@ -6,7 +6,6 @@ changelog's compaction, the bucket's retention) and exits 1, and applying the po
 from __future__ import annotations
 
 import json
-import os
 import stat
 import subprocess
 import sys
@@ -20,6 +19,7 @@ from hito.access.retention import Drift, apply_to_bucket, audit
 from hito.access.topics import ensure_topics
 from hito.runtime import Runtime
 from hito.schemas.privacy.retention import PERSON_STATE_CHANGELOG_SUFFIX
+from tests.integration.pipeline.conftest import isolated_env
 
 WEEK_MS = str(7 * 24 * 3600 * 1000)
 
@@ -51,15 +51,7 @@ def test_the_retention_audit_fails_on_a_planted_drift(isolated_runtime: Runtime)
         }
         assert Drift(f"bucket {settings.influxdb.bucket}", "retention_s", "34560000", "0") in drift
         assert len(drift) == 5
-        env = {
-            **os.environ,
-            "COLUMNS": "200",
-            "HITO_PIPELINE__RAW_TOPICS": json.dumps(dict(p.raw_topics)),
-            "HITO_PIPELINE__DLQ_TOPIC": p.dlq_topic,
-            "HITO_PIPELINE__DLQ_ORIGINALS_TOPIC": p.dlq_originals_topic,
-            "HITO_PIPELINE__CLEAN_TOPIC_PREFIX": p.clean_topic_prefix,
-            "HITO_INFLUXDB__BUCKET": settings.influxdb.bucket,
-        }
+        env = isolated_env(settings, COLUMNS="200")
         command = [sys.executable, "-m", "hito.cli", "policy", "audit", "--retention"]
         failed = subprocess.run(command, capture_output=True, text=True, env=env, timeout=60)
         assert failed.returncode == 1, failed.stdout + failed.stderr
@@ -84,20 +76,11 @@ def test_provision_gives_the_buckets_the_policys_retention_and_grafana_its_token
     Grafana's read-only token had to be copied into .env by hand (forgotten: every InfluxDB
     panel failed); provision now writes it where compose's Grafana reads it."""
     settings, policy = isolated_runtime.settings, isolated_runtime.policy
-    p = settings.pipeline
     _bucket_forever(isolated_runtime)
     assert Drift(f"bucket {settings.influxdb.bucket}", "retention_s", "34560000", "0") in audit(
         settings, policy
     )
-    env = {
-        **os.environ,
-        "HITO_STATE_DIR": str(tmp_path / "state"),
-        "HITO_PIPELINE__RAW_TOPICS": json.dumps(dict(p.raw_topics)),
-        "HITO_PIPELINE__DLQ_TOPIC": p.dlq_topic,
-        "HITO_PIPELINE__DLQ_ORIGINALS_TOPIC": p.dlq_originals_topic,
-        "HITO_PIPELINE__CLEAN_TOPIC_PREFIX": p.clean_topic_prefix,
-        "HITO_INFLUXDB__BUCKET": settings.influxdb.bucket,
-    }
+    env = isolated_env(settings, HITO_STATE_DIR=str(tmp_path / "state"))
     # A token from before (an InfluxDB since wiped): replaced, and provision says so.
     grafana_token = tmp_path / "grafana" / "influxdb.token"
     grafana_token.parent.mkdir()

@@ -4,8 +4,6 @@ the pipeline's dedup (dropped as duplicate or stale) while the command called it
 
 from __future__ import annotations
 
-import json
-import os
 import subprocess
 import sys
 from collections import Counter
@@ -15,21 +13,13 @@ import orjson
 
 from hito.ops.read_to_end import read_to_end
 from hito.settings import HitoSettings
+from tests.integration.pipeline.conftest import isolated_env
 
 COUNT = 60
 
 
 def _simulate(settings: HitoSettings, state_dir: Path) -> None:
-    p = settings.pipeline
-    env = {
-        **os.environ,
-        "HITO_STATE_DIR": str(state_dir),
-        "HITO_PIPELINE__RAW_TOPICS": json.dumps(dict(p.raw_topics)),
-        "HITO_PIPELINE__DLQ_TOPIC": p.dlq_topic,
-        "HITO_PIPELINE__DLQ_ORIGINALS_TOPIC": p.dlq_originals_topic,
-        "HITO_PIPELINE__CLEAN_TOPIC_PREFIX": p.clean_topic_prefix,
-        "HITO_INFLUXDB__BUCKET": settings.influxdb.bucket,
-    }
+    env = isolated_env(settings, HITO_STATE_DIR=str(state_dir))
     done = subprocess.run(
         [sys.executable, "-m", "hito.cli", "simulate", "--count", str(COUNT)],
         capture_output=True,
