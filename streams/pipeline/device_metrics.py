@@ -66,7 +66,8 @@ class DeviceActivity(Collector):
         self.silent_after_s = silent_after_s
         self.series_max = series_max
         self._clock = clock
-        # The partitions this worker owns now (None: all of them, e.g. in tests).
+        # The partitions this worker owns now (None: all of them, e.g. in tests). Called in
+        # the scrape's thread: it must read a snapshot, never call into Faust (worker.py).
         self.owned: Callable[[], Collection[TopicPartition]] | None = None
         # Per entry of the registry followed: events missing (the dedup state's view).
         self.losses: Callable[[], NDArray[np.int64] | None] | None = None
@@ -123,7 +124,7 @@ class DeviceActivity(Collector):
         if self.owned is not None:
             try:
                 assigned = set(self.owned())
-            except Exception:  # no consumer yet (or stopping): it owns nothing to report
+            except Exception:  # an owner that cannot tell: it owns nothing to report
                 assigned = set()
             tps = list(self._tps)  # the event loop appends
             owned = np.array([tp_ in assigned for tp_ in tps] + [False], dtype=bool)

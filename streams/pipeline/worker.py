@@ -298,8 +298,19 @@ def build_worker(
         for store in (windows, repeat_days, counts.windows):
             store.keep_unwritten(kept)
         recovering.assigned()  # the publisher waits for the recovery of this assignment
+        owned[0] = frozenset(assigned)
 
+    async def own_nothing(sender: Any, revoked: Any, *args: Any, **kwargs: Any) -> None:
+        owned[0] = frozenset()  # until the next assignment (eager rebalancing: all go)
+
+    # The partitions owned, as the event loop last saw them: a scrape runs in the metrics
+    # server's thread and must not call Faust. `app.consumer` is made on first use, so a scrape
+    # that came before the app made it built a second consumer there, on that thread's event
+    # loop, and the worker exited at start-up ("Future attached to a different loop", or the
+    # conductor's ConsumerNotStarted: 2 of 50 handover-soak runs, 2026-12-05).
+    owned: list[frozenset[Any]] = [frozenset()]
     app.on_partitions_assigned.connect(cast(Any, forget_unwritten))
+    app.on_partitions_revoked.connect(cast(Any, own_nothing))
     lag_reported: set[tuple[str, int]] = set()
 
     @app.timer(interval=5.0)  # type: ignore[untyped-decorator]
@@ -309,7 +320,7 @@ def build_worker(
     lanes.assigned = lambda tp: tp in app.consumer.assignment()
     # Devices are reported by the worker that owns their partition now; losses from the dedup
     # state (hito.pipeline.device_metrics).
-    metrics.devices.owned = lambda: app.consumer.assignment()
+    metrics.devices.owned = lambda: owned[0]
     metrics.devices.losses = stores.seq_states(tables[dedup.TABLE]).missing
     return Worker(
         app=app,

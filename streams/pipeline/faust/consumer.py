@@ -46,7 +46,9 @@ class _ConsumerThread(AIOKafkaConsumerThread):
         app starts, and its consumer thread makes the consumer in a thread of its own: with a
         busy core it was not there yet, Faust raised ``ConsumerNotStarted`` and the worker
         exited before it was ready (1 of 30 handover-soak runs, 2026-12-04; faust-streaming
-        issue #446). Before the thread has made it, no group was joined: the answer is empty."""
+        issue #446). Before the thread has made it, no group was joined: the answer is empty.
+        (A second cause of the same exit was a scrape that made a second consumer; worker.py
+        now keeps scrapes away from Faust.)"""
         if self._consumer is None:
             return set()
         return super().assignment()

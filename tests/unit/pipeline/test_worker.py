@@ -1,11 +1,15 @@
-"""The worker's assembly refuses test fault hooks outside the development profile."""
+"""The worker's assembly: it refuses test fault hooks outside the development profile, and a
+scrape of its metrics (another thread) never reaches into Faust."""
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 import os
+import threading
 
 import pytest
+from faust.types import TP
 
 from hito.pipeline.worker import build_worker, refuse_fault_hooks
 from hito.runtime import Runtime
@@ -38,3 +42,32 @@ def test_fault_hooks_run_in_the_development_profile_and_nothing_is_refused_witho
     monkeypatch.setenv("HITO_TEST_FETCH_WAIT_S", "10")
     assert settings.profile == "development"
     refuse_fault_hooks(settings)  # the tests' profile
+
+
+def test_a_scrape_before_the_app_made_its_consumer_makes_none_and_sees_the_assignment(
+    runtime: Runtime,
+) -> None:
+    """Faust makes ``app.consumer`` on first use. A scrape that asked it for the assignment
+    before the app had made it built the consumer in the metrics server's thread, on that
+    thread's event loop, and the worker exited at start-up (2 of 50 handover-soak runs,
+    2026-12-05). The scrape now reads what the event loop last saw assigned."""
+    worker = build_worker(runtime, app_id="hito-scrape-test")
+    scrape = threading.Thread(target=lambda: list(worker.metrics.registry.collect()))
+    scrape.start()
+    scrape.join(timeout=30)
+    assert not scrape.is_alive()
+    assert worker.app._consumer is None  # Faust's own slot
+    owned = worker.metrics.devices.owned
+    assert owned is not None and set(owned()) == set()
+    raw = runtime.settings.pipeline.topics.raw["checkpoint"]
+
+    async def rebalance(assigned: set[TP]) -> None:
+        await worker.app.on_partitions_revoked.send(set())
+        assert set(owned()) == set()
+        await worker.app.on_partitions_assigned.send(assigned)
+
+    asyncio.run(rebalance({TP(raw, 1), TP(raw, 3)}))
+    assert set(owned()) == {TP(raw, 1), TP(raw, 3)}
+    asyncio.run(rebalance({TP(raw, 2)}))
+    assert set(owned()) == {TP(raw, 2)}
+    assert worker.app._consumer is None
