@@ -19,6 +19,7 @@ from faust.types import TP
 from faust.types.tuples import Message
 from mode import Service
 
+from hito.pipeline.faust import header_keys
 from hito.pipeline.faust.batches import LaneBatch, Record
 from hito.pipeline.faust.lane import Lanes, lane_event
 from hito.pipeline.faust.offsets import Admit, FaultHooks, OffsetKeeper
@@ -35,6 +36,7 @@ FETCH_MAX_WAIT_MS = 30
 
 class _ConsumerThread(AIOKafkaConsumerThread):
     def _create_worker_consumer(self, transport: Any) -> Any:
+        header_keys.install()  # a header key that is not UTF-8 never stops a partition
         consumer = super()._create_worker_consumer(transport)
         # Faust passes neither setting through; aiokafka 0.14 reads both when it starts.
         consumer._fetch_min_bytes = FETCH_MIN_BYTES
