@@ -101,6 +101,11 @@ def upload_log(
             f"{log.name}: flight {', '.join(report.flights)}, {report.fixes} fixes: {queued}, "
             f"{report.already_queued} queued before"
         )
+        if report.too_old:
+            Console(stderr=True).print(
+                f"[yellow]{report.too_old} fixes not sent:[/] older than the outbox's max age "
+                "(the privacy policy's device_outbox retention)"
+            )
         try:
             client.flush(timeout)
         except DeliveryTimeout as exc:

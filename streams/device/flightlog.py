@@ -34,7 +34,7 @@ import orjson
 from pydantic import ValidationError
 
 from hito.device import durable
-from hito.device.outbox import Outbox
+from hito.device.outbox import EventTooOld, Outbox
 from hito.device.records import Record
 from hito.schemas.envelope import DroneTelemetryV1
 from hito.schemas.errors import describe, field_names
@@ -45,6 +45,7 @@ _EVENT_IDS = uuid.uuid5(uuid.NAMESPACE_URL, "urn:hito:flight-log-fix")
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _US = timedelta(microseconds=1)
 _FIX_NAMES = field_names(DroneTelemetryV1)  # what an error about a fix may name
+EXPIRY_MARGIN_S = 60.0  # a fix this close to the outbox's max age is not queued
 
 
 class FlightLogError(ValueError):
@@ -123,6 +124,7 @@ class UploadReport:
     fixes: int  # distinct fixes in the log
     queued: int  # queued by this call
     already_queued: int  # queued before (an earlier or interrupted run, a copy of the log)
+    too_old: int  # past the outbox's max age, not queued (and never sent)
     first_seq: int | None  # of the fixes queued by this call
     last_seq: int | None
     flights: tuple[str, ...]
@@ -158,6 +160,19 @@ class UploadJournal:
         flights = sorted({f.flight_id for f in fixes})
         queued = {flight: self._queued(flight) for flight in flights}
         new = [f for f in fixes if str(f.fix_us) not in queued[f.flight_id]]
+        # A station may export everything on its disk: a flight past the outbox's max age (the
+        # privacy policy's device_outbox retention) may not be sent, and must not keep the new
+        # flights beside it from being sent (the outbox refuses a batch with one such event).
+        # Within EXPIRY_MARGIN_S of that age counts as past it: the append checks again later.
+        cutoff_us = int((outbox.now() - outbox.limits.max_age_s + EXPIRY_MARGIN_S) * 1_000_000)
+        too_old = sum(1 for f in new if f.fix_us < cutoff_us)
+        if too_old and too_old == len(fixes):  # the whole log: say so loudly
+            raise EventTooOld(
+                f"all {too_old} fixes of the log are older than the outbox's max age of "
+                f"{outbox.limits.max_age_s / 3600:.1f} h (the privacy policy's device_outbox "
+                "retention): nothing was queued"
+            )
+        new = [f for f in new if f.fix_us >= cutoff_us]
         first = outbox.next_seq
         if new:
             records = [build(first + i, f) for i, f in enumerate(new)]
@@ -179,7 +194,8 @@ class UploadJournal:
         return UploadReport(
             fixes=len(fixes),
             queued=len(new),
-            already_queued=len(fixes) - len(new),
+            already_queued=len(fixes) - len(new) - too_old,
+            too_old=too_old,
             first_seq=first if new else None,
             last_seq=first + len(new) - 1 if new else None,
             flights=tuple(flights),

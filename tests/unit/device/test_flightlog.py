@@ -362,3 +362,26 @@ def test_a_log_older_than_the_outbox_max_age_is_refused_whole(
     assert client.status().outbox.pending_events == 0
     assert not (tmp_path / "state" / "uploads" / "pending.json").exists()
     assert list((tmp_path / "state" / "uploads").glob("flight-*.json")) == []
+
+
+def test_a_flight_past_the_max_age_in_a_longer_export_does_not_hold_back_the_new_one(
+    tmp_path: Path, client_for: Callable[[], DeviceClient], broker: FakeBroker
+) -> None:
+    """A station that exports everything on its disk: last week's flight may not be sent (the
+    outbox refuses it), and this flight's fixes are queued and delivered all the same."""
+    client = client_for()
+    old = flight_fixes(
+        site=SITE,
+        flight_id="F20261120-01",
+        takeoff=datetime.now(UTC) - timedelta(hours=169),  # the policy: 168 h
+        interval_s=60.0,
+    )[:5]
+    report = client.upload_flight_log(log_file(tmp_path, old + fixes(10)))
+    assert (report.fixes, report.queued, report.too_old, report.already_queued) == (15, 10, 5, 0)
+    assert report.flights == ("F20261120-01", "F20261129-01")
+    client.flush(timeout=10)
+    sent = [e for _, _, e in broker.acked]
+    assert [e["seq"] for e in sent] == list(range(10))
+    assert {e["payload"]["flight_id"] for e in sent} == {"F20261129-01"}
+    again = client.upload_flight_log(log_file(tmp_path, old + fixes(10), name="copy.jsonl"))
+    assert (again.queued, again.too_old, again.already_queued) == (0, 5, 10)
