@@ -50,8 +50,17 @@ class InfluxDB(Service):
         if self.binary(settings).exists():
             return
         script = settings.infra_dir / "influxdb" / "build.sh"
+        # The script's defaults are the shipped version and cache: without these, a configured
+        # version was built as the default one under the configured one's name.
         run(
-            ["bash", str(script), str(self.binary(settings))],
+            [
+                "env",
+                f"INFLUXDB_VERSION=v{settings.influxdb.version.lstrip('v')}",
+                f"HITO_CACHE={settings.cache_dir}",
+                "bash",
+                str(script),
+                str(self.binary(settings)),
+            ],
             settings.cache_dir / "logs" / "influxdb-build.log",
             f"InfluxDB {settings.influxdb.version} build (Go + Rust, 15-30 min cold)",
         )

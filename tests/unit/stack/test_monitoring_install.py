@@ -1,12 +1,16 @@
-"""`hito up` builds Prometheus and Alertmanager through the Runner (progress, log file) with the
-settings' versions, once: a cached build is not built again (no real build here)."""
+"""`hito up` builds InfluxDB, Prometheus and Alertmanager through the Runner (progress, log
+file) with the settings' versions, once: a cached build is not built again (no real build
+here)."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
+
 from hito.settings import HitoSettings
 from hito.stack.monitoring import Alertmanager, Prometheus, tool_path
+from hito.stack.services import InfluxDB
 
 
 def test_builds_run_the_scripts_with_the_settings_versions_once(tmp_path: Path) -> None:
@@ -76,3 +80,28 @@ def test_the_metrics_history_goes_only_for_another_major_version(tmp_path: Path)
         assert kept.exists() is stays, marker
         marker_file = prometheus.data_dir(settings) / "major-version"
         assert marker_file.read_text() == f"{major}\n"
+
+
+def test_influxdb_is_built_with_the_configured_version_into_the_configured_cache(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The build script was run without the version: `HITO_INFLUXDB__VERSION=v2.9.2` built the
+    script's default v2.9.1 and cached it as influxd-v2.9.2."""
+    monkeypatch.setattr("hito.stack.services.require_command", lambda *_: None)
+    settings = HitoSettings(cache_dir=tmp_path / "cache")
+    settings = settings.model_copy(
+        update={"influxdb": settings.influxdb.model_copy(update={"version": "2.9.2"})}
+    )
+    calls: list[list[str]] = []
+    InfluxDB("influxdb", "").install(settings, lambda argv, log, label: calls.append(argv))
+    out = tmp_path / "cache" / "bin" / "influxd-v2.9.2"
+    assert calls == [
+        [
+            "env",
+            "INFLUXDB_VERSION=v2.9.2",
+            f"HITO_CACHE={tmp_path / 'cache'}",
+            "bash",
+            str(settings.infra_dir / "influxdb" / "build.sh"),
+            str(out),
+        ]
+    ]
