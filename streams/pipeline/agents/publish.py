@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from functools import reduce
@@ -172,7 +172,7 @@ class Publisher:
                 log.warning("test hook: %s s between deletes and writes", self.pause_after_clear_s)
                 await asyncio.sleep(self.pause_after_clear_s)
 
-        outcome = await self._write(by_window, f"{len(pending)} windows", first=clear_stale)
+        outcome, _ = await self._write(by_window, f"{len(pending)} windows", first=clear_stale)
         if outcome is not Outcome.DEFERRED:
             self.windows.mark_written(pending)
             self.published.update(series)
@@ -225,7 +225,7 @@ class Publisher:
             key: pipeline_counts.points(partition_of(key), counts.state(key)) for key in pending
         }
 
-        outcome = await self._write(by_minute, f"{len(pending)} minutes of pipeline counts")
+        outcome, _ = await self._write(by_minute, f"{len(pending)} minutes of pipeline counts")
         if outcome is not Outcome.DEFERRED:
             self.counts.windows.mark_written(pending)
         return outcome
@@ -240,7 +240,10 @@ class Publisher:
         if not self.surge_backlog:
             return None
         backlog = list(self.surge_backlog)
-        outcome = await self._write({"surge": backlog}, f"{len(backlog)} surge points")
+        by_minute: dict[str, list[str]] = {}  # a refusal narrows down to a minute's scores
+        for point in backlog:
+            by_minute.setdefault(f"surge at {point.rsplit(' ', 1)[-1]}", []).append(point)
+        outcome, _ = await self._write(by_minute, f"{len(backlog)} surge points")
         if outcome is Outcome.DEFERRED:
             if len(self.surge_backlog) > SURGE_BACKLOG_MAX:
                 dropped = len(self.surge_backlog) - SURGE_BACKLOG_MAX
@@ -272,24 +275,26 @@ class Publisher:
         due = {day: people for day, people in todo.items() if rules.closed(day[2], now)}
         if not due:
             return None
+        key_of = {day: f"repeat {day[1]} epoch {day[2]}" for day in due}
         by_day = {
-            f"repeat {site} epoch {epoch}": repeat_points(
-                site,
-                rules.day_start(epoch),
+            key_of[day]: repeat_points(
+                day[1],
+                rules.day_start(day[2]),
                 repeat.day_cells(crossings for crossings, _ in people),
                 reduce(newest_version, (policy for _, policy in people), "") or "unknown",
                 rules.k,
             )
-            for (_, site, epoch), people in sorted(due.items())
+            for day, people in sorted(due.items())
         }
-        outcome = await self._write(by_day, f"{len(due)} days of repeat_crossings")
+        outcome, refused = await self._write(by_day, f"{len(due)} days of repeat_crossings")
         if outcome is not Outcome.DEFERRED:
             self.repeat_days.published |= set(due)
             # Not a reassignment: the aggregate agent may have added a new day's epoch while
             # this write awaited (a closed epoch gets no new records).
             self.repeat_days.epochs -= {day[2] for day in due}
-            for _, site, _ in due:
-                self.on_day_published(site)
+            for day in due:
+                if key_of[day] not in refused:  # a refused day is in the DLQ, not published
+                    self.on_day_published(day[1])
         return outcome
 
     async def _write(
@@ -297,27 +302,32 @@ class Publisher:
         lines_by_key: dict[str, list[str]],
         what: str,
         first: Callable[[], Awaitable[None]] | None = None,
-    ) -> Outcome:
+    ) -> tuple[Outcome, set[str]]:
         """Write every key's lines in one batch (after ``first``), under the failure policy:
-        a permanent refusal dead-letters each key's lines as ``sink_rejected``."""
+        the keys a permanent refusal is narrowed down to are dead-lettered, each as
+        ``sink_rejected`` with its lines, and the others written. Returns the outcome and the
+        keys dead-lettered."""
+        dead: set[str] = set()
 
-        async def write() -> None:
-            if first is not None:
-                await first()
-            await self.sink.write([ln for lines in lines_by_key.values() for ln in lines])
+        async def write(keys: Sequence[str]) -> None:
+            await self.sink.write([ln for key in keys for ln in lines_by_key[key]])
 
-        async def dead_letter(exc: PermanentSinkError) -> None:
+        async def dead_letter(refused: list[tuple[str, PermanentSinkError]]) -> None:
             deliveries = Deliveries(self.send)
-            for key, lines in lines_by_key.items():
+            for key, exc in refused:
                 rejected = Rejected(
                     Reason.SINK_REJECTED, f"HTTP {exc.status} for {key}", None, stage="sink"
                 )
-                original = "\n".join(lines).encode()
+                original = "\n".join(lines_by_key[key]).encode()
                 await self.dead_letters.reject(deliveries, rejected, original, Origin("influxdb"))
-            for refused in await deliveries.wait():
-                self.dead_letters.refused(refused)
+                dead.add(key)
+            for refused_send in await deliveries.wait():
+                self.dead_letters.refused(refused_send)
 
-        return await write_or_dead_letter(write, what=what, dead_letter=dead_letter)
+        outcome = await write_or_dead_letter(
+            list(lines_by_key), write, what=what, dead_letter=dead_letter, before=first
+        )
+        return outcome, dead
 
 
 def _series(lines: list[str]) -> set[str]:

@@ -6,20 +6,28 @@ revoked or replaced token is about credentials, not the points; the sink re-read
 or without the bucket (404: a configuration to fix, which pages as SinkFailing) — or
 *permanent*: any other 4xx, which these points will never get past (a bug in what we wrote).
 
-The policy (:func:`write_or_dead_letter`), the same for windows, pipeline counts and surge
-scores: a retryable failure defers the points (they stay pending and are written on a later
-tick, never dropped: the state behind them is durable in the changelog); a permanent one sends
-them to the DLQ as ``sink_rejected`` (stage ``sink``) and counts them done, so one bad point
-cannot stop a worker forever.
+The policy (:func:`write_or_dead_letter`), the same for windows, pipeline counts, surge scores
+and closed days: a retryable failure defers the points (they stay pending and are written on a
+later tick, never dropped: the state behind them is durable in the changelog); a permanent one
+sends them to the DLQ as ``sink_rejected`` (stage ``sink``) and counts them done, so one bad
+point cannot stop a worker forever. A flush's points come in groups (a window, a minute of
+counts, a closed day): a permanent refusal is narrowed down to the groups refused on their own
+by writing halves (writes are idempotent: a point written twice is the same point), so one bad
+window no longer takes the rest of its flush to the DLQ with it. The halving stops after
+``NARROWING_WRITES`` writes; the groups not told apart by then go to the DLQ together.
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from enum import Enum
 
 log = logging.getLogger(__name__)
+
+# Writes a permanent refusal may take to find the groups refused: one bad group among 1,000
+# takes 1 + 2 * 10 of them; a refusal of everything (a bug in what we write) stops here.
+NARROWING_WRITES = 64
 
 
 class PermanentSinkError(Exception):
@@ -61,19 +69,49 @@ class Outcome(Enum):
 
 
 async def write_or_dead_letter(
-    write: Callable[[], Awaitable[None]],
+    groups: Sequence[str],
+    write: Callable[[Sequence[str]], Awaitable[None]],
     *,
     what: str,
-    dead_letter: Callable[[PermanentSinkError], Awaitable[None]],
+    dead_letter: Callable[[list[tuple[str, PermanentSinkError]]], Awaitable[None]],
+    before: Callable[[], Awaitable[None]] | None = None,
 ) -> Outcome:
-    """Run one flush's ``write`` under the policy above; ``what`` names it in the log."""
+    """Write ``groups`` (``write`` writes the points of the groups it is given) under the
+    policy above, after ``before`` (once; the deletes of stale series); ``what`` names the
+    flush in the log. ``dead_letter`` is given each refused group with its refusal, once the
+    flush is settled; a retryable failure met while narrowing defers the whole flush (nothing
+    is dead-lettered: the next tick starts again). A permanent refusal of ``before`` refuses
+    every group, without narrowing: no write would tell the groups apart."""
+    budget = [NARROWING_WRITES]
+
+    async def refused_among(part: Sequence[str]) -> list[tuple[str, PermanentSinkError]]:
+        try:
+            await write(part)
+            return []
+        except PermanentSinkError as exc:
+            if len(part) == 1 or budget[0] < 2:
+                return [(group, exc) for group in part]
+            budget[0] -= 2
+            half = len(part) // 2
+            return await refused_among(part[:half]) + await refused_among(part[half:])
+
     try:
-        await write()
+        if before is not None:
+            await before()
+        refused = await refused_among(list(groups))
+    except PermanentSinkError as exc:  # from ``before`` (the narrowing keeps its own)
+        refused = [(group, exc) for group in groups]
     except RetryableSinkError as exc:
         log.warning("InfluxDB write of %s deferred: %s", what, exc)
         return Outcome.DEFERRED
-    except PermanentSinkError as exc:
-        log.error("InfluxDB refused %s (sent to the DLQ as sink_rejected): %s", what, exc)
-        await dead_letter(exc)
-        return Outcome.DEAD_LETTERED
-    return Outcome.WRITTEN
+    if not refused:
+        return Outcome.WRITTEN
+    log.error(
+        "InfluxDB refused %d of %d groups of %s (sent to the DLQ as sink_rejected): %s",
+        len(refused),
+        len(groups),
+        what,
+        refused[0][1],
+    )
+    await dead_letter(refused)
+    return Outcome.DEAD_LETTERED

@@ -8,8 +8,9 @@ from __future__ import annotations
 
 import asyncio
 import socket
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import asynccontextmanager
+from typing import Any
 
 import pytest
 from aiohttp import web
@@ -17,6 +18,7 @@ from pydantic import SecretStr
 
 from hito.pipeline.metrics import PipelineMetrics
 from hito.pipeline.sinks.errors import (
+    NARROWING_WRITES,
     Failure,
     Outcome,
     PermanentSinkError,
@@ -147,27 +149,124 @@ def test_connection_refused_is_retryable() -> None:
 
 
 def test_policy_defers_retryable_and_dead_letters_permanent() -> None:
-    dead: list[int] = []
+    dead: list[tuple[str, int]] = []
 
-    async def dead_letter(exc: PermanentSinkError) -> None:
-        dead.append(exc.status)
+    async def dead_letter(refused: list[tuple[str, PermanentSinkError]]) -> None:
+        dead.extend((group, exc.status) for group, exc in refused)
 
-    async def failing(exc: Exception) -> None:
-        raise exc
+    def failing(exc: Exception) -> Callable[[Sequence[str]], Awaitable[None]]:
+        async def write(_: Sequence[str]) -> None:
+            raise exc
 
-    async def ok() -> None:
+        return write
+
+    async def ok(_: Sequence[str]) -> None:
         return None
 
     async def scenario() -> list[Outcome]:
         return [
-            await write_or_dead_letter(ok, what="x", dead_letter=dead_letter),
+            await write_or_dead_letter(["a"], ok, what="x", dead_letter=dead_letter),
             await write_or_dead_letter(
-                lambda: failing(RetryableSinkError("down")), what="x", dead_letter=dead_letter
+                ["a"], failing(RetryableSinkError("down")), what="x", dead_letter=dead_letter
             ),
             await write_or_dead_letter(
-                lambda: failing(PermanentSinkError(400, "bad")), what="x", dead_letter=dead_letter
+                ["a"], failing(PermanentSinkError(400, "bad")), what="x", dead_letter=dead_letter
             ),
         ]
 
     assert asyncio.run(scenario()) == [Outcome.WRITTEN, Outcome.DEFERRED, Outcome.DEAD_LETTERED]
-    assert dead == [400]
+    assert dead == [("a", 400)]
+
+
+def _refusing(bad: set[str], writes: list[list[str]], down_after: int | None = None) -> Any:
+    """A write that refuses (422) any batch holding a group of ``bad``, records each batch,
+    and fails as retryable from write number ``down_after`` on."""
+
+    async def write(groups: Sequence[str]) -> None:
+        writes.append(list(groups))
+        if down_after is not None and len(writes) > down_after:
+            raise RetryableSinkError("InfluxDB went away")
+        if bad & set(groups):
+            raise PermanentSinkError(422, "field type conflict")
+
+    return write
+
+
+def test_a_permanent_refusal_is_narrowed_down_to_the_groups_refused_alone() -> None:
+    groups = [f"w{i}" for i in range(16)]
+    writes: list[list[str]] = []
+    dead: list[str] = []
+
+    async def dead_letter(refused: list[tuple[str, PermanentSinkError]]) -> None:
+        dead.extend(group for group, _ in refused)
+
+    outcome = asyncio.run(
+        write_or_dead_letter(
+            groups, _refusing({"w5"}, writes), what="windows", dead_letter=dead_letter
+        )
+    )
+    assert outcome is Outcome.DEAD_LETTERED
+    assert dead == ["w5"]
+    written = [g for batch in writes for g in batch if "w5" not in batch]
+    assert sorted(written) == sorted(set(groups) - {"w5"})  # every other group, once
+    assert len(writes) == 1 + 2 * 4  # the whole, then two halves at each of four levels
+
+
+def test_narrowing_stops_after_its_budget_and_a_retryable_failure_defers_everything() -> None:
+    groups = [f"w{i}" for i in range(1000)]
+    writes: list[list[str]] = []
+    dead: list[str] = []
+
+    async def dead_letter(refused: list[tuple[str, PermanentSinkError]]) -> None:
+        dead.extend(group for group, _ in refused)
+
+    everything = asyncio.run(
+        write_or_dead_letter(
+            groups, _refusing(set(groups), writes), what="w", dead_letter=dead_letter
+        )
+    )
+    assert everything is Outcome.DEAD_LETTERED
+    assert len(writes) == 1 + NARROWING_WRITES
+    assert sorted(dead) == sorted(groups)  # each once
+
+    writes.clear()
+    dead.clear()
+    deferred = asyncio.run(
+        write_or_dead_letter(
+            groups, _refusing({"w1"}, writes, down_after=3), what="w", dead_letter=dead_letter
+        )
+    )
+    assert deferred is Outcome.DEFERRED
+    assert dead == []  # nothing dead-lettered: the next tick starts again
+
+
+def test_a_permanent_refusal_before_the_writes_refuses_every_group_without_narrowing() -> None:
+    """``before`` (the deletes of stale series) runs once: refused for good, no write would
+    tell the groups apart, so none is tried; unreachable, the flush waits."""
+    writes: list[list[str]] = []
+    dead: list[tuple[str, int]] = []
+
+    async def dead_letter(refused: list[tuple[str, PermanentSinkError]]) -> None:
+        dead.extend((group, exc.status) for group, exc in refused)
+
+    def failing(exc: Exception) -> Callable[[], Awaitable[None]]:
+        async def before() -> None:
+            raise exc
+
+        return before
+
+    async def scenario() -> list[Outcome]:
+        return [
+            await write_or_dead_letter(
+                ["a", "b"],
+                _refusing(set(), writes),
+                what="w",
+                dead_letter=dead_letter,
+                before=failing(error),
+            )
+            for error in (PermanentSinkError(400, "bad predicate"), RetryableSinkError("down"))
+        ]
+
+    assert asyncio.run(scenario()) == [Outcome.DEAD_LETTERED, Outcome.DEFERRED]
+    assert writes == []
+    assert dead == [("a", 400), ("b", 400)]
