@@ -283,8 +283,11 @@ class Lanes:
         return dict(self._rereads)
 
     def failing(self, lane: Lane) -> int:
-        """Partitions of ``lane`` whose last batch failed (hito_lane_partitions_failing)."""
-        return sum(1 for tp in self._failures if tp.topic in lane.topics)
+        """Partitions of ``lane`` whose last batch failed (hito_lane_partitions_failing).
+        Called by a scrape, in its own thread, while the event loop adds and removes failures:
+        the keys are copied first (one C-level copy), never iterated live."""
+        failures = tuple(self._failures)
+        return sum(1 for tp in failures if tp.topic in lane.topics)
 
     def gone(self, tp: TP, begin: int, end: int) -> None:
         """The consumer gave up on records ``begin``..``end - 1`` of ``tp`` (deleted unread by
