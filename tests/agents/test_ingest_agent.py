@@ -8,7 +8,8 @@ from typing import cast
 
 from hito.device.simulate.fleet import DUPLICATE, VALID, Fleet, FleetPlan
 from hito.ops.dlq import decode_original, decode_record
-from hito.pipeline.faust.batches import Record
+from hito.pipeline.faust.batches import LaneBatch, Record, RefusedBatch
+from hito.pipeline.faust.fetched_records import TOO_LARGE
 from hito.pipeline.raw_origin import raw_origin
 from hito.runtime import Runtime
 from hito.schemas.clean import CleanEvent
@@ -109,3 +110,34 @@ def test_a_batch_stopped_before_its_dedup_state_is_in_kafka_is_new_when_read_aga
     ]
     devices = {m.device_id for m in messages[:40] if m.topic == records[0][0]}
     assert len(send.to(changelog)) == 2 * len(devices)  # sent again with the re-read
+
+
+def test_a_refused_batch_is_one_oversized_dead_letter_naming_its_offsets(
+    runtime: Runtime,
+) -> None:
+    """A batch the fetch reader refused unread (it unpacks beyond the cap: fetched_records)
+    reaches ingest as one record with no value: one ``oversized`` DLQ record (stage fetch)
+    naming the batch's offsets, no device, nothing echoed; the events around it as ever."""
+    plan = FleetPlan(count=40, bad_fraction=0.0, duplicate_fraction=0.0)
+    fleet = list(Fleet(runtime.registry, plan, NOW).messages())
+    messages = [m for m in fleet if m.topic == fleet[0].topic][:4]
+    send = RecordingSend()
+    worker = worker_for_tests(runtime, "hito-refused-test", NOW, send)
+    (batch,) = lane_batches(worker.lanes, ((m.topic, m.key, m.value, None) for m in messages))
+    topic = messages[0].topic
+    assert all(m.topic == topic for m in messages)
+    refused = RefusedBatch(
+        topic, 0, 11, 0, 0, None, None, None, -1, -1, (), first_offset=4, why=TOO_LARGE
+    )
+    records = [*batch.records, refused]
+    assert [r.offset for r in records[:4]] == [0, 1, 2, 3]
+
+    async def scenario() -> list[str]:
+        async with worker.ingest.test_context() as agent:
+            return await put_all(agent, [LaneBatch(batch.tp, records, batch.generation)])
+
+    assert asyncio.run(scenario()) == ["accepted"] * 4 + ["oversized"]
+    (dead,) = [decode_record(r.value) for r in send.to("hito.dlq") if r.value]
+    assert (dead.reason.value, dead.stage, dead.device_id) == ("oversized", "fetch", None)
+    assert dead.detail == f"records 4..11: {TOO_LARGE}"
+    assert (dead.source_offset, dead.original_bytes) == (11, 0)

@@ -30,7 +30,7 @@ from datetime import datetime, timedelta
 from hito.devices import RegistryWatcher
 from hito.pipeline.dead_letters import DEAD_LETTER, DeadLetters, Origin
 from hito.pipeline.delivery import Deliveries
-from hito.pipeline.faust.batches import Record
+from hito.pipeline.faust.batches import Record, RefusedBatch
 from hito.pipeline.metrics import LabelledChildren, PipelineMetrics
 from hito.pipeline.output import Send
 from hito.pipeline.pseudonyms import KeyLookup
@@ -52,6 +52,13 @@ _NEW, _DUPLICATE = dedup.SeqOutcome.NEW, dedup.SeqOutcome.DUPLICATE
 
 def _origin(record: Record) -> Origin:
     return Origin(record.topic, record.partition, record.offset, record.key)
+
+
+def refused_batch(record: RefusedBatch) -> Rejected:
+    """The dead letter of a batch the fetch reader refused unread (too large unpacked, or not
+    unpackable): ``oversized``, naming its offsets; nothing of it was read to echo."""
+    detail = f"records {record.first_offset}..{record.offset}: {record.why}"
+    return Rejected(Reason.OVERSIZED, detail, stage="fetch")
 
 
 def _event_outcome(outcome: str) -> str:
@@ -127,9 +134,12 @@ class Ingest:
             expected = source_of.get(record.topic)
             sources.append(expected or "unknown")
             started = perf_counter()
-            result = validate.validate(
-                raw, registry=registry, limits=limits, now=now, expected_source=expected
-            )
+            if raw or type(record) is not RefusedBatch:
+                result = validate.validate(
+                    raw, registry=registry, limits=limits, now=now, expected_source=expected
+                )
+            else:  # a batch the fetch reader refused unread: its records, as one
+                result = refused_batch(record)
             validate_s += perf_counter() - started
             if isinstance(result, Accepted) and record.key != result.event.device_id.encode():
                 # Dedup state is partitioned by the message key: it must be the device id.

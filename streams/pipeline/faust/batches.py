@@ -9,7 +9,18 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
+from aiokafka.structs import ConsumerRecord
 from faust.types import TP
+
+
+@dataclass
+class RefusedBatch(ConsumerRecord[bytes, bytes]):  # type: ignore[misc]  # aiokafka: untyped
+    """A fetched batch refused unread (hito.pipeline.faust.fetched_records), as one record at
+    its last offset: offsets ``first_offset`` to ``offset``; no key, no value. Made only by the
+    fetch reader: a device cannot send one."""
+
+    first_offset: int = 0
+    why: str = ""
 
 
 class Record(Protocol):

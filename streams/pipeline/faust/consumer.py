@@ -19,8 +19,8 @@ from faust.types import TP
 from faust.types.tuples import Message
 from mode import Service
 
-from hito.pipeline.faust import header_keys
-from hito.pipeline.faust.batches import LaneBatch, Record
+from hito.pipeline.faust import fetched_records
+from hito.pipeline.faust.batches import LaneBatch, Record, RefusedBatch
 from hito.pipeline.faust.lane import Lanes, lane_event
 from hito.pipeline.faust.offsets import Admit, FaultHooks, OffsetKeeper
 from hito.pipeline.faust.recovery_watch import watch_recovery
@@ -36,7 +36,7 @@ FETCH_MAX_WAIT_MS = 30
 
 class _ConsumerThread(AIOKafkaConsumerThread):
     def _create_worker_consumer(self, transport: Any) -> Any:
-        header_keys.install()  # a header key that is not UTF-8 never stops a partition
+        fetched_records.install()  # what a device puts in a batch never stops a partition
         consumer = super()._create_worker_consumer(transport)
         # Faust passes neither setting through; aiokafka 0.14 reads both when it starts.
         consumer._fetch_min_bytes = FETCH_MIN_BYTES
@@ -353,7 +353,8 @@ class GaplessConsumer(OffsetKeeper):
                 # whose batch is dropped as stale at the end of this delivery.
                 self._reposition.add(tp)
                 return
-            admit = await self._admit(tp, record.offset)
+            covers = record.first_offset if type(record) is RefusedBatch else None
+            admit = await self._admit(tp, record.offset, covers)
             if admit is Admit.REWOUND:
                 return  # the rest of the run comes again from the seek back
             if admit is Admit.DELIVER and lanes.ready:  # else: it comes again from the seek

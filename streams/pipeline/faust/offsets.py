@@ -233,14 +233,26 @@ class OffsetKeeper(AIOKafkaConsumer):
                 if tp not in self._acked and (topics is None or tp in topics or tp.topic in topics):
                     yield tp
 
-    async def _admit(self, tp: TP, offset: int) -> Admit:
-        """The check at delivery of a record of an input topic (see the module docstring)."""
+    async def _admit(self, tp: TP, offset: int, covers_from: int | None = None) -> Admit:
+        """The check at delivery of a record of an input topic (see the module docstring).
+        ``covers_from``: the record stands for offsets from there to its own (a refused batch,
+        hito.pipeline.faust.fetched_records): the ones before it never come on their own."""
         expected = self._next_offset.get(tp)
         if expected is None or offset == expected:
             self._rewound_at.pop(tp, None)
             return Admit.DELIVER
         if offset < expected:
             return Admit.DROP  # delivered before: a record read again after a seek back
+        if covers_from is not None and covers_from <= expected:
+            log.error(
+                "records %d..%d of %s are one refused batch (its record at %d); continuing",
+                expected,
+                offset - 1,
+                tp,
+                offset,
+            )
+            await self._pass_gap(tp, expected, offset)
+            return Admit.DELIVER
         sought, times = self._rewound_at.get(tp, (-1, 0))
         times = times if sought == expected else 0
         if times and (times >= MAX_REWINDS or await self._deleted(tp, expected)):
@@ -254,13 +266,7 @@ class OffsetKeeper(AIOKafkaConsumer):
                 else f"still missing after {times} seeks back",
                 offset,
             )
-            self._rewound_at.pop(tp, None)
-            # Acknowledged as a gap on purpose: they will never come, the commit may pass them.
-            await self._add_gap(tp, expected, offset - 1)
-            lanes = type(self).lanes
-            if lanes is not None and lanes.lane_for(tp.topic) is not None:
-                lanes.gone(tp, expected, offset)  # the lane's watermark passes them too
-            self._next_offset[tp] = offset
+            await self._pass_gap(tp, expected, offset)
             return Admit.DELIVER
         log.warning(
             "records %d..%d of %s were not delivered since the last seek; seeking back to %d",
@@ -278,6 +284,16 @@ class OffsetKeeper(AIOKafkaConsumer):
         except Exception as exc:  # e.g. IllegalStateError: the partition is being revoked
             log.warning("seek back on %s failed (%r); the batch is dropped", tp, exc)
         return Admit.REWOUND
+
+    async def _pass_gap(self, tp: TP, begin: int, end: int) -> None:
+        """Offsets ``begin``..``end - 1`` will never come: acknowledged as a gap on purpose, so
+        the commit (and the lane's watermark) may pass them; ``end`` is delivered next."""
+        self._rewound_at.pop(tp, None)
+        await self._add_gap(tp, begin, end - 1)
+        lanes = type(self).lanes
+        if lanes is not None and lanes.lane_for(tp.topic) is not None:
+            lanes.gone(tp, begin, end)
+        self._next_offset[tp] = end
 
     def _delivered(self, tp: TP, offset: int) -> None:
         """Move the expected offset on, unless a seek moved it while the record was delivered

@@ -1,8 +1,9 @@
-"""A device may send a Kafka header key that is not UTF-8: the broker keeps it (Java decodes
-leniently), and aiokafka 0.14 raised ``UnicodeDecodeError`` on every fetch of the partition,
-which crashed the worker and every worker that took the partition after it. Now the partition
-is read on (hito.pipeline.faust.header_keys); ingest ignores a raw record's headers, so each
-event is judged on its own bytes."""
+"""What a hostile or broken device can put in a record batch that the broker accepts and that
+stopped its partition for good (hito.pipeline.faust.fetched_records): a header key that is not
+UTF-8 (aiokafka raised ``UnicodeDecodeError`` on every fetch), and a compressed batch that
+unpacks to far more than it is (aiokafka unpacked it whole: a 1 MB zstd batch of zeros is about
+33 GB, and the worker was killed for memory). Each time the partition is read on, the events
+around the batch are counted, and ingest judges each event on its own bytes."""
 
 from __future__ import annotations
 
@@ -12,6 +13,8 @@ from datetime import UTC, datetime, timedelta
 from kafka import KafkaProducer
 
 from hito.credentials import client_config
+from hito.ops.dlq import read_all
+from hito.pipeline.faust.fetched_records import BATCH_UNPACKED_MAX, TOO_LARGE
 from hito.runtime import Runtime
 from tests.integration.pipeline.conftest import running_worker, signed_crossing, wait_until
 
@@ -70,3 +73,50 @@ def test_a_header_key_that_is_not_utf8_neither_stops_the_partition_nor_loses_eve
     outcomes, crashed = asyncio.run(scenario())
     assert crashed == 0
     assert outcomes == {"accepted": 2 * PER_BATCH}
+
+
+def test_a_batch_that_unpacks_beyond_the_cap_is_one_dead_letter_and_the_device_goes_on(
+    isolated_runtime: Runtime,
+) -> None:
+    """A gzip batch of zeros a byte over the cap (16 KB on the wire): refused unread, one
+    ``oversized`` DLQ record naming its offsets; the device's events before and after it are
+    accepted, exactly. (Before, the record was unpacked whole and then judged too large: the
+    same outcome at 16 MiB, a killed worker at gigabytes; the detail tells them apart.)"""
+    settings, registry = isolated_runtime.settings, isolated_runtime.registry
+    device = registry.get(DEVICE)
+    assert device is not None
+    topic = settings.pipeline.raw_topics["checkpoint"]
+    at = datetime.now(UTC) - timedelta(seconds=5)
+    producer = KafkaProducer(
+        **client_config(settings.kafka, "device"),
+        acks="all",
+        compression_type="gzip",
+        max_request_size=BATCH_UNPACKED_MAX + (1 << 20),  # its own check is on unpacked size
+    )
+    try:
+        for seq in range(3):
+            producer.send(topic, signed_crossing(device, seq, at), DEVICE.encode(), partition=0)
+        producer.flush(30)
+        bomb = producer.send(topic, bytes(BATCH_UNPACKED_MAX + 1), DEVICE.encode(), partition=0)
+        offset = bomb.get(60).offset
+        producer.flush(30)
+        for seq in range(3, 6):
+            producer.send(topic, signed_crossing(device, seq, at), DEVICE.encode(), partition=0)
+        producer.flush(30)
+    finally:
+        producer.close(10)
+
+    async def scenario() -> tuple[dict[str, float], int]:
+        async with running_worker(isolated_runtime) as worker:
+            await wait_until(lambda: worker.metrics.total_events() >= 7, 120, "every event")
+            await asyncio.sleep(1)
+            crashed = sum(1 for agent in worker.app.agents.values() if agent._crash_reason)
+            crashed += getattr(worker.app.consumer, "_crash_reason", None) is not None
+            return worker.metrics.events_by_outcome(), crashed
+
+    outcomes, crashed = asyncio.run(scenario())
+    assert crashed == 0
+    assert outcomes == {"accepted": 6, "rejected": 1}
+    (dead,) = [e.record for e in read_all(settings)]
+    assert (dead.reason.value, dead.stage, dead.source_offset) == ("oversized", "fetch", offset)
+    assert dead.detail == f"records {offset}..{offset}: {TOO_LARGE}"

@@ -97,6 +97,27 @@ def test_a_hole_still_in_the_log_is_sought_again_but_never_forever() -> None:
     assert c._next_offset[RAW] == 51
 
 
+def test_a_refused_batch_passes_the_offsets_it_stands_for_and_nothing_else() -> None:
+    """A batch the fetch reader refused unread (fetched_records) is one record at its last
+    offset, standing for its first to its last: those offsets pass as a gap, with no seek.
+    A record that does not stand for the missing ones (or a refused batch that starts past
+    them) is a hole as ever."""
+    c = Recording()
+    c._next_offset[RAW] = 10
+
+    async def run() -> list[Admit]:
+        out = [await c._admit(RAW, 20, covers_from=12)]  # 10, 11 missing: not its own
+        c._next_offset[RAW] = 10
+        out.append(await c._admit(RAW, 20, covers_from=10))
+        c._delivered(RAW, 20)
+        return out
+
+    assert asyncio.run(run()) == [REWOUND, D]
+    assert c.seeks == [(RAW, 10)]
+    assert c.gaps == [(RAW, 10, 19)]
+    assert c._next_offset[RAW] == 21
+
+
 def test_unknown_position_and_rereads() -> None:
     c = Recording()
     assert feed(c, [700]) == [D]  # no committed offset and no log start known: take it
