@@ -14,9 +14,10 @@ again, and there was no DLQ record or reason.
 - **A compressed batch that unpacks to far more than it is** (a compression bomb, or millions
   of tiny records). The broker checks a batch's compressed size only, and aiokafka unpacks a
   batch whole, with no bound, then copies it. A 1 MB zstd batch of zeros unpacks to about
-  33 GB, and the worker is killed for memory. Snappy's xerial blocks with a negative length
-  made aiokafka loop for ever. So every compressed batch is first unpacked into a bounded
-  buffer, ``BATCH_UNPACKED_MAX`` (cramjam's ``decompress_into`` stops where the buffer ends).
+  33 GB, and the worker is killed for memory. A payload that does not unpack (the broker
+  unpacks a batch to check it, so this is defence in depth) made aiokafka raise, as a crash.
+  So every compressed batch is first unpacked into a bounded buffer, ``BATCH_UNPACKED_MAX``
+  (cramjam's ``decompress_into`` stops where the buffer ends).
   - **A batch that does not fit, or does not unpack,** is refused unread. It becomes one
     ``RefusedBatch`` record at its last offset, which ingest dead-letters as ``oversized``.
     The consumer passes the offsets before it (hito.pipeline.faust.offsets).

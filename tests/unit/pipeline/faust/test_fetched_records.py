@@ -156,8 +156,9 @@ def test_a_batch_that_unpacks_beyond_the_cap_is_one_refused_record(codec: int) -
     assert [r.value for r in got if r is not refused] == [b"v0", b"v1", b"v2", b"v0", b"v1"]
 
 
-def test_a_batch_that_does_not_unpack_is_refused_and_xerial_blocks_cannot_loop() -> None:
-    """aiokafka's xerial snappy reader went backwards on a negative block length, for ever."""
+def test_a_batch_that_does_not_unpack_is_refused() -> None:
+    """aiokafka raised on it (a negative xerial snappy block length, a payload that is not
+    zstd): the crash of every worker that took the partition."""
     xerial = b"\x82SNAPPY\x00" + struct.pack(">ii", 1, 1) + struct.pack(">i", -5) + b"x" * 8
     raw = (
         _ok(0, 1)
