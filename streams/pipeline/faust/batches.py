@@ -17,7 +17,10 @@ from faust.types import TP
 class RefusedBatch(ConsumerRecord[bytes, bytes]):  # type: ignore[misc]  # aiokafka: untyped
     """A fetched batch refused unread (hito.pipeline.faust.fetched_records), as one record at
     its last offset: offsets ``first_offset`` to ``offset``; no key, no value. Made only by the
-    fetch reader: a device cannot send one."""
+    fetch reader, for input topics, whose records reach the handlers through the lanes (the
+    worker gives each input topic one): a device cannot send one. Ingest dead-letters it as
+    ``oversized``; on a clean topic (only a worker writes there) the aggregator would take it
+    for a schema violation."""
 
     first_offset: int = 0
     why: str = ""
@@ -36,7 +39,8 @@ class Record(Protocol):
 
 @dataclass(slots=True)
 class LaneBatch:
-    """Records of one partition, consecutive offsets, in order."""
+    """Records of one partition, in order, consecutive but for offsets the consumer passed as
+    a gap (deleted by retention, or a refused batch's: ``Watermarks.gone``)."""
 
     tp: TP
     records: Sequence[Record]
@@ -62,7 +66,8 @@ class Watermarks:
     it (a batch read again after a seek back overlaps what was handled) and ends after it. A
     batch that starts past it (records skipped by a seek, a stale batch) leaves it where it
     is: the commit only ever covers records handled without a hole before them. (A batch is
-    a run of consecutive offsets: the consumer's check at delivery admits nothing else.)
+    a run of consecutive offsets but for gaps passed with ``gone``: the consumer's check at
+    delivery admits nothing else.)
     """
 
     _next: dict[TP, int] = field(default_factory=dict)

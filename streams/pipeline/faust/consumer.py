@@ -11,7 +11,7 @@ import contextlib
 import logging
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from time import monotonic
-from typing import Any
+from typing import Any, cast
 
 from faust.transport.consumer import CONSUMER_FETCHING
 from faust.transport.drivers.aiokafka import AIOKafkaConsumerThread
@@ -36,7 +36,8 @@ FETCH_MAX_WAIT_MS = 30
 
 class _ConsumerThread(AIOKafkaConsumerThread):
     def _create_worker_consumer(self, transport: Any) -> Any:
-        fetched_records.install()  # what a device puts in a batch never stops a partition
+        # What a device puts in a batch never stops an input partition.
+        fetched_records.install(cast(GaplessConsumer, self.consumer).gapless_topics)
         consumer = super()._create_worker_consumer(transport)
         # Faust passes neither setting through; aiokafka 0.14 reads both when it starts.
         consumer._fetch_min_bytes = FETCH_MIN_BYTES

@@ -38,7 +38,7 @@ from __future__ import annotations
 import logging
 import mmap
 import struct
-from collections.abc import Iterator
+from collections.abc import Collection, Iterator
 from typing import Any, SupportsIndex
 
 import cramjam
@@ -68,6 +68,7 @@ _GZIP, _SNAPPY, _LZ4, _ZSTD = 1, 2, 3, 4
 # _KEEP_BYTES are given back at once.
 _BUFFER = mmap.mmap(-1, BATCH_UNPACKED_MAX + 1)
 _KEEP_BYTES = 1024 * 1024
+_guarded: frozenset[str] = frozenset()  # the topics whose fetches plan() guards (install)
 _UNPACK_INTO: dict[int, Any] = {
     _GZIP: cramjam.gzip.decompress_into,
     _LZ4: cramjam.lz4.decompress_into,
@@ -144,11 +145,15 @@ def plan(raw: bytes) -> tuple[int, dict[int, str]]:
         if codec and raw[pos + 16] >= 2:
             unpacked = unpacked_size(codec, view[pos + _HEADER : end])
             if isinstance(unpacked, str):
+                # Counted as the cap: refusing one cost an unpacking up to it, so a fetch of
+                # many small bombs is cut as a fetch of many large batches is (about 4 ms each).
                 (base,) = struct.unpack_from(">q", raw, pos)
                 refused[base] = unpacked
-                unpacked = 0
+                unpacked = BATCH_UNPACKED_MAX
             size = unpacked
         if total and total + size > FETCH_UNPACKED_MAX:
+            (base,) = struct.unpack_from(">q", raw, pos)
+            refused.pop(base, None)  # not read in this fetch: judged when it comes again
             return pos, refused
         total += size
         pos = end
@@ -226,23 +231,37 @@ class _LenientRecords(_MemoryRecordsPy):  # type: ignore[misc]  # aiokafka's, un
 
 
 class KeptRecords:
-    """A fetch's records as aiokafka's fetcher reads them: by the compiled reader, or, when the
-    fetch holds a refused batch, by the Python one; the bytes are kept for a second reading."""
+    """A fetch's records as aiokafka's fetcher reads them, by its compiled reader, with the
+    bytes kept for a second reading; for an input topic (``guard``), only what ``plan`` lets
+    through, and by the Python reader when a batch is refused."""
 
     __slots__ = ("has_next", "next_batch", "raw", "refused", "size_in_bytes")
 
     def __init__(self, raw: bytes) -> None:
-        size, self.refused = plan(raw)
-        self.raw = raw if size == len(raw) else raw[:size]
-        reader = _LenientRecords(self.raw, -1, self.refused) if self.refused else None
-        reader = reader or _FastRecords(self.raw)
+        self.raw = raw
+        self.refused: dict[int, str] = {}
+        self._read_by(_FastRecords(raw))
+
+    def _read_by(self, reader: Any) -> None:
         self.has_next = reader.has_next
         self.next_batch = reader.next_batch
         self.size_in_bytes = reader.size_in_bytes
 
+    def guard(self) -> None:
+        """Read only what ``plan`` lets through (before anything is read)."""
+        size, self.refused = plan(self.raw)
+        if size == len(self.raw) and not self.refused:
+            return
+        self.raw = self.raw[:size]
+        self._read_by(
+            _LenientRecords(self.raw, -1, self.refused) if self.refused else _FastRecords(self.raw)
+        )
+
 
 class TolerantPartitionRecords(PartitionRecords):  # type: ignore[misc]  # aiokafka's, untyped
     def __init__(self, tp: Any, records: Any, *args: Any, **kwargs: Any) -> None:
+        if isinstance(records, KeptRecords) and tp.topic in _guarded:
+            records.guard()
         super().__init__(tp, records, *args, **kwargs)
         if isinstance(records, KeptRecords) and records.refused:
             self.__dict__["_consumer_record"] = self._refused_or_record  # this fetch only
@@ -279,7 +298,12 @@ class TolerantPartitionRecords(PartitionRecords):  # type: ignore[misc]  # aioka
             yield from super()._unpack_records()
 
 
-def install() -> None:
-    """Make aiokafka's fetcher read fetched records through this module (idempotent)."""
+def install(inputs: Collection[str]) -> None:
+    """Make aiokafka's fetcher read fetched records through this module (idempotent), guarding
+    the ``inputs`` topics' fetches with ``plan``. Only those: a refused batch is a record the
+    lanes and ingest know what to do with; a changelog's records go to a table's recovery, and
+    its batches are the workers' own."""
+    global _guarded
+    _guarded = frozenset(inputs)
     fetcher.MemoryRecords = KeptRecords
     fetcher.PartitionRecords = TolerantPartitionRecords

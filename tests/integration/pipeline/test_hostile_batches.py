@@ -78,10 +78,11 @@ def test_a_header_key_that_is_not_utf8_neither_stops_the_partition_nor_loses_eve
 def test_a_batch_that_unpacks_beyond_the_cap_is_one_dead_letter_and_the_device_goes_on(
     isolated_runtime: Runtime,
 ) -> None:
-    """A gzip batch of zeros a byte over the cap (16 KB on the wire): refused unread, one
-    ``oversized`` DLQ record naming its offsets; the device's events before and after it are
-    accepted, exactly. (Before, the record was unpacked whole and then judged too large: the
-    same outcome at 16 MiB, a killed worker at gigabytes; the detail tells them apart.)"""
+    """A gzip batch of three records, one of them zeros a byte over the cap (16 KB on the
+    wire): refused unread, one ``oversized`` DLQ record naming its three offsets, which the
+    partition passes; the device's events before and after it are accepted, exactly. (Before,
+    the batch was unpacked whole and its big record judged too large: a killed worker at
+    gigabytes; the detail and the count tell them apart.)"""
     settings, registry = isolated_runtime.settings, isolated_runtime.registry
     device = registry.get(DEVICE)
     assert device is not None
@@ -92,14 +93,20 @@ def test_a_batch_that_unpacks_beyond_the_cap_is_one_dead_letter_and_the_device_g
         acks="all",
         compression_type="gzip",
         max_request_size=BATCH_UNPACKED_MAX + (1 << 20),  # its own check is on unpacked size
+        batch_size=BATCH_UNPACKED_MAX + (1 << 20),  # the three records in one batch
+        linger_ms=2000,
     )
     try:
         for seq in range(3):
             producer.send(topic, signed_crossing(device, seq, at), DEVICE.encode(), partition=0)
         producer.flush(30)
-        bomb = producer.send(topic, bytes(BATCH_UNPACKED_MAX + 1), DEVICE.encode(), partition=0)
-        offset = bomb.get(60).offset
+        inside = [
+            producer.send(topic, value, DEVICE.encode(), partition=0)
+            for value in (b"{}", bytes(BATCH_UNPACKED_MAX + 1), b"{}")
+        ]
         producer.flush(30)
+        first, _, last = (sent.get(60).offset for sent in inside)
+        assert last == first + 2
         for seq in range(3, 6):
             producer.send(topic, signed_crossing(device, seq, at), DEVICE.encode(), partition=0)
         producer.flush(30)
@@ -118,5 +125,5 @@ def test_a_batch_that_unpacks_beyond_the_cap_is_one_dead_letter_and_the_device_g
     assert crashed == 0
     assert outcomes == {"accepted": 6, "rejected": 1}
     (dead,) = [e.record for e in read_all(settings)]
-    assert (dead.reason.value, dead.stage, dead.source_offset) == ("oversized", "fetch", offset)
-    assert dead.detail == f"records {offset}..{offset}: {TOO_LARGE}"
+    assert (dead.reason.value, dead.stage, dead.source_offset) == ("oversized", "fetch", last)
+    assert dead.detail == f"records {first}..{last}: {TOO_LARGE}"

@@ -10,7 +10,9 @@ from typing import Any
 
 from faust.types import TP
 
+from hito.pipeline.faust.batches import RefusedBatch
 from hito.pipeline.faust.consumer import GaplessConsumer, _ConsumerThread, gapless_consumer_class
+from hito.pipeline.faust.fetched_records import TOO_LARGE
 from tests.unit.pipeline.faust.test_offsets import RAW, Recording
 
 CHANGELOG = TP("hito-agg-windows-changelog", 2)
@@ -169,3 +171,47 @@ def test_changelog_records_fetched_while_flow_is_stopped_are_sought_back() -> No
     }
     c._keep_changelog_positions(records)
     assert c.broker_seeks == [(CHANGELOG, 10), (other, 30)]
+
+
+class _Lanes:
+    """What the check at delivery asks of the lanes, and what it tells them."""
+
+    ready, generation = True, 0
+
+    def __init__(self) -> None:
+        self.told: list[tuple[TP, int, int]] = []
+
+    def lane_for(self, topic: str) -> object:
+        return object()
+
+    def gone(self, tp: TP, begin: int, end: int) -> None:
+        self.told.append((tp, begin, end))
+
+
+class WithLanes(Recording):
+    def __init__(self) -> None:
+        super().__init__()
+        self._read_offset: dict[TP, int | None] = {}
+
+
+def test_a_refused_batch_in_a_run_passes_its_offsets_as_a_gap_without_a_seek() -> None:
+    """A batch the fetch reader refused (fetched_records) is one record at its last offset: its
+    run is not consecutive, so it is admitted record by record, and the offsets the refused
+    record stands for pass as a gap (the commit and the lane's watermark), with no seek back."""
+    lanes = _Lanes()
+    consumer = WithLanes()
+    type(consumer).lanes = lanes
+    consumer._next_offset[RAW] = 10
+    refused = RefusedBatch(RAW.topic, RAW.partition, 14, 0, 0, None, None, None, -1, -1, (),
+                           first_offset=10, why=TOO_LARGE)  # fmt: skip
+    run = [refused, SimpleNamespace(offset=15), SimpleNamespace(offset=16)]
+    to_lanes: dict[TP, list[Any]] = {}
+    try:
+        asyncio.run(consumer._admit_run(lanes, RAW, run, to_lanes, 0))
+    finally:
+        type(consumer).lanes = None
+    assert [r.offset for r in to_lanes[RAW]] == [14, 15, 16]
+    assert consumer.seeks == []
+    assert consumer.gaps == [(RAW, 10, 13)]
+    assert lanes.told == [(RAW, 10, 14)]
+    assert consumer._next_offset[RAW] == 17

@@ -33,6 +33,12 @@ READ_UNCOMMITTED = 0
 HEADER = 61  # a v2 batch's header
 
 
+@pytest.fixture(autouse=True)
+def _guarded(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The worker guards its input topics' fetches (install); TP is one."""
+    monkeypatch.setattr(fetched_records, "_guarded", frozenset({TP.topic}))
+
+
 class _Key(str):
     """A header key whose bytes kafka-python writes as given (it encodes keys itself)."""
 
@@ -184,9 +190,33 @@ def test_a_fetch_that_unpacks_to_too_much_is_cut_at_a_batch_boundary(
     unpacked = len(_ok(0, 10)) - HEADER + 10 * 300  # about 3.2 KB a batch
     monkeypatch.setattr(fetched_records, "FETCH_UNPACKED_MAX", 2 * unpacked + 100)
     kept = KeptRecords(b"".join(batches))
+    kept.guard()  # as the reader of an input partition's fetch does
     assert kept.raw == batches[0] + batches[1]
     got = list(TolerantPartitionRecords(TP, kept, None, 0, None, None, True, 0))
     assert [r.offset for r in got] == list(range(20))
     monkeypatch.setattr(fetched_records, "FETCH_UNPACKED_MAX", 1)
-    assert KeptRecords(b"".join(batches)).raw == batches[0]
+    one = KeptRecords(b"".join(batches))
+    one.guard()
+    assert one.raw == batches[0]
     assert BATCH_UNPACKED_MAX == 16 << 20
+
+
+def test_a_changelog_fetch_is_read_as_aiokafka_reads_it() -> None:
+    """Only input topics are guarded: a changelog's records go to a table's recovery, which
+    has no use for a refused batch, and its batches are the workers' own."""
+    changelog = TopicPartition("hito-agg-windows-changelog", 0)
+    big = _batch(0, [(b"k", bytes(BATCH_UNPACKED_MAX + 1), [])], 4)
+    got = list(TolerantPartitionRecords(changelog, KeptRecords(big), None, 0, None, None, True, 0))
+    assert [(type(r) is RefusedBatch, len(r.value)) for r in got] == [
+        (False, BATCH_UNPACKED_MAX + 1)
+    ]
+
+
+def test_refused_batches_count_as_the_cap_so_a_fetch_of_bombs_is_cut_too() -> None:
+    """Refusing a batch costs an unpacking up to the cap (about 4 ms): a fetch of many small
+    bombs (1 KB each) is cut after four, as a fetch of four batches at the cap is."""
+    bombs = [_batch(n, [(b"k", bytes(BATCH_UNPACKED_MAX + 1), [])], 4) for n in range(6)]
+    kept = KeptRecords(b"".join(bombs))
+    kept.guard()
+    assert kept.raw == b"".join(bombs[:4])
+    assert sorted(kept.refused) == [0, 1, 2, 3]
