@@ -5,13 +5,10 @@ retryable one keeps them pending without a DLQ record."""
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
-from aiohttp import web
 
 from hito.ops.dlq import decode_original, decode_record
 from hito.pipeline.agents.publish import Publisher, RecoveryHold
@@ -253,38 +250,18 @@ def test_a_window_beyond_the_backfill_horizon_leaves_without_an_archive() -> Non
     assert outcome is None and archived == {"0|chacalluta|2026-12-03T12:00:00Z": 2}
 
 
-@asynccontextmanager
-async def influx_refusing(marker: bytes) -> AsyncIterator[tuple[int, list[bytes]]]:
-    """A local HTTP server that refuses (422, as InfluxDB refuses a field type conflict) every
-    write whose body holds ``marker`` and takes the others; yields (port, bodies taken)."""
-    taken: list[bytes] = []
-
-    async def write(request: web.Request) -> web.Response:
-        body = await request.read()
-        if marker in body:
-            return web.json_response({"code": "unprocessable entity"}, status=422)
-        taken.append(body)
-        return web.Response(status=204)
-
-    app = web.Application()
-    app.router.add_post("/api/v2/write", write)
-    runner = web.AppRunner(app)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    try:
-        yield site._server.sockets[0].getsockname()[1], taken  # type: ignore[union-attr]
-    finally:
-        await runner.cleanup()
-
-
 def test_a_refused_closed_day_is_dead_lettered_alone_and_not_counted_as_published() -> None:
     """Two sites' closed days in one flush, InfluxDB refusing one of them: the other is
     written and counted as published (repeat_days_published), the refused one is in the DLQ
     only."""
 
     async def scenario() -> tuple[list[str], list[str], list[bytes]]:
-        async with influx_refusing(b"site=santarosa") as (port, taken):
+        taken: list[bytes] = []
+
+        def refuse_santarosa(body: bytes) -> int:  # as InfluxDB a field type conflict
+            return 422 if b"site=santarosa" in body else 204
+
+        async with influx_answering(refuse_santarosa, taken) as (port, _):
             publisher, sent = publisher_with_one_window(port)
             published: list[str] = []
             publisher.on_day_published = published.append

@@ -52,15 +52,21 @@ def test_statuses_are_classified(status: int, failure: Failure) -> None:
 
 
 @asynccontextmanager
-async def influx_answering(status: int) -> AsyncIterator[tuple[int, list[str]]]:
-    """A local HTTP server that answers every write with ``status``; yields (port, tokens
-    seen in the Authorization headers)."""
+async def influx_answering(
+    answer: int | Callable[[bytes], int], taken: list[bytes] | None = None
+) -> AsyncIterator[tuple[int, list[str]]]:
+    """A local HTTP server that answers every write with ``answer`` (a status, or the status
+    for a body); yields (port, tokens seen in the Authorization headers). The bodies answered
+    204 go to ``taken``."""
     tokens: list[str] = []
 
     async def write(request: web.Request) -> web.Response:
         tokens.append(request.headers.get("Authorization", ""))
-        await request.read()
+        body = await request.read()
+        status = answer(body) if callable(answer) else answer
         if status == 204:
+            if taken is not None:
+                taken.append(body)
             return web.Response(status=204)
         return web.json_response({"code": "x", "message": f"status {status}"}, status=status)
 
