@@ -97,6 +97,25 @@ async def running_worker(
         await worker.sink.close()
 
 
+def outcomes_of_a_worker(runtime: Runtime, total: int) -> dict[str, float]:
+    """Run a worker until it has counted ``total`` events (120 s at most) and a second more;
+    its outcomes. Fails if an agent or its consumer crashed on the way (what a poison batch
+    did: the worker then counts nothing more, and the wait times out or the crash shows)."""
+
+    async def scenario() -> tuple[dict[str, float], int]:
+        async with running_worker(runtime) as worker:
+            done = lambda: worker.metrics.total_events() >= total  # noqa: E731
+            await wait_until(done, 120, f"{total} events")
+            await asyncio.sleep(1)
+            crashed = sum(1 for agent in worker.app.agents.values() if agent._crash_reason)
+            crashed += getattr(worker.app.consumer, "_crash_reason", None) is not None
+            return worker.metrics.events_by_outcome(), crashed
+
+    outcomes, crashed = asyncio.run(scenario())
+    assert crashed == 0
+    return outcomes
+
+
 async def wait_until(done: Callable[[], bool], timeout_s: float, what: str) -> None:
     loop = asyncio.get_running_loop()
     deadline = loop.time() + timeout_s

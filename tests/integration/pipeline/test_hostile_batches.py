@@ -7,7 +7,6 @@ around the batch are counted, and ingest judges each event on its own bytes."""
 
 from __future__ import annotations
 
-import asyncio
 from datetime import UTC, datetime, timedelta
 
 from kafka import KafkaProducer
@@ -16,7 +15,7 @@ from hito.credentials import client_config
 from hito.ops.dlq import read_all
 from hito.pipeline.faust.fetched_records import BATCH_UNPACKED_MAX, TOO_LARGE
 from hito.runtime import Runtime
-from tests.integration.pipeline.conftest import running_worker, signed_crossing, wait_until
+from tests.integration.pipeline.conftest import outcomes_of_a_worker, signed_crossing
 
 DEVICE = "cl-chacalluta-ckpt-01"
 PER_BATCH = 10
@@ -61,18 +60,7 @@ def test_a_header_key_that_is_not_utf8_neither_stops_the_partition_nor_loses_eve
         finally:
             producer.close(10)
 
-    async def scenario() -> tuple[dict[str, float], int]:
-        async with running_worker(isolated_runtime) as worker:
-            total = 2 * PER_BATCH
-            await wait_until(lambda: worker.metrics.total_events() >= total, 120, "every event")
-            await asyncio.sleep(1)
-            crashed = sum(1 for agent in worker.app.agents.values() if agent._crash_reason)
-            crashed += getattr(worker.app.consumer, "_crash_reason", None) is not None
-            return worker.metrics.events_by_outcome(), crashed
-
-    outcomes, crashed = asyncio.run(scenario())
-    assert crashed == 0
-    assert outcomes == {"accepted": 2 * PER_BATCH}
+    assert outcomes_of_a_worker(isolated_runtime, 2 * PER_BATCH) == {"accepted": 2 * PER_BATCH}
 
 
 def test_a_batch_that_unpacks_beyond_the_cap_is_one_dead_letter_and_the_device_goes_on(
@@ -113,17 +101,7 @@ def test_a_batch_that_unpacks_beyond_the_cap_is_one_dead_letter_and_the_device_g
     finally:
         producer.close(10)
 
-    async def scenario() -> tuple[dict[str, float], int]:
-        async with running_worker(isolated_runtime) as worker:
-            await wait_until(lambda: worker.metrics.total_events() >= 7, 120, "every event")
-            await asyncio.sleep(1)
-            crashed = sum(1 for agent in worker.app.agents.values() if agent._crash_reason)
-            crashed += getattr(worker.app.consumer, "_crash_reason", None) is not None
-            return worker.metrics.events_by_outcome(), crashed
-
-    outcomes, crashed = asyncio.run(scenario())
-    assert crashed == 0
-    assert outcomes == {"accepted": 6, "rejected": 1}
+    assert outcomes_of_a_worker(isolated_runtime, 7) == {"accepted": 6, "rejected": 1}
     (dead,) = [e.record for e in read_all(settings)]
     assert (dead.reason.value, dead.stage, dead.source_offset) == ("oversized", "fetch", last)
     assert dead.detail == f"records {first}..{last}: {TOO_LARGE}"
