@@ -35,6 +35,9 @@ from hito.schemas.reasons import Reason
 MAX_ORIGINAL_BYTES = 256 * 1024
 
 Stage = Annotated[str, Field(pattern=r"^[a-z_]{1,32}$")]
+# The stage of a batch the worker's fetch refused unread (it unpacks beyond the cap, or not at
+# all): its original is empty, so it cannot be replayed; its events are in the raw topic only.
+UNREAD_STAGE = "fetch"
 DeviceId = Annotated[str | None, Field(pattern=DEVICE_ID_PATTERN)]
 Sha256 = Annotated[str, Field(pattern=r"^[0-9a-f]{64}$")]
 RejectionId = Annotated[str, Field(pattern=r"^[0-9a-f]{32}$")]

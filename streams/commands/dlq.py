@@ -70,3 +70,8 @@ def dlq_replay(
     Console().print(f"re-submitted {done.sent} records")
     if done.cut:
         Console().print(f"not re-submitted: {done.cut} whose bytes were cut (too large to keep)")
+    if done.unread:
+        Console().print(
+            f"not re-submitted: {done.unread} batches refused unread (no bytes kept; their "
+            "events are in the raw topic until its retention)"
+        )

@@ -19,7 +19,7 @@ from pydantic import BaseModel
 
 from hito.credentials import Role, client_config
 from hito.ops.read_to_end import read_to_end
-from hito.schemas.dlq import DlqOriginal, DlqRecord, without_plain_digest
+from hito.schemas.dlq import UNREAD_STAGE, DlqOriginal, DlqRecord, without_plain_digest
 from hito.schemas.reasons import Reason
 from hito.settings import HitoSettings
 
@@ -100,22 +100,28 @@ def counts_by_reason(entries: Iterator[DlqEntry]) -> Counter[str]:
 class Replayed:
     sent: int
     cut: int  # chosen, but only a prefix was kept: cannot be replayed
+    unread: int = 0  # chosen, but a batch refused unread: no bytes to replay
 
 
 def replay(settings: HitoSettings, choose: Callable[[DlqOriginal], bool]) -> Replayed:
     """Re-submit the chosen rejections' original bytes to the raw topic they came from.
 
     They go through the same validation again; a record still bad returns to the DLQ. A record
-    whose bytes were cut (larger than hito.schemas.dlq.MAX_ORIGINAL_BYTES) is not replayed.
+    whose bytes were cut (larger than hito.schemas.dlq.MAX_ORIGINAL_BYTES) is not replayed, nor
+    is a batch the worker's fetch refused unread (stage UNREAD_STAGE: no bytes were kept; its
+    events are in the raw topic until its retention).
     """
     raw_topics = set(settings.pipeline.raw_topics.values())
     # Writing to a raw topic is a device's right; an operator replaying is acting as admin.
     producer = KafkaProducer(**client_config(settings.kafka, "admin"), acks="all")
-    sent = cut = 0
+    sent = cut = unread = 0
     try:
         for entry in read_originals(settings):
             r = entry.record
             if r.source_topic not in raw_topics or not choose(r):
+                continue
+            if r.stage == UNREAD_STAGE:
+                unread += 1
                 continue
             if r.cut:
                 cut += 1
@@ -125,7 +131,7 @@ def replay(settings: HitoSettings, choose: Callable[[DlqOriginal], bool]) -> Rep
         producer.flush()
     finally:
         producer.close()
-    return Replayed(sent, cut)
+    return Replayed(sent, cut, unread)
 
 
 def reason_filter(reasons: list[str]) -> Callable[[DlqOriginal], bool]:

@@ -41,6 +41,7 @@ from hito.pipeline.state import dedup_compact
 from hito.pipeline.state.changelog import CHANGELOG, TableWriter
 from hito.pipeline.state.dedup_arrays import DedupArrays, UnreadableState
 from hito.pipeline.state.pipeline_counts import Cells, PipelineCounts
+from hito.schemas.dlq import UNREAD_STAGE
 from hito.schemas.privacy.policy import Policy
 from hito.schemas.reasons import Reason
 from hito.schemas.topics import TopicNames
@@ -58,7 +59,7 @@ def refused_batch(record: RefusedBatch) -> Rejected:
     """The dead letter of a batch the fetch reader refused unread (too large unpacked, or not
     unpackable): ``oversized``, naming its offsets; nothing of it was read to echo."""
     detail = f"records {record.first_offset}..{record.offset}: {record.why}"
-    return Rejected(Reason.OVERSIZED, detail, stage="fetch")
+    return Rejected(Reason.OVERSIZED, detail, stage=UNREAD_STAGE)
 
 
 def _event_outcome(outcome: str) -> str:

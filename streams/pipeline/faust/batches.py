@@ -96,8 +96,8 @@ class Watermarks:
             self._next[tp] = offset
 
     def gone(self, tp: TP, begin: int, end: int) -> None:
-        """Records ``begin``..``end - 1`` will never come (retention deleted them unread): the
-        mark passes them once it reaches them."""
+        """Records ``begin``..``end - 1`` will never come (retention deleted them unread, or
+        the fetch refused their batch unread): the mark passes them once it reaches them."""
         self._gone.setdefault(tp, []).append((begin, end))
         self._past_gone(tp)
 

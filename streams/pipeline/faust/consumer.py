@@ -332,7 +332,8 @@ class GaplessConsumer(OffsetKeeper):
         """A lane partition's fetched records, at once when they are exactly what the check at
         delivery would admit one by one: consecutive offsets from the next one expected (every
         fetch but the first after a seek, since the input topics have no holes); else record by
-        record, as ``_deliver`` checks Faust's. No await on the way: the run is admitted whole
+        record, as ``_deliver`` checks Faust's (a refused batch's record, which stands for the
+        offsets before it, is one of those). No await on the way: the run is admitted whole
         against one state of the lanes and positions."""
         first, last = run[0].offset, run[-1].offset
         expected = self._next_offset.get(tp)

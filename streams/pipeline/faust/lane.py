@@ -291,8 +291,9 @@ class Lanes:
 
     def gone(self, tp: TP, begin: int, end: int) -> None:
         """The consumer gave up on records ``begin``..``end - 1`` of ``tp`` (deleted unread by
-        retention, or still missing after MAX_REWINDS seeks back; it logs an error): the
-        watermark and the taking order pass them."""
+        retention, still missing after MAX_REWINDS seeks back, or a batch the fetch refused
+        unread, whose record at ``end`` stands for them; it logs an error): the watermark and
+        the taking order pass them."""
         self.watermarks.gone(tp, begin, end)
         self._taken.gone(tp, begin, end)
 

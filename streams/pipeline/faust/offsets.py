@@ -16,11 +16,13 @@ rebalance). The check is made at delivery, not at fetch: a batch fetched before 
 still be in delivery when it happens (Faust resumes fetching to read changelogs before it seeks
 the input partitions), and its records must then be measured against the new position, not
 the old one. A record past the expected offset means a hole: the consumer seeks back and drops
-the rest of that partition's batch, so the missing records are fetched again; Faust's
-``_add_gap`` is never used for these topics. If the hole appears again, it asks the broker
-where the log starts: records deleted by retention (the group was away too long) are let go
-with an error; otherwise it seeks back again, up to MAX_REWINDS times, then goes on with an
-error rather than stall the partition forever.
+the rest of that partition's batch, so the missing records are fetched again. If the hole
+appears again, it asks the broker where the log starts: records deleted by retention (the group
+was away too long) are let go with an error; otherwise it seeks back again, up to MAX_REWINDS
+times, then goes on with an error rather than stall the partition forever. Offsets let go are
+acknowledged as a gap (``_pass_gap``: Faust's ``_add_gap`` and the lane's ``gone``), and so are
+those of a batch the fetch refused unread (hito.pipeline.faust.fetched_records): one record at
+its last offset stands for them all, and no seek is made for them.
 
 Faust's commit also has an off-by-one for these topics (``Consumer._new_offset`` commits past
 the committed offset's own record when it alone is unacknowledged, and checks nothing when the

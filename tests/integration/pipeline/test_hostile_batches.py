@@ -12,7 +12,7 @@ from datetime import UTC, datetime, timedelta
 from kafka import KafkaProducer
 
 from hito.credentials import client_config
-from hito.ops.dlq import read_all
+from hito.ops.dlq import Replayed, read_all, reason_filter, replay
 from hito.pipeline.faust.fetched_records import BATCH_UNPACKED_MAX, TOO_LARGE
 from hito.runtime import Runtime
 from tests.integration.pipeline.conftest import outcomes_of_a_worker, signed_crossing
@@ -105,3 +105,5 @@ def test_a_batch_that_unpacks_beyond_the_cap_is_one_dead_letter_and_the_device_g
     (dead,) = [e.record for e in read_all(settings)]
     assert (dead.reason.value, dead.stage, dead.source_offset) == ("oversized", "fetch", last)
     assert dead.detail == f"records {first}..{last}: {TOO_LARGE}"
+    # Nothing of it was kept to replay: an operator's replay says so instead of sending nothing.
+    assert replay(settings, reason_filter(["oversized"])) == Replayed(sent=0, cut=0, unread=1)

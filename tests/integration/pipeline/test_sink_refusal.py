@@ -42,7 +42,8 @@ def test_a_refused_window_is_dead_lettered_alone_and_the_others_are_written(
     isolated_runtime: Runtime, caplog: pytest.LogCaptureFixture
 ) -> None:
     settings, registry = isolated_runtime.settings, isolated_runtime.registry
-    pipeline = settings.pipeline.model_copy(update={"flush_interval_s": 5.0})
+    # Both windows are aggregated within 2-3 s of the start: the first flush at 15 s has both.
+    pipeline = settings.pipeline.model_copy(update={"flush_interval_s": 15.0})
     settings = settings.model_copy(update={"pipeline": pipeline})
     runtime = dataclasses.replace(isolated_runtime, settings=settings)
     checkpoint, sensor = registry.get(CHECKPOINT), registry.get(SENSOR)
