@@ -7,6 +7,7 @@ An error ends a command with one line on stderr and exit status 1; ``--debug`` (
 
 from __future__ import annotations
 
+import functools
 import os
 import sys
 from importlib.metadata import PackageNotFoundError, version
@@ -14,29 +15,16 @@ from typing import Annotated
 
 import typer
 
-from hito.commands import (
-    bench,
-    demo,
-    device,
-    devices,
-    dlq,
-    influx,
-    kafka,
-    pager,
-    policy,
-    probe,
-    schema,
-    simulate,
-    stack,
-    worker,
-)
 
-app = typer.Typer(
-    help="Hito: border telemetry ingestion under a versioned privacy policy.",
-    no_args_is_help=True,
-    add_completion=False,
-    pretty_exceptions_enable=False,
-)
+def _command_line() -> typer.Typer:
+    app = typer.Typer(
+        help="Hito: border telemetry ingestion under a versioned privacy policy.",
+        no_args_is_help=True,
+        add_completion=False,
+        pretty_exceptions_enable=False,
+    )
+    app.callback()(_options)
+    return app
 
 
 def hito_version() -> str:
@@ -52,7 +40,6 @@ def _print_version(value: bool) -> None:
         raise typer.Exit()
 
 
-@app.callback()
 def _options(
     debug: Annotated[
         bool, typer.Option("--debug", help="Show tracebacks (also HITO_DEBUG=1)")
@@ -66,26 +53,67 @@ def _options(
         os.environ["HITO_DEBUG"] = "1"
 
 
-app.command()(stack.up)
-app.command()(stack.down)
-app.command()(stack.status)
-app.command()(worker.worker)
-app.command()(simulate.simulate)
-app.command()(demo.demo)
-app.command()(bench.bench)
-app.command()(probe.probe)
-app.command("provision")(kafka.provision_all)
-app.add_typer(schema.schema_app, name="schema")
-app.add_typer(dlq.dlq_app, name="dlq")
-app.add_typer(device.device_app, name="device")
-app.add_typer(policy.policy_app, name="policy")
-app.add_typer(pager.pager_app, name="pager")
-app.add_typer(kafka.kafka_app, name="kafka")
-app.add_typer(influx.influx_app, name="influx")
-app.add_typer(devices.devices_app, name="devices")
+def worker_app() -> typer.Typer:
+    """``hito`` with the worker command only. A worker keeps what it imported for its life,
+    and the other command groups (rich's tables, httpx, pygments, the stack and pager tools)
+    are 7 MB of a 117 MB worker (bench/README.md, "Memory at 1M devices and identities")."""
+    from hito.commands import worker
+
+    app = _command_line()
+    app.command()(worker.worker)
+    return app
+
+
+@functools.cache
+def full_app() -> typer.Typer:
+    """Every command group."""
+    from hito.commands import (
+        bench,
+        demo,
+        device,
+        devices,
+        dlq,
+        influx,
+        kafka,
+        pager,
+        policy,
+        probe,
+        schema,
+        simulate,
+        stack,
+        worker,
+    )
+
+    app = _command_line()
+    app.command()(stack.up)
+    app.command()(stack.down)
+    app.command()(stack.status)
+    app.command()(worker.worker)
+    app.command()(simulate.simulate)
+    app.command()(demo.demo)
+    app.command()(bench.bench)
+    app.command()(probe.probe)
+    app.command("provision")(kafka.provision_all)
+    app.add_typer(schema.schema_app, name="schema")
+    app.add_typer(dlq.dlq_app, name="dlq")
+    app.add_typer(device.device_app, name="device")
+    app.add_typer(policy.policy_app, name="policy")
+    app.add_typer(pager.pager_app, name="pager")
+    app.add_typer(kafka.kafka_app, name="kafka")
+    app.add_typer(influx.influx_app, name="influx")
+    app.add_typer(devices.devices_app, name="devices")
+    return app
+
+
+def __getattr__(name: str) -> typer.Typer:
+    # ``from hito.cli import app`` (tests, CliRunner) gets every command group.
+    if name == "app":
+        return full_app()
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 def main() -> None:
+    app = worker_app() if sys.argv[1:2] == ["worker"] else full_app()
     try:
         app(standalone_mode=True)
     except KeyboardInterrupt:
