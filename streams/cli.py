@@ -55,8 +55,9 @@ def _options(
 
 def worker_app() -> typer.Typer:
     """``hito`` with the worker command only. A worker keeps what it imported for its life,
-    and the other command groups (rich's tables, httpx, pygments, the stack and pager tools)
-    are 7 MB of a 117 MB worker (bench/README.md, "Memory at 1M devices and identities")."""
+    and the other command groups (httpx, pygments, the stack, pager and bench tools) were
+    7.5 MB of an idle worker's 117.3 MB (bench/README.md, "Results, 2026-12-06"). ``hito
+    --debug worker`` takes the full command line: only the idle memory differs."""
     from hito.commands import worker
 
     app = _command_line()
