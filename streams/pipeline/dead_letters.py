@@ -15,15 +15,18 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from hito.pipeline.delivery import Deliveries, Refused
+from hito.pipeline.faust.batches import RefusedBatch
 from hito.pipeline.metrics import PipelineMetrics
 from hito.pipeline.stages.outcomes import Rejected
 from hito.schemas.dlq import (
+    UNREAD_STAGE,
     DlqOriginal,
     DlqRecord,
     kept_original,
     new_rejection_id,
     sha256_hex,
 )
+from hito.schemas.reasons import Reason
 from hito.schemas.topics import TopicNames
 
 log = logging.getLogger(__name__)
@@ -39,6 +42,15 @@ class Origin:
     partition: int | None = None
     offset: int | None = None
     key: bytes | None = None
+
+
+def refused_batch(record: RefusedBatch) -> Rejected:
+    """The dead letter of a batch the fetch reader refused unread (too large unpacked, or not
+    unpackable): ``oversized``, naming its offsets; nothing of it was read to echo. Ingest
+    meets one on a raw topic (a device's batch); the aggregator on a clean topic, written by
+    workers only, only if a worker's credentials are misused."""
+    detail = f"records {record.first_offset}..{record.offset}: {record.why}"
+    return Rejected(Reason.OVERSIZED, detail, stage=UNREAD_STAGE)
 
 
 def make_records(

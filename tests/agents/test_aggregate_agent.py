@@ -17,6 +17,8 @@ from hito.device.simulate.fleet import VALID, Fleet, FleetPlan
 from hito.ops.dlq import decode_record
 from hito.pipeline.cancellation import Cancelled
 from hito.pipeline.delivery import Deliveries
+from hito.pipeline.faust.batches import LaneBatch, RefusedBatch
+from hito.pipeline.faust.fetched_records import TOO_LARGE
 from hito.pipeline.raw_origin import raw_origin_header
 from hito.pipeline.state.versioned import partition_of
 from hito.runtime import Runtime
@@ -308,3 +310,46 @@ def test_clean_records_whose_time_epoch_or_origin_cannot_be_used_are_dead_letter
     ]
     (state,) = worker.windows.data.values()
     assert state["crossings"] == {"entry|car|admitted": 2}
+
+
+def test_a_refused_clean_batch_is_one_oversized_dead_letter_naming_its_offsets(
+    runtime: Runtime,
+) -> None:
+    """A clean topic's batch the fetch refused unread (only a misused worker credential can
+    write one): the same dead letter as ingest's, not a schema violation without offsets."""
+    send = RecordingSend()
+    worker = worker_for_tests(runtime, "hito-agg-refused-test", NOW, send)
+
+    def reading(offset: int) -> tuple[str, bytes, bytes, list[tuple[str, bytes]]]:
+        event = {
+            "schema": "sensor.reading/1",
+            "source": "sensor",
+            "policy": runtime.policy.version,
+            "device_id": "sensor-concordia-01",
+            "site": "concordia",
+            "seq": offset,
+            "event_time": (NOW - timedelta(seconds=30)).isoformat(),
+            "payload": {"sensor_type": "ground", "geohash": "6ur2x", "detections": 1},
+        }
+        origin = raw_origin_header("hito.raw.sensor", 0, offset)
+        return "hito.clean.sensor", b"concordia", orjson.dumps(event), [origin]
+
+    (batch,) = lane_batches(worker.lanes, [reading(0), reading(1)])
+    refused = RefusedBatch(
+        "hito.clean.sensor", 0, 9, 0, 0, None, None, None, -1, -1, (), first_offset=2, why=TOO_LARGE
+    )
+
+    async def scenario() -> list[str]:
+        async with worker.aggregate.test_context() as aggregate:
+            records = [*batch.records, refused]
+            return await put_all(aggregate, [LaneBatch(batch.tp, records, batch.generation)])
+
+    assert asyncio.run(scenario()) == ["counted", "counted", "oversized"]
+    (dead,) = [decode_record(r.value) for r in send.to("hito.dlq") if r.value]
+    assert (dead.reason, dead.stage, dead.device_id) == (Reason.OVERSIZED, "fetch", None)
+    assert dead.detail == f"records 2..9: {TOO_LARGE}"
+    assert (dead.source_topic, dead.source_offset, dead.original_bytes) == (
+        "hito.clean.sensor",
+        9,
+        0,
+    )

@@ -29,9 +29,9 @@ from functools import partial
 from pydantic import ValidationError
 
 from hito.pipeline.cancellation import Cancelled, stopping
-from hito.pipeline.dead_letters import DeadLetters, Origin
+from hito.pipeline.dead_letters import DeadLetters, Origin, refused_batch
 from hito.pipeline.delivery import Deliveries
-from hito.pipeline.faust.batches import Record
+from hito.pipeline.faust.batches import Record, RefusedBatch
 from hito.pipeline.metrics import LabelledChildren, PipelineMetrics
 from hito.pipeline.output import Send
 from hito.pipeline.raw_origin import raw_origin
@@ -243,6 +243,9 @@ class Aggregator:
         data = record.value or b""
         origin = Origin(record.topic, record.partition, record.offset, record.key)
         if clean is None or raw is None or item.start is None:
+            if type(record) is RefusedBatch:  # refused unread by the fetch: its offsets
+                await self.dead_letters.reject(deliveries, refused_batch(record), data, origin)
+                return Reason.OVERSIZED.value
             detail = "not a clean event" if clean is None else item.unfit or "no raw origin header"
             device = None if clean is None else clean.device_id
             rejected = Rejected(Reason.SCHEMA_VIOLATION, detail, device, stage=aggregate.STAGE)

@@ -28,7 +28,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
 from hito.devices import RegistryWatcher
-from hito.pipeline.dead_letters import DEAD_LETTER, DeadLetters, Origin
+from hito.pipeline.dead_letters import DEAD_LETTER, DeadLetters, Origin, refused_batch
 from hito.pipeline.delivery import Deliveries
 from hito.pipeline.faust.batches import Record, RefusedBatch
 from hito.pipeline.metrics import LabelledChildren, PipelineMetrics
@@ -41,7 +41,6 @@ from hito.pipeline.state import dedup_compact
 from hito.pipeline.state.changelog import CHANGELOG, TableWriter
 from hito.pipeline.state.dedup_arrays import DedupArrays, UnreadableState
 from hito.pipeline.state.pipeline_counts import Cells, PipelineCounts
-from hito.schemas.dlq import UNREAD_STAGE
 from hito.schemas.privacy.policy import Policy
 from hito.schemas.reasons import Reason
 from hito.schemas.topics import TopicNames
@@ -53,13 +52,6 @@ _NEW, _DUPLICATE = dedup.SeqOutcome.NEW, dedup.SeqOutcome.DUPLICATE
 
 def _origin(record: Record) -> Origin:
     return Origin(record.topic, record.partition, record.offset, record.key)
-
-
-def refused_batch(record: RefusedBatch) -> Rejected:
-    """The dead letter of a batch the fetch reader refused unread (too large unpacked, or not
-    unpackable): ``oversized``, naming its offsets; nothing of it was read to echo."""
-    detail = f"records {record.first_offset}..{record.offset}: {record.why}"
-    return Rejected(Reason.OVERSIZED, detail, stage=UNREAD_STAGE)
 
 
 def _event_outcome(outcome: str) -> str:
