@@ -203,7 +203,7 @@ def main() -> None:
         consumer_group=config["group"],
         auto_offset_reset="earliest",
         state_dir=config["state_dir"],
-        # Hito re-writes open windows every flush_interval_s (0.5 s): checkpoint as often.
+        # Hito re-writes open windows every flush_interval_s (0.25 s): checkpoint as often.
         commit_interval=settings.pipeline.flush_interval_s,
         processing_guarantee="at-least-once",
         loglevel="WARNING",
