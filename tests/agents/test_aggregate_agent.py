@@ -210,23 +210,8 @@ def test_a_clean_event_no_count_can_take_is_dead_lettered_not_summed(runtime: Ru
     send = RecordingSend()
     worker = worker_for_tests(runtime, "hito-agg-unfit-test", NOW, send)
 
-    def reading(value: float, offset: int) -> tuple[str, bytes, bytes, list[tuple[str, bytes]]]:
-        event = {
-            "schema": "sensor.reading/1",
-            "source": "sensor",
-            "policy": runtime.policy.version,
-            "device_id": "sensor-concordia-01",
-            "site": "concordia",
-            "seq": offset,
-            "event_time": (NOW - timedelta(seconds=30)).isoformat(),
-            "payload": {"sensor_type": "ground", "geohash": "6ur2x", "detections": 1,
-                        "value": value},
-        }  # fmt: skip
-        origin = raw_origin_header("hito.raw.sensor", 0, offset)
-        return "hito.clean.sensor", b"concordia", orjson.dumps(event), [origin]
-
-    records = [reading(1.7976931348623157e308, 0), reading(1.7976931348623157e308, 1),
-               reading(2.5, 2)]  # fmt: skip
+    records = [_reading(runtime, 0, 1.7976931348623157e308),
+               _reading(runtime, 1, 1.7976931348623157e308), _reading(runtime, 2, 2.5)]  # fmt: skip
 
     async def scenario() -> list[str]:
         async with worker.aggregate.test_context() as aggregate:
@@ -320,21 +305,7 @@ def test_a_refused_clean_batch_is_one_oversized_dead_letter_naming_its_offsets(
     send = RecordingSend()
     worker = worker_for_tests(runtime, "hito-agg-refused-test", NOW, send)
 
-    def reading(offset: int) -> tuple[str, bytes, bytes, list[tuple[str, bytes]]]:
-        event = {
-            "schema": "sensor.reading/1",
-            "source": "sensor",
-            "policy": runtime.policy.version,
-            "device_id": "sensor-concordia-01",
-            "site": "concordia",
-            "seq": offset,
-            "event_time": (NOW - timedelta(seconds=30)).isoformat(),
-            "payload": {"sensor_type": "ground", "geohash": "6ur2x", "detections": 1},
-        }
-        origin = raw_origin_header("hito.raw.sensor", 0, offset)
-        return "hito.clean.sensor", b"concordia", orjson.dumps(event), [origin]
-
-    (batch,) = lane_batches(worker.lanes, [reading(0), reading(1)])
+    (batch,) = lane_batches(worker.lanes, [_reading(runtime, 0), _reading(runtime, 1)])
     refused = RefusedBatch(
         "hito.clean.sensor", 0, 9, 0, 0, None, None, None, -1, -1, (), first_offset=2, why=TOO_LARGE
     )
@@ -353,3 +324,25 @@ def test_a_refused_clean_batch_is_one_oversized_dead_letter_naming_its_offsets(
         9,
         0,
     )
+
+
+def _reading(
+    runtime: Runtime, offset: int, value: float | None = None
+) -> tuple[str, bytes, bytes, list[tuple[str, bytes]]]:
+    """A clean sensor reading of concordia half a minute before NOW, as ingest writes one
+    (``value`` left out when None), from raw offset ``offset``."""
+    payload: dict[str, Any] = {"sensor_type": "ground", "geohash": "6ur2x", "detections": 1}
+    if value is not None:
+        payload["value"] = value
+    event = {
+        "schema": "sensor.reading/1",
+        "source": "sensor",
+        "policy": runtime.policy.version,
+        "device_id": "sensor-concordia-01",
+        "site": "concordia",
+        "seq": offset,
+        "event_time": (NOW - timedelta(seconds=30)).isoformat(),
+        "payload": payload,
+    }
+    origin = raw_origin_header("hito.raw.sensor", 0, offset)
+    return "hito.clean.sensor", b"concordia", orjson.dumps(event), [origin]
