@@ -239,8 +239,8 @@ class PipelineSettings(_Frozen):
         gt=0.0,
         description="Open windows re-written this often: the freshness of dashboards and the "
         "largest part of the end-to-end latency (p99 at 5,600 events/s, one worker: 0.92-0.96 s "
-        "at 0.5 s, 0.70 s at 0.25 s; bench/README.md). Each flush is one InfluxDB write of the "
-        "windows changed since the last",
+        "at 0.5 s, 0.70 s at 0.25 s; bench/README.md). A tick writes to InfluxDB only what "
+        "changed since the last: windows, their archive, pipeline counts, surge scores",
     )
     batch_max_events: int = Field(
         default=500,
