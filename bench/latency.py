@@ -2,7 +2,7 @@
 
 One worker on topics and a bucket of their own. The simulator's mix, made and signed
 beforehand (:func:`pregenerate`: event times as they would be live), is sent at ``rate``
-events/s, recording the send time of every event that must be counted. A poller asks
+events/s, recording the due time of every event that must be counted. A poller asks
 InfluxDB for the bucket's total every ``poll_s``; latencies come from the two cumulative
 curves (:func:`bench.report.latencies_from_curves`). Observation times are when InfluxDB's
 answer arrived, so a latency is never understated; the resolution is the poll interval plus
@@ -11,11 +11,12 @@ the worker's flush interval (0.25 s by default).
 The sender (:func:`send_paced`) is aiokafka's producer, a batch per partition of the events
 due every 2 ms: kafka-python's ``send`` cost 95 us of CPU an event (a script, 30,000 of these
 events, linger 5 or 50 ms alike), 0.6 of a core at 6,400 events/s on a 2-core machine that
-also runs the worker, Kafka and InfluxDB; the run on 2026-12-06 (report
-``20261206T024547Z-4a363c``) then measured queueing for the CPU (p99 2.06 s, each fifth's
-median falling from 1.69 to 0.89 s), where 5,600 events/s had given 0.70 s. Devices are
-other machines. The report gives the sender's own CPU per event
-(``sender_cpu_us_per_event``).
+also runs the worker, Kafka and InfluxDB; this one 33-40 us. Devices are other machines.
+(One full bench with the old sender, report ``20261206T024547Z-4a363c``, measured p99 2.06 s
+at 6,490 events/s; runs of either sender outside a full bench gave 0.70-0.82 s at 6,400, so
+the sender alone does not explain it: bench/README.md.) The report gives the sender's own
+CPU per event (``sender_cpu_us_per_event``), its worst lateness (``sender_late_max_s``) and
+the load when sending began (``load_1m_at_start``).
 
 The first ``warmup_s`` of traffic are sent and counted but not measured: a worker that has
 just joined its group, and a producer that has just fetched its metadata, answer the first

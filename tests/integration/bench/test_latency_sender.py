@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import time
 import uuid
+from typing import Any
 
 from kafka import KafkaConsumer
 from kafka.admin import NewTopic
@@ -36,7 +37,17 @@ def test_send_paced_sends_each_message_once_where_a_device_would(stack: HitoSett
         for i in range(COUNT)
     ]
     config = client_config(stack.kafka, "admin")
+    try:
+        _check_sent(config, topic, messages)
+    finally:
+        admin = admin_client(stack.kafka)
+        try:
+            admin.delete_topics([topic])
+        finally:
+            admin.close()
 
+
+def _check_sent(config: dict[str, Any], topic: str, messages: list[SimMessage]) -> None:
     started = time.time()
     paced = asyncio.run(send_paced(config, messages, RATE))
     done = time.time()
