@@ -9,6 +9,7 @@ from typing import Annotated
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from hito.commands.common import JSON_HELP, print_json
@@ -47,7 +48,8 @@ def up(
     try:
         started = manager.up(settings, make_runner(console), timeout_s=timeout)
     except (manager.StackError, RuntimeError) as exc:
-        console.print(f"[red]hito up failed:[/] {exc}")
+        # Escaped: paths and commands in the message are text, not rich markup.
+        console.print(f"[red]hito up failed:[/] {escape(str(exc))}")
         raise typer.Exit(1) from exc
     console.print(f"started: {', '.join(started) or 'nothing (all were running)'}")
     for line in manager.outdated(settings):

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import json
 import logging
-import socket
 import subprocess
 import time
 from dataclasses import dataclass
@@ -23,6 +22,7 @@ from hito.files import write_private
 from hito.settings import HitoSettings
 from hito.settings.sections import KafkaSettings
 from hito.stack.base import Runner, Service, require_command
+from hito.stack.ports import accepts
 
 log = logging.getLogger(__name__)
 
@@ -267,9 +267,7 @@ def kafka_ready(kafka: KafkaSettings, address: str | None = None) -> bool:
     host, _, port = address.rpartition(":")
     # Only "not reachable yet" means unhealthy; a configuration mistake must surface.
     unreachable = (RetriableError, OSError)
-    try:
-        socket.create_connection((host, int(port)), timeout=1.0).close()
-    except OSError:
+    if not accepts(host, int(port)):
         return False
     try:
         admin = KafkaAdminClient(

@@ -7,9 +7,10 @@ import shutil
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from urllib.parse import urlsplit
 
 from hito.settings import HitoSettings
-from hito.stack import process
+from hito.stack import ports, process
 from hito.stack.kafka import recorded_brokers
 from hito.stack.services import Runner, Service, services
 
@@ -96,13 +97,18 @@ def up(
 ) -> list[str]:
     """Install what is missing, start what is not running, wait until all are healthy.
 
-    Idempotent: a healthy service is left alone. Returns the names of the services it started.
-    ``only`` limits it to the named services (a test's own Kafka cluster).
+    Idempotent: a healthy service of this state directory is left alone. Returns the names of
+    the services it started. ``only`` limits it to the named services (a test's own Kafka
+    cluster). Raises StackError, before installing or starting anything, when something else
+    answers on a chosen service's port (``foreign``).
     """
     started: list[str] = []
     settings = stack_settings(settings)
     chosen = [s for s in services(settings) if only is None or s.name in only]
     with process.exclusive_lock(settings.state_dir / "stack.lock"):
+        taken = foreign(settings, chosen)
+        if taken:
+            raise StackError(_refusal(settings, taken))
         for svc in chosen:
             svc.install(settings, run)
         for svc in chosen:
@@ -122,6 +128,74 @@ def up(
             _wait_healthy(svc, settings, timeout_s)
             svc.after_start(settings)
     return started
+
+
+@dataclass(frozen=True)
+class Taken:
+    """A chosen service's port that answers while this state directory runs no process for it:
+    whose it is, as far as this user can see, and what to do about it."""
+
+    service: str
+    port: int
+    whose: str
+    advice: str
+
+
+def foreign(settings: HitoSettings, chosen: list[Service]) -> list[Taken]:
+    """The services of ``chosen`` whose port another process holds.
+
+    Only the port clients use (``url``) is checked; a Kafka controller port held by another
+    program still shows as the broker's start-up error ("Address already in use" in its log).
+    """
+    out = []
+    for svc in chosen:
+        if process.read_pid(svc.files(settings)) is not None:
+            continue
+        where = urlsplit(svc.url(settings))
+        if where.hostname is None or where.port is None:
+            continue
+        if ports.accepts(where.hostname, where.port):
+            whose, advice = _whose(svc, settings, ports.holder(where.port))
+            out.append(Taken(svc.name, where.port, whose, advice))
+    return out
+
+
+def _refusal(settings: HitoSettings, taken: list[Taken]) -> str:
+    advice = dict.fromkeys(t.advice for t in taken)  # in order, each once
+    return "\n".join(
+        [
+            f"another stack answers on this stack's ports (state directory "
+            f"{settings.state_dir}); nothing was started:",
+            *(f"  {t.service}: port {t.port}, {t.whose}" for t in taken),
+            *(f"{line}." for line in advice),
+            'Then run `hito up` again, or give this stack other ports (README.md, "The local '
+            'stack").',
+        ]
+    )
+
+
+def _whose(svc: Service, settings: HitoSettings, found: ports.Holder | None) -> tuple[str, str]:
+    if found is None:
+        return (
+            "a process this user cannot see (another user's, or a container's)",
+            "Stop it (`docker compose down` for the compose stack)",
+        )
+    name = f"pid {found.pid} ({found.command})"
+    other = None
+    if found.cwd is not None and found.cwd.name == svc.data_dir(settings).name:
+        other = found.cwd.parent  # hito up starts each service in its data directory
+    if other == settings.state_dir:
+        return (
+            f"{name}: this state directory's {svc.name}, whose pid file "
+            f"{svc.files(settings).pid_path} is gone",
+            f"Stop it: `kill {found.pid}`",
+        )
+    if other is not None:
+        return (
+            f"{name}: the {svc.name} of the stack in {other}",
+            f"Stop that stack: `HITO_STATE_DIR={other} hito down`",
+        )
+    return (f"{name}, working directory {found.cwd or '?'}", f"Stop pid {found.pid}")
 
 
 def _wait_healthy(svc: Service, settings: HitoSettings, timeout_s: float) -> None:

@@ -6,17 +6,21 @@ import json
 import os
 import subprocess
 import sys
+from pathlib import Path
+from urllib.parse import urlsplit
 
 from hito.settings import HitoSettings
+from hito.stack import process
+from hito.stack.services import SERVICES
 
 
-def _hito(*args: str) -> subprocess.CompletedProcess[str]:
+def _hito(*args: str, **env: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [sys.executable, "-m", "hito.cli", *args],
         capture_output=True,
         text=True,
         timeout=300,
-        env={**os.environ, "COLUMNS": "200"},
+        env={**os.environ, "COLUMNS": "200", **env},
     )
 
 
@@ -59,6 +63,27 @@ def test_up_twice_starts_nothing_and_status_is_healthy(stack: HitoSettings) -> N
     }
     assert set(doc["pipeline"]) >= {"workers", "events_per_s", "dlq_per_s", "lag"}
     assert "Watchdog" in {a["alertname"] for a in doc["alerts"]}  # the alert path works
+
+
+def test_up_in_another_state_directory_refuses_this_stacks_services(
+    stack: HitoSettings, tmp_path: Path
+) -> None:
+    """A second `hito up` (another checkout, a CI run) on the same ports used to report
+    "started: nothing (all were running)" for services it did not run."""
+    pids_before = _pids(stack)
+    second = tmp_path / "second-state"
+    refused = _hito("up", HITO_STATE_DIR=str(second), COLUMNS="10000")
+
+    assert refused.returncode == 1, refused.stderr
+    assert "nothing was started" in refused.stderr
+    for svc in SERVICES:
+        pid = process.read_pid(svc.files(stack))
+        port = urlsplit(svc.url(stack)).port
+        assert f"  {svc.name}: port {port}, pid {pid} (" in refused.stderr
+        assert f"): the {svc.name} of the stack in {stack.state_dir}\n" in refused.stderr
+    assert f"Stop that stack: `HITO_STATE_DIR={stack.state_dir} hito down`." in refused.stderr
+    assert not (second / "run").exists()  # no pid file: it started nothing
+    assert _pids(stack) == pids_before
 
 
 def _pids(settings: HitoSettings) -> dict[str, str]:

@@ -1,0 +1,93 @@
+"""Who answers on a loopback port: `hito up` must not take another stack's service for its own.
+
+A service answering on its port while this state directory has no process for it belongs to
+someone else: a stack under another ``HITO_STATE_DIR`` (a CI run's, a second checkout's), the
+docker compose stack, or an unrelated program. `hito up` used to call it "already healthy" and
+leave it alone, and then reported "started: nothing (all were running)" for a stack it did not
+run: tests ran against a CI run's services, and `hito down` could not stop them.
+
+Linux only, like the pid files' identities (hito.stack.process): the listening socket is found
+in ``/proc/net/tcp{,6}`` and its process by the descriptors under ``/proc/<pid>/fd``, which this
+user can read for its own processes only. psutil would do the same; one error message does not
+justify a new dependency in the worker's image.
+"""
+
+from __future__ import annotations
+
+import socket
+from dataclasses import dataclass
+from pathlib import Path
+
+_LISTEN = "0A"  # the socket state "listen" in /proc/net/tcp
+
+
+def accepts(host: str, port: int, timeout_s: float = 1.0) -> bool:
+    """Something accepts a TCP connection at ``host:port``."""
+    try:
+        socket.create_connection((host, port), timeout=timeout_s).close()
+    except OSError:
+        return False
+    return True
+
+
+@dataclass(frozen=True)
+class Holder:
+    """The process listening on a port: its pid, command and working directory (None when it
+    cannot be read)."""
+
+    pid: int
+    command: str
+    cwd: Path | None
+
+
+def holder(port: int, proc: Path = Path("/proc")) -> Holder | None:
+    """The process of this user listening on TCP ``port`` (any address), or None when there is
+    none this user can see (another user's, a container's, or no /proc)."""
+    sockets = {f"socket:[{inode}]" for inode in _listening_inodes(port, proc)}
+    if not sockets:
+        return None
+    for entry in proc.iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            fds = list((entry / "fd").iterdir())
+        except OSError:  # another user's process, or gone
+            continue
+        for fd in fds:
+            try:
+                target = str(fd.readlink())
+            except OSError:
+                continue
+            if target in sockets:
+                return _describe(entry)
+    return None
+
+
+def _listening_inodes(port: int, proc: Path) -> set[str]:
+    inodes = set()
+    for table in ("tcp", "tcp6"):
+        try:
+            rows = (proc / "net" / table).read_text().splitlines()[1:]
+        except OSError:
+            continue
+        for row in rows:
+            # sl local_address rem_address st tx:rx tr:when retrnsmt uid timeout inode
+            fields = row.split()
+            if len(fields) > 9 and fields[3] == _LISTEN:
+                local_port = fields[1].rpartition(":")[2]
+                if int(local_port, 16) == port:
+                    inodes.add(fields[9])
+    return inodes
+
+
+def _describe(entry: Path) -> Holder:
+    try:
+        argv = (entry / "cmdline").read_bytes().split(b"\0")
+        command = Path(argv[0].decode(errors="replace")).name
+    except OSError:
+        command = "?"
+    try:
+        cwd: Path | None = (entry / "cwd").readlink()
+    except OSError:
+        cwd = None
+    return Holder(pid=int(entry.name), command=command, cwd=cwd)

@@ -1,0 +1,148 @@
+"""`hito up` refuses a port another stack answers on, and names whose it is (no real services:
+a plain listening process stands in for the other stack's service)."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+
+from hito.settings import HitoSettings
+from hito.stack import manager, ports, process
+from hito.stack.services import SERVICES
+
+# Listens on a free loopback port, prints it, and waits to be killed.
+LISTENER = (
+    "import socket, sys, time\n"
+    "s = socket.socket()\n"
+    "s.bind(('127.0.0.1', 0))\n"
+    "s.listen()\n"
+    "print(s.getsockname()[1], flush=True)\n"
+    "time.sleep(120)\n"
+)
+PAGER = next(s for s in SERVICES if s.name == "pager")
+
+Listen = Callable[[Path], tuple[int, int]]
+
+
+@pytest.fixture
+def listen() -> Iterator[Listen]:
+    """Start a listener working in ``cwd``: (its pid, its port)."""
+    started: list[subprocess.Popen[str]] = []
+
+    def start(cwd: Path) -> tuple[int, int]:
+        cwd.mkdir(parents=True, exist_ok=True)
+        proc = subprocess.Popen(
+            [sys.executable, "-c", LISTENER], cwd=cwd, stdout=subprocess.PIPE, text=True
+        )
+        started.append(proc)
+        assert proc.stdout is not None
+        return proc.pid, int(proc.stdout.readline())
+
+    yield start
+    for proc in started:
+        proc.kill()
+        proc.wait()
+
+
+def _no_install(argv: list[str], log_path: Path, label: str) -> None:
+    raise AssertionError(f"hito up installed {label} for a stack it refused")
+
+
+def test_the_holder_of_a_port_is_found_and_gone_once_it_stops(
+    listen: Listen, tmp_path: Path
+) -> None:
+    pid, port = listen(tmp_path / "somewhere")
+    assert ports.accepts("127.0.0.1", port)
+    assert ports.holder(port) == ports.Holder(
+        pid=pid, command=Path(sys.executable).name, cwd=tmp_path / "somewhere"
+    )
+    os.kill(pid, signal.SIGKILL)  # its sockets close as it exits (a zombie holds none)
+    deadline = time.monotonic() + 10
+    while ports.accepts("127.0.0.1", port) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert not ports.accepts("127.0.0.1", port)
+    assert ports.holder(port) is None
+
+
+def test_up_refuses_another_stacks_service_and_names_that_stack(
+    listen: Listen, tmp_path: Path
+) -> None:
+    other = tmp_path / "other-state"
+    pid, port = listen(other / "pager")  # how hito up starts a service: in its data dir
+    mine = HitoSettings(state_dir=tmp_path / "mine", pager_port=port)
+
+    with pytest.raises(manager.StackError) as refused:
+        manager.up(mine, _no_install, only=["pager"])
+
+    command = Path(sys.executable).name
+    assert str(refused.value).splitlines() == [
+        f"another stack answers on this stack's ports (state directory {tmp_path / 'mine'}); "
+        "nothing was started:",
+        f"  pager: port {port}, pid {pid} ({command}): the pager of the stack in {other}",
+        f"Stop that stack: `HITO_STATE_DIR={other} hito down`.",
+        'Then run `hito up` again, or give this stack other ports (README.md, "The local stack").',
+    ]
+    assert not (tmp_path / "mine" / "run").exists()  # nothing started, no pid file written
+
+
+def test_up_names_its_own_service_whose_pid_file_is_gone(listen: Listen, tmp_path: Path) -> None:
+    mine = tmp_path / "mine"
+    pid, port = listen(mine / "pager")
+    settings = HitoSettings(state_dir=mine, pager_port=port)
+
+    with pytest.raises(manager.StackError) as refused:
+        manager.up(settings, _no_install, only=["pager"])
+
+    assert str(refused.value).splitlines()[1:3] == [
+        f"  pager: port {port}, pid {pid} ({Path(sys.executable).name}): this state directory's "
+        f"pager, whose pid file {mine / 'run' / 'pager.pid'} is gone",
+        f"Stop it: `kill {pid}`.",
+    ]
+
+
+def test_up_names_an_unrelated_program_on_the_port(listen: Listen, tmp_path: Path) -> None:
+    pid, port = listen(tmp_path / "elsewhere")
+    settings = HitoSettings(state_dir=tmp_path / "mine", pager_port=port)
+
+    with pytest.raises(manager.StackError) as refused:
+        manager.up(settings, _no_install, only=["pager"])
+
+    assert str(refused.value).splitlines()[1:3] == [
+        f"  pager: port {port}, pid {pid} ({Path(sys.executable).name}), working directory "
+        f"{tmp_path / 'elsewhere'}",
+        f"Stop pid {pid}.",
+    ]
+
+
+def test_a_running_service_of_this_state_directory_is_not_foreign(
+    listen: Listen, tmp_path: Path
+) -> None:
+    settings = HitoSettings(state_dir=tmp_path / "mine")
+    files = PAGER.files(settings)
+    # Started as hito up starts a service: its pid file says it is this stack's.
+    process.start([sys.executable, "-c", LISTENER], files, cwd=tmp_path)
+    try:
+        port = _printed_port(files.log_path)
+        settings = settings.model_copy(update={"pager_port": port})
+        assert manager.foreign(settings, [PAGER]) == []
+        other = HitoSettings(state_dir=tmp_path / "other", pager_port=port)
+        assert len(manager.foreign(other, [PAGER])) == 1
+    finally:
+        process.stop(files, timeout_s=5)
+
+
+def _printed_port(log_path: Path) -> int:
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        text = log_path.read_text() if log_path.exists() else ""
+        if text.endswith("\n"):
+            return int(text)
+        time.sleep(0.05)
+    raise AssertionError(f"the listener printed no port in {log_path}")
