@@ -87,8 +87,8 @@ def mark_local(settings: HitoSettings, address: str) -> Path:
 
 def local_workers(settings: HitoSettings) -> list[str]:
     """Metrics addresses of this host's running workers, as seen from this process: markers
-    of another pid namespace (another container's replica), of a dead pid, or of a pid now
-    naming another process are skipped."""
+    of another pid namespace (another container's replica) are skipped, and those of this
+    namespace naming a dead pid, or a pid now naming another process, are removed."""
     out = []
     pattern = f"worker-{socket.gethostname()}-*.address"
     here = _pid_namespace()
@@ -110,6 +110,11 @@ def local_workers(settings: HitoSettings) -> list[str]:
         )
         if lines and process.running(pid, recorded):
             out.append(lines[0])
+        else:
+            # This namespace's worker that did not stop cleanly (kill -9, a crash, a power
+            # cut): nothing else removes its marker, and a host whose worker restarts after
+            # every crash gathered one file per crash (177 on a soak machine).
+            path.unlink(missing_ok=True)
     return out
 
 

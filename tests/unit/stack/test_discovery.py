@@ -100,7 +100,12 @@ def test_replicas_with_one_host_name_and_pid_each_find_their_own_marker(
     reused = discovery.local_marker(settings, "127.0.0.1:9103", pid=me)
     lines = mine.read_text().splitlines()
     reused.write_text("\n".join(["127.0.0.1:9103", lines[1], "start_time=1", lines[3]]) + "\n")
+    # A worker of this namespace killed with -9: its pid is gone.
+    killed = discovery.local_marker(settings, "127.0.0.1:9104", pid=2**22 + 1)
+    killed.write_text("\n".join(["127.0.0.1:9104", *lines[1:]]) + "\n")
     assert discovery.local_workers(settings) == ["127.0.0.1:9101"]
+    # Those two markers are stale for good and go; the other replica's stays.
+    assert not reused.exists() and not killed.exists() and other.exists()
     # A marker of the version before: host and pid only, no namespace. Not taken.
     (tmp_path / "run" / f"worker-{socket.gethostname()}-{me}.address").write_text("127.0.0.1:1\n")
     assert discovery.local_workers(settings) == ["127.0.0.1:9101"]
