@@ -13,6 +13,9 @@ Invariants:
 - :meth:`Outbox.append` returns only after the records are fsync'd; a reader never sees bytes
   past that point (``Segment.size`` is the durable end), so nothing is sent that a power cut
   could take back, and a torn tail holds only records nobody saw.
+- An append is all or none, across a power cut too: the disk may keep some of an unfinished
+  append's records whole, and recovery cuts them (the records' batch flag,
+  hito.device.records), so a batch whose ``send_many`` never returned is never sent in part.
 - Records leave only from the head, in order: acknowledged by the broker (:meth:`ack`), or
   expired (:meth:`expire`): waiting longer than ``max_age_s``, the privacy policy's retention
   for device outboxes (``device_outbox``). Expiry is logged, counted in ``expired.json`` and
@@ -33,6 +36,7 @@ import logging
 import os
 import time
 from collections.abc import Callable, Sequence
+from dataclasses import replace
 from itertools import takewhile
 from pathlib import Path
 
@@ -202,7 +206,10 @@ class Outbox:
             if r.seq < expected:
                 raise ValueError(f"seq {r.seq} is not above the last one used ({expected - 1})")
             expected = r.seq + 1
-        data = b"".join(encode(r) for r in records)
+        # One append is one batch: all its records but the last say so (hito.device.records),
+        # so a power cut that keeps part of it on the disk leaves recovery a batch to cut.
+        data = b"".join(encode(replace(r, more_in_batch=True)) for r in records[:-1])
+        data += encode(replace(records[-1], more_in_batch=False))
         seg = self._writable_segment()
         assert self._write_fd is not None
         before = (seg.size, len(seg.appended), seg.max_seq)

@@ -7,6 +7,13 @@ One record::
     crc     u32 big-endian   CRC-32 of the length field and the body
     body    seq u64 | event_time_ms i64 | appended_ms i64 | source u8 | event (signed JSON)
 
+The source byte's high bit says "more records of the same append follow" (``more_in_batch``):
+every record of a batch but its last has it. A power cut during an append can leave a prefix
+of the batch on the disk, each record whole and checksummed; recovery
+(hito.device.segments) cuts a trailing run of flagged records, so an append that never
+returned stored nothing, however many of its records the disk kept. A record without the bit
+ends its append (every record written before the bit existed reads so: each was its own).
+
 :func:`decode` never raises: it returns the good records up to the first one that is
 incomplete or fails its checksum, and where that is.
 """
@@ -15,7 +22,7 @@ from __future__ import annotations
 
 import struct
 import zlib
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from hito.schemas.registry import SOURCES, Source
 
@@ -26,6 +33,8 @@ HEADER_BYTES = _FRAME.size + _BODY.size
 # Far above an event's size limit (64 KiB): a larger length is garbage, not a record.
 MAX_EVENT_BYTES = 1024 * 1024
 _SOURCE_INDEX = {s: i for i, s in enumerate(SOURCES)}
+_MORE_IN_BATCH = 0x80  # in the source byte
+assert len(SOURCES) < _MORE_IN_BATCH
 
 
 @dataclass(frozen=True, slots=True)
@@ -35,6 +44,8 @@ class Record:
     appended_ms: int
     source: Source
     event: bytes  # the signed event, exactly the bytes sent to Kafka
+    # Written by Outbox.append, read back by decode; not part of the record's identity.
+    more_in_batch: bool = field(default=False, compare=False)
 
     @property
     def size(self) -> int:
@@ -46,7 +57,10 @@ def encode(record: Record) -> bytes:
         raise ValueError(f"an event of {len(record.event)} bytes is over {MAX_EVENT_BYTES}")
     body = (
         _BODY.pack(
-            record.seq, record.event_time_ms, record.appended_ms, _SOURCE_INDEX[record.source]
+            record.seq,
+            record.event_time_ms,
+            record.appended_ms,
+            _SOURCE_INDEX[record.source] | (_MORE_IN_BATCH if record.more_in_batch else 0),
         )
         + record.event
     )
@@ -82,9 +96,10 @@ def decode(data: bytes | memoryview, start: int = 0, limit: int | None = None) -
         if zlib.crc32(body, zlib.crc32(view[pos : pos + 4])) != crc:
             return Decoded(out, pos, "checksum mismatch")
         seq, event_ms, appended_ms, source = _BODY.unpack_from(body)
+        more, source = bool(source & _MORE_IN_BATCH), source & ~_MORE_IN_BATCH
         if source >= len(SOURCES):
             return Decoded(out, pos, f"unknown source {source}")
         event = bytes(body[_BODY.size :])
-        out.append((pos, Record(seq, event_ms, appended_ms, SOURCES[source], event)))
+        out.append((pos, Record(seq, event_ms, appended_ms, SOURCES[source], event, more)))
         pos = body_start + length
     return Decoded(out, pos, None)

@@ -233,8 +233,9 @@ class DeviceClient:
         return self.send_many([Outgoing(schema, payload, event_time, event_id)])[0]
 
     def send_many(self, events: Iterable[Outgoing]) -> list[int]:
-        """As :meth:`send`, all or none, with one fsync for the lot (a terminal that batches
-        saves most of the fsync cost); returns their seqs."""
+        """As :meth:`send`, with one fsync for the lot (a terminal that batches saves most of
+        the fsync cost); returns their seqs. All or none, a power cut included: events of a
+        call that did not return are never sent, so the caller sends them all again."""
         items = list(events)
         with self._cond:
             if self._closed:

@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from hito.device.durable import fsync_dir
-from hito.device.records import decode
+from hito.device.records import Decoded, Record, decode
 
 log = logging.getLogger("hito.device.outbox")
 
@@ -65,18 +65,35 @@ def load_segments(directory: Path, acked: Position) -> tuple[list[Segment], list
     for n, segment_id in enumerate(ids):
         seg = Segment(segment_id, segment_path(directory, segment_id))
         data = _read_durably(seg.path)
-        decoded = decode(data)
-        for offset, rec in decoded.records:
+        records, end, problem = _whole_appends(decode(data))
+        for offset, rec in records:
             if Position(segment_id, offset) < acked:
                 continue
             seg.appended.append(rec.appended_ms)
-        if decoded.records:
-            seg.max_seq = decoded.records[-1][1].seq
-        seg.size = decoded.end
-        if decoded.problem is not None:
-            problems.append(_short(seg, len(data), decoded.problem, last=n == len(ids) - 1))
+        if records:
+            seg.max_seq = records[-1][1].seq
+        seg.size = end
+        if problem is not None:
+            problems.append(_short(seg, len(data), problem, last=n == len(ids) - 1))
         segments.append(seg)
     return segments, problems
+
+
+def _whole_appends(decoded: Decoded) -> tuple[list[tuple[int, Record]], int, str | None]:
+    """The decoded records without a trailing unfinished append (its last record still says
+    more follow: the power went before the rest reached the disk, and the append never
+    returned), where the good data then ends, and why it ends there."""
+    records = decoded.records
+    start = len(records)
+    while start and records[start - 1][1].more_in_batch:
+        start -= 1
+    if start == len(records):
+        return records, decoded.end, decoded.problem
+    cut = len(records) - start
+    problem = f"an unfinished append of {cut} whole record{'s' if cut > 1 else ''}"
+    if decoded.problem is not None:
+        problem += f", then {decoded.problem}"
+    return records[:start], records[start][0], problem
 
 
 def _read_durably(path: Path) -> bytes:

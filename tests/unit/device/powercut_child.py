@@ -98,8 +98,8 @@ def legacy_send(state: Path, broker: FileBroker, count: int) -> None:
         say(f"ACCEPTED {seq} {event_id}")
 
 
-def outbox_send(state: Path, broker: FileBroker, count: int, drain: bool) -> None:
-    from hito.device.sdk import DeviceClient
+def outbox_send(state: Path, broker: FileBroker, count: int, drain: bool, batch: int) -> None:
+    from hito.device.sdk import DeviceClient, Outgoing
     from hito.device.sender import SenderConfig
 
     client = DeviceClient(
@@ -112,12 +112,13 @@ def outbox_send(state: Path, broker: FileBroker, count: int, drain: bool) -> Non
     )
     for problem in client.status().outbox.problems:
         say(f"PROBLEM {problem}")
-    for _ in range(count):
-        event_id = uuid.uuid4()
-        seq = client.send(
-            "sensor.reading/1", SENSOR, event_time=datetime.now(UTC), event_id=event_id
-        )
-        say(f"ACCEPTED {seq} {event_id}")
+    for first in range(0, count, batch):
+        ids = [uuid.uuid4() for _ in range(min(batch, count - first))]
+        now = datetime.now(UTC)
+        # One send_many per batch: its events are accepted when it returns, all together.
+        seqs = client.send_many(Outgoing("sensor.reading/1", SENSOR, now, i) for i in ids)
+        for seq, event_id in zip(seqs, ids, strict=True):
+            say(f"ACCEPTED {seq} {event_id}")
     if drain:
         client.flush(timeout=30)
         client.close()
@@ -132,13 +133,14 @@ def main(argv: list[str]) -> None:
     parser.add_argument("--send", type=int, required=True)
     parser.add_argument("--broker-hangs-after", type=int)
     parser.add_argument("--drain", action="store_true")
+    parser.add_argument("--batch", type=int, default=1, help="events per send_many")
     args = parser.parse_args(argv)
     powercut.install(args.state, args.image)
     broker = FileBroker(args.broker, args.broker_hangs_after)
     if args.sdk == "legacy":
         legacy_send(args.state, broker, args.send)
     else:
-        outbox_send(args.state, broker, args.send, args.drain)
+        outbox_send(args.state, broker, args.send, args.drain, args.batch)
     say("SENT-ALL")
     if not args.drain:
         time.sleep(3600)  # the test kills us

@@ -209,6 +209,38 @@ def test_a_torn_tail_is_cut_and_reported(folder: Path, clock: Clock) -> None:
     assert seqs(opened(folder, clock)) == [0, 1, 2, 3]
 
 
+def test_a_power_cut_that_keeps_part_of_an_append_keeps_none_of_it(
+    folder: Path, clock: Clock
+) -> None:
+    """send_many is all or none: the disk may keep whole records of an append whose fsync never
+    returned (the page cache wrote some back before the power went), and recovery cuts them,
+    at every point the cut can fall, so none of them is ever sent."""
+    box = opened(folder, clock)
+    box.append([rec(0), rec(1)])
+    box.append([rec(2), rec(3), rec(4)])
+    box.close()
+    (segment,) = folder.glob("*.seg")
+    data = segment.read_bytes()
+    good = rec(0).size + rec(1).size
+    boundaries = {good + rec(2).size: 1, good + rec(2).size + rec(3).size: 2}
+    for cut in range(good, len(data)):
+        segment.write_bytes(data[:cut])
+        again = opened(folder, clock)
+        assert (seqs(again), again.next_seq) == ([0, 1], 2), cut
+        assert segment.stat().st_size == good, cut
+        if cut in boundaries:  # whole records only: nothing else tells the append was cut
+            whole = boundaries[cut]
+            (problem,) = again.status().problems
+            assert f"an unfinished append of {whole} whole record" in problem, cut
+        elif cut > good:
+            (problem,) = again.status().problems
+            assert "torn tail of" in problem, cut
+        again.close()
+    segment.write_bytes(data)
+    complete = opened(folder, clock)
+    assert seqs(complete) == [0, 1, 2, 3, 4] and complete.status().problems == ()
+
+
 def test_zeros_after_a_power_cut_are_a_torn_tail(folder: Path, clock: Clock) -> None:
     box = opened(folder, clock)
     box.append([rec(0)])

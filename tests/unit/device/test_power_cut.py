@@ -152,3 +152,28 @@ def test_power_cut_during_an_append_leaves_a_torn_record_that_is_cut(tmp_path: P
     at_broker = device.at_broker()
     assert sorted(at_broker) == list(range(7))
     assert all(event_id in at_broker[seq] for seq, event_id in device.accepted)
+
+
+def test_power_cut_during_a_batch_append_sends_none_of_the_batch(tmp_path: Path) -> None:
+    """send_many is all or none across a power cut: the disk kept two whole records of the
+    second batch (and a piece of the third), and none of them reaches the broker; the SDK
+    before the batch flag sent those two, events the device never heard were stored."""
+    device = crash_then_restart(
+        tmp_path,
+        "outbox",
+        first=["--send", "9", "--batch", "3"],
+        env={"HITO_POWERCUT_HANG_AT_SEG_FSYNC": "2"},
+        hang="POWERCUT-HANG",
+        torn=0.7,
+    )
+    problems = [line for line in device.lines if line.startswith("PROBLEM")]
+    assert len(problems) == 1 and "an unfinished append of 2 whole records" in problems[0]
+    # The first batch (0-2) was accepted before the cut; the second never returned, so its
+    # seqs are free for the four events sent after the restart.
+    assert [seq for seq, _ in device.accepted] == [0, 1, 2, 3, 4, 5, 6]
+    at_broker = device.at_broker()
+    assert reused(device) == {}
+    assert sorted(at_broker) == list(range(7))
+    assert {seq: ids for seq, ids in at_broker.items()} == {
+        seq: {event_id} for seq, event_id in device.accepted
+    }

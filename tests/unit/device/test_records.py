@@ -16,6 +16,7 @@ records = st.builds(
     appended_ms=st.integers(-(2**62), 2**62),
     source=st.sampled_from(SOURCES),
     event=st.binary(max_size=300),
+    more_in_batch=st.booleans(),
 )
 
 
@@ -32,6 +33,8 @@ def test_what_is_written_reads_back(rs: list[Record]) -> None:
     data, offsets = written(rs)
     decoded = decode(data)
     assert decoded.records == list(zip(offsets, rs, strict=True))
+    # The batch flag is not part of a record's equality: compared on its own.
+    assert [r.more_in_batch for _, r in decoded.records] == [r.more_in_batch for r in rs]
     assert decoded.end == len(data) and decoded.problem is None
 
 
