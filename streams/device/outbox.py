@@ -15,7 +15,8 @@ Invariants:
   could take back, and a torn tail holds only records nobody saw.
 - An append is all or none, across a power cut too: the disk may keep some of an unfinished
   append's records whole, and recovery cuts them (the records' batch flag,
-  hito.device.records), so a batch whose ``send_many`` never returned is never sent in part.
+  hito.device.records), so a batch whose ``send_many`` never returned is sent whole (the disk
+  kept all of it) or not at all, never in part.
 - Records leave only from the head, in order: acknowledged by the broker (:meth:`ack`), or
   expired (:meth:`expire`): waiting longer than ``max_age_s``, the privacy policy's retention
   for device outboxes (``device_outbox``). Expiry is logged, counted in ``expired.json`` and

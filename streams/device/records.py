@@ -11,8 +11,10 @@ The source byte's high bit says "more records of the same append follow" (``more
 every record of a batch but its last has it. A power cut during an append can leave a prefix
 of the batch on the disk, each record whole and checksummed; recovery
 (hito.device.segments) cuts a trailing run of flagged records, so an append that never
-returned stored nothing, however many of its records the disk kept. A record without the bit
-ends its append (every record written before the bit existed reads so: each was its own).
+returned stored all of its records (the disk kept them all) or none, never a part. A record
+without the bit ends its append (every record written before the bit existed reads so: each
+was its own). An SDK older than the bit reads a flagged record as an unknown source, that
+is as damage, and cuts there: the SDK on a device is never downgraded past this format.
 
 :func:`decode` never raises: it returns the good records up to the first one that is
 incomplete or fails its checksum, and where that is.

@@ -234,8 +234,9 @@ class DeviceClient:
 
     def send_many(self, events: Iterable[Outgoing]) -> list[int]:
         """As :meth:`send`, with one fsync for the lot (a terminal that batches saves most of
-        the fsync cost); returns their seqs. All or none, a power cut included: events of a
-        call that did not return are never sent, so the caller sends them all again."""
+        the fsync cost); returns their seqs. All or none, a power cut included: a call that
+        did not return stored either every one of its events (the disk kept the whole append
+        before the power went) or none, never some (hito.device.records, the batch flag)."""
         items = list(events)
         with self._cond:
             if self._closed:

@@ -2,8 +2,10 @@
 
 A segment is a file of records (hito.device.records) named by its id; ids only grow. On
 opening, each segment is read to the end of its good records: in the last one, bytes after
-that are a torn tail (an append the power cut short, never sent) and are cut; in an earlier
-one they would be corruption of fsync'd data, which is reported, never hidden.
+that are a torn tail (an append the power cut short, never sent) and are cut, together with
+the whole records of that unfinished append the disk kept (the batch flag; never records at
+or before the acknowledged position: those were sent); in an earlier one they would be
+corruption of fsync'd data, which is reported, never hidden.
 
 What is read is made durable first (each segment and the folder fsync'd): after a crash
 between an append's write and its fsync (kill -9, the OOM killer), the bytes a restart reads
@@ -65,7 +67,13 @@ def load_segments(directory: Path, acked: Position) -> tuple[list[Segment], list
     for n, segment_id in enumerate(ids):
         seg = Segment(segment_id, segment_path(directory, segment_id))
         data = _read_durably(seg.path)
-        records, end, problem = _whole_appends(decode(data))
+        last = n == len(ids) - 1
+        decoded = decode(data)
+        if last:  # only the newest segment takes appends: an unfinished one is there
+            sent = acked.offset if acked.segment == segment_id else 0
+            records, end, problem = _whole_appends(decoded, sent)
+        else:
+            records, end, problem = decoded.records, decoded.end, decoded.problem
         for offset, rec in records:
             if Position(segment_id, offset) < acked:
                 continue
@@ -74,20 +82,24 @@ def load_segments(directory: Path, acked: Position) -> tuple[list[Segment], list
             seg.max_seq = records[-1][1].seq
         seg.size = end
         if problem is not None:
-            problems.append(_short(seg, len(data), problem, last=n == len(ids) - 1))
+            problems.append(_short(seg, len(data), problem, last=last))
         segments.append(seg)
     return segments, problems
 
 
-def _whole_appends(decoded: Decoded) -> tuple[list[tuple[int, Record]], int, str | None]:
+def _whole_appends(decoded: Decoded, sent: int) -> tuple[list[tuple[int, Record]], int, str | None]:
     """The decoded records without a trailing unfinished append (its last record still says
     more follow: the power went before the rest reached the disk, and the append never
-    returned), where the good data then ends, and why it ends there."""
+    returned), where the good data then ends, and why it ends there.
+
+    A run that starts before ``sent`` (the acknowledged offset) belongs to an append that
+    returned: its records were sent, so what ends it was damaged later (a disk that does not
+    honour fsync). It is not cut; the damage is a torn tail as before."""
     records = decoded.records
     start = len(records)
     while start and records[start - 1][1].more_in_batch:
         start -= 1
-    if start == len(records):
+    if start == len(records) or records[start][0] < sent:
         return records, decoded.end, decoded.problem
     cut = len(records) - start
     problem = f"an unfinished append of {cut} whole record{'s' if cut > 1 else ''}"

@@ -114,8 +114,18 @@ def local_workers(settings: HitoSettings) -> list[str]:
             # This namespace's worker that did not stop cleanly (kill -9, a crash, a power
             # cut): nothing else removes its marker, and a host whose worker restarts after
             # every crash gathered one file per crash (177 on a soak machine).
-            path.unlink(missing_ok=True)
+            _remove_if_unchanged(path, "\n".join(lines))
     return out
+
+
+def _remove_if_unchanged(path: Path, read: str) -> None:
+    """Remove a stale marker unless a worker rewrote it since it was read (a new replica with
+    the same name); a marker that cannot be removed stays, and the probe goes on."""
+    try:
+        if "\n".join(path.read_text().split()) == read:
+            path.unlink()
+    except OSError:
+        pass
 
 
 def _pid_namespace() -> str:

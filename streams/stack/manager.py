@@ -108,7 +108,7 @@ def up(
     with process.exclusive_lock(settings.state_dir / "stack.lock"):
         taken = foreign(settings, chosen)
         if taken:
-            raise StackError(_refusal(settings, taken))
+            raise StackError(_refusal(settings, taken, "nothing was started"))
         for svc in chosen:
             svc.install(settings, run)
         for svc in chosen:
@@ -142,30 +142,43 @@ class Taken:
 
 
 def foreign(settings: HitoSettings, chosen: list[Service]) -> list[Taken]:
-    """The services of ``chosen`` whose port another process holds.
+    """The services of ``chosen`` whose port another process holds: this state directory runs
+    no process for the service, or the process listening is not the one its pid file names
+    (when this user can see who listens; when not, the pid file is trusted).
 
     Only the port clients use (``url``) is checked; a Kafka controller port held by another
     program still shows as the broker's start-up error ("Address already in use" in its log).
     """
     out = []
     for svc in chosen:
-        if process.read_pid(svc.files(settings)) is not None:
+        where = _address(svc.url(settings))
+        if where is None or not ports.accepts(*where):
             continue
-        where = urlsplit(svc.url(settings))
-        if where.hostname is None or where.port is None:
+        pid = process.read_pid(svc.files(settings))
+        if pid is not None and ports.holds(pid, where[1]) is not False:
             continue
-        if ports.accepts(where.hostname, where.port):
-            whose, advice = _whose(svc, settings, ports.holder(where.port))
-            out.append(Taken(svc.name, where.port, whose, advice))
+        found = ports.holders(where[1])
+        whose, advice = _whose(svc, settings, found[0] if found else None)
+        out.append(Taken(svc.name, where[1], whose, advice))
     return out
 
 
-def _refusal(settings: HitoSettings, taken: list[Taken]) -> str:
+def _address(url: str) -> tuple[str, int] | None:
+    """(host, port) of a service's URL; an IPv6 host with or without brackets."""
+    host, _, port = urlsplit(url).netloc.rpartition(":")
+    try:
+        return host.strip("[]"), int(port)
+    except ValueError:
+        return None
+
+
+def _refusal(settings: HitoSettings, taken: list[Taken], done: str) -> str:
+    """What ``hito up`` says when it meets ``taken`` ports; ``done``: what it started."""
     advice = dict.fromkeys(t.advice for t in taken)  # in order, each once
     return "\n".join(
         [
             f"another stack answers on this stack's ports (state directory "
-            f"{settings.state_dir}); nothing was started:",
+            f"{settings.state_dir}); {done}:",
             *(f"  {t.service}: port {t.port}, {t.whose}" for t in taken),
             *(f"{line}." for line in advice),
             'Then run `hito up` again, or give this stack other ports (README.md, "The local '
@@ -184,31 +197,46 @@ def _whose(svc: Service, settings: HitoSettings, found: ports.Holder | None) -> 
     other = None
     if found.cwd is not None and found.cwd.name == svc.data_dir(settings).name:
         other = found.cwd.parent  # hito up starts each service in its data directory
-    if other == settings.state_dir:
+    if other is None:
+        return (f"{name}, working directory {found.cwd or '?'}", f"Stop pid {found.pid}")
+    # A service its stack has lost track of: `hito down` there would not stop it.
+    if other == settings.state_dir.resolve():
+        pid_path = svc.files(settings).pid_path
+        lost = "is gone" if not pid_path.exists() else "names another process"
         return (
-            f"{name}: this state directory's {svc.name}, whose pid file "
-            f"{svc.files(settings).pid_path} is gone",
+            f"{name}: this state directory's {svc.name}, whose pid file {pid_path} {lost}",
             f"Stop it: `kill {found.pid}`",
         )
-    if other is not None:
+    theirs = svc.files(settings.model_copy(update={"state_dir": other})).pid_path
+    if not theirs.exists():
         return (
-            f"{name}: the {svc.name} of the stack in {other}",
-            f"Stop that stack: `HITO_STATE_DIR={other} hito down`",
+            f"{name}: the {svc.name} of the stack in {other}, whose pid file {theirs} is gone",
+            f"Stop it: `kill {found.pid}`",
         )
-    return (f"{name}, working directory {found.cwd or '?'}", f"Stop pid {found.pid}")
+    return (
+        f"{name}: the {svc.name} of the stack in {other}",
+        f"Stop that stack: `HITO_STATE_DIR={other} hito down`",
+    )
 
 
 def _wait_healthy(svc: Service, settings: HitoSettings, timeout_s: float) -> None:
     deadline = time.monotonic() + timeout_s
     files = svc.files(settings)
     while time.monotonic() < deadline:
-        if svc.healthy(settings):
-            return
+        # Whether it still runs first: a service that died on "address already in use" (another
+        # stack's `hito up` took the port after this one looked) must not pass for healthy
+        # through the other's answers.
         if process.read_pid(files) is None:
             raise StackError(
                 f"{svc.name} exited during start-up; see {files.log_path}:\n"
                 + _tail(files.log_path)
             )
+        if svc.healthy(settings):
+            taken = foreign(settings, [svc])
+            if taken:
+                done = f"its {svc.name} was started, but another process took the port first"
+                raise StackError(_refusal(settings, taken, done))
+            return
         time.sleep(0.5)
     raise StackError(
         f"{svc.name} not healthy after {timeout_s:.0f} s; see {files.log_path}:\n"

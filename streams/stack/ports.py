@@ -40,27 +40,43 @@ class Holder:
     cwd: Path | None
 
 
-def holder(port: int, proc: Path = Path("/proc")) -> Holder | None:
-    """The process of this user listening on TCP ``port`` (any address), or None when there is
-    none this user can see (another user's, a container's, or no /proc)."""
+def holds(pid: int, port: int, proc: Path = Path("/proc")) -> bool | None:
+    """Whether process ``pid`` holds the socket listening on TCP ``port``; None when that
+    cannot be told (its descriptors are not readable, or no listening socket is listed). A
+    look at one process: `hito up` asks it of every running service."""
     sockets = {f"socket:[{inode}]" for inode in _listening_inodes(port, proc)}
     if not sockets:
         return None
-    for entry in proc.iterdir():
-        if not entry.name.isdigit():
-            continue
+    try:
+        fds = list((proc / str(pid) / "fd").iterdir())
+    except OSError:
+        return None
+    return any(_link(fd) in sockets for fd in fds)
+
+
+def _link(fd: Path) -> str | None:
+    try:
+        return str(fd.readlink())
+    except OSError:
+        return None
+
+
+def holders(port: int, proc: Path = Path("/proc")) -> list[Holder]:
+    """The processes of this user holding a socket that listens on TCP ``port`` (any
+    address: one on 127.0.0.1 and another on ::1 are both listed), in pid order; empty when
+    there is none this user can see (another user's, a container's, or no /proc)."""
+    sockets = {f"socket:[{inode}]" for inode in _listening_inodes(port, proc)}
+    if not sockets:
+        return []
+    out = []
+    for entry in sorted((e for e in proc.iterdir() if e.name.isdigit()), key=lambda e: int(e.name)):
         try:
             fds = list((entry / "fd").iterdir())
         except OSError:  # another user's process, or gone
             continue
-        for fd in fds:
-            try:
-                target = str(fd.readlink())
-            except OSError:
-                continue
-            if target in sockets:
-                return _describe(entry)
-    return None
+        if any(_link(fd) in sockets for fd in fds):
+            out.append(_describe(entry))
+    return out
 
 
 def _listening_inodes(port: int, proc: Path) -> set[str]:

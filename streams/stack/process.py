@@ -174,6 +174,11 @@ def stop(files: ProcessFiles, *, timeout_s: float = 30.0) -> bool:
         log.warning("pid %d ignored SIGTERM for %.0f s; killing it", pid, timeout_s)
         with contextlib.suppress(ProcessLookupError):
             os.killpg(pid, signal.SIGKILL)
+        # Gone before its pid file goes: until then it still holds its port, and a `hito up`
+        # right after would take it for another stack's service.
+        deadline = time.monotonic() + 10.0
+        while running(pid, recorded) and time.monotonic() < deadline:
+            time.sleep(0.1)
     files.pid_path.unlink(missing_ok=True)
     return True
 

@@ -76,12 +76,13 @@ def test_up_in_another_state_directory_refuses_this_stacks_services(
 
     assert refused.returncode == 1, refused.stderr
     assert "nothing was started" in refused.stderr
+    theirs = stack.state_dir.resolve()  # as the services' working directories name it
     for svc in SERVICES:
         pid = process.read_pid(svc.files(stack))
         port = urlsplit(svc.url(stack)).port
         assert f"  {svc.name}: port {port}, pid {pid} (" in refused.stderr
-        assert f"): the {svc.name} of the stack in {stack.state_dir}\n" in refused.stderr
-    assert f"Stop that stack: `HITO_STATE_DIR={stack.state_dir} hito down`." in refused.stderr
+        assert f"): the {svc.name} of the stack in {theirs}\n" in refused.stderr
+    assert f"Stop that stack: `HITO_STATE_DIR={theirs} hito down`." in refused.stderr
     assert not (second / "run").exists()  # no pid file: it started nothing
     assert _pids(stack) == pids_before
 

@@ -325,8 +325,18 @@ def test_a_commit_that_failed_is_made_before_the_next_upload_of_the_process(
     assert [e["seq"] for _, _, e in broker.acked] == list(range(50))
 
 
+@pytest.mark.parametrize(
+    "flagged",
+    [
+        # As this SDK writes a batch: the outbox's recovery cuts the unfinished append.
+        True,
+        # As an SDK before the batch flag wrote it: each record looks whole, and the
+        # journal's recovery cuts the batch from the outbox (drop_unsent_tail).
+        False,
+    ],
+)
 def test_a_batch_the_outbox_holds_only_in_part_is_cut_and_queued_again(
-    tmp_path: Path, client_for: Callable[[], DeviceClient], broker: FakeBroker
+    tmp_path: Path, client_for: Callable[[], DeviceClient], broker: FakeBroker, flagged: bool
 ) -> None:
     broker.reachable = False
     client = client_for()
@@ -340,7 +350,9 @@ def test_a_batch_the_outbox_holds_only_in_part_is_cut_and_queued_again(
     )
     (segment,) = (tmp_path / "state" / "outbox").glob("*.seg")
     first = decode(segment.read_bytes()).records[0][1]
-    five, six = (encode(dataclasses.replace(first, seq=seq)) for seq in (5, 6))
+    five, six = (
+        encode(dataclasses.replace(first, seq=seq, more_in_batch=flagged)) for seq in (5, 6)
+    )
     with segment.open("ab") as f:
         f.write(five + six[: len(six) // 2])
     broker.reachable = True

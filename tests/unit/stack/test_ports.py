@@ -60,15 +60,15 @@ def test_the_holder_of_a_port_is_found_and_gone_once_it_stops(
 ) -> None:
     pid, port = listen(tmp_path / "somewhere")
     assert ports.accepts("127.0.0.1", port)
-    assert ports.holder(port) == ports.Holder(
-        pid=pid, command=Path(sys.executable).name, cwd=tmp_path / "somewhere"
-    )
+    assert ports.holders(port) == [
+        ports.Holder(pid=pid, command=Path(sys.executable).name, cwd=tmp_path / "somewhere")
+    ]
     os.kill(pid, signal.SIGKILL)  # its sockets close as it exits (a zombie holds none)
     deadline = time.monotonic() + 10
     while ports.accepts("127.0.0.1", port) and time.monotonic() < deadline:
         time.sleep(0.05)
     assert not ports.accepts("127.0.0.1", port)
-    assert ports.holder(port) is None
+    assert ports.holders(port) == []
 
 
 def test_up_refuses_another_stacks_service_and_names_that_stack(
@@ -76,6 +76,8 @@ def test_up_refuses_another_stacks_service_and_names_that_stack(
 ) -> None:
     other = tmp_path / "other-state"
     pid, port = listen(other / "pager")  # how hito up starts a service: in its data dir
+    (other / "run").mkdir()
+    (other / "run" / "pager.pid").write_text(f"{pid}\n")  # that stack knows its service
     mine = HitoSettings(state_dir=tmp_path / "mine", pager_port=port)
 
     with pytest.raises(manager.StackError) as refused:
@@ -90,6 +92,112 @@ def test_up_refuses_another_stacks_service_and_names_that_stack(
         'Then run `hito up` again, or give this stack other ports (README.md, "The local stack").',
     ]
     assert not (tmp_path / "mine" / "run").exists()  # nothing started, no pid file written
+
+
+def test_another_stacks_service_it_lost_track_of_is_named_with_its_pid(
+    listen: Listen, tmp_path: Path
+) -> None:
+    """Without its pid file, `hito down` in that state directory would stop nothing."""
+    other = tmp_path / "other-state"
+    pid, port = listen(other / "pager")
+    settings = HitoSettings(state_dir=tmp_path / "mine", pager_port=port)
+
+    with pytest.raises(manager.StackError) as refused:
+        manager.up(settings, _no_install, only=["pager"])
+
+    assert str(refused.value).splitlines()[1:3] == [
+        f"  pager: port {port}, pid {pid} ({Path(sys.executable).name}): the pager of the stack "
+        f"in {other}, whose pid file {other / 'run' / 'pager.pid'} is gone",
+        f"Stop it: `kill {pid}`.",
+    ]
+
+
+def test_a_port_held_by_another_process_than_the_pid_files_is_foreign(
+    listen: Listen, tmp_path: Path
+) -> None:
+    settings = HitoSettings(state_dir=tmp_path / "mine")
+    files = PAGER.files(settings)
+    # This stack's pager runs (its pid file is right) but does not listen; another does.
+    process.start([sys.executable, "-c", "import time; time.sleep(60)"], files, cwd=tmp_path)
+    try:
+        pid, port = listen(tmp_path / "elsewhere")
+        settings = settings.model_copy(update={"pager_port": port})
+        assert [(t.service, t.port, t.whose) for t in manager.foreign(settings, [PAGER])] == [
+            (
+                "pager",
+                port,
+                f"pid {pid} ({Path(sys.executable).name}), working directory "
+                f"{tmp_path / 'elsewhere'}",
+            )
+        ]
+    finally:
+        process.stop(files, timeout_s=5)
+
+
+def test_a_service_that_dies_at_start_while_another_answers_is_not_healthy(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Two `hito up` of different state directories at once: both find the port free, the
+    other's pager binds it, this one's dies on "address already in use". The other's answers
+    must not make this one's start look healthy."""
+    settings = HitoSettings(state_dir=tmp_path / "mine", pager_port=_free_port())
+    answering: list[subprocess.Popen[str]] = []
+    real_start = process.start
+
+    def start_racing(argv: list[str], files: process.ProcessFiles, **kwargs: object) -> int:
+        answering.append(_health_server(settings.pager_port, tmp_path / "other" / "pager"))
+        # This stack's pager, as it ends when its port is taken.
+        return real_start([sys.executable, "-c", "raise SystemExit(1)"], files, cwd=tmp_path)
+
+    monkeypatch.setattr(process, "start", start_racing)
+    try:
+        # Found dead, or found alive while the other answers: either way not healthy.
+        with pytest.raises(
+            manager.StackError,
+            match=r"pager exited during start-up|its pager was started, but another process",
+        ):
+            manager.up(settings, _no_install, only=["pager"], timeout_s=20)
+    finally:
+        for proc in answering:
+            proc.kill()
+            proc.wait()
+
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+HEALTH = (
+    "import http.server, sys\n"
+    "class H(http.server.BaseHTTPRequestHandler):\n"
+    "    def do_GET(self):\n"
+    "        self.send_response(200)\n"
+    "        self.end_headers()\n"
+    "    def log_message(self, *a):\n"
+    "        pass\n"
+    "s = http.server.HTTPServer(('127.0.0.1', int(sys.argv[1])), H)\n"
+    "print('ready', flush=True)\n"
+    "s.serve_forever()\n"
+)
+
+
+def _health_server(port: int, cwd: Path) -> subprocess.Popen[str]:
+    """Another stack's pager: answers 200 to every GET on ``port``."""
+    cwd.mkdir(parents=True, exist_ok=True)
+    proc = subprocess.Popen(
+        [sys.executable, "-c", HEALTH, str(port)],
+        cwd=cwd,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    assert proc.stdout is not None
+    assert (line := proc.stdout.readline()) == "ready\n", line + proc.stdout.read()
+    return proc
 
 
 def test_up_names_its_own_service_whose_pid_file_is_gone(listen: Listen, tmp_path: Path) -> None:

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from hito.stack import process
+from hito.stack import ports, process
 from hito.stack.process import ProcessFiles
 
 
@@ -39,17 +39,22 @@ def test_start_logs_output_and_stop_ends_the_process(tmp_path: Path) -> None:
 def test_stop_kills_a_process_that_ignores_sigterm(tmp_path: Path) -> None:
     files = _files(tmp_path)
     script = (
-        "import signal, time; signal.signal(signal.SIGTERM, signal.SIG_IGN);"
-        "print('ready', flush=True); time.sleep(60)"
+        "import signal, socket, time; signal.signal(signal.SIGTERM, signal.SIG_IGN);"
+        "s = socket.socket(); s.bind(('127.0.0.1', 0)); s.listen();"
+        "print(s.getsockname()[1], flush=True); time.sleep(60)"
     )
     process.start([sys.executable, "-c", script], files, cwd=tmp_path)
     deadline = time.monotonic() + 10
-    while b"ready" not in files.log_path.read_bytes() and time.monotonic() < deadline:
+    while not files.log_path.read_bytes().endswith(b"\n") and time.monotonic() < deadline:
         time.sleep(0.05)
+    port = int(files.log_path.read_bytes())
     started = time.monotonic()
     assert process.stop(files, timeout_s=1) is True
     assert time.monotonic() - started < 5
     assert process.read_pid(files) is None
+    # Gone when stop returns, its port with it: a `hito up` right after must not find the
+    # port held by the service it just stopped (hito.stack.manager.foreign).
+    assert not ports.accepts("127.0.0.1", port)
 
 
 def test_stale_pid_file_is_not_a_running_service(tmp_path: Path) -> None:
