@@ -194,6 +194,8 @@ def _whose(svc: Service, settings: HitoSettings, found: ports.Holder | None) -> 
             "Stop it (`docker compose down` for the compose stack)",
         )
     name = f"pid {found.pid} ({found.command})"
+    if found.container:
+        return (f"{name}, in a container", "Stop it (`docker compose down` for the compose stack)")
     other = None
     if found.cwd is not None and found.cwd.name == svc.data_dir(settings).name:
         other = found.cwd.parent  # hito up starts each service in its data directory

@@ -33,11 +33,14 @@ def accepts(host: str, port: int, timeout_s: float = 1.0) -> bool:
 @dataclass(frozen=True)
 class Holder:
     """The process listening on a port: its pid, command and working directory (None when it
-    cannot be read)."""
+    cannot be read; a container's is a path inside the container), and whether it runs in
+    another pid namespace than this process (a container: compose's services share the
+    host's network, so their ports are the stack's)."""
 
     pid: int
     command: str
     cwd: Path | None
+    container: bool = False
 
 
 def holds(pid: int, port: int, proc: Path = Path("/proc")) -> bool | None:
@@ -106,4 +109,7 @@ def _describe(entry: Path) -> Holder:
         cwd: Path | None = (entry / "cwd").readlink()
     except OSError:
         cwd = None
-    return Holder(pid=int(entry.name), command=command, cwd=cwd)
+    own = _link(entry.parent / "self" / "ns" / "pid")
+    theirs = _link(entry / "ns" / "pid")
+    container = own is not None and theirs is not None and own != theirs
+    return Holder(pid=int(entry.name), command=command, cwd=cwd, container=container)

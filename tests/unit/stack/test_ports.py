@@ -27,6 +27,7 @@ LISTENER = (
     "time.sleep(120)\n"
 )
 PAGER = next(s for s in SERVICES if s.name == "pager")
+KAFKA = next(s for s in SERVICES if s.name == "kafka")
 
 Listen = Callable[[Path], tuple[int, int]]
 
@@ -254,3 +255,53 @@ def _printed_port(log_path: Path) -> int:
             return int(text)
         time.sleep(0.05)
     raise AssertionError(f"the listener printed no port in {log_path}")
+
+
+def test_holders_and_holds_read_the_proc_tree(tmp_path: Path) -> None:
+    """On a /proc tree made for the test: the listening socket is told from a connection on
+    the same port, and a process of another pid namespace is a container's."""
+    proc = tmp_path / "proc"
+    (proc / "net").mkdir(parents=True)
+    header = "  sl  local_address rem_address   st tx_queue rx_queue tr tm->when retrnsmt   uid\n"
+    rows = [
+        # 127.0.0.1:19092 (0x4A94) listening (0A), socket inode 111
+        "   0: 0100007F:4A94 00000000:0000 0A 00000000:00000000 00:00000000 00000000  0  0 111 1",
+        # a connection to that port (01, established), socket inode 222
+        "   1: 0100007F:4A94 0100007F:D431 01 00000000:00000000 00:00000000 00000000  0  0 222 1",
+    ]
+    (proc / "net" / "tcp").write_text(header + "\n".join(rows) + "\n")
+    (proc / "net" / "tcp6").write_text(header)
+    (proc / "self" / "ns").mkdir(parents=True)
+    (proc / "self" / "ns" / "pid").symlink_to("pid:[4026531836]")
+
+    def process_entry(pid: int, argv0: str, cwd: str, ns: str, fds: list[str]) -> None:
+        entry = proc / str(pid)
+        (entry / "fd").mkdir(parents=True)
+        (entry / "ns").mkdir()
+        (entry / "cmdline").write_bytes(argv0.encode() + b"\0kafka.Kafka\0")
+        (entry / "cwd").symlink_to(cwd)
+        (entry / "ns" / "pid").symlink_to(ns)
+        for fd, target in enumerate(fds):
+            (entry / "fd" / str(fd)).symlink_to(target)
+
+    # A client of the broker (a worker), in this namespace: not the listener.
+    process_entry(40, "/usr/bin/python3", "/srv/hito", "pid:[4026531836]", ["socket:[222]"])
+    # The compose stack's broker: host network, its own pid namespace.
+    process_entry(
+        41, "/usr/bin/java", "/opt/kafka", "pid:[4026532201]", ["/dev/null", "socket:[111]"]
+    )
+
+    assert ports.holders(19092, proc) == [
+        ports.Holder(pid=41, command="java", cwd=Path("/opt/kafka"), container=True)
+    ]
+    assert ports.holds(41, 19092, proc) is True
+    assert ports.holds(40, 19092, proc) is False
+    assert ports.holds(99, 19092, proc) is None  # no such process: cannot tell
+    assert ports.holders(19093, proc) == []
+    whose, advice = manager._whose(
+        KAFKA, HitoSettings(state_dir=tmp_path / "mine"), ports.holders(19092, proc)[0]
+    )
+    assert (whose, advice) == (
+        "pid 41 (java), in a container",
+        "Stop it (`docker compose down` for the compose stack)",
+    )
