@@ -56,6 +56,13 @@ def _no_install(argv: list[str], log_path: Path, label: str) -> None:
     raise AssertionError(f"hito up installed {label} for a stack it refused")
 
 
+def _refused(settings: HitoSettings) -> list[str]:
+    """The lines of `hito up`'s refusal to start the pager of ``settings``."""
+    with pytest.raises(manager.StackError) as refused:
+        manager.up(settings, _no_install, only=["pager"])
+    return str(refused.value).splitlines()
+
+
 def test_the_holder_of_a_port_is_found_and_gone_once_it_stops(
     listen: Listen, tmp_path: Path
 ) -> None:
@@ -81,11 +88,8 @@ def test_up_refuses_another_stacks_service_and_names_that_stack(
     (other / "run" / "pager.pid").write_text(f"{pid}\n")  # that stack knows its service
     mine = HitoSettings(state_dir=tmp_path / "mine", pager_port=port)
 
-    with pytest.raises(manager.StackError) as refused:
-        manager.up(mine, _no_install, only=["pager"])
-
     command = Path(sys.executable).name
-    assert str(refused.value).splitlines() == [
+    assert _refused(mine) == [
         f"another stack answers on this stack's ports (state directory {tmp_path / 'mine'}); "
         "nothing was started:",
         f"  pager: port {port}, pid {pid} ({command}): the pager of the stack in {other}",
@@ -95,21 +99,36 @@ def test_up_refuses_another_stacks_service_and_names_that_stack(
     assert not (tmp_path / "mine" / "run").exists()  # nothing started, no pid file written
 
 
-def test_another_stacks_service_it_lost_track_of_is_named_with_its_pid(
-    listen: Listen, tmp_path: Path
+@pytest.mark.parametrize(
+    ("works_in", "says", "advice"),
+    [
+        # Another stack's service without its pid file: `hito down` there would stop nothing.
+        (
+            "other-state/pager",
+            "the pager of the stack in {tmp}/other-state, whose pid file "
+            "{tmp}/other-state/run/pager.pid is gone",
+            "Stop it: `kill {pid}`.",
+        ),
+        # This state directory's own service, its pid file lost.
+        (
+            "mine/pager",
+            "this state directory's pager, whose pid file {tmp}/mine/run/pager.pid is gone",
+            "Stop it: `kill {pid}`.",
+        ),
+        # Not a Hito service at all.
+        ("elsewhere", "", "Stop pid {pid}."),
+    ],
+)
+def test_up_names_who_holds_the_port_and_what_stops_it(
+    listen: Listen, tmp_path: Path, works_in: str, says: str, advice: str
 ) -> None:
-    """Without its pid file, `hito down` in that state directory would stop nothing."""
-    other = tmp_path / "other-state"
-    pid, port = listen(other / "pager")
+    pid, port = listen(tmp_path / works_in)
     settings = HitoSettings(state_dir=tmp_path / "mine", pager_port=port)
-
-    with pytest.raises(manager.StackError) as refused:
-        manager.up(settings, _no_install, only=["pager"])
-
-    assert str(refused.value).splitlines()[1:3] == [
-        f"  pager: port {port}, pid {pid} ({Path(sys.executable).name}): the pager of the stack "
-        f"in {other}, whose pid file {other / 'run' / 'pager.pid'} is gone",
-        f"Stop it: `kill {pid}`.",
+    holder = f"pid {pid} ({Path(sys.executable).name})"
+    whose = f"{holder}: {says}" if says else f"{holder}, working directory {tmp_path / works_in}"
+    assert _refused(settings)[1:3] == [
+        f"  pager: port {port}, " + whose.format(tmp=tmp_path, pid=pid),
+        advice.format(pid=pid),
     ]
 
 
@@ -199,35 +218,6 @@ def _health_server(port: int, cwd: Path) -> subprocess.Popen[str]:
     assert proc.stdout is not None
     assert (line := proc.stdout.readline()) == "ready\n", line + proc.stdout.read()
     return proc
-
-
-def test_up_names_its_own_service_whose_pid_file_is_gone(listen: Listen, tmp_path: Path) -> None:
-    mine = tmp_path / "mine"
-    pid, port = listen(mine / "pager")
-    settings = HitoSettings(state_dir=mine, pager_port=port)
-
-    with pytest.raises(manager.StackError) as refused:
-        manager.up(settings, _no_install, only=["pager"])
-
-    assert str(refused.value).splitlines()[1:3] == [
-        f"  pager: port {port}, pid {pid} ({Path(sys.executable).name}): this state directory's "
-        f"pager, whose pid file {mine / 'run' / 'pager.pid'} is gone",
-        f"Stop it: `kill {pid}`.",
-    ]
-
-
-def test_up_names_an_unrelated_program_on_the_port(listen: Listen, tmp_path: Path) -> None:
-    pid, port = listen(tmp_path / "elsewhere")
-    settings = HitoSettings(state_dir=tmp_path / "mine", pager_port=port)
-
-    with pytest.raises(manager.StackError) as refused:
-        manager.up(settings, _no_install, only=["pager"])
-
-    assert str(refused.value).splitlines()[1:3] == [
-        f"  pager: port {port}, pid {pid} ({Path(sys.executable).name}), working directory "
-        f"{tmp_path / 'elsewhere'}",
-        f"Stop pid {pid}.",
-    ]
 
 
 def test_a_running_service_of_this_state_directory_is_not_foreign(
