@@ -3,8 +3,8 @@
 A segment is a file of records (hito.device.records) named by its id; ids only grow. On
 opening, each segment is read to the end of its good records: in the last one, bytes after
 that are a torn tail (an append the power cut short, never sent) and are cut, together with
-the whole records of that unfinished append the disk kept (the batch flag; never records at
-or before the acknowledged position: those were sent); in an earlier one they would be
+the whole records of that unfinished append the disk kept (the batch flag; never records
+before the acknowledged position: those were sent); in an earlier one they would be
 corruption of fsync'd data, which is reported, never hidden.
 
 What is read is made durable first (each segment and the folder fsync'd): after a crash
@@ -70,7 +70,12 @@ def load_segments(directory: Path, acked: Position) -> tuple[list[Segment], list
         last = n == len(ids) - 1
         decoded = decode(data)
         if last:  # only the newest segment takes appends: an unfinished one is there
-            sent = acked.offset if acked.segment == segment_id else 0
+            # Where its acknowledged records end: all of it when the acknowledged position is
+            # past it (files lost: never take back what the broker has).
+            if acked.segment == segment_id:
+                sent = acked.offset
+            else:
+                sent = len(data) if acked.segment > segment_id else 0
             records, end, problem = _whole_appends(decoded, sent)
         else:
             records, end, problem = decoded.records, decoded.end, decoded.problem

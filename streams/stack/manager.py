@@ -12,7 +12,7 @@ from urllib.parse import urlsplit
 from hito.settings import HitoSettings
 from hito.stack import ports, process
 from hito.stack.kafka import recorded_brokers
-from hito.stack.services import Runner, Service, services
+from hito.stack.services import SERVICES, Runner, Service, services
 
 log = logging.getLogger(__name__)
 
@@ -99,8 +99,9 @@ def up(
 
     Idempotent: a healthy service of this state directory is left alone. Returns the names of
     the services it started. ``only`` limits it to the named services (a test's own Kafka
-    cluster). Raises StackError, before installing or starting anything, when something else
-    answers on a chosen service's port (``foreign``).
+    cluster). Raises StackError when another process holds a chosen service's port
+    (``foreign``): before installing or starting anything, or, when another stack took the
+    port while this one started (two `hito up` at once), once that is seen.
     """
     started: list[str] = []
     settings = stack_settings(settings)
@@ -132,8 +133,9 @@ def up(
 
 @dataclass(frozen=True)
 class Taken:
-    """A chosen service's port that answers while this state directory runs no process for it:
-    whose it is, as far as this user can see, and what to do about it."""
+    """A chosen service's port held by another process than this state directory's service
+    (it runs none, or not the one listening): whose it is, as far as this user can see, and
+    what to do about it."""
 
     service: str
     port: int
@@ -158,7 +160,7 @@ def foreign(settings: HitoSettings, chosen: list[Service]) -> list[Taken]:
         if pid is not None and ports.holds(pid, where[1]) is not False:
             continue
         found = ports.holders(where[1])
-        whose, advice = _whose(svc, settings, found[0] if found else None)
+        whose, advice = _whose(settings, found[0] if found else None)
         out.append(Taken(svc.name, where[1], whose, advice))
     return out
 
@@ -187,7 +189,11 @@ def _refusal(settings: HitoSettings, taken: list[Taken], done: str) -> str:
     )
 
 
-def _whose(svc: Service, settings: HitoSettings, found: ports.Holder | None) -> tuple[str, str]:
+# Every service's name, which is its data directory's: a cluster's nodes too (at most 5).
+_SERVICE_NAMES = {svc.name for svc in SERVICES} | {f"kafka-{n}" for n in range(2, 6)}
+
+
+def _whose(settings: HitoSettings, found: ports.Holder | None) -> tuple[str, str]:
     if found is None:
         return (
             "a process this user cannot see (another user's, or a container's)",
@@ -196,27 +202,26 @@ def _whose(svc: Service, settings: HitoSettings, found: ports.Holder | None) -> 
     name = f"pid {found.pid} ({found.command})"
     if found.container:
         return (f"{name}, in a container", "Stop it (`docker compose down` for the compose stack)")
-    other = None
-    if found.cwd is not None and found.cwd.name == svc.data_dir(settings).name:
-        other = found.cwd.parent  # hito up starts each service in its data directory
-    if other is None:
+    # hito up starts each service in its data directory, <state dir>/<service name>.
+    if found.cwd is None or found.cwd.name not in _SERVICE_NAMES:
         return (f"{name}, working directory {found.cwd or '?'}", f"Stop pid {found.pid}")
+    other, held_by = found.cwd.parent, Service(found.cwd.name, "")
     # A service its stack has lost track of: `hito down` there would not stop it.
     if other == settings.state_dir.resolve():
-        pid_path = svc.files(settings).pid_path
+        pid_path = held_by.files(settings).pid_path
         lost = "is gone" if not pid_path.exists() else "names another process"
         return (
-            f"{name}: this state directory's {svc.name}, whose pid file {pid_path} {lost}",
+            f"{name}: this state directory's {held_by.name}, whose pid file {pid_path} {lost}",
             f"Stop it: `kill {found.pid}`",
         )
-    theirs = svc.files(settings.model_copy(update={"state_dir": other})).pid_path
+    theirs = held_by.files(settings.model_copy(update={"state_dir": other})).pid_path
     if not theirs.exists():
         return (
-            f"{name}: the {svc.name} of the stack in {other}, whose pid file {theirs} is gone",
+            f"{name}: the {held_by.name} of the stack in {other}, whose pid file {theirs} is gone",
             f"Stop it: `kill {found.pid}`",
         )
     return (
-        f"{name}: the {svc.name} of the stack in {other}",
+        f"{name}: the {held_by.name} of the stack in {other}",
         f"Stop that stack: `HITO_STATE_DIR={other} hito down`",
     )
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 import os
 import stat
 from collections.abc import Iterator
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -262,6 +263,42 @@ def test_an_append_already_partly_sent_is_never_cut_as_unfinished(
     again.append([rec(2)])
     again.close()
     assert seqs(opened(folder, clock)) == [1, 2]
+
+
+def test_only_the_newest_segment_can_hold_an_unfinished_append(folder: Path, clock: Clock) -> None:
+    """An older segment's appends all returned (a newer segment exists only for a later
+    append): damage to an append's last record there loses that record only, as before the
+    batch flag; the whole records before it are still sent."""
+    box = opened(folder, clock, segment_bytes=1)  # every append opens a new segment
+    box.append([rec(0), rec(1), rec(2)])
+    box.append([rec(3)])
+    box.close()
+    older, _newer = sorted(folder.glob("*.seg"))
+    data = bytearray(older.read_bytes())
+    data[-1] ^= 0xFF  # seq 2, the first append's last record
+    older.write_bytes(bytes(data))
+    again = opened(folder, clock, segment_bytes=1)
+    assert seqs(again) == [0, 1, 3]
+    (problem,) = again.status().problems
+    assert "unreadable after offset" in problem and "unfinished append" not in problem
+
+
+def test_an_acknowledged_position_past_every_segment_keeps_their_seqs_used(
+    folder: Path, clock: Clock
+) -> None:
+    """acked.json past the newest segment (its files lost, or a hand-made state): every record
+    there was acknowledged, so none is cut as unfinished, and their seqs are never handed out
+    again (the pipeline would drop the new events as duplicates)."""
+    box = opened(folder, clock)
+    box.append([rec(0)])
+    box.close()
+    (segment,) = folder.glob("*.seg")
+    with segment.open("ab") as f:  # an append's first records, as a power cut leaves them
+        f.write(encode(replace(rec(1), more_in_batch=True)))
+        f.write(encode(replace(rec(2), more_in_batch=True)))
+    durable.write_json_atomic(folder / "acked.json", {"segment": 99, "offset": 0})
+    again = opened(folder, clock)
+    assert seqs(again) == [] and again.next_seq == 3
 
 
 def test_zeros_after_a_power_cut_are_a_torn_tail(folder: Path, clock: Clock) -> None:

@@ -111,3 +111,18 @@ def test_replicas_with_one_host_name_and_pid_each_find_their_own_marker(
     assert discovery.local_workers(settings) == ["127.0.0.1:9101"]
     other.unlink()  # that replica stops cleanly: it removes its own marker, not this one's
     assert mine.exists()
+
+
+def test_a_stale_marker_rewritten_since_it_was_read_is_kept(tmp_path: Path) -> None:
+    """A replica that took the dead one's name (same host, pid and port) between the probe's
+    read and its removal keeps its marker; one that cannot be removed stops nothing."""
+    marker = tmp_path / "worker.address"
+    marker.write_text("127.0.0.1:9101\npid_ns=pid:[1]\nstart_time=5\nboot_id=b\n")
+    read = "\n".join(marker.read_text().split())
+    marker.write_text("127.0.0.1:9101\npid_ns=pid:[1]\nstart_time=9\nboot_id=b\n")  # rewritten
+    discovery._remove_if_unchanged(marker, read)
+    assert marker.exists()
+    discovery._remove_if_unchanged(marker, "\n".join(marker.read_text().split()))
+    assert not marker.exists()
+    (tmp_path / "a-directory").mkdir()
+    discovery._remove_if_unchanged(tmp_path / "a-directory", "")  # not removable: no error

@@ -27,7 +27,6 @@ LISTENER = (
     "time.sleep(120)\n"
 )
 PAGER = next(s for s in SERVICES if s.name == "pager")
-KAFKA = next(s for s in SERVICES if s.name == "kafka")
 
 Listen = Callable[[Path], tuple[int, int]]
 
@@ -82,6 +81,7 @@ def test_the_holder_of_a_port_is_found_and_gone_once_it_stops(
 def test_up_refuses_another_stacks_service_and_names_that_stack(
     listen: Listen, tmp_path: Path
 ) -> None:
+    tmp_path = tmp_path.resolve()  # as the kernel names a working directory
     other = tmp_path / "other-state"
     pid, port = listen(other / "pager")  # how hito up starts a service: in its data dir
     (other / "run").mkdir()
@@ -115,6 +115,13 @@ def test_up_refuses_another_stacks_service_and_names_that_stack(
             "this state directory's pager, whose pid file {tmp}/mine/run/pager.pid is gone",
             "Stop it: `kill {pid}`.",
         ),
+        # Another stack's service of another name: a cluster's node 2 on this pager's port.
+        (
+            "other-state/kafka-2",
+            "the kafka-2 of the stack in {tmp}/other-state, whose pid file "
+            "{tmp}/other-state/run/kafka-2.pid is gone",
+            "Stop it: `kill {pid}`.",
+        ),
         # Not a Hito service at all.
         ("elsewhere", "", "Stop pid {pid}."),
     ],
@@ -122,6 +129,7 @@ def test_up_refuses_another_stacks_service_and_names_that_stack(
 def test_up_names_who_holds_the_port_and_what_stops_it(
     listen: Listen, tmp_path: Path, works_in: str, says: str, advice: str
 ) -> None:
+    tmp_path = tmp_path.resolve()  # as the kernel names a working directory
     pid, port = listen(tmp_path / works_in)
     settings = HitoSettings(state_dir=tmp_path / "mine", pager_port=port)
     holder = f"pid {pid} ({Path(sys.executable).name})"
@@ -135,6 +143,7 @@ def test_up_names_who_holds_the_port_and_what_stops_it(
 def test_a_port_held_by_another_process_than_the_pid_files_is_foreign(
     listen: Listen, tmp_path: Path
 ) -> None:
+    tmp_path = tmp_path.resolve()  # as the kernel names a working directory
     settings = HitoSettings(state_dir=tmp_path / "mine")
     files = PAGER.files(settings)
     # This stack's pager runs (its pid file is right) but does not listen; another does.
@@ -289,9 +298,22 @@ def test_holders_and_holds_read_the_proc_tree(tmp_path: Path) -> None:
     assert ports.holds(99, 19092, proc) is None  # no such process: cannot tell
     assert ports.holders(19093, proc) == []
     whose, advice = manager._whose(
-        KAFKA, HitoSettings(state_dir=tmp_path / "mine"), ports.holders(19092, proc)[0]
+        HitoSettings(state_dir=tmp_path / "mine"), ports.holders(19092, proc)[0]
     )
     assert (whose, advice) == (
         "pid 41 (java), in a container",
         "Stop it (`docker compose down` for the compose stack)",
     )
+
+
+@pytest.mark.parametrize(
+    ("url", "address"),
+    [
+        ("kafka://127.0.0.1:19092", ("127.0.0.1", 19092)),
+        ("http://[::1]:19090", ("::1", 19090)),
+        ("kafka://::1:19092", ("::1", 19092)),  # KafkaNode.url: host:port, unbracketed
+        ("http://localhost", None),  # no port: nothing to check
+    ],
+)
+def test_a_services_address_is_read_from_its_url(url: str, address: tuple[str, int] | None) -> None:
+    assert manager._address(url) == address
