@@ -81,7 +81,9 @@ def mark_local(settings: HitoSettings, address: str) -> Path:
     path = local_marker(settings, address)
     path.parent.mkdir(parents=True, exist_ok=True)
     me = process.identity(os.getpid())
-    write_private(path, f"{address}\npid_ns={_pid_namespace()}\n{me.lines() if me else ''}")
+    write_private(
+        path, f"{address}\npid_ns={process.pid_namespace() or ''}\n{me.lines() if me else ''}"
+    )
     return path
 
 
@@ -91,7 +93,7 @@ def local_workers(settings: HitoSettings) -> list[str]:
     namespace naming a dead pid, or a pid now naming another process, are removed."""
     out = []
     pattern = f"worker-{socket.gethostname()}-*.address"
-    here = _pid_namespace()
+    here = process.pid_namespace() or ""
     for path in sorted((settings.state_dir / "run").glob(pattern)):
         try:
             lines = path.read_text().split()
@@ -126,11 +128,3 @@ def _remove_if_unchanged(path: Path, read: str) -> None:
             path.unlink()
     except OSError:
         pass
-
-
-def _pid_namespace() -> str:
-    """This process's pid namespace ("pid:[4026531836]"): each container has its own."""
-    try:
-        return str(Path("/proc/self/ns/pid").readlink())
-    except OSError:
-        return ""

@@ -18,6 +18,8 @@ import socket
 from dataclasses import dataclass
 from pathlib import Path
 
+from hito.stack import process
+
 _LISTEN = "0A"  # the socket state "listen" in /proc/net/tcp
 
 
@@ -47,7 +49,7 @@ def holds(pid: int, port: int, proc: Path = Path("/proc")) -> bool | None:
     """Whether process ``pid`` holds the socket listening on TCP ``port``; None when that
     cannot be told (its descriptors are not readable, or no listening socket is listed). A
     look at one process: `hito up` asks it of every running service."""
-    sockets = {f"socket:[{inode}]" for inode in _listening_inodes(port, proc)}
+    sockets = _listening_sockets(port, proc)
     if not sockets:
         return None
     try:
@@ -68,7 +70,7 @@ def holders(port: int, proc: Path = Path("/proc")) -> list[Holder]:
     """The processes of this user holding a socket that listens on TCP ``port`` (any
     address: one on 127.0.0.1 and another on ::1 are both listed), in pid order; empty when
     there is none this user can see (another user's, a container's, or no /proc)."""
-    sockets = {f"socket:[{inode}]" for inode in _listening_inodes(port, proc)}
+    sockets = _listening_sockets(port, proc)
     if not sockets:
         return []
     out = []
@@ -82,8 +84,9 @@ def holders(port: int, proc: Path = Path("/proc")) -> list[Holder]:
     return out
 
 
-def _listening_inodes(port: int, proc: Path) -> set[str]:
-    inodes = set()
+def _listening_sockets(port: int, proc: Path) -> set[str]:
+    """What a descriptor of a socket listening on ``port`` links to: ``socket:[<inode>]``."""
+    sockets = set()
     for table in ("tcp", "tcp6"):
         try:
             rows = (proc / "net" / table).read_text().splitlines()[1:]
@@ -95,8 +98,8 @@ def _listening_inodes(port: int, proc: Path) -> set[str]:
             if len(fields) > 9 and fields[3] == _LISTEN:
                 local_port = fields[1].rpartition(":")[2]
                 if int(local_port, 16) == port:
-                    inodes.add(fields[9])
-    return inodes
+                    sockets.add(f"socket:[{fields[9]}]")
+    return sockets
 
 
 def _describe(entry: Path) -> Holder:
@@ -109,7 +112,7 @@ def _describe(entry: Path) -> Holder:
         cwd: Path | None = (entry / "cwd").readlink()
     except OSError:
         cwd = None
-    own = _link(entry.parent / "self" / "ns" / "pid")
-    theirs = _link(entry / "ns" / "pid")
+    own = process.pid_namespace("self", entry.parent)
+    theirs = process.pid_namespace(entry.name, entry.parent)
     container = own is not None and theirs is not None and own != theirs
     return Holder(pid=int(entry.name), command=command, cwd=cwd, container=container)

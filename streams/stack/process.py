@@ -26,6 +26,7 @@ __all__ = [
     "ProcessIdentity",
     "exclusive_lock",
     "identity",
+    "pid_namespace",
     "read_pid",
     "running",
     "start",
@@ -56,6 +57,15 @@ class ProcessIdentity:
 
     def lines(self) -> str:
         return f"start_time={self.start_time}\nboot_id={self.boot_id}\n"
+
+
+def pid_namespace(pid: int | str = "self", proc: Path = Path("/proc")) -> str | None:
+    """The pid namespace of ``pid`` ("pid:[4026531836]"; each container has its own), or None
+    when it cannot be read (gone, or another user's)."""
+    try:
+        return str((proc / str(pid) / "ns" / "pid").readlink())
+    except OSError:
+        return None
 
 
 def identity(pid: int) -> ProcessIdentity | None:
