@@ -134,9 +134,9 @@ class Deliveries:
         except asyncio.CancelledError as exc:
             if stopping():
                 raise
-            return exc  # cancelled by the client, not a stop: sent again
+            return without_traceback(exc)  # cancelled by the client, not a stop: sent again
         except Exception as exc:
-            return exc
+            return without_traceback(exc)
         return None
 
 
@@ -161,5 +161,17 @@ def _outcome(done: asyncio.Future[Any]) -> Any:
     return done.exception() or done.result()
 
 
-async def _failed(exc: BaseException) -> Any:
-    raise exc
+def without_traceback(exc: BaseException) -> BaseException:
+    """``exc``, to be kept past its ``except`` block, without its traceback: the traceback
+    holds the frames the error went through, and a frame that holds the error (a local, or a
+    future that carries it) closes a reference cycle, freed only by a full collection, minutes
+    apart in a worker (``hito.pipeline.heap``). One per failed record: during a Kafka outage,
+    every record of every retry. Errors kept are only logged by ``repr``."""
+    return exc.with_traceback(None)
+
+
+def _failed(exc: BaseException) -> asyncio.Future[Any]:
+    """A future that failed with ``exc`` (for a send that raised instead of returning one)."""
+    failed: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+    failed.set_exception(without_traceback(exc))
+    return failed

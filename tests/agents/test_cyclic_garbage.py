@@ -1,10 +1,14 @@
-"""The worker's steady path makes no cyclic garbage: ingest, aggregate and a publisher flush,
-round after round, free what they made by reference counting alone.
+"""The worker's common path makes no cyclic garbage: ingest, aggregate (windows evicted as
+they age) and publisher flushes of windows, counts and surge scores, round after round, free
+what they made by reference counting alone.
 
 Why it matters: the worker freezes its heap after start-up (``hito.pipeline.heap``), so full
 collections come minutes apart, and anything a cycle holds stays until then. CI r49's soak
 found one such cycle (the sink's narrowing was a closure that called itself, and kept each
-flush's lines): the RSS grew by 5-11 MB after warm-up, by when the first full collection came.
+flush's lines): the RSS grew by 5-11 MB after warm-up, depending on when the first full
+collection came. Kafka and InfluxDB are stand-ins here (``hito.pipeline.offline``); the
+failure paths (a send that fails or is refused, a batch the producer could not send, a write
+InfluxDB refuses) have tests of their own next to their code.
 """
 
 from __future__ import annotations

@@ -20,6 +20,7 @@ from typing import Any
 
 from aiokafka.errors import MessageSizeTooLargeError
 
+from hito.pipeline.delivery import without_traceback
 from hito.pipeline.output import Outgoing
 
 _KEY_CACHE_MAX = 100_000  # (topic, key) -> partition entries kept (sites: a few dozen)
@@ -77,7 +78,8 @@ class BatchSend:
             try:
                 delivered = await producer.send_batch(builder, topic, partition=partition)
             except Exception as exc:
-                promised.set_exception(exc)
+                # (this frame holds the builders and their futures: not the traceback too)
+                promised.set_exception(without_traceback(exc))
                 continue
             delivered.add_done_callback(lambda done, p=promised: _copy(done, p))
 

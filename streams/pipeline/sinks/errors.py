@@ -109,12 +109,14 @@ async def _refused_among(
     write: Callable[[Sequence[str]], Awaitable[None]],
     budget: list[int],
 ) -> list[tuple[str, PermanentSinkError]]:
-    """The groups of ``part`` refused on their own, by halving within ``budget`` writes.
+    """The groups of ``part`` refused on their own, found by writing halves; each halving
+    spends two writes of the shared ``budget`` (the first write is not counted).
 
     A function of the module, not a closure of the flush: a closure that calls itself holds
-    itself through its own cell, a reference cycle that kept every flush's lines (about 1 KB
-    an event) alive until a full garbage collection, minutes apart: the soak test's worker
-    grew by 5-11 MB after its warm-up, then fell back at the collection (CI r49)."""
+    itself through its own cell, a reference cycle that kept every flush's lines alive until a
+    full garbage collection (the flush awaits InfluxDB, so by then the cycle was old), minutes
+    apart in a worker (``hito.pipeline.heap``). The soak test's worker grew by 5-11 MB after
+    its warm-up, about 1 KB an event at its rate, then fell back at the collection (CI r49)."""
     try:
         await write(part)
         return []

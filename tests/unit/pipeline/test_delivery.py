@@ -5,8 +5,12 @@ refusals are reported once. What the broker refuses is shown on the real broker
 from __future__ import annotations
 
 import asyncio
+import gc
+import logging
+import weakref
 from typing import Any
 
+import pytest
 from aiokafka.errors import KafkaTimeoutError, MessageSizeTooLargeError, NotLeaderForPartitionError
 
 from hito.pipeline.delivery import Deliveries
@@ -144,3 +148,58 @@ def test_a_stop_of_one_task_leaves_a_shared_produce_alone() -> None:
     cancelled, refused = asyncio.run(scenario())
     assert not cancelled and refused == []
     assert attempts == [b"a", b"b"]  # nothing sent again
+
+
+class _FailingOnce:
+    """A Send that fails the way ``how`` says for its first record (or every one, for a
+    refusal), each time with a new error (an error the test kept would keep what its
+    traceback reaches)."""
+
+    def __init__(self, how: str) -> None:
+        self.how = how
+        self.calls = 0
+
+    async def __call__(self, record: Outgoing) -> Any:
+        self.calls += 1
+        future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        if self.how == "raises" and self.calls == 1:
+            raise KafkaTimeoutError()  # no future at all: the producer gave up at once
+        if self.how == "refused":
+            future.set_exception(MessageSizeTooLargeError())  # the broker's answer, twice
+        elif self.how == "fails" and self.calls == 1:
+            future.set_exception(NotLeaderForPartitionError())
+        else:
+            future.set_result(None)
+        return future
+
+    async def flush(self) -> None:
+        return None
+
+
+@pytest.mark.parametrize(("how", "refused"), [("raises", 0), ("fails", 0), ("refused", 1)])
+def test_a_failed_send_leaves_no_reference_cycle_behind(how: str, refused: int) -> None:
+    """A failed record's error, kept for the retry or the refusal, is kept without the frames
+    it went through: a frame holding the future that holds the error is a cycle, which kept
+    the batch's Deliveries (and its records) until a full collection, minutes apart in a
+    worker. During a Kafka outage, one per record per retry."""
+
+    async def scenario() -> tuple[weakref.ref[Deliveries], int]:
+        deliveries = Deliveries(_FailingOnce(how), first_backoff_s=0.001)
+        watch = weakref.ref(deliveries)
+        await deliveries.add("t", None, b"x")
+        count = len(await deliveries.wait())
+        del deliveries
+        return watch, count
+
+    loop = asyncio.new_event_loop()
+    gc.collect()
+    gc.disable()
+    logging.disable(logging.CRITICAL)  # a log record would keep the error (pytest keeps them)
+    try:
+        watch, count = loop.run_until_complete(scenario())
+        assert count == refused
+        assert watch() is None
+    finally:
+        logging.disable(logging.NOTSET)
+        gc.enable()
+        loop.close()

@@ -282,8 +282,7 @@ def test_a_permanent_refusal_before_the_writes_refuses_every_group_without_narro
 
 
 class _Writer:
-    """A write that can be watched for when it is freed (a closure cannot be weakly
-    referenced)."""
+    """A write the test watches (weakly) for when it is freed."""
 
     def __init__(self, refuse: Callable[[], Exception] | None) -> None:
         self.refuse = refuse  # made anew at each raise: an exception held here is a cycle
