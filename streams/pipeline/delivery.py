@@ -22,7 +22,7 @@ import asyncio
 import logging
 from collections.abc import Awaitable, Coroutine, Iterable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeVar
 
 from aiokafka.errors import (
     InvalidTimestampError,
@@ -43,6 +43,9 @@ REFUSED_RECORD_ERRORS: tuple[type[BaseException], ...] = (
     InvalidTimestampError,
     UnsupportedForMessageFormatError,
 )
+
+
+_E = TypeVar("_E", bound=BaseException)
 
 
 @dataclass(frozen=True)
@@ -161,7 +164,7 @@ def _outcome(done: asyncio.Future[Any]) -> Any:
     return done.exception() or done.result()
 
 
-def without_traceback(exc: BaseException) -> BaseException:
+def without_traceback(exc: _E) -> _E:
     """``exc``, to be kept past its ``except`` block, without its traceback: the traceback
     holds the frames the error went through, and a frame that holds the error (a local, or a
     future that carries it) closes a reference cycle, freed only by a full collection, minutes

@@ -23,6 +23,8 @@ import logging
 from collections.abc import Awaitable, Callable, Sequence
 from enum import Enum
 
+from hito.pipeline.delivery import without_traceback
+
 log = logging.getLogger(__name__)
 
 # Writes a permanent refusal may take to find the groups refused: one bad group among 1,000
@@ -87,7 +89,8 @@ async def write_or_dead_letter(
             await before()
         refused = await _refused_among(list(groups), write, [NARROWING_WRITES])
     except PermanentSinkError as exc:  # from ``before`` (the narrowing keeps its own)
-        refused = [(group, exc) for group in groups]
+        # (``refused`` is a local of this frame, which the traceback holds: kept without it)
+        refused = [(group, without_traceback(exc)) for group in groups]
     except RetryableSinkError as exc:
         log.warning("InfluxDB write of %s deferred: %s", what, exc)
         return Outcome.DEFERRED

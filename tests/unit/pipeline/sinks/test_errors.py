@@ -292,16 +292,23 @@ class _Writer:
             raise self.refuse()
 
 
+def _refused() -> Exception:
+    return PermanentSinkError(422, "field type conflict")
+
+
 @pytest.mark.parametrize(
-    "refuse",
+    ("refuse", "refuse_before"),
     [
-        None,
-        lambda: RetryableSinkError("down"),
-        lambda: PermanentSinkError(422, "field type conflict"),
+        (None, None),
+        (lambda: RetryableSinkError("down"), None),
+        (_refused, None),
+        (None, _refused),
     ],
-    ids=["written", "deferred", "dead_lettered"],
+    ids=["written", "deferred", "dead_lettered", "refused_before_the_writes"],
 )
-def test_a_flush_leaves_no_reference_cycle_behind(refuse: Callable[[], Exception] | None) -> None:
+def test_a_flush_leaves_no_reference_cycle_behind(
+    refuse: Callable[[], Exception] | None, refuse_before: Callable[[], Exception] | None
+) -> None:
     """Whatever the outcome, a flush's write (and the lines it reaches) is freed as soon as
     the flush returns, by reference counting alone: a cycle would keep every flush's lines
     until a full collection, minutes later (the soak's worker grew by 5-11 MB)."""
@@ -312,7 +319,14 @@ def test_a_flush_leaves_no_reference_cycle_behind(refuse: Callable[[], Exception
     async def scenario() -> weakref.ref[_Writer]:
         write = _Writer(refuse)
         watch = weakref.ref(write)
-        await write_or_dead_letter(["a", "b", "c"], write, what="w", dead_letter=dead_letter)
+        before = _Writer(refuse_before)
+        await write_or_dead_letter(
+            ["a", "b", "c"],
+            write,
+            what="w",
+            dead_letter=dead_letter,
+            before=lambda: before([]),
+        )
         del write
         return watch
 
