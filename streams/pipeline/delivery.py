@@ -169,7 +169,7 @@ def without_traceback(exc: _E) -> _E:
     holds the frames the error went through, and a frame that holds the error (a local, or a
     future that carries it) closes a reference cycle, freed only by a full collection, minutes
     apart in a worker (``hito.pipeline.heap``). One per failed record: during a Kafka outage,
-    every record of every retry. Errors kept are only logged by ``repr``."""
+    every record of every retry. Errors kept are only logged by ``repr`` or named by type."""
     return exc.with_traceback(None)
 
 
