@@ -75,27 +75,27 @@ def rounds(runtime: Runtime) -> tuple[list[tuple[int, int, int]], Counter[str]]:
         clock=lambda: clock[0],
     )
     messages = fleet.messages()
-    offsets: dict[str, int] = {}
+    offsets: dict[str, int] = {}  # per topic: the next offset (topics are hole-free)
     handled: list[tuple[int, int, int]] = []  # per round: raw events, clean events, lines
+
+    def batches(records: list[Any]) -> list[Any]:
+        """Lane batches, each topic's offsets following on from the last round's."""
+        out = []
+        for topic, group in itertools.groupby(sorted(records, key=lambda r: r[0]), lambda r: r[0]):
+            listed = list(group)  # (sorted() keeps each topic's order)
+            first = offsets.get(topic, 0)
+            offsets[topic] = first + len(listed)
+            out += lane_batches(worker.lanes, listed, first_offset=first)
+        return out
 
     async def one_round(n: int, ingest: Any, aggregate: Any) -> None:
         clock[0] = START + timedelta(minutes=4 * n, seconds=30)
-        # By topic (each topic's order kept): a lane batch holds one partition's records.
-        raw = sorted(
-            ((m.topic, m.key, m.value, None) for m in itertools.islice(messages, EVENTS)),
-            key=lambda r: r[0],
-        )
-        first = offsets.get("raw", 0)
-        offsets["raw"] = first + len(raw)
-        raw_outcomes = await put_all(ingest, lane_batches(worker.lanes, raw, first_offset=first))
-        clean = sorted(
-            ((r.topic, r.key, r.value, r.headers) for r in send.starting("hito.clean.")),
-            key=lambda r: r[0],
-        )
+        raw = [(m.topic, m.key, m.value, None) for m in itertools.islice(messages, EVENTS)]
+        raw_outcomes = await put_all(ingest, batches(raw))
+        clean = [(r.topic, r.key, r.value, r.headers) for r in send.starting("hito.clean.")]
         send.sent.clear()
-        first = offsets.get("clean", 0)
-        offsets["clean"] = first + len(clean)
-        counted = await put_all(aggregate, lane_batches(worker.lanes, clean, first_offset=first))
+        counted = await put_all(aggregate, batches(clean))
+        send.sent.clear()
         await worker.publisher.flush({0})
         handled.append((len(raw_outcomes), counted.count("counted"), len(written)))
         written.clear()
