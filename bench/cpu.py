@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import os
 import resource
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -106,16 +107,19 @@ def own_cpu_s(proc: Path = PROC) -> float:
     on the 2026-12-06 machine: counted, the later reading's scan fell inside the span two
     readings measure, and 3 ms of work read as 8.4. The harness's readings of Hito's workers
     (``tree_cpu_s``) cost the harness, not the workers, so no contender pays for its measuring.
+    The cost is the calling thread's CPU (``thread_time``), not the process's: the Quix peer
+    reads at every InfluxDB write while librdkafka's threads work, and their CPU is its work.
     """
     global _reading_cost_s
     before = _rusage_s()
+    scan_started = time.thread_time()
     pid = os.getpid()
     me = parse_stat((proc / str(pid) / "stat").read_text())
     stats = _stats(proc)
     stats[pid] = me
     live_descendants = (tree_ticks(pid, stats) - me.ticks) / CLK_TCK
     reading = before - _reading_cost_s + live_descendants
-    _reading_cost_s += _rusage_s() - before
+    _reading_cost_s += time.thread_time() - scan_started
     return reading
 
 

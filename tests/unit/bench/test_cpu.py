@@ -6,6 +6,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -107,6 +108,26 @@ def test_readings_do_not_count_their_own_scan_of_proc() -> None:
     spent = own_cpu_s() - before
     assert spent < 0.002, spent
     assert reading_cost_s() > cost_before  # the scans did cost: they were left out
+
+
+def test_another_threads_work_during_the_readings_still_counts() -> None:
+    # The Quix peer reads at every write while librdkafka's threads work: only the reading
+    # thread's own scan is left out, not what the process's other threads did meanwhile.
+    burnt = threading.Event()
+
+    def burn() -> None:
+        start = time.thread_time()
+        while time.thread_time() - start < 0.3:
+            pass
+        burnt.set()
+
+    worker = threading.Thread(target=burn)
+    before = own_cpu_s()
+    worker.start()
+    while not burnt.is_set():
+        own_cpu_s()  # the main thread does nothing but read
+    worker.join()
+    assert own_cpu_s() - before >= 0.3
 
 
 def test_us_per_event() -> None:
