@@ -12,8 +12,8 @@ where the dropped records began (GaplessConsumer._keep_changelog_positions), so 
 ends without the recovery watch, and the state stays whole.
 
 The hooks make the race likely, not certain: in CI r59 the first takeover's recovery read its
-changelogs with no record fetched across its seek (KEPT absent, the recovery ended in 0.13 s,
-the state whole), after passing in every CI run before. A takeover that did not provoke the
+changelogs with no record fetched across its seek (KEPT absent, the recovery done in 0.13 s,
+no re-read by the watch), after passing in every CI run before. A takeover that did not provoke the
 race shows nothing either way, so the second worker joins and stops again, up to TAKEOVERS
 times, until one does; every takeover's recovery must end without the watch."""
 
