@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # Build Hito's wheel from a source tree with the locked build backend (no build isolation:
 # setuptools and wheel come from lock/build.txt, hashes checked). The Dockerfile's build
-# stage runs exactly this; so do `make image-check` (infra/image/check.sh) and the packaging test
-# (tests/integration/packaging/test_wheel.py, which is how CI builds it).
+# stage runs exactly this; so do `make image-check` (infra/image/check.sh) and the packaging
+# test (tests/integration/packaging/test_wheel.py, which is how CI builds it).
 # Usage: build-wheel.sh <source-dir> <out-dir> [<python>]     -> <out-dir>/hito-<version>-*.whl
 set -euo pipefail
 src="$(cd "${1:?usage: build-wheel.sh <source-dir> <out-dir> [python]}" && pwd)"

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
-# The image's build, without a Docker engine (`make image-check`; CI checks the same in its test
-# command: tests/unit/infra/test_compose.py and tests/integration/packaging/test_wheel.py). In a clean
-# temporary directory:
+# The image's build, without a Docker engine (`make image-check`; CI checks the same in its
+# test command: tests/unit/infra/test_compose.py, tests/integration/packaging/test_wheel.py).
+# In a clean temporary directory:
 #   1. every file and folder the Dockerfile COPYs exists, and .dockerignore keeps infra/dev out;
 #   2. the wheel builds from a clean copy of the tree (the files git knows) with the locked
 #      build backend (infra/image/build-wheel.sh, the Dockerfile's build stage);

@@ -13,9 +13,9 @@ ends without the recovery watch, and the state stays whole.
 
 The hooks make the race likely, not certain: in CI r59 the first takeover's recovery read its
 changelogs with no record fetched across its seek (KEPT absent, the recovery done in 0.13 s,
-no re-read by the watch), after passing in every CI run before. A takeover that did not provoke the
-race shows nothing either way, so the second worker joins and stops again, up to TAKEOVERS
-times, until one does; every takeover's recovery must end without the watch."""
+no re-read by the watch), after passing in every CI run before. A takeover that did not
+provoke the race shows nothing either way, so the second worker joins and stops again, up to
+TAKEOVERS times, until one does; every takeover's recovery must end without the watch."""
 
 from __future__ import annotations
 
@@ -62,8 +62,8 @@ def test_changelog_records_fetched_across_a_recovery_seek_are_read_again(
         first.wait_ready()
         for takeover in range(TAKEOVERS):
             # Each join and each stop of the second worker is one rebalance of the first.
-            log_name = f"second-{takeover}.log"
-            second = WorkerProcess.start(settings, app_id, PORTS[1], tmp_path / log_name)
+            second_log = tmp_path / f"second-{takeover}.log"
+            second = WorkerProcess.start(settings, app_id, PORTS[1], second_log)
             second.wait_ready(timeout_s=90)
             _wait_for_log(first, READY, 2 + 2 * takeover)
             if takeover == 0:
